@@ -1,0 +1,126 @@
+//! The typed messages. Each variant documents when it is valid.
+
+use serde::{Deserialize, Serialize};
+
+/// The first frame on every stream the host opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stream", rename_all = "snake_case")]
+pub enum StreamOpen {
+    /// Control messages follow: [`HostMessage`] from the host, [`GuestMessage`] back.
+    Control,
+    /// Raw bytes of one standard stream of the process `exec_id`. The host opens these
+    /// *before* it sends the [`HostMessage::Exec`] that names them.
+    Stdio { exec_id: u64, fd: StdioFd },
+}
+
+/// Which standard stream a [`StreamOpen::Stdio`] stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioFd {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+/// Messages from the host on a control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMessage {
+    /// Must be the first message on a control stream; answered by `HelloAck` or an `Error`
+    /// of kind `VersionMismatch` (then the guest closes the stream).
+    Hello { version: u32, client: String },
+    /// Starts a process directly in the guest. Valid after `Hello`. The stdio streams it
+    /// names (stdout and stderr always, stdin when `spec.stdin`) must already be open.
+    /// Answered by `Started` then `Exited`, or by one `Error` carrying `exec_id`.
+    Exec { exec_id: u64, spec: ExecSpec },
+    /// Sends a signal to a process started by `Exec`; ignored once it has exited.
+    Signal { exec_id: u64, signal: i32 },
+    /// Liveness check; answered by `Pong` with the same nonce.
+    Ping { nonce: u64 },
+    /// Ends every process, syncs the disks and powers the VM off. Answered by `PoweringOff`.
+    PowerOff,
+}
+
+/// What to run for [`HostMessage::Exec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// Program and arguments; the program is looked up in `PATH` when it has no `/`.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` entries added to the guest's default environment.
+    pub env: Vec<String>,
+    /// Working directory; `/` when absent.
+    pub cwd: Option<String>,
+    /// Whether a stdin stream is attached; without one the process reads `/dev/null`.
+    pub stdin: bool,
+}
+
+/// Messages from the guest on a control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GuestMessage {
+    /// Answer to `Hello`: the protocol version spoken and what the guest is.
+    HelloAck {
+        version: u32,
+        agent: String,
+        kernel_release: String,
+    },
+    /// The process of `exec_id` is running as `pid`.
+    Started { exec_id: u64, pid: u32 },
+    /// The process of `exec_id` has ended; every byte of its output has been sent.
+    Exited { exec_id: u64, status: ExitStatus },
+    /// A request failed. `exec_id` is set when the failed request was about a process.
+    Error {
+        exec_id: Option<u64>,
+        kind: ErrorKind,
+        message: String,
+    },
+    /// Answer to `Ping`.
+    Pong { nonce: u64 },
+    /// Answer to `PowerOff`: the VM is going down.
+    PoweringOff,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The exit code a shell (and Docker) reports: the code, or 128 + signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Classes of failure, so the host can map them to Docker's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The command was not found (exit code 127).
+    NotFound,
+    /// The command exists but cannot be invoked (exit code 126).
+    CannotInvoke,
+    /// The request was malformed or not valid now.
+    BadRequest,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// Anything else that went wrong in the guest.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Docker's exit code for a failure of this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::NotFound => 127,
+            ErrorKind::CannotInvoke => 126,
+            _ => 125,
+        }
+    }
+}

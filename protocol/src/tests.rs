@@ -1,0 +1,99 @@
+use super::*;
+use proptest::prelude::*;
+
+fn arb_exec_spec() -> impl Strategy<Value = ExecSpec> {
+    (
+        prop::collection::vec(".*", 0..4),
+        prop::collection::vec(".*", 0..4),
+        prop::option::of(".*"),
+        any::<bool>(),
+    )
+        .prop_map(|(argv, env, cwd, stdin)| ExecSpec { argv, env, cwd, stdin })
+}
+
+fn arb_host_message() -> impl Strategy<Value = HostMessage> {
+    prop_oneof![
+        (any::<u32>(), ".*").prop_map(|(version, client)| HostMessage::Hello { version, client }),
+        (any::<u64>(), arb_exec_spec()).prop_map(|(exec_id, spec)| HostMessage::Exec { exec_id, spec }),
+        (any::<u64>(), any::<i32>()).prop_map(|(exec_id, signal)| HostMessage::Signal { exec_id, signal }),
+        any::<u64>().prop_map(|nonce| HostMessage::Ping { nonce }),
+        Just(HostMessage::PowerOff),
+    ]
+}
+
+fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
+    let status = prop_oneof![
+        any::<i32>().prop_map(ExitStatus::Code),
+        any::<i32>().prop_map(ExitStatus::Signal)
+    ];
+    let kind = prop_oneof![
+        Just(ErrorKind::NotFound),
+        Just(ErrorKind::CannotInvoke),
+        Just(ErrorKind::BadRequest),
+        Just(ErrorKind::VersionMismatch),
+        Just(ErrorKind::Internal),
+    ];
+    prop_oneof![
+        (any::<u32>(), ".*", ".*").prop_map(|(version, agent, kernel_release)| GuestMessage::HelloAck {
+            version,
+            agent,
+            kernel_release
+        }),
+        (any::<u64>(), any::<u32>()).prop_map(|(exec_id, pid)| GuestMessage::Started { exec_id, pid }),
+        (any::<u64>(), status).prop_map(|(exec_id, status)| GuestMessage::Exited { exec_id, status }),
+        (prop::option::of(any::<u64>()), kind, ".*")
+            .prop_map(|(exec_id, kind, message)| GuestMessage::Error { exec_id, kind, message }),
+        any::<u64>().prop_map(|nonce| GuestMessage::Pong { nonce }),
+        Just(GuestMessage::PoweringOff),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn host_messages_round_trip(msg in arb_host_message()) {
+        let frame = encode(&msg).unwrap();
+        let mut dec = FrameDecoder::new();
+        dec.push(&frame);
+        prop_assert_eq!(dec.next::<HostMessage>().unwrap(), Some(msg));
+        prop_assert_eq!(dec.next::<HostMessage>().unwrap(), None);
+    }
+
+    #[test]
+    fn guest_messages_round_trip_split_anywhere(msg in arb_guest_message(), cut in any::<prop::sample::Index>()) {
+        let frame = encode(&msg).unwrap();
+        let cut = cut.index(frame.len());
+        let mut dec = FrameDecoder::new();
+        dec.push(&frame[..cut]);
+        prop_assert_eq!(dec.next::<GuestMessage>().unwrap(), None);
+        dec.push(&frame[cut..]);
+        prop_assert_eq!(dec.next::<GuestMessage>().unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn decoder_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let mut dec = FrameDecoder::new();
+        dec.push(&bytes);
+        let _ = dec.next::<HostMessage>();
+    }
+}
+
+#[test]
+fn oversized_header_is_refused() {
+    let err = decode_header(((MAX_FRAME_LEN + 1) as u32).to_be_bytes()).unwrap_err();
+    assert!(matches!(err, FrameError::TooLarge(n) if n == MAX_FRAME_LEN + 1));
+}
+
+#[test]
+fn stream_open_has_a_stable_json_shape() {
+    let json = serde_json::to_string(&StreamOpen::Stdio { exec_id: 7, fd: StdioFd::Stderr }).unwrap();
+    assert_eq!(json, r#"{"stream":"stdio","exec_id":7,"fd":"stderr"}"#);
+}
+
+#[test]
+fn exit_status_maps_signals_like_a_shell() {
+    assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+    assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+    assert_eq!(ErrorKind::NotFound.exit_code(), 127);
+    assert_eq!(ErrorKind::CannotInvoke.exit_code(), 126);
+    assert_eq!(ErrorKind::Internal.exit_code(), 125);
+}
