@@ -1,1 +1,5 @@
-fn main() {}
+//! `berth-init`: PID 1 of the berth guest, and the agent that serves the host.
+
+fn main() {
+    std::process::exit(berth_guest::init::main());
+}

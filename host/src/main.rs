@@ -1,1 +1,15 @@
-fn main() {}
+//! `berth`: parse, run, print the whole error chain, map it to Docker's exit codes.
+
+fn main() {
+    let code = match berth::cli::parse() {
+        Ok(cli) => match berth::cli::run(cli) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("berth: {}", berth::error::chain(&e));
+                e.exit_code()
+            }
+        },
+        Err(code) => code,
+    };
+    std::process::exit(code);
+}

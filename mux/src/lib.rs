@@ -68,7 +68,11 @@ impl Session {
         let (open_tx, open_rx) = mpsc::channel(16);
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(conn, open_rx, inbound_tx));
-        Session { open_tx, inbound_rx, driver }
+        Session {
+            open_tx,
+            inbound_rx,
+            driver,
+        }
     }
 
     /// Opens a new stream to the peer.
@@ -195,7 +199,9 @@ mod tests {
 
         let mut s = client.open().await.unwrap();
         write_msg(&mut s, &StreamOpen::Control).await.unwrap();
-        write_msg(&mut s, &HostMessage::Ping { nonce: 9 }).await.unwrap();
+        write_msg(&mut s, &HostMessage::Ping { nonce: 9 })
+            .await
+            .unwrap();
         let bulk = vec![7u8; 1 << 20];
         let mut bulk_stream = client.open().await.unwrap();
         let sender = {

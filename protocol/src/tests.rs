@@ -8,14 +8,21 @@ fn arb_exec_spec() -> impl Strategy<Value = ExecSpec> {
         prop::option::of(".*"),
         any::<bool>(),
     )
-        .prop_map(|(argv, env, cwd, stdin)| ExecSpec { argv, env, cwd, stdin })
+        .prop_map(|(argv, env, cwd, stdin)| ExecSpec {
+            argv,
+            env,
+            cwd,
+            stdin,
+        })
 }
 
 fn arb_host_message() -> impl Strategy<Value = HostMessage> {
     prop_oneof![
         (any::<u32>(), ".*").prop_map(|(version, client)| HostMessage::Hello { version, client }),
-        (any::<u64>(), arb_exec_spec()).prop_map(|(exec_id, spec)| HostMessage::Exec { exec_id, spec }),
-        (any::<u64>(), any::<i32>()).prop_map(|(exec_id, signal)| HostMessage::Signal { exec_id, signal }),
+        (any::<u64>(), arb_exec_spec())
+            .prop_map(|(exec_id, spec)| HostMessage::Exec { exec_id, spec }),
+        (any::<u64>(), any::<i32>())
+            .prop_map(|(exec_id, signal)| HostMessage::Signal { exec_id, signal }),
         any::<u64>().prop_map(|nonce| HostMessage::Ping { nonce }),
         Just(HostMessage::PowerOff),
     ]
@@ -34,15 +41,24 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         Just(ErrorKind::Internal),
     ];
     prop_oneof![
-        (any::<u32>(), ".*", ".*").prop_map(|(version, agent, kernel_release)| GuestMessage::HelloAck {
-            version,
-            agent,
-            kernel_release
+        (any::<u32>(), ".*", ".*").prop_map(|(version, agent, kernel_release)| {
+            GuestMessage::HelloAck {
+                version,
+                agent,
+                kernel_release,
+            }
         }),
-        (any::<u64>(), any::<u32>()).prop_map(|(exec_id, pid)| GuestMessage::Started { exec_id, pid }),
-        (any::<u64>(), status).prop_map(|(exec_id, status)| GuestMessage::Exited { exec_id, status }),
-        (prop::option::of(any::<u64>()), kind, ".*")
-            .prop_map(|(exec_id, kind, message)| GuestMessage::Error { exec_id, kind, message }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(exec_id, pid)| GuestMessage::Started { exec_id, pid }),
+        (any::<u64>(), status)
+            .prop_map(|(exec_id, status)| GuestMessage::Exited { exec_id, status }),
+        (prop::option::of(any::<u64>()), kind, ".*").prop_map(|(exec_id, kind, message)| {
+            GuestMessage::Error {
+                exec_id,
+                kind,
+                message,
+            }
+        }),
         any::<u64>().prop_map(|nonce| GuestMessage::Pong { nonce }),
         Just(GuestMessage::PoweringOff),
     ]
@@ -85,7 +101,11 @@ fn oversized_header_is_refused() {
 
 #[test]
 fn stream_open_has_a_stable_json_shape() {
-    let json = serde_json::to_string(&StreamOpen::Stdio { exec_id: 7, fd: StdioFd::Stderr }).unwrap();
+    let json = serde_json::to_string(&StreamOpen::Stdio {
+        exec_id: 7,
+        fd: StdioFd::Stderr,
+    })
+    .unwrap();
     assert_eq!(json, r#"{"stream":"stdio","exec_id":7,"fd":"stderr"}"#);
 }
 

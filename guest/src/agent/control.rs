@@ -1,0 +1,167 @@
+//! One control stream: the handshake, then requests until the host closes it.
+
+use std::sync::Arc;
+
+use berth_mux::{read_msg, write_msg, Stream};
+use berth_protocol::{ErrorKind, GuestMessage, HostMessage, VERSION};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{exec, Agent, Connection};
+use crate::sys;
+
+/// A reply, with an optional acknowledgement once it has been written out.
+pub(super) struct Outgoing {
+    pub msg: GuestMessage,
+    pub written: Option<oneshot::Sender<()>>,
+}
+
+/// Where handlers send replies; a writer task owns the stream's write half.
+#[derive(Clone)]
+pub(super) struct Replies(mpsc::UnboundedSender<Outgoing>);
+
+impl Replies {
+    pub fn send(&self, msg: GuestMessage) {
+        let _ = self.0.send(Outgoing { msg, written: None });
+    }
+
+    /// Sends and waits until the message is on the wire (or the stream is gone).
+    pub async fn send_flushed(&self, msg: GuestMessage) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .0
+            .send(Outgoing {
+                msg,
+                written: Some(tx),
+            })
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn error(&self, exec_id: Option<u64>, kind: ErrorKind, message: impl Into<String>) {
+        self.send(GuestMessage::Error {
+            exec_id,
+            kind,
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            if let Err(e) = write_msg(&mut wr, &out.msg).await {
+                tracing::warn!("control stream write failed: {e}");
+                break;
+            }
+            if let Some(ack) = out.written {
+                let _ = ack.send(());
+            }
+        }
+    });
+    let replies = Replies(tx);
+
+    if handshake(&mut rd, &replies).await {
+        loop {
+            match read_msg::<_, HostMessage>(&mut rd).await {
+                Ok(Some(msg)) => handle(&agent, &conn, &replies, msg).await,
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream is out of sync after a bad frame: say why, then close it.
+                    replies.error(
+                        None,
+                        ErrorKind::BadRequest,
+                        format!("malformed request: {e}"),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    drop(replies);
+    let _ = writer.await;
+}
+
+async fn handshake<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, replies: &Replies) -> bool {
+    match read_msg::<_, HostMessage>(rd).await {
+        Ok(Some(HostMessage::Hello { version, client })) if version == VERSION => {
+            tracing::info!("host connected: {client}");
+            replies.send(GuestMessage::HelloAck {
+                version: VERSION,
+                agent: format!("berth-init {}", env!("CARGO_PKG_VERSION")),
+                kernel_release: sys::kernel_release(),
+            });
+            true
+        }
+        Ok(Some(HostMessage::Hello { version, .. })) => {
+            replies.error(
+                None,
+                ErrorKind::VersionMismatch,
+                format!("host speaks protocol {version}, this agent speaks {VERSION}"),
+            );
+            false
+        }
+        Ok(Some(other)) => {
+            replies.error(
+                None,
+                ErrorKind::BadRequest,
+                format!("expected hello, got {other:?}"),
+            );
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            replies.error(None, ErrorKind::BadRequest, format!("malformed hello: {e}"));
+            false
+        }
+    }
+}
+
+async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: HostMessage) {
+    match msg {
+        HostMessage::Hello { .. } => {
+            replies.error(None, ErrorKind::BadRequest, "hello was already received")
+        }
+        HostMessage::Ping { nonce } => replies.send(GuestMessage::Pong { nonce }),
+        HostMessage::Exec { exec_id, spec } => {
+            tokio::spawn(exec::run(
+                agent.reaper.clone(),
+                conn.clone(),
+                replies.clone(),
+                exec_id,
+                spec,
+            ));
+        }
+        HostMessage::Signal { exec_id, signal } => {
+            let pid = conn
+                .pids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&exec_id)
+                .copied();
+            match pid {
+                Some(pid) => {
+                    if let Err(e) = sys::send_signal(pid, signal) {
+                        replies.error(
+                            Some(exec_id),
+                            ErrorKind::BadRequest,
+                            format!("signal {signal}: {e}"),
+                        );
+                    }
+                }
+                None => tracing::debug!("signal for exec {exec_id}, which is not running"),
+            }
+        }
+        HostMessage::PowerOff => {
+            replies.send_flushed(GuestMessage::PoweringOff).await;
+            if agent.is_init {
+                crate::init::power_off();
+            } else {
+                std::process::exit(0);
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The agent: serves the host over one multiplexed connection.
+//!
+//! Each stream the host opens starts with a `StreamOpen` frame. Control streams carry
+//! requests (`control`); stdio streams are parked in a per-connection registry until the
+//! `Exec` that names them picks them up (`exec`). Handlers validate, delegate, and map
+//! failures to an `Error` reply: a malformed or failing request never ends the agent.
+
+mod control;
+mod exec;
+mod stdio;
+
+use std::sync::Arc;
+
+use berth_mux::{read_msg, Session};
+use berth_protocol::StreamOpen;
+
+use crate::process::Reaper;
+pub use stdio::StdioRegistry;
+
+/// What the agent needs from the rest of berth-init.
+#[derive(Clone)]
+pub struct Agent {
+    pub reaper: Reaper,
+    /// Whether the agent is PID 1 (then `PowerOff` really powers the VM off).
+    pub is_init: bool,
+}
+
+/// State of one host connection.
+#[derive(Default)]
+struct Connection {
+    stdio: StdioRegistry,
+    /// Processes started on this connection: exec id -> pid.
+    pids: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+}
+
+impl Agent {
+    /// Serves one host connection until it ends.
+    pub async fn serve(&self, mut session: Session) {
+        let conn = Arc::new(Connection::default());
+        while let Some(mut stream) = session.accept().await {
+            let agent = self.clone();
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                match read_msg::<_, StreamOpen>(&mut stream).await {
+                    Ok(Some(StreamOpen::Control)) => control::run(agent, conn, stream).await,
+                    Ok(Some(StreamOpen::Stdio { exec_id, fd })) => {
+                        conn.stdio.put(exec_id, fd, stream)
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("dropping a stream with a bad opening frame: {e}"),
+                }
+            });
+        }
+        tracing::info!("host connection closed");
+    }
+}

@@ -1,0 +1,139 @@
+//! PID 1 duties: mount the system, load modules, start the agent, power off at the end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::agent::Agent;
+use crate::config::Config;
+use crate::process::Reaper;
+use crate::sys::{self, MountFlags};
+
+/// Entry point of `berth-init`; returns only when not running as PID 1.
+pub fn main() -> i32 {
+    let is_init = sys::is_pid1();
+    let mount_errors = if is_init { mount_system() } else { Vec::new() };
+    let cfg = Config::from_file(Path::new("/proc/cmdline")).unwrap_or_default();
+    init_logging(cfg.debug);
+    for e in mount_errors {
+        tracing::error!("{e}");
+    }
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
+    if is_init {
+        if let Err(e) = sys::set_hostname(&cfg.hostname) {
+            tracing::warn!("sethostname: {e}");
+        }
+        for e in crate::modules::load_all(
+            Path::new(crate::modules::LIST),
+            Path::new(crate::modules::DIR),
+            &cfg,
+        ) {
+            tracing::error!("{e}");
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(async {
+            let reaper = Reaper::start()?;
+            crate::transport::serve(&cfg, Agent { reaper, is_init }).await
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!("berth-init cannot serve the host: {e}");
+    }
+    if is_init {
+        power_off();
+    }
+    1
+}
+
+/// Ends every process, flushes the disks and powers off. Never returns.
+pub fn power_off() -> ! {
+    tracing::info!("powering off");
+    // Let the multiplexer put the last replies on the wire.
+    std::thread::sleep(Duration::from_millis(50));
+    sys::kill_all(nix::sys::signal::Signal::SIGKILL);
+    sys::sync();
+    let e = sys::power_off();
+    tracing::error!("power off failed: {e}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The filesystems every guest needs. Returns the failures (logged once logging is up).
+fn mount_system() -> Vec<String> {
+    let nosuid_nodev = MountFlags::MS_NOSUID | MountFlags::MS_NODEV;
+    let mounts: &[(&str, &str, &str, MountFlags, Option<&str>)] = &[
+        (
+            "proc",
+            "/proc",
+            "proc",
+            nosuid_nodev | MountFlags::MS_NOEXEC,
+            None,
+        ),
+        (
+            "sysfs",
+            "/sys",
+            "sysfs",
+            nosuid_nodev | MountFlags::MS_NOEXEC,
+            None,
+        ),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MountFlags::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MountFlags::MS_NOSUID | MountFlags::MS_NOEXEC,
+            Some("mode=0620,ptmxmode=0666,gid=5"),
+        ),
+        ("shm", "/dev/shm", "tmpfs", nosuid_nodev, Some("mode=1777")),
+        ("run", "/run", "tmpfs", nosuid_nodev, Some("mode=0755")),
+        ("tmp", "/tmp", "tmpfs", nosuid_nodev, Some("mode=1777")),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            nosuid_nodev | MountFlags::MS_NOEXEC,
+            Some("nsdelegate"),
+        ),
+    ];
+    let mut errors = Vec::new();
+    for (source, target, fstype, flags, data) in mounts {
+        if let Err(e) = sys::mount_fs(source, target, fstype, *flags, *data) {
+            errors.push(e.to_string());
+        }
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, link);
+    }
+    errors
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug { "debug" } else { "info" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "berth_guest={level},berth_mux={level}"
+        )))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .try_init();
+}

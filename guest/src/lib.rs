@@ -1,0 +1,13 @@
+//! The guest side of berth: `berth-init` is PID 1 in the VM's initramfs. It mounts what a
+//! Linux system needs, loads kernel modules where the kernel has them, reaps orphans and
+//! serves the host over vsock or virtio-serial (see `agent`).
+//!
+//! Linux only. Raw syscalls and `unsafe` live in `sys` and nowhere else.
+
+pub mod agent;
+pub mod config;
+pub mod init;
+pub mod modules;
+pub mod process;
+pub mod sys;
+pub mod transport;

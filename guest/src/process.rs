@@ -1,0 +1,91 @@
+//! Starting processes and collecting their exit status.
+//!
+//! As PID 1, berth-init inherits every orphan in the VM, so one reaper calls `waitpid(-1)`
+//! on each SIGCHLD and hands the status of processes we started to whoever waits for
+//! them; orphans are simply reaped. Nothing else may call `wait` (so no `tokio::process`).
+
+use std::collections::HashMap;
+use std::io;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+
+use berth_protocol::ExitStatus;
+use tokio::sync::oneshot;
+
+use crate::sys::{self, Reaped};
+
+/// Exit-status waiters by pid.
+type Table = HashMap<u32, oneshot::Sender<ExitStatus>>;
+
+/// The one place that reaps children. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Reaper {
+    table: Arc<Mutex<Table>>,
+}
+
+impl Reaper {
+    /// Starts the reaping task. Must be called inside a tokio runtime, before any spawn.
+    pub fn start() -> io::Result<Reaper> {
+        let reaper = Reaper::default();
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let r = reaper.clone();
+        tokio::spawn(async move {
+            loop {
+                r.reap_all();
+                if sigchld.recv().await.is_none() {
+                    break;
+                }
+            }
+        });
+        Ok(reaper)
+    }
+
+    fn reap_all(&self) {
+        while let Some(reaped) = sys::reap_one() {
+            let (pid, status) = match reaped {
+                Reaped::Exited(pid, code) => (pid, ExitStatus::Code(code)),
+                Reaped::Signaled(pid, sig) => (pid, ExitStatus::Signal(sig)),
+            };
+            self.deliver(pid, status);
+        }
+    }
+
+    fn deliver(&self, pid: u32, status: ExitStatus) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.remove(&pid) {
+            Some(tx) => {
+                let _ = tx.send(status);
+            }
+            None => tracing::debug!("reaped orphan {pid}: {status:?}"),
+        }
+    }
+
+    /// Spawns `cmd` and returns the child with a receiver for its exit status. The table
+    /// stays locked across the spawn, so the reaper cannot deliver the new pid's status
+    /// before its waiter is registered.
+    pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<ExitStatus>)> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let child = cmd.spawn()?;
+        let (tx, rx) = oneshot::channel();
+        table.insert(child.id(), tx);
+        Ok((child, rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_are_delivered() {
+        let reaper = Reaper::start().unwrap();
+        let (_c, rx) = reaper
+            .spawn(Command::new("sh").args(["-c", "exit 3"]))
+            .unwrap();
+        assert_eq!(rx.await.unwrap(), ExitStatus::Code(3));
+        let (_c, rx) = reaper
+            .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
+            .unwrap();
+        assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
+    }
+}

@@ -1,0 +1,200 @@
+//! Every syscall berth-init makes, behind small safe wrappers. This is the only module
+//! allowed `unsafe`; each block carries a `// SAFETY:` line.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Command;
+use std::task::{ready, Context, Poll};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use nix::errno::Errno as SysError;
+
+/// Mounts `fstype` from `source` on `target`, creating `target` first. Already mounted
+/// (`EBUSY`) counts as success.
+pub fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    match nix::mount::mount(Some(source), target, Some(fstype), flags, data) {
+        Ok(()) | Err(Errno::EBUSY) => Ok(()),
+        Err(e) => Err(io::Error::other(format!("mount {fstype} on {target}: {e}"))),
+    }
+}
+
+pub use nix::mount::MsFlags as MountFlags;
+
+/// Loads a kernel module from an open file. A module that is already loaded is success.
+pub fn load_module(file: &File, params: &CStr) -> Result<(), Errno> {
+    match nix::kmod::finit_module(file, params, nix::kmod::ModuleInitFlags::empty()) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn set_hostname(name: &str) -> Result<(), Errno> {
+    nix::unistd::sethostname(name)
+}
+
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Flushes every filesystem.
+pub fn sync() {
+    nix::unistd::sync();
+}
+
+/// Sends `signal` to every process but ourselves (PID 1 is exempt from kill(-1)).
+pub fn kill_all(signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), signal);
+}
+
+/// Ends the VM: the host starts QEMU with `-no-reboot` and the kernel with `reboot=t`, so a
+/// reboot is the quickest reliable way out on every machine type. Only returns on failure.
+pub fn power_off() -> Errno {
+    match nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// Sends `signal` (a raw number from the host) to `pid`.
+pub fn send_signal(pid: u32, signal: i32) -> Result<(), Errno> {
+    let signal = Signal::try_from(signal)?;
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), signal)
+}
+
+/// Sends SIGKILL to the process group `pgid` (our children lead their own groups).
+pub fn kill_group(pgid: u32) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+}
+
+/// One reaped child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    Exited(u32, i32),
+    Signaled(u32, i32),
+}
+
+/// Reaps one terminated child without blocking; `None` when no child has ended.
+pub fn reap_one() -> Option<Reaped> {
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => {
+                return Some(Reaped::Exited(pid.as_raw() as u32, code))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Some(Reaped::Signaled(pid.as_raw() as u32, sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Makes the child of `cmd` lead a new session (and so a new process group), so signals
+/// and the final clean-up reach everything it started.
+pub fn new_session_on_spawn(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls setsid(2), which is
+    // async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// A character device (a virtio-serial port) as a non-blocking tokio stream.
+pub struct CharDevice {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl CharDevice {
+    pub fn open(path: &Path) -> io::Result<CharDevice> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)?;
+        let fd = OwnedFd::from(file);
+        // SAFETY: the AsyncFd owns `fd` for its whole life, so the descriptor it registers
+        // stays open and is not reused until the AsyncFd (and its registration) is dropped.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(CharDevice { fd })
+    }
+}
+
+impl AsyncRead for CharDevice {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| {
+                nix::unistd::read(fd.get_ref().as_raw_fd(), unfilled).map_err(io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for CharDevice {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard.try_io(|fd| {
+                nix::unistd::write(fd.get_ref().as_fd(), data).map_err(io::Error::from)
+            }) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

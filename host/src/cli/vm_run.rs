@@ -1,0 +1,142 @@
+//! `berth vm run`: boot a fresh VM, run one command directly in the guest, power off.
+
+use std::time::Duration;
+
+use berth_protocol::{ExecSpec, GuestMessage, HostMessage};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::signals::Forwarder;
+use crate::client::ClientError;
+use crate::paths::Paths;
+use crate::qemu::Machine;
+use crate::vm::{Vm, VmConfig, VmError};
+use crate::{accel, kernels, size, transport, Error};
+
+/// How long output may still be arriving after the agent reported the exit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the guest gets to power off before QEMU is killed.
+const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Kernel to boot: a name from `berth kernel ls`, or a path to a kernel image.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
+    /// Guest memory, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M")]
+    memory: String,
+    /// How the host reaches the guest: auto, vsock, vhost-user or serial.
+    #[arg(long, default_value = "auto")]
+    transport: String,
+    /// Machine type: microvm (PVH boot, virtio-mmio) or pc (BIOS, virtio-pci).
+    #[arg(long, default_value = "microvm")]
+    machine: String,
+    /// Seconds to wait for the VM to boot and its agent to answer.
+    #[arg(long, default_value_t = 60)]
+    boot_timeout: u64,
+    /// Keep stdin open and forward it to the command.
+    #[arg(short, long)]
+    interactive: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<i32, Error> {
+    let paths = Paths::from_env()?;
+    let machine = Machine::parse(&args.machine).ok_or_else(|| {
+        Error::Usage(format!(
+            "unknown machine {:?}: expected microvm or pc",
+            args.machine
+        ))
+    })?;
+    let cfg = VmConfig {
+        kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
+        cpus: args.cpus,
+        memory_mib: size::parse_mib(&args.memory).map_err(Error::Usage)?,
+        transport: transport::choose(&args.transport)?,
+        machine,
+        accel: accel::choose(),
+        boot_timeout: Duration::from_secs(args.boot_timeout),
+        debug_guest: tracing::enabled!(tracing::Level::DEBUG),
+    };
+    tracing::debug!(
+        "booting {} ({}) with {} on {}",
+        cfg.kernel.name,
+        cfg.kernel.release,
+        cfg.transport,
+        cfg.accel.accel
+    );
+    let spec = ExecSpec {
+        argv: args.command,
+        env: Vec::new(),
+        cwd: None,
+        stdin: args.interactive,
+    };
+    super::runtime()?.block_on(boot_and_run(&paths, &cfg, spec))
+}
+
+async fn boot_and_run(paths: &Paths, cfg: &VmConfig, spec: ExecSpec) -> Result<i32, Error> {
+    let mut vm = Vm::launch(paths, cfg)?;
+    let mut client = vm.connect(cfg.boot_timeout).await?;
+    let agent_err = |vm: &Vm, what: &str, source: ClientError| VmError::Agent {
+        what: what.into(),
+        tail: vm.tail(),
+        source,
+    };
+
+    let exec = client
+        .start_exec(spec)
+        .await
+        .map_err(|e| agent_err(&vm, "starting the command", e))?;
+    let stdout = tokio::spawn(copy_out(exec.stdout, tokio::io::stdout()));
+    let stderr = tokio::spawn(copy_out(exec.stderr, tokio::io::stderr()));
+    let stdin = exec.stdin.map(|mut to_guest| {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut to_guest).await;
+            let _ = to_guest.shutdown().await;
+        })
+    });
+
+    let mut signals = Forwarder::start();
+    let outcome = loop {
+        tokio::select! {
+            event = client.events.recv() => match event {
+                Ok(GuestMessage::Exited { status, .. }) => break Ok(status.shell_code()),
+                Ok(GuestMessage::Error { kind, message, .. }) => {
+                    break Err(Error::Exec { code: kind.exit_code(), message })
+                }
+                Ok(other) => tracing::debug!("agent: {other:?}"),
+                Err(e) => break Err(agent_err(&vm, "running the command", e).into()),
+            },
+            signal = signals.recv() => {
+                let _ = client.requests.send(&HostMessage::Signal { exec_id: exec.id, signal }).await;
+            }
+        }
+    };
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let _ = stdout.await;
+        let _ = stderr.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("output did not finish within {DRAIN_TIMEOUT:?} of the exit");
+    }
+    if let Some(stdin) = stdin {
+        stdin.abort();
+    }
+    if client.requests.send(&HostMessage::PowerOff).await.is_ok() {
+        vm.wait_exit(POWER_OFF_TIMEOUT).await;
+    }
+    outcome
+}
+
+async fn copy_out<W: AsyncWrite + Unpin>(mut from: berth_mux::Stream, mut to: W) {
+    if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
+        tracing::debug!("output copy ended: {e}");
+    }
+    let _ = to.flush().await;
+}

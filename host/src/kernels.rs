@@ -1,0 +1,277 @@
+//! The kernels berth can boot: those `cargo xtask` installed under `assets/kernels/<name>/`
+//! (each with a `kernel.json`), or any kernel image file named by path.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Preferred order when no kernel is named: tuned kernels first (fast boot), newest LTS last.
+const PREFERENCE: &[&str] = &["6.1", "6.12", "cloud"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("no kernels installed in {0}: run `cargo xtask demo` (or `cargo xtask assets`) first")]
+    NoneInstalled(PathBuf),
+    #[error("no kernel named {name:?}; installed: {available}")]
+    NotFound { name: String, available: String },
+    #[error("kernel {name}: {problem}")]
+    Broken { name: String, problem: String },
+    #[error("the base initramfs {0} is missing: run `cargo xtask initramfs`")]
+    NoInitramfs(PathBuf),
+}
+
+/// How a kernel was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelKind {
+    /// Built by `cargo xtask kernel` from our Kconfig fragments: everything built in.
+    Tuned,
+    /// A distribution's kernel: drivers as modules, which the initramfs carries.
+    Distro,
+    /// A file the user named with `--kernel PATH`.
+    Custom,
+}
+
+/// `assets/kernels/<name>/kernel.json`, as xtask writes it. Paths are relative to its dir.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub release: String,
+    pub kind: KernelKind,
+    pub vmlinux: Option<String>,
+    pub bzimage: Option<String>,
+    pub initramfs: Option<String>,
+    #[serde(default)]
+    pub source: String,
+}
+
+/// A bootable kernel with absolute paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kernel {
+    pub name: String,
+    pub release: String,
+    pub kind: KernelKind,
+    /// Uncompressed ELF with a PVH note: boots directly under `-M microvm`.
+    pub vmlinux: Option<PathBuf>,
+    /// Compressed boot image: boots on every machine type.
+    pub bzimage: Option<PathBuf>,
+    pub initramfs: PathBuf,
+    pub source: String,
+}
+
+impl Kernel {
+    /// The image to hand QEMU: vmlinux (PVH) when we have one and may use it.
+    pub fn image(&self, prefer_pvh: bool) -> &Path {
+        match (&self.vmlinux, &self.bzimage) {
+            (Some(v), _) if prefer_pvh => v,
+            (_, Some(b)) => b,
+            (Some(v), None) => v,
+            (None, None) => unreachable!("a kernel always has an image (checked on load)"),
+        }
+    }
+}
+
+/// The base initramfs that kernels without one of their own use.
+pub fn base_initramfs(assets: &Path) -> PathBuf {
+    assets.join("initramfs.cpio")
+}
+
+/// Every installed kernel, in preference order.
+pub fn list(assets: &Path) -> Result<Vec<Kernel>, KernelError> {
+    let dir = assets.join("kernels");
+    let mut kernels = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if entry.path().join("kernel.json").is_file() {
+                kernels.push(load(assets, &entry.path())?);
+            }
+        }
+    }
+    kernels.sort_by_key(|k| {
+        let rank = PREFERENCE
+            .iter()
+            .position(|p| *p == k.name)
+            .unwrap_or(PREFERENCE.len());
+        (rank, k.name.clone())
+    });
+    Ok(kernels)
+}
+
+fn load(assets: &Path, dir: &Path) -> Result<Kernel, KernelError> {
+    let name = dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let broken = |problem: String| KernelError::Broken {
+        name: name.clone(),
+        problem,
+    };
+    let text = std::fs::read_to_string(dir.join("kernel.json"))
+        .map_err(|e| broken(format!("kernel.json: {e}")))?;
+    let m: Manifest =
+        serde_json::from_str(&text).map_err(|e| broken(format!("kernel.json: {e}")))?;
+    let file = |rel: &Option<String>| -> Result<Option<PathBuf>, KernelError> {
+        match rel {
+            Some(r) => {
+                let p = dir.join(r);
+                if p.is_file() {
+                    Ok(Some(p))
+                } else {
+                    Err(broken(format!("{} is missing", p.display())))
+                }
+            }
+            None => Ok(None),
+        }
+    };
+    let vmlinux = file(&m.vmlinux)?;
+    let bzimage = file(&m.bzimage)?;
+    if vmlinux.is_none() && bzimage.is_none() {
+        return Err(broken("kernel.json names no image".into()));
+    }
+    let initramfs = file(&m.initramfs)?.unwrap_or_else(|| base_initramfs(assets));
+    Ok(Kernel {
+        name: m.name,
+        release: m.release,
+        kind: m.kind,
+        vmlinux,
+        bzimage,
+        initramfs,
+        source: m.source,
+    })
+}
+
+/// Resolves `--kernel`: an installed name, a path to a kernel image, or (when `None`) the
+/// preferred installed kernel.
+pub fn resolve(assets: &Path, spec: Option<&str>) -> Result<Kernel, KernelError> {
+    let installed = list(assets)?;
+    let kernel = match spec {
+        None => installed
+            .into_iter()
+            .next()
+            .ok_or_else(|| KernelError::NoneInstalled(assets.to_path_buf()))?,
+        Some(s) => match installed.iter().find(|k| k.name == s) {
+            Some(k) => k.clone(),
+            None if looks_like_path(s) => custom(assets, Path::new(s))?,
+            None => {
+                let names: Vec<_> = installed.iter().map(|k| k.name.as_str()).collect();
+                return Err(KernelError::NotFound {
+                    name: s.to_string(),
+                    available: if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    },
+                });
+            }
+        },
+    };
+    if !kernel.initramfs.is_file() {
+        return Err(KernelError::NoInitramfs(kernel.initramfs));
+    }
+    Ok(kernel)
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.contains('/') || s.contains('\\') || Path::new(s).is_file()
+}
+
+fn custom(assets: &Path, path: &Path) -> Result<Kernel, KernelError> {
+    let name = path.display().to_string();
+    if !path.is_file() {
+        return Err(KernelError::Broken {
+            name,
+            problem: "no such file".into(),
+        });
+    }
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    // An ELF image boots through PVH; anything else is treated as a bzImage.
+    let is_elf = std::fs::read(&path)
+        .map(|b| b.starts_with(b"\x7fELF"))
+        .unwrap_or(false);
+    Ok(Kernel {
+        name,
+        release: "unknown".into(),
+        kind: KernelKind::Custom,
+        vmlinux: is_elf.then(|| path.clone()),
+        bzimage: (!is_elf).then(|| path.clone()),
+        initramfs: base_initramfs(assets),
+        source: "named by path".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn install(assets: &Path, name: &str, json: &str, files: &[&str]) {
+        let dir = assets.join("kernels").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kernel.json"), json).unwrap();
+        for f in files {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+    }
+
+    fn tuned(name: &str) -> String {
+        format!(
+            r#"{{"name":"{name}","release":"{name}.0-berth","kind":"tuned","vmlinux":"vmlinux","bzimage":"bzImage","initramfs":null,"source":"test"}}"#
+        )
+    }
+
+    #[test]
+    fn lists_in_preference_order_and_resolves_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path();
+        std::fs::write(base_initramfs(a), b"cpio").unwrap();
+        install(
+            a,
+            "cloud",
+            r#"{"name":"cloud","release":"6.1.0-cloud","kind":"distro","vmlinux":null,"bzimage":"bzImage","initramfs":"initramfs.cpio"}"#,
+            &["bzImage", "initramfs.cpio"],
+        );
+        install(a, "6.12", &tuned("6.12"), &["vmlinux", "bzImage"]);
+        install(a, "6.1", &tuned("6.1"), &["vmlinux", "bzImage"]);
+        let names: Vec<_> = list(a).unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(names, ["6.1", "6.12", "cloud"]);
+        assert_eq!(resolve(a, None).unwrap().name, "6.1");
+        let cloud = resolve(a, Some("cloud")).unwrap();
+        assert_eq!(cloud.kind, KernelKind::Distro);
+        assert!(cloud.initramfs.ends_with("kernels/cloud/initramfs.cpio"));
+        assert!(cloud.image(true).ends_with("bzImage"));
+        assert!(resolve(a, Some("6.1"))
+            .unwrap()
+            .image(true)
+            .ends_with("vmlinux"));
+    }
+
+    #[test]
+    fn unknown_names_list_what_is_installed() {
+        let tmp = tempfile::tempdir().unwrap();
+        install(tmp.path(), "6.1", &tuned("6.1"), &["vmlinux", "bzImage"]);
+        let err = resolve(tmp.path(), Some("5.4")).unwrap_err().to_string();
+        assert!(err.contains("5.4") && err.contains("6.1"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_naming_a_missing_file_is_broken() {
+        let tmp = tempfile::tempdir().unwrap();
+        install(tmp.path(), "6.1", &tuned("6.1"), &["vmlinux"]);
+        assert!(matches!(list(tmp.path()), Err(KernelError::Broken { .. })));
+    }
+
+    #[test]
+    fn paths_become_custom_kernels() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(base_initramfs(tmp.path()), b"cpio").unwrap();
+        let f = tmp.path().join("not-a-kernel");
+        std::fs::write(&f, b"hello").unwrap();
+        let k = resolve(tmp.path(), Some(f.to_str().unwrap())).unwrap();
+        assert_eq!(k.kind, KernelKind::Custom);
+        assert!(k.vmlinux.is_none() && k.bzimage.is_some());
+        assert!(matches!(
+            resolve(tmp.path(), None),
+            Err(KernelError::NoneInstalled(_))
+        ));
+    }
+}

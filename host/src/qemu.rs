@@ -1,0 +1,298 @@
+//! The QEMU command line, built by small pure functions (unit-tested, no IO).
+
+use std::path::PathBuf;
+
+use crate::accel::Accel;
+
+/// The virtual machine model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// `-M microvm`: no firmware, no PCI, virtio-mmio devices; boots a PVH vmlinux directly.
+    Microvm,
+    /// `-M pc`: a classic PCI machine with SeaBIOS; boots a bzImage; virtio-pci devices.
+    Pc,
+}
+
+impl Machine {
+    pub fn parse(s: &str) -> Option<Machine> {
+        match s {
+            "microvm" => Some(Machine::Microvm),
+            "pc" => Some(Machine::Pc),
+            _ => None,
+        }
+    }
+
+    /// The device name for a virtio device on this machine (`-device` for mmio, `-pci`).
+    fn virtio(self, base: &str) -> String {
+        match self {
+            Machine::Microvm => format!("{base}-device"),
+            Machine::Pc => format!("{base}-pci"),
+        }
+    }
+}
+
+/// How the host reaches the guest agent, as QEMU devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportDevice {
+    /// The host kernel's vhost-vsock: the guest gets context id `cid`.
+    VhostVsock { cid: u32 },
+    /// A vhost-user-vsock backend listening on `socket` (needs shared guest memory).
+    VhostUser { socket: PathBuf },
+    /// A virtio-serial port named `name`, with QEMU listening on `chardev`.
+    Serial { chardev: Chardev, name: String },
+}
+
+/// Where a QEMU socket chardev listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chardev {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+/// Everything that decides the command line.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub machine: Machine,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub console_log: PathBuf,
+    pub transport: TransportDevice,
+}
+
+/// The whole argument list (without the program name).
+pub fn args(spec: &Spec) -> Vec<String> {
+    let mut a = base_args();
+    a.extend(machine_args(spec));
+    a.extend(accel_args(spec.accel));
+    a.extend([
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-m".into(),
+        format!("{}M", spec.memory_mib),
+    ]);
+    a.extend(kernel_args(spec));
+    a.extend(console_args(spec));
+    a.extend(transport_args(spec.machine, &spec.transport));
+    a
+}
+
+fn base_args() -> Vec<String> {
+    // -no-reboot: a guest reboot (how berth-init powers off) ends QEMU.
+    [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn needs_shared_memory(t: &TransportDevice) -> bool {
+    matches!(t, TransportDevice::VhostUser { .. })
+}
+
+fn machine_args(spec: &Spec) -> Vec<String> {
+    let mut machine = match spec.machine {
+        Machine::Microvm => "microvm".to_string(),
+        Machine::Pc => "pc".to_string(),
+    };
+    let mut a = Vec::new();
+    if needs_shared_memory(&spec.transport) {
+        // vhost-user backends map guest memory: it must be a shareable memfd.
+        machine.push_str(",memory-backend=mem0");
+        a.push("-object".into());
+        a.push(format!(
+            "memory-backend-memfd,id=mem0,size={}M,share=on",
+            spec.memory_mib
+        ));
+    }
+    a.splice(0..0, ["-M".to_string(), machine]);
+    a
+}
+
+fn accel_args(accel: Accel) -> Vec<String> {
+    let mut a = vec!["-accel".to_string(), accel.qemu_name().to_string()];
+    if accel == Accel::Kvm {
+        a.extend(["-cpu".to_string(), "host".to_string()]);
+    }
+    a
+}
+
+fn kernel_args(spec: &Spec) -> Vec<String> {
+    vec![
+        "-kernel".into(),
+        spec.kernel.display().to_string(),
+        "-initrd".into(),
+        spec.initramfs.display().to_string(),
+        "-append".into(),
+        spec.cmdline.clone(),
+    ]
+}
+
+fn console_args(spec: &Spec) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("file,id=console,path={}", spec.console_log.display()),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]
+}
+
+fn transport_args(machine: Machine, t: &TransportDevice) -> Vec<String> {
+    match t {
+        TransportDevice::VhostVsock { cid } => {
+            vec![
+                "-device".into(),
+                format!("{},guest-cid={cid}", machine.virtio("vhost-vsock")),
+            ]
+        }
+        TransportDevice::VhostUser { socket } => vec![
+            "-chardev".into(),
+            format!("socket,id=vsock,path={}", socket.display()),
+            "-device".into(),
+            format!("{},chardev=vsock", machine.virtio("vhost-user-vsock")),
+        ],
+        TransportDevice::Serial { chardev, name } => {
+            let listen = match chardev {
+                Chardev::Unix(path) => format!("path={}", path.display()),
+                Chardev::Tcp(port) => format!("host=127.0.0.1,port={port}"),
+            };
+            vec![
+                "-device".into(),
+                machine.virtio("virtio-serial"),
+                "-chardev".into(),
+                format!("socket,id=agent,{listen},server=on,wait=off"),
+                "-device".into(),
+                format!("virtserialport,chardev=agent,name={name}"),
+            ]
+        }
+    }
+}
+
+/// The guest kernel command line.
+pub fn cmdline(
+    machine: Machine,
+    accel: Accel,
+    tsc_khz: Option<u64>,
+    agent_params: &[String],
+) -> String {
+    let mut c = vec![
+        "console=ttyS0".to_string(),
+        // Kernel messages below warnings stay off the (slow, emulated) serial console.
+        "loglevel=4".into(),
+        // Reboot by triple fault: with -no-reboot, the fastest way to end QEMU on any machine.
+        "reboot=t".into(),
+        "panic=-1".into(),
+        "rdinit=/init".into(),
+    ];
+    if let (Machine::Microvm, Accel::Tcg, Some(khz)) = (machine, accel, tsc_khz) {
+        c.push(format!("tsc_early_khz={khz}"));
+    }
+    c.extend(agent_params.iter().cloned());
+    c.join(" ")
+}
+
+/// Quotes a command line for logging, so it can be pasted into a shell.
+pub fn shell_line(program: &str, args: &[String]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@".contains(c))
+            {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(machine: Machine, transport: TransportDevice) -> Spec {
+        Spec {
+            machine,
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 512,
+            kernel: "/k/vmlinux".into(),
+            initramfs: "/k/initramfs.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            console_log: "/run/x/console.log".into(),
+            transport,
+        }
+    }
+
+    fn joined(s: &Spec) -> String {
+        args(s).join(" ")
+    }
+
+    #[test]
+    fn microvm_with_vhost_user_shares_memory() {
+        let s = spec(
+            Machine::Microvm,
+            TransportDevice::VhostUser {
+                socket: "/run/x/vhu.sock".into(),
+            },
+        );
+        let line = joined(&s);
+        assert!(line.contains("-M microvm,memory-backend=mem0"), "{line}");
+        assert!(line.contains("-object memory-backend-memfd,id=mem0,size=512M,share=on"));
+        assert!(line.contains("-device vhost-user-vsock-device,chardev=vsock"));
+        assert!(line.contains("-smp 2 -m 512M"));
+        assert!(line.contains("-no-reboot"));
+    }
+
+    #[test]
+    fn pc_machine_uses_pci_devices() {
+        let s = spec(
+            Machine::Pc,
+            TransportDevice::Serial {
+                chardev: Chardev::Unix("/r/a.sock".into()),
+                name: "berth.0".into(),
+            },
+        );
+        let line = joined(&s);
+        assert!(line.starts_with("-nodefaults"));
+        assert!(line.contains("-M pc "));
+        assert!(line.contains("-device virtio-serial-pci"));
+        assert!(line.contains("socket,id=agent,path=/r/a.sock,server=on,wait=off"));
+        assert!(line.contains("virtserialport,chardev=agent,name=berth.0"));
+        assert!(!line.contains("memory-backend"));
+    }
+
+    #[test]
+    fn vhost_vsock_and_kvm() {
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 42 });
+        s.accel = Accel::Kvm;
+        let line = joined(&s);
+        assert!(line.contains("-device vhost-vsock-device,guest-cid=42"));
+        assert!(line.contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn tsc_hint_only_for_microvm_under_tcg() {
+        let p = vec!["berth.transport=vsock".to_string()];
+        assert!(cmdline(Machine::Microvm, Accel::Tcg, Some(2600000), &p)
+            .contains("tsc_early_khz=2600000"));
+        assert!(!cmdline(Machine::Pc, Accel::Tcg, Some(2600000), &p).contains("tsc_early_khz"));
+        assert!(!cmdline(Machine::Microvm, Accel::Kvm, Some(2600000), &p).contains("tsc_early_khz"));
+        assert!(cmdline(Machine::Microvm, Accel::Tcg, None, &p).ends_with("berth.transport=vsock"));
+    }
+
+    #[test]
+    fn shell_line_quotes_what_needs_it() {
+        let line = shell_line("qemu", &["-append".into(), "a b".into(), "it's".into()]);
+        assert_eq!(line, r"qemu -append 'a b' 'it'\''s'");
+    }
+}

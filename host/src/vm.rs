@@ -1,0 +1,454 @@
+//! One QEMU virtual machine: launch, connect to its agent with a deadline, and clean up.
+//!
+//! Every wait here has a deadline and checks whether QEMU died; failures name what was
+//! awaited and carry the tail of the guest console and of QEMU's own output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::accel;
+use crate::client::{AgentClient, ClientError};
+use crate::kernels::Kernel;
+use crate::paths::{find_program, Paths, PathsError};
+use crate::qemu::{self, Chardev, Machine, TransportDevice};
+use crate::transport::{self, Endpoint, Kind};
+
+/// One connection + handshake attempt over vsock may take this long before a retry.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(25);
+const CONSOLE_TAIL_LINES: usize = 25;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(
+        "QEMU (qemu-system-x86_64) not found: install it (`cargo xtask deps`) or set BERTH_QEMU"
+    )]
+    QemuNotFound,
+    #[error(
+        "vhost-device-vsock not found: `cargo install vhost-device-vsock` or set BERTH_VHOST_VSOCK"
+    )]
+    BackendNotFound,
+    #[error("cannot start {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} did not happen within {after:?}{tail}")]
+    Timeout {
+        what: String,
+        after: Duration,
+        tail: String,
+    },
+    #[error("the VM stopped ({status}) before {what}{tail}")]
+    Died {
+        what: String,
+        status: String,
+        tail: String,
+    },
+    #[error("the guest agent failed during {what}{tail}")]
+    Agent {
+        what: String,
+        tail: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("i/o error in the VM's run directory")]
+    Io(#[from] std::io::Error),
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: Kernel,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub transport: Kind,
+    pub machine: Machine,
+    pub accel: accel::Choice,
+    /// Deadline for boot + agent handshake.
+    pub boot_timeout: Duration,
+    /// `berth.debug=1` on the kernel command line: the agent logs more to the console.
+    pub debug_guest: bool,
+}
+
+/// A running VM. Dropping it kills QEMU and the backend and removes the run directory.
+pub struct Vm {
+    qemu: Child,
+    backend: Option<Child>,
+    dir: PathBuf,
+    logs_dir: PathBuf,
+    endpoint: Endpoint,
+    transport: Kind,
+}
+
+impl Vm {
+    /// Starts QEMU (and the vhost-user backend when that transport is used).
+    pub fn launch(paths: &Paths, cfg: &VmConfig) -> Result<Vm, VmError> {
+        let qemu_bin =
+            find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
+        let dir = new_run_dir(&paths.run_dir()?)?;
+        let mut vm_backend = None;
+        let (device, endpoint, agent_param) = match cfg.transport {
+            Kind::VhostVsock => {
+                let cid = pick_cid();
+                (
+                    TransportDevice::VhostVsock { cid },
+                    Endpoint::VhostVsock {
+                        cid,
+                        port: berth_protocol::VSOCK_PORT,
+                    },
+                    "berth.transport=vsock",
+                )
+            }
+            Kind::VhostUser => {
+                let socket = dir.join("vhu.sock");
+                let uds = dir.join("vsock.sock");
+                vm_backend = Some(start_backend(&dir, &socket, &uds)?);
+                (
+                    TransportDevice::VhostUser { socket },
+                    Endpoint::VhostUser {
+                        uds,
+                        port: berth_protocol::VSOCK_PORT,
+                    },
+                    "berth.transport=vsock",
+                )
+            }
+            Kind::Serial => {
+                let chardev = serial_chardev(&dir);
+                (
+                    TransportDevice::Serial {
+                        chardev: chardev.clone(),
+                        name: berth_protocol::SERIAL_PORT_NAME.to_string(),
+                    },
+                    Endpoint::Serial(chardev),
+                    "berth.transport=serial",
+                )
+            }
+        };
+        let mut params = vec![agent_param.to_string()];
+        if cfg.debug_guest {
+            params.push("berth.debug=1".into());
+        }
+        let spec = qemu::Spec {
+            machine: cfg.machine,
+            accel: cfg.accel.accel,
+            cpus: cfg.cpus,
+            memory_mib: cfg.memory_mib,
+            kernel: cfg
+                .kernel
+                .image(cfg.machine == Machine::Microvm)
+                .to_path_buf(),
+            initramfs: cfg.kernel.initramfs.clone(),
+            cmdline: qemu::cmdline(cfg.machine, cfg.accel.accel, accel::host_tsc_khz(), &params),
+            console_log: dir.join("console.log"),
+            transport: device,
+        };
+        let args = qemu::args(&spec);
+        tracing::debug!(
+            "qemu command line: {}",
+            qemu::shell_line(&qemu_bin.display().to_string(), &args)
+        );
+        let qemu_log = std::fs::File::create(dir.join("qemu.log"))?;
+        let mut cmd = Command::new(&qemu_bin);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(qemu_log.try_clone()?)
+            .stderr(qemu_log);
+        crate::sys::kill_with_parent(&mut cmd);
+        let qemu = cmd.spawn().map_err(|source| VmError::Spawn {
+            what: qemu_bin.display().to_string(),
+            source,
+        })?;
+        Ok(Vm {
+            qemu,
+            backend: vm_backend,
+            dir,
+            logs_dir: paths.logs_dir()?,
+            endpoint,
+            transport: cfg.transport,
+        })
+    }
+
+    /// Waits for the agent to answer the handshake, within `deadline`.
+    pub async fn connect(&mut self, deadline: Duration) -> Result<AgentClient, VmError> {
+        let what = format!("the guest agent answering over {}", self.transport);
+        let start = Instant::now();
+        loop {
+            self.check_alive(&what)?;
+            let left = match deadline.checked_sub(start.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => {
+                    return Err(VmError::Timeout {
+                        what,
+                        after: deadline,
+                        tail: self.tail(),
+                    })
+                }
+            };
+            let serial = self.endpoint.connects_before_guest();
+            let attempt_time = if serial {
+                left
+            } else {
+                left.min(ATTEMPT_TIMEOUT)
+            };
+            let endpoint = self.endpoint.clone();
+            let attempt = async move {
+                let io = transport::connect(&endpoint)
+                    .await
+                    .map_err(|e| (false, ClientError::Mux(e.into())))?;
+                AgentClient::handshake(io, "berth")
+                    .await
+                    .map_err(|e| (true, e))
+            };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(attempt_time, attempt) => r,
+                status = wait_child(&mut self.qemu) => {
+                    return Err(VmError::Died { what, status, tail: self.tail() });
+                }
+            };
+            match outcome {
+                Ok(Ok(client)) => {
+                    tracing::debug!(
+                        "agent answered after {:?}: {} on {}",
+                        start.elapsed(),
+                        client.guest.agent,
+                        client.guest.kernel_release
+                    );
+                    return Ok(client);
+                }
+                // A refusal (e.g. another protocol version) will not change on retry.
+                Ok(Err((_, e @ ClientError::Refused { .. }))) => {
+                    return Err(VmError::Agent {
+                        what,
+                        tail: self.tail(),
+                        source: e,
+                    })
+                }
+                Ok(Err((handshaking, e))) => {
+                    tracing::trace!("connect attempt failed (handshaking: {handshaking}): {e}");
+                    if serial && handshaking {
+                        return Err(VmError::Agent {
+                            what,
+                            tail: self.tail(),
+                            source: e,
+                        });
+                    }
+                }
+                Err(_elapsed) => {}
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn check_alive(&mut self, what: &str) -> Result<(), VmError> {
+        if let Some(status) = self.qemu.try_wait()? {
+            return Err(VmError::Died {
+                what: what.to_string(),
+                status: status.to_string(),
+                tail: self.tail(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for QEMU to exit by itself, up to `timeout`; kills it after that.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let exited = tokio::time::timeout(timeout, wait_child(&mut self.qemu))
+            .await
+            .is_ok();
+        if !exited {
+            tracing::warn!("the VM did not power off within {timeout:?}; killing QEMU");
+            let _ = self.qemu.kill();
+            let _ = self.qemu.wait();
+        }
+        exited
+    }
+
+    /// The last lines of the guest console and of QEMU's output, for error messages. The
+    /// console is also copied to the logs directory so it outlives the run directory.
+    pub fn tail(&self) -> String {
+        let console = self.dir.join("console.log");
+        let kept = self.logs_dir.join(format!(
+            "{}-console.log",
+            self.dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = std::fs::copy(&console, &kept);
+        let mut out = format!(
+            "\n--- last lines of the guest console (kept in {}) ---\n",
+            kept.display()
+        );
+        out.push_str(&last_lines(&console, CONSOLE_TAIL_LINES));
+        let qemu_out = last_lines(&self.dir.join("qemu.log"), 10);
+        if !qemu_out.trim().is_empty() {
+            out.push_str("--- QEMU said ---\n");
+            out.push_str(&qemu_out);
+        }
+        if let Some(b) = self
+            .backend
+            .as_ref()
+            .map(|_| last_lines(&self.dir.join("backend.log"), 5))
+        {
+            if !b.trim().is_empty() {
+                out.push_str("--- vhost-device-vsock said ---\n");
+                out.push_str(&b);
+            }
+        }
+        out.trim_end().to_string()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.qemu).chain(self.backend.as_mut()) {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls a child until it exits; returns its status as text.
+async fn wait_child(child: &mut Child) -> String {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) => tokio::time::sleep(POLL).await,
+            Err(e) => return format!("unknown status: {e}"),
+        }
+    }
+}
+
+fn start_backend(dir: &Path, socket: &Path, uds: &Path) -> Result<Child, VmError> {
+    let bin = transport::vhost_user_backend().ok_or(VmError::BackendNotFound)?;
+    let log = std::fs::File::create(dir.join("backend.log"))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--guest-cid")
+        .arg("3")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--uds-path")
+        .arg(uds)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    crate::sys::kill_with_parent(&mut cmd);
+    tracing::debug!("vhost-user backend: {cmd:?}");
+    let mut child = cmd.spawn().map_err(|source| VmError::Spawn {
+        what: bin.display().to_string(),
+        source,
+    })?;
+    // QEMU connects to the backend's socket at start-up, so it must exist first.
+    let deadline = Duration::from_secs(10);
+    let start = Instant::now();
+    while !socket.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmError::Died {
+                what: "vhost-device-vsock created its socket".into(),
+                status: status.to_string(),
+                tail: format!("\n{}", last_lines(&dir.join("backend.log"), 10)),
+            });
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            return Err(VmError::Timeout {
+                what: format!("vhost-device-vsock creating {}", socket.display()),
+                after: deadline,
+                tail: format!("\n{}", last_lines(&dir.join("backend.log"), 10)),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(child)
+}
+
+#[cfg(unix)]
+fn serial_chardev(dir: &Path) -> Chardev {
+    Chardev::Unix(dir.join("agent.sock"))
+}
+
+#[cfg(not(unix))]
+fn serial_chardev(_dir: &Path) -> Chardev {
+    // Windows QEMU listens on loopback TCP; take a free port from the OS.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(40000);
+    Chardev::Tcp(port)
+}
+
+/// A unique, short run directory (unix socket paths are limited to ~100 bytes).
+fn new_run_dir(run: &Path) -> Result<PathBuf, VmError> {
+    for attempt in 0..100u32 {
+        let id = format!(
+            "{:x}{:04x}",
+            std::process::id(),
+            unique_u32().wrapping_add(attempt) & 0xffff
+        );
+        let dir = run.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other("cannot create a unique run directory").into())
+}
+
+fn unique_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// A guest context id for vhost-vsock; ids are host-wide, so spread them out.
+fn pick_cid() -> u32 {
+    3 + unique_u32() % 0x7fff_0000
+}
+
+/// The last `n` lines of a text file (empty when it cannot be read).
+pub fn last_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_takes_the_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("c.log");
+        std::fs::write(&f, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(last_lines(&f, 2), "c\nd\n");
+        assert_eq!(last_lines(&tmp.path().join("missing"), 2), "\n");
+    }
+
+    #[test]
+    fn run_dirs_are_unique() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = new_run_dir(tmp.path()).unwrap();
+        let b = new_run_dir(tmp.path()).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn cids_avoid_reserved_values() {
+        for _ in 0..100 {
+            assert!(pick_cid() >= 3);
+        }
+    }
+}
