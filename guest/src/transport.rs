@@ -44,7 +44,7 @@ async fn serve_vsock(port: u32, agent: Agent) -> io::Result<()> {
     tracing::info!("listening on vsock port {port}");
     loop {
         let (stream, peer) = listener.accept().await?;
-        tracing::debug!("vsock connection from {peer:?}");
+        tracing::info!("vsock connection from {peer:?}");
         let agent = agent.clone();
         tokio::spawn(async move { agent.serve(Session::server(stream)).await });
     }

@@ -76,6 +76,7 @@ pub fn args(spec: &Spec) -> Vec<String> {
     ]);
     a.extend(kernel_args(spec));
     a.extend(console_args(spec));
+    a.extend(entropy_args(spec.machine));
     a.extend(transport_args(spec.machine, &spec.transport));
     a
 }
@@ -133,6 +134,12 @@ fn kernel_args(spec: &Spec) -> Vec<String> {
         "-append".into(),
         spec.cmdline.clone(),
     ]
+}
+
+/// A virtio RNG seeds the guest's CRNG at once: without it, `getrandom(2)` in the agent
+/// (hash maps, the multiplexer) can block for a long time in a freshly booted TCG guest.
+fn entropy_args(machine: Machine) -> Vec<String> {
+    vec!["-device".into(), machine.virtio("virtio-rng")]
 }
 
 fn console_args(spec: &Spec) -> Vec<String> {
@@ -251,6 +258,7 @@ mod tests {
         assert!(line.contains("-device vhost-user-vsock-device,chardev=vsock"));
         assert!(line.contains("-smp 2 -m 512M"));
         assert!(line.contains("-no-reboot"));
+        assert!(line.contains("-device virtio-rng-device"));
     }
 
     #[test]

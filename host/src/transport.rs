@@ -11,7 +11,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::qemu::Chardev;
 
@@ -187,6 +187,7 @@ async fn connect_chardev(c: &Chardev) -> io::Result<BoxIo> {
 
 #[cfg(unix)]
 async fn connect_vhost_user(uds: &std::path::Path, port: u32) -> io::Result<BoxIo> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::UnixStream::connect(uds).await?;
     s.write_all(format!("CONNECT {port}\n").as_bytes()).await?;
     // Read the reply a byte at a time: anything after the newline belongs to the stream.

@@ -14,6 +14,10 @@ use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Chardev, Machine, TransportDevice};
 use crate::transport::{self, Endpoint, Kind};
 
+/// The least guest memory berth boots with: below it, kernels die before their console
+/// starts (nothing to show the user), so the request is refused up front instead.
+pub const MIN_MEMORY_MIB: u64 = 64;
+
 /// One connection + handshake attempt over vsock may take this long before a retry.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(25);
@@ -54,6 +58,8 @@ pub enum VmError {
         #[source]
         source: ClientError,
     },
+    #[error("--memory {0}M is below the {MIN_MEMORY_MIB}M a berth VM needs: the kernel and its initramfs must fit and unpack")]
+    TooLittleMemory(u64),
     #[error(transparent)]
     Paths(#[from] PathsError),
     #[error("i/o error in the VM's run directory")]
@@ -88,6 +94,9 @@ pub struct Vm {
 impl Vm {
     /// Starts QEMU (and the vhost-user backend when that transport is used).
     pub fn launch(paths: &Paths, cfg: &VmConfig) -> Result<Vm, VmError> {
+        if cfg.memory_mib < MIN_MEMORY_MIB {
+            return Err(VmError::TooLittleMemory(cfg.memory_mib));
+        }
         let qemu_bin =
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
@@ -207,7 +216,7 @@ impl Vm {
             let outcome = tokio::select! {
                 r = tokio::time::timeout(attempt_time, attempt) => r,
                 status = wait_child(&mut self.qemu) => {
-                    return Err(VmError::Died { what, status, tail: self.tail() });
+                    return Err(VmError::Died { what, status: describe_exit_text(status), tail: self.tail() });
                 }
             };
             match outcome {
@@ -248,7 +257,7 @@ impl Vm {
         if let Some(status) = self.qemu.try_wait()? {
             return Err(VmError::Died {
                 what: what.to_string(),
-                status: status.to_string(),
+                status: describe_exit(status),
                 tail: self.tail(),
             });
         }
@@ -281,7 +290,12 @@ impl Vm {
             "\n--- last lines of the guest console (kept in {}) ---\n",
             kept.display()
         );
-        out.push_str(&last_lines(&console, CONSOLE_TAIL_LINES));
+        let lines = last_lines(&console, CONSOLE_TAIL_LINES);
+        if lines.trim().is_empty() {
+            out.push_str("(empty: the kernel stopped before its console started)\n");
+        } else {
+            out.push_str(&lines);
+        }
         let qemu_out = last_lines(&self.dir.join("qemu.log"), 10);
         if !qemu_out.trim().is_empty() {
             out.push_str("--- QEMU said ---\n");
@@ -310,6 +324,20 @@ impl Drop for Vm {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// QEMU exits 0 when the guest reboots or powers off (-no-reboot), so before the agent
+/// answered that means the kernel panicked or gave up.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    describe_exit_text(status.to_string())
+}
+
+fn describe_exit_text(status: String) -> String {
+    if status == "exit status: 0" {
+        "the guest kernel panicked or rebooted".into()
+    } else {
+        format!("QEMU {status}")
     }
 }
 

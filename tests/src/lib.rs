@@ -1,1 +1,202 @@
-//! VM tests live in tests/tests/*.rs, gated by the `vm` feature that `cargo xtask test` enables.
+//! Harness for the VM tests: runs the real `berth` binary with its own state directory,
+//! the assets `cargo xtask` built, and a deadline on every command.
+//!
+//! The tests themselves are in `tests/*.rs` and are compiled only with the `vm` feature,
+//! which `cargo xtask test` turns on (plain `cargo test` never boots a VM).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every berth command in a test must finish within this, or the test fails (no hangs).
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+
+/// The berth binary under test: `BERTH_BIN`, else the workspace's debug build.
+pub fn berth_bin() -> PathBuf {
+    match std::env::var_os("BERTH_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/berth"),
+    }
+}
+
+/// The kernel the VM tests boot: `BERTH_TEST_KERNEL` (set per kernel by `cargo xtask test`).
+pub fn test_kernel() -> String {
+    std::env::var("BERTH_TEST_KERNEL").unwrap_or_else(|_| "6.1".into())
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// One isolated berth installation: its own `BERTH_HOME`, the shared assets.
+pub struct Berth {
+    home: tempfile::TempDir,
+}
+
+impl Default for Berth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Berth {
+    pub fn new() -> Berth {
+        Berth {
+            home: tempfile::Builder::new()
+                .prefix("berth-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(args).env("BERTH_HOME", self.home.path());
+        if let Some(assets) = std::env::var_os("BERTH_ASSETS") {
+            cmd.env("BERTH_ASSETS", assets);
+        } else if let Some(data) = std::env::var_os("HOME") {
+            cmd.env(
+                "BERTH_ASSETS",
+                Path::new(&data).join(".local/share/berth/assets"),
+            );
+        }
+        cmd
+    }
+
+    /// Runs berth with `args`, feeding `stdin`, and waits (with the deadline).
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Outcome {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn berth");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = collect(child, started, args);
+        let _ = feeder.join();
+        out
+    }
+
+    /// `berth vm run --kernel <test kernel> EXTRA... -- CMD...`
+    pub fn vm_run(&self, extra: &[&str], cmd: &[&str]) -> Outcome {
+        self.vm_run_stdin(extra, cmd, b"")
+    }
+
+    pub fn vm_run_stdin(&self, extra: &[&str], cmd: &[&str], stdin: &[u8]) -> Outcome {
+        let kernel = test_kernel();
+        let mut args = vec!["vm", "run", "--kernel", kernel.as_str()];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        self.run(&args, stdin)
+    }
+
+    /// Asserts that nothing of this installation is left running or listening: no run
+    /// directory (sockets live there) and no process whose command line names our home.
+    pub fn assert_nothing_left(&self) {
+        let run = self.home.path().join("run");
+        let left: Vec<_> = std::fs::read_dir(&run)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "run directories left behind: {left:?}");
+        let needle = self.home.path().to_string_lossy().into_owned();
+        // Processes may take a moment to be reaped after berth exits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let procs = processes_mentioning(&needle);
+            if procs.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {procs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn collect(mut child: Child, started: Instant, args: &[&str]) -> Outcome {
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > COMMAND_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("berth {args:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Pids (with command lines) of processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{name}: {text}"));
+            }
+        }
+    }
+    found
+}
+
+/// The release string of an installed kernel, from `berth kernel ls --format json`.
+pub fn kernel_release(berth: &Berth, name: &str) -> String {
+    let out = berth.run(&["kernel", "ls", "--format", "json"], b"");
+    assert_eq!(out.code, 0, "kernel ls failed: {}", out.stderr);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("kernel ls json");
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["name"] == name)
+        .and_then(|k| k["release"].as_str())
+        .unwrap_or_else(|| panic!("kernel {name} not listed: {list}"))
+        .to_string()
+}

@@ -1,1 +1,102 @@
-fn main() {}
+//! `cargo xtask`: everything in berth that is not plain cargo.
+
+mod archive;
+mod assets;
+mod bench;
+mod cmd;
+mod cross;
+mod demo;
+mod deps;
+mod elf;
+mod guest;
+mod initramfs;
+mod kernel;
+mod pipeline;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use kernel::Kernel;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build berth's guest assets, run its tests and benchmarks",
+    after_help = "Assets go to $BERTH_ASSETS (else $BERTH_HOME/assets, else ~/.local/share/berth/assets); \
+                  kernel builds are cached in $BERTH_CACHE (else ~/.cache/berth)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install host packages (QEMU, kernel sources, build tools) and vhost-device-vsock.
+    Deps,
+    /// Build the static guest binaries (berth-init, berth-floor-init).
+    Guest,
+    /// Build the guest binaries, then write initramfs.cpio and floor-init.cpio.
+    Initramfs,
+    /// Build (or reuse from the cache) and install guest kernels.
+    Kernel {
+        /// Kernels: 6.1, 6.12, cloud, or all (comma-separated lists allowed).
+        #[arg(required = true, value_name = "KERNEL")]
+        kernels: Vec<String>,
+        /// Only report the cache key, paths and what would be built and installed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Build the initramfs, then the kernels.
+    Assets {
+        /// Comma-separated kernels, or all.
+        #[arg(long, default_value = "6.1,cloud")]
+        kernels: String,
+    },
+    /// Unit tests, then the VM tests against each kernel.
+    Test {
+        /// Comma-separated kernels, or all.
+        #[arg(long, default_value = "6.1")]
+        kernels: String,
+    },
+    /// Criterion benchmarks against a release build.
+    Bench {
+        /// The kernel to benchmark: 6.1, 6.12 or cloud.
+        #[arg(long, default_value = "6.1")]
+        kernel: Kernel,
+    },
+    /// First run: install deps, build berth and the cloud-kernel assets, run a VM.
+    Demo,
+    /// Check that the host CLI compiles for macOS and Windows.
+    CheckCross,
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Deps => deps::run(),
+        Command::Guest => guest::build().map(drop),
+        Command::Initramfs => initramfs::run(),
+        Command::Kernel { kernels, dry_run } => {
+            kernel::install(&kernel::parse_list(&kernels)?, dry_run)
+        }
+        Command::Assets { kernels } => pipeline::assets(&kernel::parse_list(&[kernels])?),
+        Command::Test { kernels } => test::run(&kernel::parse_list(&[kernels])?),
+        Command::Bench { kernel } => bench::run(kernel),
+        Command::Demo => demo::run(),
+        Command::CheckCross => cross::run(),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -35,13 +35,13 @@ pub struct Args {
     #[arg(long, default_value = "microvm")]
     machine: String,
     /// Seconds to wait for the VM to boot and its agent to answer.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 30)]
     boot_timeout: u64,
     /// Keep stdin open and forward it to the command.
     #[arg(short, long)]
     interactive: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
 }
 

@@ -1,0 +1,132 @@
+//! The agent end to end over an in-memory pipe: handshake, exec with stdio, errors.
+
+use berth_guest::agent::Agent;
+use berth_guest::process::Reaper;
+use berth_mux::{read_msg, write_msg, Session, Stream};
+use berth_protocol::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn connect() -> (Session, Stream) {
+    let (host_io, guest_io) = tokio::io::duplex(1 << 16);
+    let agent = Agent {
+        reaper: Reaper::start().unwrap(),
+        is_init: false,
+    };
+    tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
+    let host = Session::client(host_io);
+    let mut control = host.open().await.unwrap();
+    write_msg(&mut control, &StreamOpen::Control).await.unwrap();
+    write_msg(
+        &mut control,
+        &HostMessage::Hello {
+            version: VERSION,
+            client: "test".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let ack: GuestMessage = read_msg(&mut control).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            ack,
+            GuestMessage::HelloAck {
+                version: VERSION,
+                ..
+            }
+        ),
+        "{ack:?}"
+    );
+    (host, control)
+}
+
+async fn stdio(host: &Session, exec_id: u64, fd: StdioFd) -> Stream {
+    let mut s = host.open().await.unwrap();
+    write_msg(&mut s, &StreamOpen::Stdio { exec_id, fd })
+        .await
+        .unwrap();
+    s
+}
+
+async fn next(control: &mut Stream) -> GuestMessage {
+    read_msg(control).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_streams_stdio_separately_and_reports_the_exit() {
+    let (host, mut control) = connect().await;
+    let mut stdin = stdio(&host, 1, StdioFd::Stdin).await;
+    let mut stdout = stdio(&host, 1, StdioFd::Stdout).await;
+    let mut stderr = stdio(&host, 1, StdioFd::Stderr).await;
+    let spec = ExecSpec {
+        argv: vec!["sh".into(), "-c".into(), "cat; echo err >&2; exit 3".into()],
+        env: vec![],
+        cwd: None,
+        stdin: true,
+    };
+    write_msg(&mut control, &HostMessage::Exec { exec_id: 1, spec })
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut control).await,
+        GuestMessage::Started { exec_id: 1, .. }
+    ));
+    stdin.write_all(b"hello through stdin\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).await.unwrap();
+    assert_eq!(out, "hello through stdin\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(
+        next(&mut control).await,
+        GuestMessage::Exited {
+            exec_id: 1,
+            status: ExitStatus::Code(3)
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
+    let (host, mut control) = connect().await;
+    let _out = stdio(&host, 5, StdioFd::Stdout).await;
+    let _err = stdio(&host, 5, StdioFd::Stderr).await;
+    let spec = ExecSpec {
+        argv: vec!["no-such-command-here".into()],
+        env: vec![],
+        cwd: None,
+        stdin: false,
+    };
+    write_msg(&mut control, &HostMessage::Exec { exec_id: 5, spec })
+        .await
+        .unwrap();
+    match next(&mut control).await {
+        GuestMessage::Error {
+            exec_id: Some(5),
+            kind: ErrorKind::NotFound,
+            ..
+        } => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+    write_msg(&mut control, &HostMessage::Ping { nonce: 11 })
+        .await
+        .unwrap();
+    assert_eq!(next(&mut control).await, GuestMessage::Pong { nonce: 11 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_gets_an_error_reply() {
+    let (_host, mut control) = connect().await;
+    control
+        .write_all(&[0, 0, 0, 3, b'{', b'x', b'}'])
+        .await
+        .unwrap();
+    match next(&mut control).await {
+        GuestMessage::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        } => {}
+        other => panic!("expected bad request, got {other:?}"),
+    }
+}

@@ -1,0 +1,217 @@
+//! `berth vm run` against a real kernel under QEMU (the kernel `BERTH_TEST_KERNEL` names).
+#![cfg(feature = "vm")]
+
+use berth_tests::{kernel_release, test_kernel, Berth};
+use sha2::{Digest, Sha256};
+
+/// Transports that must work on every host berth's tests run on.
+const TRANSPORTS: &[&str] = &["vhost-user", "serial"];
+
+#[test]
+fn stdout_stderr_and_exit_code_on_every_transport() {
+    for transport in TRANSPORTS {
+        let b = Berth::new();
+        let out = b.vm_run(
+            &["--transport", transport],
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        );
+        assert_eq!(out.code, 3, "{transport}: {}", out.stderr);
+        assert_eq!(out.stdout_text(), "out\n", "{transport}");
+        assert_eq!(out.stderr, "err\n", "{transport}");
+        b.assert_nothing_left();
+    }
+}
+
+#[test]
+fn stdin_is_forwarded_byte_for_byte_on_every_transport() {
+    let mut data = vec![0u8; 10_000_000];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let expected = format!("{:x}  -\n", Sha256::digest(&data));
+    for transport in TRANSPORTS {
+        let b = Berth::new();
+        let out = b.vm_run_stdin(&["-i", "--transport", transport], &["sha256sum"], &data);
+        assert_eq!(out.code, 0, "{transport}: {}", out.stderr);
+        assert_eq!(out.stdout_text(), expected, "{transport}");
+    }
+}
+
+#[test]
+fn large_output_arrives_whole_and_separate() {
+    let b = Berth::new();
+    let out = b.vm_run(
+        &[],
+        &["sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 3_000_000);
+    assert!(out.stdout.iter().all(|b| *b == 0));
+    assert_eq!(out.stderr, "done\n");
+}
+
+#[test]
+fn death_by_signal_exits_128_plus_n() {
+    let b = Berth::new();
+    let out = b.vm_run(&[], &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.code, 137, "{}", out.stderr);
+    let out = b.vm_run(&[], &["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn docker_exit_codes_for_commands_that_cannot_run() {
+    let b = Berth::new();
+    let out = b.vm_run(&[], &["no-such-command"]);
+    assert_eq!(out.code, 127, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-command"), "{}", out.stderr);
+    let out = b.vm_run(&[], &["/etc"]);
+    assert_eq!(out.code, 126, "{}", out.stderr);
+}
+
+#[test]
+fn uname_proves_which_kernel_booted() {
+    let b = Berth::new();
+    let release = kernel_release(&b, &test_kernel());
+    let out = b.vm_run(&[], &["uname", "-r"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text().trim(), release);
+}
+
+#[test]
+fn cpus_memory_and_the_pc_machine() {
+    let b = Berth::new();
+    let out = b.vm_run(
+        &["--cpus", "2", "--memory", "256M"],
+        &["sh", "-c", "nproc; grep MemTotal /proc/meminfo"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    assert_eq!(text.lines().next(), Some("2"), "{text}");
+    let kib: u64 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .expect("MemTotal");
+    assert!(
+        kib > 150_000 && kib <= 262_144,
+        "MemTotal {kib} kB for 256M"
+    );
+    let out = b.vm_run(&["--machine", "pc"], &["cat", "/proc/cmdline"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout_text().contains("berth.transport="),
+        "{}",
+        out.stdout_text()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_kernel_fails_fast_and_clearly() {
+    let b = Berth::new();
+    let bogus = b.home().join("not-a-kernel");
+    std::fs::write(&bogus, vec![0x42u8; 4096]).unwrap();
+    let out = b.run(
+        &[
+            "vm",
+            "run",
+            "--kernel",
+            bogus.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(out.elapsed.as_secs() < 60, "took {:?}", out.elapsed);
+    assert!(
+        out.stderr.contains("before the guest agent"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("QEMU said"), "{}", out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn too_little_memory_is_refused_up_front() {
+    let b = Berth::new();
+    let out = b.vm_run(&["--memory", "16M"], &["true"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("16M is below"), "{}", out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn bad_flags_are_refused_with_125() {
+    let b = Berth::new();
+    for args in [
+        &["vm", "run", "--transport", "carrier-pigeon", "--", "true"][..],
+        &["vm", "run", "--memory", "lots", "--", "true"],
+        &["vm", "run", "--kernel", "no-such-kernel", "--", "true"],
+        &["vm", "run", "--no-such-flag", "--", "true"],
+    ] {
+        let out = b.run(args, b"");
+        assert_eq!(out.code, 125, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn the_kernel_vsock_transport_is_used_only_where_it_exists() {
+    let b = Berth::new();
+    let out = b.vm_run(&["--transport", "vsock"], &["true"]);
+    if std::path::Path::new("/dev/vhost-vsock").exists() {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    } else {
+        assert_eq!(out.code, 125);
+        assert!(out.stderr.contains("not available"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn signals_to_berth_reach_the_command() {
+    use std::io::{BufRead, BufReader};
+    let b = Berth::new();
+    let kernel = test_kernel();
+    let script = "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.1; done";
+    let mut child = b
+        .command(&["vm", "run", "--kernel", &kernel, "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // If anything below blocks, the watchdog ends berth so the reads return and fail.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(berth_tests::COMMAND_DEADLINE);
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(lines.next().unwrap().unwrap(), "got TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+    b.assert_nothing_left();
+}
+
+#[test]
+fn fifty_consecutive_boots() {
+    let b = Berth::new();
+    for i in 0..50 {
+        let out = b.vm_run(&[], &["true"]);
+        assert_eq!(out.code, 0, "boot {i}: {}", out.stderr);
+    }
+    b.assert_nothing_left();
+}

@@ -1,0 +1,194 @@
+//! `cargo xtask deps`: install what berth needs on the host.
+
+use anyhow::Result;
+
+use crate::cmd::Cmd;
+
+/// Debian packages: QEMU, kernel sources and the distro kernel, the kernel build toolchain,
+/// busybox for the initramfs, and what the tests use.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "qemu-utils",
+    "linux-source-6.1",
+    "linux-source-6.12",
+    "linux-image-cloud-amd64",
+    "busybox-static",
+    "cpio",
+    "bc",
+    "flex",
+    "bison",
+    "libelf-dev",
+    "libssl-dev",
+    "xz-utils",
+    "kmod",
+    "e2fsprogs",
+    "tmux",
+    "make",
+    "gcc",
+    "crun",
+];
+
+/// The vhost-user vsock device QEMU talks to; not packaged by Debian 12.
+const VHOST_VSOCK: &str = "vhost-device-vsock";
+const VHOST_VSOCK_VERSION: &str = "0.3.0";
+
+pub fn run() -> Result<()> {
+    platform::install()
+}
+
+/// The version of an installed Debian package, or `None` if it is not installed.
+pub fn installed_version(package: &str) -> Result<Option<String>> {
+    let out = Cmd::new("dpkg-query")
+        .args(["-W", "-f=${Status}\t${Version}", package])
+        .read_optional()?;
+    Ok(out.and_then(|line| {
+        let (status, version) = line.split_once('\t')?;
+        is_installed(status).then(|| version.trim().to_owned())
+    }))
+}
+
+/// `dpkg-query`'s `${Status}` is "install ok installed" for an installed package.
+fn is_installed(status: &str) -> bool {
+    status.split_whitespace().last() == Some("installed")
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    use std::path::PathBuf;
+
+    use anyhow::{Context, Result};
+
+    use super::*;
+    use crate::cmd::find_on_path;
+
+    pub fn install() -> Result<()> {
+        if find_on_path("apt-get").is_some() && find_on_path("dpkg-query").is_some() {
+            install_debian_packages()?;
+        } else {
+            println!("warning: no apt-get here; install the equivalents of these Debian packages yourself:");
+            println!("  {}", DEBIAN_PACKAGES.join(" "));
+        }
+        install_vhost_vsock()?;
+        println!("deps: all installed");
+        Ok(())
+    }
+
+    fn missing_packages() -> Result<Vec<&'static str>> {
+        println!("checking Debian packages");
+        // One query for all; dpkg-query exits non-zero if it knows some of them not at all, so
+        // whatever it does not report as installed is missing.
+        let out = Cmd::new("dpkg-query")
+            .args(["-W", "-f=${Package}\t${Status}\n"])
+            .args(DEBIAN_PACKAGES)
+            .read_any_status()?;
+        let installed: Vec<&str> = out
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .filter(|(_, status)| is_installed(status))
+            .map(|(package, _)| package)
+            .collect();
+        Ok(DEBIAN_PACKAGES
+            .iter()
+            .copied()
+            .filter(|p| !installed.contains(p))
+            .collect())
+    }
+
+    fn install_debian_packages() -> Result<()> {
+        let missing = missing_packages()?;
+        if missing.is_empty() {
+            println!("Debian packages: all {} present", DEBIAN_PACKAGES.len());
+            return Ok(());
+        }
+        println!("Debian packages missing: {}", missing.join(" "));
+        let sudo = needs_sudo()?;
+        let apt = |args: &[&str]| {
+            let cmd = if sudo {
+                Cmd::new("sudo")
+                    .arg("DEBIAN_FRONTEND=noninteractive")
+                    .arg("apt-get")
+            } else {
+                Cmd::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive")
+            };
+            cmd.args(args)
+        };
+        apt(&["update"]).run()?;
+        apt(&["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .run()
+    }
+
+    /// Whether apt needs `sudo`: when we are not root and sudo exists.
+    fn needs_sudo() -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self")
+            .context("reading /proc/self to find our user id")?
+            .uid();
+        if uid == 0 {
+            return Ok(false);
+        }
+        let sudo = find_on_path("sudo").is_some();
+        if !sudo {
+            println!("warning: not root and no sudo; trying apt-get as this user");
+        }
+        Ok(sudo)
+    }
+
+    fn install_vhost_vsock() -> Result<()> {
+        let cargo_bin = std::env::var_os("CARGO_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")))
+            .map(|home| home.join("bin").join(VHOST_VSOCK));
+        let found = find_on_path(VHOST_VSOCK).or(cargo_bin.filter(|p| p.is_file()));
+        if let Some(path) = found {
+            println!("{VHOST_VSOCK}: found at {}", path.display());
+            return Ok(());
+        }
+        println!("{VHOST_VSOCK}: not found, installing with cargo");
+        Cmd::cargo()
+            .args([
+                "install",
+                VHOST_VSOCK,
+                "--version",
+                VHOST_VSOCK_VERSION,
+                "--locked",
+            ])
+            .run()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod platform {
+    use super::*;
+
+    pub fn install() -> Result<()> {
+        let qemu = if cfg!(target_os = "macos") {
+            "brew install qemu"
+        } else if cfg!(windows) {
+            "choco install qemu   (or in MSYS2: pacman -S mingw-w64-ucrt-x86_64-qemu)"
+        } else {
+            "install QEMU (qemu-system-x86_64) with your package manager"
+        };
+        println!("berth on this platform needs:");
+        println!("  - QEMU: {qemu}");
+        println!("  - the Rust target for the host CLI (already installed if `cargo build -p berth` works)");
+        println!("Guest kernels, the initramfs and the static guest binaries are built on Linux:");
+        println!("  run `cargo xtask assets` on a Debian 12 machine (or VM) and copy its assets");
+        println!("  directory here, pointing BERTH_ASSETS at it.");
+        println!("Nothing was installed automatically.");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parsing() {
+        assert!(is_installed("install ok installed"));
+        assert!(!is_installed("deinstall ok config-files"));
+        assert!(!is_installed(""));
+    }
+}
