@@ -1,1 +1,101 @@
-fn main() {}
+//! Cold `berth vm run -- true` against the floor: the same kernel, booted with the same
+//! QEMU flags, with a trivial static init that powers off at once. The ratio is what
+//! berth (agent start, transport, handshake, exec, power-off) adds to a bare VM boot.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth::kernels;
+use berth::qemu::{self, Chardev, Machine, TransportDevice};
+use berth::{accel, paths::Paths};
+use berth_bench::{bench_kernel, berth_bin, print_ratio, record, time_command};
+use criterion::{criterion_group, Criterion, SamplingMode};
+
+const FLOOR: &str = "floor: bare boot + power-off";
+
+fn berth_run(home: &Path, transport: &str) -> Command {
+    let mut cmd = Command::new(berth_bin());
+    cmd.env("BERTH_HOME", home)
+        .args(["vm", "run", "--kernel", &bench_kernel(), "--transport", transport, "--", "true"]);
+    cmd
+}
+
+/// The QEMU command of the floor: what `berth vm run --transport serial` launches, with
+/// the floor initramfs in place of berth's.
+fn floor_command(dir: &Path) -> Command {
+    let paths = Paths::from_env().expect("berth paths");
+    let kernel = kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
+    let accel = accel::choose();
+    let spec = qemu::Spec {
+        machine: Machine::Microvm,
+        accel: accel.accel,
+        cpus: 1,
+        memory_mib: 512,
+        kernel: kernel.image(true).to_path_buf(),
+        initramfs: paths.assets.join("floor-init.cpio"),
+        cmdline: qemu::cmdline(
+            Machine::Microvm,
+            accel.accel,
+            accel::host_tsc_khz(),
+            &["berth.transport=serial".to_string()],
+        ),
+        console_log: dir.join("console.log"),
+        transport: TransportDevice::Serial {
+            chardev: Chardev::Unix(dir.join("agent.sock")),
+            name: berth_protocol_port_name(),
+        },
+    };
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(qemu::args(&spec));
+    cmd
+}
+
+fn berth_protocol_port_name() -> String {
+    "berth.0".to_string()
+}
+
+fn boot(c: &mut Criterion) {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut group = c.benchmark_group("cold boot");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20));
+
+    group.bench_function(FLOOR, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += time_command(&mut floor_command(home.path()));
+            }
+            record(FLOOR, total, iters);
+            total
+        })
+    });
+    for transport in ["serial", "vhost-user"] {
+        let name = format!("berth vm run -- true ({transport})");
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += time_command(&mut berth_run(home.path(), transport));
+                }
+                record(&name, total, iters);
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, boot);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    for transport in ["serial", "vhost-user"] {
+        print_ratio(&format!("berth vm run -- true ({transport})"), FLOOR);
+    }
+}

@@ -23,30 +23,28 @@ pub async fn serve(cfg: &Config, agent: Agent) -> io::Result<()> {
     }
 }
 
+/// Dials the host (context id 2) on `port`, serves the connection, and dials again when
+/// it ends. The guest dials rather than listens so that the host never has to poll, and
+/// no connection can arrive before the vsock driver is ready.
 async fn serve_vsock(port: u32, agent: Agent) -> io::Result<()> {
-    use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
+    use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
     let started = Instant::now();
-    let listener = loop {
-        match VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, port)) {
-            Ok(l) => break l,
-            Err(e) if started.elapsed() < DEVICE_DEADLINE => {
-                tracing::debug!("vsock not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut connected_once = false;
+    loop {
+        match VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, port)).await {
+            Ok(stream) => {
+                tracing::info!("connected to the host on vsock port {port}");
+                connected_once = true;
+                agent.serve(Session::server(stream)).await;
+            }
+            Err(e) if connected_once || started.elapsed() < DEVICE_DEADLINE => {
+                tracing::debug!("vsock connect to the host failed: {e}");
             }
             Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("listening on vsock port {port}: {e}"),
-                ))
+                return Err(io::Error::new(e.kind(), format!("dialing the host on vsock port {port}: {e}")))
             }
         }
-    };
-    tracing::info!("listening on vsock port {port}");
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        tracing::info!("vsock connection from {peer:?}");
-        let agent = agent.clone();
-        tokio::spawn(async move { agent.serve(Session::server(stream)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

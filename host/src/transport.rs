@@ -3,8 +3,8 @@
 //! is the same whichever is used.
 //!
 //! - vhost-vsock: the host kernel's vsock device (Linux hosts with /dev/vhost-vsock).
-//! - vhost-user: rust-vmm's `vhost-device-vsock` backend process; the host connects to its
-//!   unix socket and asks for the guest port (`CONNECT <port>` / `OK <port>`).
+//! - vhost-user: rust-vmm's `vhost-device-vsock` backend process; it forwards the guest's
+//!   connection to host port P to the unix socket `<uds-path>_P`.
 //! - serial: a virtio-serial port behind a QEMU socket chardev; works on every host OS.
 
 use std::fmt;
@@ -126,20 +126,19 @@ pub fn choose(requested: &str) -> Result<Kind, TransportError> {
     }
 }
 
-/// Where to connect once QEMU runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How host and guest find each other. Over vsock the guest dials the host once its
+/// agent is up (no polling, and no connection attempt can race the guest's driver set-up);
+/// over virtio-serial the host connects to QEMU's socket and the guest opens its port.
 pub enum Endpoint {
-    VhostVsock { cid: u32, port: u32 },
-    VhostUser { uds: PathBuf, port: u32 },
+    /// vhost-user: `vhost-device-vsock` forwards the guest's connection to host port P to
+    /// the unix socket `<uds-path>_P`, on which we listen.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+    /// The host kernel's vsock: we listen on a port of our own and accept only our guest.
+    #[cfg(target_os = "linux")]
+    Vsock { listener: tokio_vsock::VsockListener, cid: u32 },
+    /// virtio-serial: QEMU listens, we connect.
     Serial(Chardev),
-}
-
-impl Endpoint {
-    /// Whether connecting succeeds before the guest is up (then the handshake is what
-    /// proves the guest is there, and the connection must not be retried).
-    pub fn connects_before_guest(&self) -> bool {
-        matches!(self, Endpoint::Serial(_))
-    }
 }
 
 /// A connected byte stream to the guest.
@@ -147,27 +146,58 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub type BoxIo = Box<dyn Io>;
 
-/// One connection attempt.
-pub async fn connect(ep: &Endpoint) -> io::Result<BoxIo> {
-    match ep {
-        Endpoint::VhostVsock { cid, port } => connect_vsock(*cid, *port).await,
-        Endpoint::VhostUser { uds, port } => connect_vhost_user(uds, *port).await,
-        Endpoint::Serial(chardev) => connect_chardev(chardev).await,
+impl Endpoint {
+    /// Listens for the guest's connection through vhost-device-vsock, whose `--uds-path`
+    /// is `uds`; the guest dials `port`. Must be called inside the tokio runtime.
+    #[cfg(unix)]
+    pub fn listen_vhost_user(uds: &std::path::Path, port: u32) -> io::Result<Endpoint> {
+        let mut path = uds.as_os_str().to_owned();
+        path.push(format!("_{port}"));
+        Ok(Endpoint::Unix(tokio::net::UnixListener::bind(path)?))
     }
-}
 
-#[cfg(target_os = "linux")]
-async fn connect_vsock(cid: u32, port: u32) -> io::Result<BoxIo> {
-    let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(cid, port)).await?;
-    Ok(Box::new(s))
-}
+    /// Listens on a free host vsock port for the guest with context id `cid`; returns the
+    /// endpoint and the port the guest must dial.
+    #[cfg(target_os = "linux")]
+    pub fn listen_vsock(cid: u32) -> io::Result<(Endpoint, u32)> {
+        use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
+        let mut last = None;
+        for attempt in 0..32u32 {
+            let port = 20000 + (cid.wrapping_mul(7919).wrapping_add(attempt)) % 40000;
+            match VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, port)) {
+                Ok(listener) => return Ok((Endpoint::Vsock { listener, cid }, port)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free vsock port")))
+    }
 
-#[cfg(not(target_os = "linux"))]
-async fn connect_vsock(_cid: u32, _port: u32) -> io::Result<BoxIo> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "vhost-vsock needs a Linux host",
-    ))
+    /// Waits for (vsock) or makes (serial) the connection. Loops until it succeeds: the
+    /// caller bounds it with the boot deadline and watches QEMU meanwhile.
+    pub async fn establish(&mut self) -> io::Result<BoxIo> {
+        match self {
+            #[cfg(unix)]
+            Endpoint::Unix(listener) => Ok(Box::new(listener.accept().await?.0)),
+            #[cfg(target_os = "linux")]
+            Endpoint::Vsock { listener, cid } => loop {
+                let (stream, peer) = listener.accept().await?;
+                if peer.cid() == *cid {
+                    return Ok(Box::new(stream));
+                }
+                tracing::warn!("ignoring a vsock connection from another guest (cid {})", peer.cid());
+            },
+            Endpoint::Serial(chardev) => loop {
+                // QEMU creates the socket shortly after it starts.
+                match connect_chardev(chardev).await {
+                    Ok(io) => return Ok(io),
+                    Err(e) => {
+                        tracing::trace!("chardev not ready: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            },
+        }
+    }
 }
 
 async fn connect_chardev(c: &Chardev) -> io::Result<BoxIo> {
@@ -175,57 +205,8 @@ async fn connect_chardev(c: &Chardev) -> io::Result<BoxIo> {
         #[cfg(unix)]
         Chardev::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
         #[cfg(not(unix))]
-        Chardev::Unix(_) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "unix sockets need a unix host",
-        )),
-        Chardev::Tcp(port) => Ok(Box::new(
-            tokio::net::TcpStream::connect(("127.0.0.1", *port)).await?,
-        )),
-    }
-}
-
-#[cfg(unix)]
-async fn connect_vhost_user(uds: &std::path::Path, port: u32) -> io::Result<BoxIo> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::UnixStream::connect(uds).await?;
-    s.write_all(format!("CONNECT {port}\n").as_bytes()).await?;
-    // Read the reply a byte at a time: anything after the newline belongs to the stream.
-    let mut line = Vec::new();
-    loop {
-        let b = s.read_u8().await?;
-        if b == b'\n' {
-            break;
-        }
-        line.push(b);
-        if line.len() > 64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "overlong reply from vhost-device-vsock",
-            ));
-        }
-    }
-    check_connect_reply(&String::from_utf8_lossy(&line))?;
-    Ok(Box::new(s))
-}
-
-#[cfg(not(unix))]
-async fn connect_vhost_user(_uds: &std::path::Path, _port: u32) -> io::Result<BoxIo> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "vhost-user needs a unix host",
-    ))
-}
-
-/// Checks a `vhost-device-vsock` reply to `CONNECT <port>`.
-pub fn check_connect_reply(reply: &str) -> io::Result<()> {
-    if reply.starts_with("OK ") {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("vhost-device-vsock said {reply:?}"),
-        ))
+        Chardev::Unix(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "unix sockets need a unix host")),
+        Chardev::Tcp(port) => Ok(Box::new(tokio::net::TcpStream::connect(("127.0.0.1", *port)).await?)),
     }
 }
 
@@ -246,15 +227,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn connect_replies() {
-        assert!(check_connect_reply("OK 1024").is_ok());
-        assert!(check_connect_reply("").is_err());
-    }
-
-    #[test]
-    fn only_serial_connects_before_the_guest() {
-        assert!(Endpoint::Serial(Chardev::Tcp(1)).connects_before_guest());
-        assert!(!Endpoint::VhostVsock { cid: 3, port: 1 }.connects_before_guest());
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn vhost_user_endpoint_accepts_on_the_forwarded_socket() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let mut ep = Endpoint::listen_vhost_user(&uds, 1024).unwrap();
+        let forwarded = dir.path().join("vsock.sock_1024");
+        let guest = tokio::spawn(async move {
+            let mut s = tokio::net::UnixStream::connect(forwarded).await.unwrap();
+            s.write_all(b"hi").await.unwrap();
+        });
+        let mut io = ep.establish().await.unwrap();
+        let mut buf = [0u8; 2];
+        io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hi");
+        guest.await.unwrap();
     }
 }

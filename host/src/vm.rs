@@ -18,8 +18,6 @@ use crate::transport::{self, Endpoint, Kind};
 /// starts (nothing to show the user), so the request is refused up front instead.
 pub const MIN_MEMORY_MIB: u64 = 64;
 
-/// One connection + handshake attempt over vsock may take this long before a retry.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(25);
 const CONSOLE_TAIL_LINES: usize = 25;
 
@@ -101,44 +99,8 @@ impl Vm {
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
         let mut vm_backend = None;
-        let (device, endpoint, agent_param) = match cfg.transport {
-            Kind::VhostVsock => {
-                let cid = pick_cid();
-                (
-                    TransportDevice::VhostVsock { cid },
-                    Endpoint::VhostVsock {
-                        cid,
-                        port: berth_protocol::VSOCK_PORT,
-                    },
-                    "berth.transport=vsock",
-                )
-            }
-            Kind::VhostUser => {
-                let socket = dir.join("vhu.sock");
-                let uds = dir.join("vsock.sock");
-                vm_backend = Some(start_backend(&dir, &socket, &uds)?);
-                (
-                    TransportDevice::VhostUser { socket },
-                    Endpoint::VhostUser {
-                        uds,
-                        port: berth_protocol::VSOCK_PORT,
-                    },
-                    "berth.transport=vsock",
-                )
-            }
-            Kind::Serial => {
-                let chardev = serial_chardev(&dir);
-                (
-                    TransportDevice::Serial {
-                        chardev: chardev.clone(),
-                        name: berth_protocol::SERIAL_PORT_NAME.to_string(),
-                    },
-                    Endpoint::Serial(chardev),
-                    "berth.transport=serial",
-                )
-            }
-        };
-        let mut params = vec![agent_param.to_string()];
+        let (device, endpoint, agent_params) = transport_setup(cfg.transport, &dir, &mut vm_backend)?;
+        let mut params = agent_params;
         if cfg.debug_guest {
             params.push("berth.debug=1".into());
         }
@@ -182,86 +144,35 @@ impl Vm {
         })
     }
 
-    /// Waits for the agent to answer the handshake, within `deadline`.
+    /// Waits for the guest's connection and the agent's handshake, within `deadline`,
+    /// failing early if QEMU exits.
     pub async fn connect(&mut self, deadline: Duration) -> Result<AgentClient, VmError> {
         let what = format!("the guest agent answering over {}", self.transport);
         let start = Instant::now();
-        loop {
-            self.check_alive(&what)?;
-            let left = match deadline.checked_sub(start.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => {
-                    return Err(VmError::Timeout {
-                        what,
-                        after: deadline,
-                        tail: self.tail(),
-                    })
-                }
-            };
-            let serial = self.endpoint.connects_before_guest();
-            let attempt_time = if serial {
-                left
-            } else {
-                left.min(ATTEMPT_TIMEOUT)
-            };
-            let endpoint = self.endpoint.clone();
-            let attempt = async move {
-                let io = transport::connect(&endpoint)
-                    .await
-                    .map_err(|e| (false, ClientError::Mux(e.into())))?;
-                AgentClient::handshake(io, "berth")
-                    .await
-                    .map_err(|e| (true, e))
-            };
-            let outcome = tokio::select! {
-                r = tokio::time::timeout(attempt_time, attempt) => r,
-                status = wait_child(&mut self.qemu) => {
-                    return Err(VmError::Died { what, status: describe_exit_text(status), tail: self.tail() });
-                }
-            };
-            match outcome {
-                Ok(Ok(client)) => {
-                    tracing::debug!(
-                        "agent answered after {:?}: {} on {}",
-                        start.elapsed(),
-                        client.guest.agent,
-                        client.guest.kernel_release
-                    );
-                    return Ok(client);
-                }
-                // A refusal (e.g. another protocol version) will not change on retry.
-                Ok(Err((_, e @ ClientError::Refused { .. }))) => {
-                    return Err(VmError::Agent {
-                        what,
-                        tail: self.tail(),
-                        source: e,
-                    })
-                }
-                Ok(Err((handshaking, e))) => {
-                    tracing::trace!("connect attempt failed (handshaking: {handshaking}): {e}");
-                    if serial && handshaking {
-                        return Err(VmError::Agent {
-                            what,
-                            tail: self.tail(),
-                            source: e,
-                        });
-                    }
-                }
-                Err(_elapsed) => {}
+        let Vm { qemu, endpoint, .. } = self;
+        let attempt = async {
+            let io = endpoint.establish().await.map_err(|e| ClientError::Mux(e.into()))?;
+            AgentClient::handshake(io, "berth").await
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(deadline, attempt) => r,
+            status = wait_child(qemu) => {
+                return Err(VmError::Died { what, status: describe_exit_text(status), tail: self.tail() });
             }
-            tokio::time::sleep(POLL).await;
+        };
+        match outcome {
+            Ok(Ok(client)) => {
+                tracing::debug!(
+                    "agent answered after {:?}: {} on {}",
+                    start.elapsed(),
+                    client.guest.agent,
+                    client.guest.kernel_release
+                );
+                Ok(client)
+            }
+            Ok(Err(source)) => Err(VmError::Agent { what, tail: self.tail(), source }),
+            Err(_elapsed) => Err(VmError::Timeout { what, after: deadline, tail: self.tail() }),
         }
-    }
-
-    fn check_alive(&mut self, what: &str) -> Result<(), VmError> {
-        if let Some(status) = self.qemu.try_wait()? {
-            return Err(VmError::Died {
-                what: what.to_string(),
-                status: describe_exit(status),
-                tail: self.tail(),
-            });
-        }
-        Ok(())
     }
 
     /// Waits for QEMU to exit by itself, up to `timeout`; kills it after that.
@@ -329,15 +240,51 @@ impl Drop for Vm {
 
 /// QEMU exits 0 when the guest reboots or powers off (-no-reboot), so before the agent
 /// answered that means the kernel panicked or gave up.
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    describe_exit_text(status.to_string())
-}
-
 fn describe_exit_text(status: String) -> String {
     if status == "exit status: 0" {
         "the guest kernel panicked or rebooted".into()
     } else {
         format!("QEMU {status}")
+    }
+}
+
+/// The QEMU device, our endpoint and the agent's kernel parameters for a transport.
+fn transport_setup(
+    kind: Kind,
+    dir: &Path,
+    backend: &mut Option<Child>,
+) -> Result<(TransportDevice, Endpoint, Vec<String>), VmError> {
+    let vsock_params = |port: u32| vec!["berth.transport=vsock".to_string(), format!("berth.port={port}")];
+    match kind {
+        #[cfg(target_os = "linux")]
+        Kind::VhostVsock => {
+            let cid = pick_cid();
+            let (endpoint, port) = Endpoint::listen_vsock(cid)?;
+            Ok((TransportDevice::VhostVsock { cid }, endpoint, vsock_params(port)))
+        }
+        #[cfg(unix)]
+        Kind::VhostUser => {
+            let socket = dir.join("vhu.sock");
+            let uds = dir.join("vsock.sock");
+            let port = berth_protocol::VSOCK_PORT;
+            // Listen before the guest can dial.
+            let endpoint = Endpoint::listen_vhost_user(&uds, port)?;
+            *backend = Some(start_backend(dir, &socket, &uds)?);
+            Ok((TransportDevice::VhostUser { socket }, endpoint, vsock_params(port)))
+        }
+        Kind::Serial => {
+            let chardev = serial_chardev(dir);
+            let device = TransportDevice::Serial {
+                chardev: chardev.clone(),
+                name: berth_protocol::SERIAL_PORT_NAME.to_string(),
+            };
+            Ok((device, Endpoint::Serial(chardev), vec!["berth.transport=serial".to_string()]))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(VmError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("transport {other} is not supported on this host OS"),
+        ))),
     }
 }
 
