@@ -16,8 +16,16 @@ const FLOOR: &str = "floor: bare boot + power-off";
 
 fn berth_run(home: &Path, transport: &str) -> Command {
     let mut cmd = Command::new(berth_bin());
-    cmd.env("BERTH_HOME", home)
-        .args(["vm", "run", "--kernel", &bench_kernel(), "--transport", transport, "--", "true"]);
+    cmd.env("BERTH_HOME", home).args([
+        "vm",
+        "run",
+        "--kernel",
+        &bench_kernel(),
+        "--transport",
+        transport,
+        "--",
+        "true",
+    ]);
     cmd
 }
 
@@ -25,7 +33,8 @@ fn berth_run(home: &Path, transport: &str) -> Command {
 /// the floor initramfs in place of berth's.
 fn floor_command(dir: &Path) -> Command {
     let paths = Paths::from_env().expect("berth paths");
-    let kernel = kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
+    let kernel =
+        kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
     let accel = accel::choose();
     let spec = qemu::Spec {
         machine: Machine::Microvm,

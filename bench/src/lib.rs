@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 pub fn berth_bin() -> PathBuf {
     std::env::var_os("BERTH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/berth")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/release/berth"
+            ))
+        })
 }
 
 /// The kernel to boot: `BERTH_BENCH_KERNEL` (default 6.1).
@@ -24,7 +29,10 @@ pub fn bench_kernel() -> String {
 /// broken set-up never produces numbers.
 pub fn time_command(cmd: &mut Command) -> Duration {
     let start = Instant::now();
-    let out = cmd.stdin(Stdio::null()).output().expect("spawn benchmarked command");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn benchmarked command");
     let took = start.elapsed();
     assert!(
         out.status.success(),
@@ -63,7 +71,10 @@ pub fn mean_secs(name: &str) -> Option<f64> {
 /// Prints `name / baseline` as a ratio line.
 pub fn print_ratio(name: &str, baseline: &str) {
     match (mean_secs(name), mean_secs(baseline)) {
-        (Some(a), Some(b)) => println!("ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s mean)", a / b),
+        (Some(a), Some(b)) => println!(
+            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s mean)",
+            a / b
+        ),
         _ => println!("ratio {name} / {baseline}: not measured"),
     }
 }

@@ -41,7 +41,10 @@ async fn serve_vsock(port: u32, agent: Agent) -> io::Result<()> {
                 tracing::debug!("vsock connect to the host failed: {e}");
             }
             Err(e) => {
-                return Err(io::Error::new(e.kind(), format!("dialing the host on vsock port {port}: {e}")))
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("dialing the host on vsock port {port}: {e}"),
+                ))
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

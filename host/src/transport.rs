@@ -136,7 +136,10 @@ pub enum Endpoint {
     Unix(tokio::net::UnixListener),
     /// The host kernel's vsock: we listen on a port of our own and accept only our guest.
     #[cfg(target_os = "linux")]
-    Vsock { listener: tokio_vsock::VsockListener, cid: u32 },
+    Vsock {
+        listener: tokio_vsock::VsockListener,
+        cid: u32,
+    },
     /// virtio-serial: QEMU listens, we connect.
     Serial(Chardev),
 }
@@ -184,7 +187,10 @@ impl Endpoint {
                 if peer.cid() == *cid {
                     return Ok(Box::new(stream));
                 }
-                tracing::warn!("ignoring a vsock connection from another guest (cid {})", peer.cid());
+                tracing::warn!(
+                    "ignoring a vsock connection from another guest (cid {})",
+                    peer.cid()
+                );
             },
             Endpoint::Serial(chardev) => loop {
                 // QEMU creates the socket shortly after it starts.
@@ -205,8 +211,13 @@ async fn connect_chardev(c: &Chardev) -> io::Result<BoxIo> {
         #[cfg(unix)]
         Chardev::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
         #[cfg(not(unix))]
-        Chardev::Unix(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "unix sockets need a unix host")),
-        Chardev::Tcp(port) => Ok(Box::new(tokio::net::TcpStream::connect(("127.0.0.1", *port)).await?)),
+        Chardev::Unix(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "unix sockets need a unix host",
+        )),
+        Chardev::Tcp(port) => Ok(Box::new(
+            tokio::net::TcpStream::connect(("127.0.0.1", *port)).await?,
+        )),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::client::{AgentClient, ClientError};
 use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Chardev, Machine, TransportDevice};
-use crate::transport::{self, Endpoint, Kind};
+use crate::transport::{Endpoint, Kind};
 
 /// The least guest memory berth boots with: below it, kernels die before their console
 /// starts (nothing to show the user), so the request is refused up front instead.
@@ -99,7 +99,8 @@ impl Vm {
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
         let mut vm_backend = None;
-        let (device, endpoint, agent_params) = transport_setup(cfg.transport, &dir, &mut vm_backend)?;
+        let (device, endpoint, agent_params) =
+            transport_setup(cfg.transport, &dir, &mut vm_backend)?;
         let mut params = agent_params;
         if cfg.debug_guest {
             params.push("berth.debug=1".into());
@@ -151,7 +152,10 @@ impl Vm {
         let start = Instant::now();
         let Vm { qemu, endpoint, .. } = self;
         let attempt = async {
-            let io = endpoint.establish().await.map_err(|e| ClientError::Mux(e.into()))?;
+            let io = endpoint
+                .establish()
+                .await
+                .map_err(|e| ClientError::Mux(e.into()))?;
             AgentClient::handshake(io, "berth").await
         };
         let outcome = tokio::select! {
@@ -170,8 +174,16 @@ impl Vm {
                 );
                 Ok(client)
             }
-            Ok(Err(source)) => Err(VmError::Agent { what, tail: self.tail(), source }),
-            Err(_elapsed) => Err(VmError::Timeout { what, after: deadline, tail: self.tail() }),
+            Ok(Err(source)) => Err(VmError::Agent {
+                what,
+                tail: self.tail(),
+                source,
+            }),
+            Err(_elapsed) => Err(VmError::Timeout {
+                what,
+                after: deadline,
+                tail: self.tail(),
+            }),
         }
     }
 
@@ -249,18 +261,28 @@ fn describe_exit_text(status: String) -> String {
 }
 
 /// The QEMU device, our endpoint and the agent's kernel parameters for a transport.
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn transport_setup(
     kind: Kind,
     dir: &Path,
     backend: &mut Option<Child>,
 ) -> Result<(TransportDevice, Endpoint, Vec<String>), VmError> {
-    let vsock_params = |port: u32| vec!["berth.transport=vsock".to_string(), format!("berth.port={port}")];
+    let vsock_params = |port: u32| {
+        vec![
+            "berth.transport=vsock".to_string(),
+            format!("berth.port={port}"),
+        ]
+    };
     match kind {
         #[cfg(target_os = "linux")]
         Kind::VhostVsock => {
             let cid = pick_cid();
             let (endpoint, port) = Endpoint::listen_vsock(cid)?;
-            Ok((TransportDevice::VhostVsock { cid }, endpoint, vsock_params(port)))
+            Ok((
+                TransportDevice::VhostVsock { cid },
+                endpoint,
+                vsock_params(port),
+            ))
         }
         #[cfg(unix)]
         Kind::VhostUser => {
@@ -270,7 +292,11 @@ fn transport_setup(
             // Listen before the guest can dial.
             let endpoint = Endpoint::listen_vhost_user(&uds, port)?;
             *backend = Some(start_backend(dir, &socket, &uds)?);
-            Ok((TransportDevice::VhostUser { socket }, endpoint, vsock_params(port)))
+            Ok((
+                TransportDevice::VhostUser { socket },
+                endpoint,
+                vsock_params(port),
+            ))
         }
         Kind::Serial => {
             let chardev = serial_chardev(dir);
@@ -278,7 +304,11 @@ fn transport_setup(
                 chardev: chardev.clone(),
                 name: berth_protocol::SERIAL_PORT_NAME.to_string(),
             };
-            Ok((device, Endpoint::Serial(chardev), vec!["berth.transport=serial".to_string()]))
+            Ok((
+                device,
+                Endpoint::Serial(chardev),
+                vec!["berth.transport=serial".to_string()],
+            ))
         }
         #[allow(unreachable_patterns)]
         other => Err(VmError::Io(std::io::Error::new(
@@ -299,8 +329,9 @@ async fn wait_child(child: &mut Child) -> String {
     }
 }
 
+#[cfg(unix)]
 fn start_backend(dir: &Path, socket: &Path, uds: &Path) -> Result<Child, VmError> {
-    let bin = transport::vhost_user_backend().ok_or(VmError::BackendNotFound)?;
+    let bin = crate::transport::vhost_user_backend().ok_or(VmError::BackendNotFound)?;
     let log = std::fs::File::create(dir.join("backend.log"))?;
     let mut cmd = Command::new(&bin);
     cmd.arg("--guest-cid")
@@ -384,6 +415,7 @@ fn unique_u32() -> u32 {
 }
 
 /// A guest context id for vhost-vsock; ids are host-wide, so spread them out.
+#[cfg(target_os = "linux")]
 fn pick_cid() -> u32 {
     3 + unique_u32() % 0x7fff_0000
 }
@@ -420,6 +452,7 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn cids_avoid_reserved_values() {
         for _ in 0..100 {

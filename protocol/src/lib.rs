@@ -82,7 +82,7 @@ impl FrameDecoder {
 
     /// Returns the next whole message, `Ok(None)` when more bytes are needed.
     /// After an error the decoder is unusable: the stream is out of sync.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }

@@ -70,8 +70,8 @@ proptest! {
         let frame = encode(&msg).unwrap();
         let mut dec = FrameDecoder::new();
         dec.push(&frame);
-        prop_assert_eq!(dec.next::<HostMessage>().unwrap(), Some(msg));
-        prop_assert_eq!(dec.next::<HostMessage>().unwrap(), None);
+        prop_assert_eq!(dec.next_message::<HostMessage>().unwrap(), Some(msg));
+        prop_assert_eq!(dec.next_message::<HostMessage>().unwrap(), None);
     }
 
     #[test]
@@ -80,16 +80,16 @@ proptest! {
         let cut = cut.index(frame.len());
         let mut dec = FrameDecoder::new();
         dec.push(&frame[..cut]);
-        prop_assert_eq!(dec.next::<GuestMessage>().unwrap(), None);
+        prop_assert_eq!(dec.next_message::<GuestMessage>().unwrap(), None);
         dec.push(&frame[cut..]);
-        prop_assert_eq!(dec.next::<GuestMessage>().unwrap(), Some(msg));
+        prop_assert_eq!(dec.next_message::<GuestMessage>().unwrap(), Some(msg));
     }
 
     #[test]
     fn decoder_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
-        let _ = dec.next::<HostMessage>();
+        let _ = dec.next_message::<HostMessage>();
     }
 }
 
