@@ -40,29 +40,27 @@ impl Reaper {
         Ok(reaper)
     }
 
+    /// Reaps every ended child while holding the table lock: `spawn` holds it too, and std
+    /// waits for the child itself when exec fails, so the reaper must not race that wait.
     fn reap_all(&self) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(reaped) = sys::reap_one() {
             let (pid, status) = match reaped {
                 Reaped::Exited(pid, code) => (pid, ExitStatus::Code(code)),
                 Reaped::Signaled(pid, sig) => (pid, ExitStatus::Signal(sig)),
             };
-            self.deliver(pid, status);
-        }
-    }
-
-    fn deliver(&self, pid: u32, status: ExitStatus) {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match table.remove(&pid) {
-            Some(tx) => {
-                let _ = tx.send(status);
+            match table.remove(&pid) {
+                Some(tx) => {
+                    let _ = tx.send(status);
+                }
+                None => tracing::debug!("reaped orphan {pid}: {status:?}"),
             }
-            None => tracing::debug!("reaped orphan {pid}: {status:?}"),
         }
     }
 
     /// Spawns `cmd` and returns the child with a receiver for its exit status. The table
-    /// stays locked across the spawn, so the reaper cannot deliver the new pid's status
-    /// before its waiter is registered.
+    /// stays locked across the spawn, so the reaper can neither miss the new pid nor steal
+    /// the wait std does itself when exec fails.
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<ExitStatus>)> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let child = cmd.spawn()?;

@@ -6,6 +6,10 @@ use berth_mux::{read_msg, write_msg, Session, Stream};
 use berth_protocol::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Each test's agent has a reaper calling `waitpid(-1)`; in one test process they would
+/// steal each other's children, so the tests take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn connect() -> (Session, Stream) {
     let (host_io, guest_io) = tokio::io::duplex(1 << 16);
     let agent = Agent {
@@ -53,6 +57,7 @@ async fn next(control: &mut Stream) -> GuestMessage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_streams_stdio_separately_and_reports_the_exit() {
+    let _turn = SERIAL.lock().await;
     let (host, mut control) = connect().await;
     let mut stdin = stdio(&host, 1, StdioFd::Stdin).await;
     let mut stdout = stdio(&host, 1, StdioFd::Stdout).await;
@@ -89,6 +94,7 @@ async fn exec_streams_stdio_separately_and_reports_the_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
+    let _turn = SERIAL.lock().await;
     let (host, mut control) = connect().await;
     let _out = stdio(&host, 5, StdioFd::Stdout).await;
     let _err = stdio(&host, 5, StdioFd::Stderr).await;
@@ -117,6 +123,7 @@ async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_frame_gets_an_error_reply() {
+    let _turn = SERIAL.lock().await;
     let (_host, mut control) = connect().await;
     control
         .write_all(&[0, 0, 0, 3, b'{', b'x', b'}'])

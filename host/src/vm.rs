@@ -49,7 +49,7 @@ pub enum VmError {
         status: String,
         tail: String,
     },
-    #[error("the guest agent failed during {what}{tail}")]
+    #[error("the guest agent failed during {what}: {source}{tail}")]
     Agent {
         what: String,
         tail: String,
@@ -185,6 +185,11 @@ impl Vm {
                 tail: self.tail(),
             }),
         }
+    }
+
+    /// Resolves when QEMU exits (for watching a running VM); describes how it ended.
+    pub async fn exited(&mut self) -> String {
+        describe_exit_text(wait_child(&mut self.qemu).await)
     }
 
     /// Waits for QEMU to exit by itself, up to `timeout`; kills it after that.

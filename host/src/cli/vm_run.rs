@@ -112,6 +112,9 @@ async fn boot_and_run(paths: &Paths, cfg: &VmConfig, spec: ExecSpec) -> Result<i
                 Ok(other) => tracing::debug!("agent: {other:?}"),
                 Err(e) => break Err(agent_err(&vm, "running the command", e).into()),
             },
+            status = vm.exited() => {
+                break Err(VmError::Died { what: "the command finished".into(), status, tail: vm.tail() }.into())
+            }
             signal = signals.recv() => {
                 let _ = client.requests.send(&HostMessage::Signal { exec_id: exec.id, signal }).await;
             }
