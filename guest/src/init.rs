@@ -55,7 +55,7 @@ pub fn main() -> i32 {
 pub fn power_off() -> ! {
     tracing::info!("powering off");
     // Let the multiplexer put the last replies on the wire.
-    std::thread::sleep(Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(10));
     sys::kill_all(nix::sys::signal::Signal::SIGKILL);
     sys::sync();
     let e = sys::power_off();

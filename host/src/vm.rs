@@ -18,7 +18,7 @@ use crate::transport::{Endpoint, Kind};
 /// starts (nothing to show the user), so the request is refused up front instead.
 pub const MIN_MEMORY_MIB: u64 = 64;
 
-const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(10);
 const CONSOLE_TAIL_LINES: usize = 25;
 
 #[derive(Debug, thiserror::Error)]
