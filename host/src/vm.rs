@@ -11,8 +11,8 @@ use crate::accel;
 use crate::client::{AgentClient, ClientError};
 use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
-use crate::qemu::{self, Chardev, Machine, TransportDevice};
-use crate::transport::{Endpoint, Kind};
+use crate::qemu::{self, Machine};
+use crate::transport::{self, Kind, Transport, TransportError};
 
 /// The least guest memory berth boots with: below it, kernels die before their console
 /// starts (nothing to show the user), so the request is refused up front instead.
@@ -59,6 +59,8 @@ pub enum VmError {
     #[error("--memory {0}M is below the {MIN_MEMORY_MIB}M a berth VM needs: the kernel and its initramfs must fit and unpack")]
     TooLittleMemory(u64),
     #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
     Paths(#[from] PathsError),
     #[error("i/o error in the VM's run directory")]
     Io(#[from] std::io::Error),
@@ -79,14 +81,13 @@ pub struct VmConfig {
     pub debug_guest: bool,
 }
 
-/// A running VM. Dropping it kills QEMU and the backend and removes the run directory.
+/// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
+/// and removes the run directory.
 pub struct Vm {
     qemu: Child,
-    backend: Option<Child>,
+    transport: Box<dyn Transport>,
     dir: PathBuf,
     logs_dir: PathBuf,
-    endpoint: Endpoint,
-    transport: Kind,
 }
 
 impl Vm {
@@ -98,10 +99,8 @@ impl Vm {
         let qemu_bin =
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
-        let mut vm_backend = None;
-        let (device, endpoint, agent_params) =
-            transport_setup(cfg.transport, &dir, &mut vm_backend)?;
-        let mut params = agent_params;
+        let transport = transport::open(cfg.transport, &dir)?;
+        let mut params = transport.agent_params();
         if cfg.debug_guest {
             params.push("berth.debug=1".into());
         }
@@ -117,7 +116,7 @@ impl Vm {
             initramfs: cfg.kernel.initramfs.clone(),
             cmdline: qemu::cmdline(cfg.machine, cfg.accel.accel, accel::host_tsc_khz(), &params),
             console_log: dir.join("console.log"),
-            transport: device,
+            transport: transport.device(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(
@@ -137,22 +136,22 @@ impl Vm {
         })?;
         Ok(Vm {
             qemu,
-            backend: vm_backend,
+            transport,
             dir,
             logs_dir: paths.logs_dir()?,
-            endpoint,
-            transport: cfg.transport,
         })
     }
 
     /// Waits for the guest's connection and the agent's handshake, within `deadline`,
     /// failing early if QEMU exits.
     pub async fn connect(&mut self, deadline: Duration) -> Result<AgentClient, VmError> {
-        let what = format!("the guest agent answering over {}", self.transport);
+        let what = format!("the guest agent answering over {}", self.transport.kind());
         let start = Instant::now();
-        let Vm { qemu, endpoint, .. } = self;
+        let Vm {
+            qemu, transport, ..
+        } = self;
         let attempt = async {
-            let io = endpoint
+            let io = transport
                 .establish()
                 .await
                 .map_err(|e| ClientError::Mux(e.into()))?;
@@ -229,28 +228,18 @@ impl Vm {
             out.push_str("--- QEMU said ---\n");
             out.push_str(&qemu_out);
         }
-        if let Some(b) = self
-            .backend
-            .as_ref()
-            .map(|_| last_lines(&self.dir.join("backend.log"), 5))
-        {
-            if !b.trim().is_empty() {
-                out.push_str("--- vhost-device-vsock said ---\n");
-                out.push_str(&b);
-            }
-        }
+        out.push_str(&self.transport.diagnostics());
         out.trim_end().to_string()
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        for child in std::iter::once(&mut self.qemu).chain(self.backend.as_mut()) {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+        if let Ok(None) = self.qemu.try_wait() {
+            let _ = self.qemu.kill();
         }
+        let _ = self.qemu.wait();
+        // The transport (and its backend process) is dropped after this, with the fields.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -265,64 +254,6 @@ fn describe_exit_text(status: String) -> String {
     }
 }
 
-/// The QEMU device, our endpoint and the agent's kernel parameters for a transport.
-#[cfg_attr(not(unix), allow(unused_variables))]
-fn transport_setup(
-    kind: Kind,
-    dir: &Path,
-    backend: &mut Option<Child>,
-) -> Result<(TransportDevice, Endpoint, Vec<String>), VmError> {
-    let vsock_params = |port: u32| {
-        vec![
-            "berth.transport=vsock".to_string(),
-            format!("berth.port={port}"),
-        ]
-    };
-    match kind {
-        #[cfg(target_os = "linux")]
-        Kind::VhostVsock => {
-            let cid = pick_cid();
-            let (endpoint, port) = Endpoint::listen_vsock(cid)?;
-            Ok((
-                TransportDevice::VhostVsock { cid },
-                endpoint,
-                vsock_params(port),
-            ))
-        }
-        #[cfg(unix)]
-        Kind::VhostUser => {
-            let socket = dir.join("vhu.sock");
-            let uds = dir.join("vsock.sock");
-            let port = berth_protocol::VSOCK_PORT;
-            // Listen before the guest can dial.
-            let endpoint = Endpoint::listen_vhost_user(&uds, port)?;
-            *backend = Some(start_backend(dir, &socket, &uds)?);
-            Ok((
-                TransportDevice::VhostUser { socket },
-                endpoint,
-                vsock_params(port),
-            ))
-        }
-        Kind::Serial => {
-            let chardev = serial_chardev(dir);
-            let device = TransportDevice::Serial {
-                chardev: chardev.clone(),
-                name: berth_protocol::SERIAL_PORT_NAME.to_string(),
-            };
-            Ok((
-                device,
-                Endpoint::Serial(chardev),
-                vec!["berth.transport=serial".to_string()],
-            ))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(VmError::Io(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!("transport {other} is not supported on this host OS"),
-        ))),
-    }
-}
-
 /// Polls a child until it exits; returns its status as text.
 async fn wait_child(child: &mut Child) -> String {
     loop {
@@ -332,65 +263,6 @@ async fn wait_child(child: &mut Child) -> String {
             Err(e) => return format!("unknown status: {e}"),
         }
     }
-}
-
-#[cfg(unix)]
-fn start_backend(dir: &Path, socket: &Path, uds: &Path) -> Result<Child, VmError> {
-    let bin = crate::transport::vhost_user_backend().ok_or(VmError::BackendNotFound)?;
-    let log = std::fs::File::create(dir.join("backend.log"))?;
-    let mut cmd = Command::new(&bin);
-    cmd.arg("--guest-cid")
-        .arg("3")
-        .arg("--socket")
-        .arg(socket)
-        .arg("--uds-path")
-        .arg(uds)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    crate::sys::kill_with_parent(&mut cmd);
-    tracing::debug!("vhost-user backend: {cmd:?}");
-    let mut child = cmd.spawn().map_err(|source| VmError::Spawn {
-        what: bin.display().to_string(),
-        source,
-    })?;
-    // QEMU connects to the backend's socket at start-up, so it must exist first.
-    let deadline = Duration::from_secs(10);
-    let start = Instant::now();
-    while !socket.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(VmError::Died {
-                what: "vhost-device-vsock created its socket".into(),
-                status: status.to_string(),
-                tail: format!("\n{}", last_lines(&dir.join("backend.log"), 10)),
-            });
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            return Err(VmError::Timeout {
-                what: format!("vhost-device-vsock creating {}", socket.display()),
-                after: deadline,
-                tail: format!("\n{}", last_lines(&dir.join("backend.log"), 10)),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(child)
-}
-
-#[cfg(unix)]
-fn serial_chardev(dir: &Path) -> Chardev {
-    Chardev::Unix(dir.join("agent.sock"))
-}
-
-#[cfg(not(unix))]
-fn serial_chardev(_dir: &Path) -> Chardev {
-    // Windows QEMU listens on loopback TCP; take a free port from the OS.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(40000);
-    Chardev::Tcp(port)
 }
 
 /// A unique, short run directory (unix socket paths are limited to ~100 bytes).
@@ -417,12 +289,6 @@ fn unique_u32() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16)
-}
-
-/// A guest context id for vhost-vsock; ids are host-wide, so spread them out.
-#[cfg(target_os = "linux")]
-fn pick_cid() -> u32 {
-    3 + unique_u32() % 0x7fff_0000
 }
 
 /// The last `n` lines of a text file (empty when it cannot be read).
@@ -455,13 +321,5 @@ mod tests {
         let a = new_run_dir(tmp.path()).unwrap();
         let b = new_run_dir(tmp.path()).unwrap();
         assert_ne!(a, b);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn cids_avoid_reserved_values() {
-        for _ in 0..100 {
-            assert!(pick_cid() >= 3);
-        }
     }
 }

@@ -7,13 +7,21 @@
 //!   connection to host port P to the unix socket `<uds-path>_P`.
 //! - serial: a virtio-serial port behind a QEMU socket chardev; works on every host OS.
 
+mod serial;
+#[cfg(unix)]
+mod vhost_user;
+#[cfg(target_os = "linux")]
+mod vsock;
+
 use std::fmt;
+use std::future::Future;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::qemu::Chardev;
+use crate::qemu::TransportDevice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -47,6 +55,15 @@ pub enum TransportError {
     Unknown(String),
     #[error("transport {kind} is not available here: {why}")]
     Unavailable { kind: Kind, why: String },
+    #[error("setting up transport {kind}: {what}")]
+    Setup {
+        kind: Kind,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}{log}")]
+    Backend { what: String, log: String },
 }
 
 /// Whether a transport works on this host, with a detail or the reason it does not.
@@ -126,99 +143,57 @@ pub fn choose(requested: &str) -> Result<Kind, TransportError> {
     }
 }
 
-/// How host and guest find each other. Over vsock the guest dials the host once its
-/// agent is up (no polling, and no connection attempt can race the guest's driver set-up);
-/// over virtio-serial the host connects to QEMU's socket and the guest opens its port.
-pub enum Endpoint {
-    /// vhost-user: `vhost-device-vsock` forwards the guest's connection to host port P to
-    /// the unix socket `<uds-path>_P`, on which we listen.
-    #[cfg(unix)]
-    Unix(tokio::net::UnixListener),
-    /// The host kernel's vsock: we listen on a port of our own and accept only our guest.
-    #[cfg(target_os = "linux")]
-    Vsock {
-        listener: tokio_vsock::VsockListener,
-        cid: u32,
-    },
-    /// virtio-serial: QEMU listens, we connect.
-    Serial(Chardev),
-}
-
 /// A connected byte stream to the guest.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub type BoxIo = Box<dyn Io>;
 
-impl Endpoint {
-    /// Listens for the guest's connection through vhost-device-vsock, whose `--uds-path`
-    /// is `uds`; the guest dials `port`. Must be called inside the tokio runtime.
-    #[cfg(unix)]
-    pub fn listen_vhost_user(uds: &std::path::Path, port: u32) -> io::Result<Endpoint> {
-        let mut path = uds.as_os_str().to_owned();
-        path.push(format!("_{port}"));
-        Ok(Endpoint::Unix(tokio::net::UnixListener::bind(path)?))
-    }
+/// What `establish` returns.
+pub type Establish<'a> = Pin<Box<dyn Future<Output = io::Result<BoxIo>> + Send + 'a>>;
 
-    /// Listens on a free host vsock port for the guest with context id `cid`; returns the
-    /// endpoint and the port the guest must dial.
-    #[cfg(target_os = "linux")]
-    pub fn listen_vsock(cid: u32) -> io::Result<(Endpoint, u32)> {
-        use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
-        let mut last = None;
-        for attempt in 0..32u32 {
-            let port = 20000 + (cid.wrapping_mul(7919).wrapping_add(attempt)) % 40000;
-            match VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, port)) {
-                Ok(listener) => return Ok((Endpoint::Vsock { listener, cid }, port)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free vsock port")))
-    }
-
-    /// Waits for (vsock) or makes (serial) the connection. Loops until it succeeds: the
-    /// caller bounds it with the boot deadline and watches QEMU meanwhile.
-    pub async fn establish(&mut self) -> io::Result<BoxIo> {
-        match self {
-            #[cfg(unix)]
-            Endpoint::Unix(listener) => Ok(Box::new(listener.accept().await?.0)),
-            #[cfg(target_os = "linux")]
-            Endpoint::Vsock { listener, cid } => loop {
-                let (stream, peer) = listener.accept().await?;
-                if peer.cid() == *cid {
-                    return Ok(Box::new(stream));
-                }
-                tracing::warn!(
-                    "ignoring a vsock connection from another guest (cid {})",
-                    peer.cid()
-                );
-            },
-            Endpoint::Serial(chardev) => loop {
-                // QEMU creates the socket shortly after it starts.
-                match connect_chardev(chardev).await {
-                    Ok(io) => return Ok(io),
-                    Err(e) => {
-                        tracing::trace!("chardev not ready: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
-            },
-        }
+/// One transport, set up for one VM before QEMU starts. Everything berth needs from a
+/// transport goes through this trait; whatever it owns (sockets, a backend process) is
+/// released when it is dropped.
+pub trait Transport: Send {
+    fn kind(&self) -> Kind;
+    /// The QEMU device that carries the transport.
+    fn device(&self) -> TransportDevice;
+    /// `berth.*` kernel parameters that tell the agent how to reach the host.
+    fn agent_params(&self) -> Vec<String>;
+    /// Waits for (vsock: the guest dials) or makes (serial: we dial QEMU) the connection.
+    /// Loops until it succeeds: the caller bounds it with the boot deadline and watches
+    /// QEMU meanwhile.
+    fn establish(&mut self) -> Establish<'_>;
+    /// The tail of a helper process's log for error messages; empty when there is none.
+    fn diagnostics(&self) -> String {
+        String::new()
     }
 }
 
-async fn connect_chardev(c: &Chardev) -> io::Result<BoxIo> {
-    match c {
+/// Sets up a transport of `kind` for a VM whose run directory is `dir`. Must be called
+/// inside the tokio runtime (listeners are registered with it).
+pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn Transport>, TransportError> {
+    match kind {
+        #[cfg(target_os = "linux")]
+        Kind::VhostVsock => Ok(Box::new(vsock::VhostVsock::open()?)),
         #[cfg(unix)]
-        Chardev::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
-        #[cfg(not(unix))]
-        Chardev::Unix(_) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "unix sockets need a unix host",
-        )),
-        Chardev::Tcp(port) => Ok(Box::new(
-            tokio::net::TcpStream::connect(("127.0.0.1", *port)).await?,
-        )),
+        Kind::VhostUser => Ok(Box::new(vhost_user::VhostUser::open(dir)?)),
+        Kind::Serial => Ok(Box::new(serial::Serial::open(dir))),
+        #[allow(unreachable_patterns)]
+        other => Err(TransportError::Unavailable {
+            kind: other,
+            why: "not supported on this host OS".into(),
+        }),
     }
+}
+
+/// The kernel parameters of the vsock transports: the agent dials the host on `port`.
+#[cfg(unix)]
+fn vsock_params(port: u32) -> Vec<String> {
+    vec![
+        "berth.transport=vsock".to_string(),
+        format!("berth.port={port}"),
+    ]
 }
 
 #[cfg(test)]
@@ -244,13 +219,13 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = tempfile::tempdir().unwrap();
         let uds = dir.path().join("vsock.sock");
-        let mut ep = Endpoint::listen_vhost_user(&uds, 1024).unwrap();
+        let ep = vhost_user::listen(&uds, 1024).unwrap();
         let forwarded = dir.path().join("vsock.sock_1024");
         let guest = tokio::spawn(async move {
             let mut s = tokio::net::UnixStream::connect(forwarded).await.unwrap();
             s.write_all(b"hi").await.unwrap();
         });
-        let mut io = ep.establish().await.unwrap();
+        let (mut io, _) = ep.accept().await.unwrap();
         let mut buf = [0u8; 2];
         io.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hi");
