@@ -13,7 +13,7 @@ use crate::elf;
 use crate::guest;
 
 /// Debian's busybox-static.
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Directories of the base initramfs, parents first.
 const DIRS: &[&str] = &[
@@ -53,7 +53,7 @@ pub fn run() -> Result<()> {
 }
 
 /// The applets busybox was built with, sorted, as names usable in `/bin`.
-fn busybox_applets() -> Result<Vec<String>> {
+pub fn busybox_applets() -> Result<Vec<String>> {
     let list = Cmd::new(BUSYBOX).arg("--list").read()?;
     let mut applets: Vec<String> = list
         .lines()

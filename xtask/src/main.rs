@@ -9,6 +9,7 @@ mod demo;
 mod deps;
 mod elf;
 mod guest;
+mod images;
 mod initramfs;
 mod kernel;
 mod pipeline;
@@ -42,6 +43,8 @@ enum Command {
     Guest,
     /// Build the guest binaries, then write initramfs.cpio and floor-init.cpio.
     Initramfs,
+    /// Build the test images of images/*/image.json (docker-save and OCI layout tarballs).
+    Images,
     /// Build (or reuse from the cache) and install guest kernels.
     Kernel {
         /// Kernels: 6.1, 6.12, cloud, or all (comma-separated lists allowed).
@@ -80,6 +83,7 @@ fn run(command: Command) -> Result<()> {
         Command::Deps => deps::run(),
         Command::Guest => guest::build().map(drop),
         Command::Initramfs => initramfs::run(),
+        Command::Images => images::run(),
         Command::Kernel { kernels, dry_run } => {
             kernel::install(&kernel::parse_list(&kernels)?, dry_run)
         }

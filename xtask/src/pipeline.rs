@@ -37,5 +37,6 @@ pub fn assets(kernels: &[Kernel]) -> Result<()> {
     let names: Vec<&str> = kernels.iter().map(|k| k.name()).collect();
     println!("== assets: initramfs and kernels {}", names.join(", "));
     initramfs::run()?;
+    crate::images::run()?;
     kernel::install(kernels, false)
 }
