@@ -15,6 +15,8 @@ pub enum Error {
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Agent(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     #[error("invalid argument: {0}")]
     Usage(String),
     #[error("{message}")]
@@ -65,6 +67,8 @@ mod tests {
     #[test]
     fn exit_codes_follow_docker() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 125);
+        let image = crate::image::ImageError::Unsupported("zstd".into());
+        assert_eq!(Error::from(image).exit_code(), 125);
         assert_eq!(
             Error::Exec {
                 code: 127,

@@ -8,6 +8,7 @@ pub mod accel;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod image;
 pub mod kernels;
 pub mod paths;
 pub mod qemu;

@@ -1,8 +1,10 @@
 //! The command line: one module per command; each parses nothing itself and returns the
 //! process exit code or an [`Error`].
 
+mod images;
 mod info;
 mod kernel;
+mod load;
 mod signals;
 mod vm_run;
 
@@ -26,11 +28,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the stored images.
+    Images(images::Args),
     /// Show the host, QEMU, the accelerator and transports berth will use, and its directories.
     Info(info::Args),
     /// Kernels berth can boot.
     #[command(subcommand)]
     Kernel(kernel::Command),
+    /// Load images from a `docker save` archive or an OCI image layout.
+    Load(load::Args),
     /// Virtual machines without containers (the kernel-CI path).
     #[command(subcommand)]
     Vm(VmCommand),
@@ -58,8 +64,10 @@ pub fn parse() -> Result<Cli, i32> {
 pub fn run(cli: Cli) -> Result<i32, Error> {
     init_logging(cli.debug);
     match cli.command {
+        Command::Images(args) => images::run(args),
         Command::Info(args) => info::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
+        Command::Load(args) => load::run(args),
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
     }
 }

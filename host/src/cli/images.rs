@@ -1,0 +1,187 @@
+//! `berth images`: the stored images, one row per tag (`<none>` for an untagged image), as
+//! Docker's `docker images` prints them.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::Format;
+use crate::image::{time, Digest, ImageRecord, ImageStore};
+use crate::paths::Paths;
+use crate::Error;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only show image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct ImageJson<'a> {
+    id: &'a Digest,
+    #[serde(flatten)]
+    record: &'a ImageRecord,
+}
+
+pub fn run(args: Args) -> Result<i32, Error> {
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    let index = store.index().read()?;
+    let mut images: Vec<&ImageRecord> = index.iter().collect();
+    images.sort_by_key(|r| {
+        let created = r.created.as_deref().and_then(time::parse_rfc3339);
+        (std::cmp::Reverse(created), r.config.clone())
+    });
+    if args.quiet {
+        for image in &images {
+            println!("{}", image.id().short());
+        }
+        return Ok(0);
+    }
+    match args.format {
+        Format::Json => {
+            let list: Vec<ImageJson> = images
+                .iter()
+                .map(|r| ImageJson {
+                    id: r.id(),
+                    record: r,
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        Format::Table => print!("{}", table(&images, SystemTime::now())),
+    }
+    Ok(0)
+}
+
+/// The table, laid out as Docker's tabwriter does (columns at least 10 wide, 3 spaces apart).
+fn table(images: &[&ImageRecord], now: SystemTime) -> String {
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
+    for image in images {
+        let id = image.id().short().to_string();
+        let created = time::created_since(image.created.as_deref(), now);
+        let size = human_size(image.size);
+        let names: Vec<(String, String)> = if image.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            image
+                .tags
+                .iter()
+                .map(|t| {
+                    (
+                        t.familiar_repository(),
+                        t.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repository, tag) in names {
+            rows.push([repository, tag, id.clone(), created.clone(), size.clone()]);
+        }
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count() + 3).max(10);
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}", width = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Docker's image size: three significant digits, decimal units (`4.26MB`, `512B`, `1.2GB`).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let mut text = significant(value, 3);
+    if text == "1000" && unit < UNITS.len() - 1 {
+        text = "1".into();
+        unit += 1;
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// `value` (below 1000) with `digits` significant digits and no trailing zeros, like Go's `%g`.
+fn significant(value: f64, digits: usize) -> String {
+    let int_digits = if value < 1.0 {
+        1
+    } else {
+        value.log10().floor() as usize + 1
+    };
+    let decimals = digits.saturating_sub(int_digits);
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::image::Reference;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(4_261_550), "4.26MB");
+        assert_eq!(human_size(77_800_000), "77.8MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(human_size(1_234_567_890), "1.23GB");
+        assert_eq!(human_size(999_999), "1MB");
+    }
+
+    #[test]
+    fn table_rows_per_tag_and_none() {
+        let record = |config: &[u8], tags: &[&str], size| ImageRecord {
+            manifest: Digest::of(b"m"),
+            config: Digest::of(config),
+            layers: vec![],
+            diff_ids: vec![],
+            size,
+            created: Some("2024-01-01T00:00:00Z".into()),
+            tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+        };
+        let a = record(b"a", &["busybox", "localhost:5000/x/y:t"], 4_261_550);
+        let b = record(b"b", &[], 10);
+        let now = UNIX_EPOCH + Duration::from_secs(1_704_067_200 + 7200);
+        let text = table(&[&a, &b], now);
+        let a_id = Digest::of(b"a").short().to_string();
+        let b_id = Digest::of(b"b").short().to_string();
+        let expected = format!(
+            "REPOSITORY           TAG       IMAGE ID       CREATED       SIZE\n\
+             busybox              latest    {a_id}   2 hours ago   4.26MB\n\
+             localhost:5000/x/y   t         {a_id}   2 hours ago   4.26MB\n\
+             <none>               <none>    {b_id}   2 hours ago   10B\n"
+        );
+        assert_eq!(text, expected);
+    }
+}

@@ -1,0 +1,274 @@
+//! What both importers share: storing a layer while computing its digests (one pass over the
+//! input, verified before the blob becomes visible), checking diff_ids against the config, and
+//! writing the OCI manifest berth keeps for every image.
+
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
+
+use super::digest::{HashingReader, HashingSink};
+use super::{BlobStore, BlobWriter, Digest, ImageError, ImageRecord, Reference};
+
+/// How a stream is compressed, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Compression {
+    pub(crate) fn sniff(magic: &[u8]) -> Compression {
+        match magic {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            [b'B', b'Z', b'h', ..] => Compression::Bzip2,
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Compression::Xz,
+            _ => Compression::Plain,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Compression::Plain => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+        }
+    }
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at the end of the stream.
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A layer as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    pub gzip: bool,
+}
+
+/// The index record of an image whose manifest, config and layers are stored.
+pub(crate) fn record(
+    manifest: Digest,
+    config: Digest,
+    layers: Vec<StoredLayer>,
+    created: Option<String>,
+    tags: Vec<Reference>,
+) -> ImageRecord {
+    ImageRecord {
+        manifest,
+        config,
+        size: layers.iter().map(|l| l.size).sum(),
+        diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        layers: layers.into_iter().map(|l| l.digest).collect(),
+        created,
+        tags,
+    }
+}
+
+/// Writes everything read through it to `out`.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Stores the layer `reader` yields in one pass. The input must have `expected` digest and
+/// `expected_size` when given. Gzip input is stored as is and decompressed on the way to get
+/// its diff_id; an uncompressed tar is gzipped when `compress`, else stored as is.
+pub(crate) fn store_layer(
+    blobs: &BlobStore,
+    what: &str,
+    reader: impl Read,
+    expected: Option<&Digest>,
+    expected_size: Option<u64>,
+    compress: bool,
+) -> Result<StoredLayer, ImageError> {
+    let failed = |source| ImageError::Io {
+        context: format!("cannot import {what}"),
+        source,
+    };
+    let limit = expected_size.map_or(u64::MAX, |s| s.saturating_add(1));
+    let mut source = HashingReader::new(reader.take(limit));
+    let mut magic = [0u8; 6];
+    let n = read_up_to(&mut source, &mut magic).map_err(failed)?;
+    let kind = Compression::sniff(&magic[..n]);
+    if !matches!(kind, Compression::Gzip | Compression::Plain) {
+        return Err(ImageError::Unsupported(format!(
+            "{what}: {} compressed layers are not supported",
+            kind.name()
+        )));
+    }
+    let mut input = (&magic[..n]).chain(&mut source);
+    let mut blob = blobs.writer()?;
+    let copied = copy_layer(kind, &mut input, &mut blob, compress);
+    if copied.is_err() && expected.is_some() {
+        // Corrupt content shows as bad gzip first; the digest names the real problem.
+        let _ = io::copy(&mut input, &mut io::sink());
+    }
+    let (source_digest, source_size) = source.finish();
+    if let Some(expected) = expected.filter(|e| **e != source_digest) {
+        return Err(ImageError::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.clone(),
+            actual: source_digest,
+        });
+    }
+    let diff_id = copied.map_err(failed)?;
+    if let Some(size) = expected_size.filter(|s| *s != source_size) {
+        return Err(ImageError::SizeMismatch {
+            what: what.to_string(),
+            expected: size,
+            actual: source_size,
+        });
+    }
+    let size = blob.written();
+    let digest = blob.commit(None)?;
+    Ok(StoredLayer {
+        digest,
+        size,
+        diff_id: diff_id.unwrap_or(source_digest),
+        gzip: kind == Compression::Gzip || compress,
+    })
+}
+
+/// Copies a plain or gzip layer into `blob`; returns the diff_id when it differs from the
+/// digest of the input (gzip input).
+fn copy_layer(
+    kind: Compression,
+    input: &mut impl Read,
+    blob: &mut BlobWriter,
+    compress: bool,
+) -> io::Result<Option<Digest>> {
+    match kind {
+        Compression::Gzip => {
+            let mut diff = HashingSink::default();
+            let mut gz = MultiGzDecoder::new(Tee {
+                inner: &mut *input,
+                out: &mut *blob,
+            });
+            io::copy(&mut gz, &mut diff)?;
+            io::copy(&mut gz.into_inner(), &mut io::sink())?;
+            Ok(Some(diff.finish().0))
+        }
+        _ if compress => {
+            let mut gz = GzEncoder::new(blob, flate2::Compression::default());
+            io::copy(input, &mut gz)?;
+            gz.finish()?;
+            Ok(None)
+        }
+        _ => {
+            io::copy(input, blob)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Parses an image config (Docker's and OCI's are the same document).
+pub(crate) fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration, ImageError> {
+    serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// The config's diff_ids, one per layer.
+pub(crate) fn diff_ids(
+    config: &ImageConfiguration,
+    layers: usize,
+    what: &str,
+) -> Result<Vec<String>, ImageError> {
+    let ids = config.rootfs().diff_ids();
+    if ids.len() != layers {
+        let reason = format!(
+            "the config lists {} diff_ids for {layers} layers",
+            ids.len()
+        );
+        return Err(ImageError::invalid(what, reason));
+    }
+    Ok(ids.clone())
+}
+
+/// Refuses a layer whose content is not what the config says.
+pub(crate) fn check_diff_id(
+    layer: &str,
+    expected: &str,
+    actual: &Digest,
+) -> Result<(), ImageError> {
+    if expected == actual.to_string() {
+        Ok(())
+    } else {
+        Err(ImageError::DiffIdMismatch {
+            layer: layer.to_string(),
+            expected: expected.to_string(),
+            actual: actual.clone(),
+        })
+    }
+}
+
+/// A descriptor in OCI terms.
+fn descriptor(media_type: MediaType, size: u64, digest: &Digest) -> Result<Descriptor, ImageError> {
+    let digest = oci_spec::image::Digest::from_str(&digest.to_string())
+        .map_err(|e| ImageError::invalid(digest.to_string(), e.to_string()))?;
+    Ok(Descriptor::new(media_type, size, digest))
+}
+
+/// An OCI image manifest (OCI media types) for a config and its stored layers.
+pub(crate) fn oci_manifest(
+    config: &Digest,
+    config_size: u64,
+    layers: &[StoredLayer],
+) -> Result<Vec<u8>, ImageError> {
+    let layers = layers
+        .iter()
+        .map(|l| {
+            let media = if l.gzip {
+                MediaType::ImageLayerGzip
+            } else {
+                MediaType::ImageLayer
+            };
+            descriptor(media, l.size, &l.digest)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(MediaType::ImageConfig, config_size, config)?)
+        .layers(layers)
+        .build()
+        .map_err(|e| ImageError::invalid("image manifest", e.to_string()))?;
+    serde_json::to_vec(&manifest).map_err(|source| ImageError::Json {
+        what: "image manifest".into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;
