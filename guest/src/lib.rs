@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod config;
 pub mod init;
+pub mod layer;
 pub mod modules;
 pub mod process;
 pub mod sys;

@@ -39,6 +39,77 @@ pub fn mount_fs(
 
 pub use nix::mount::MsFlags as MountFlags;
 
+/// The kind of special file [`make_node`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// Creates a device node or FIFO (never following a symlink at `path`: mknod does not).
+pub fn make_node(path: &Path, kind: NodeKind, mode: u32, major: u64, minor: u64) -> io::Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let kind = match kind {
+        NodeKind::Char => SFlag::S_IFCHR,
+        NodeKind::Block => SFlag::S_IFBLK,
+        NodeKind::Fifo => SFlag::S_IFIFO,
+    };
+    mknod(
+        path,
+        kind,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Sets an extended attribute on `path` itself (a symlink is not followed).
+pub fn set_xattr(path: &Path, name: &CStr, value: &[u8]) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: both strings are NUL-terminated CStrings that outlive the call, and `value`
+    // is a valid slice whose pointer and length are passed together.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an extended attribute of `path` itself (a symlink is not followed).
+pub fn get_xattr(path: &Path, name: &CStr) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated CStrings that outlive the call; the buffer
+    // pointer and its length are passed together, and the kernel writes at most that much.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
 /// Loads a kernel module from an open file. A module that is already loaded is success.
 pub fn load_module(file: &File, params: &CStr) -> Result<(), Errno> {
     match nix::kmod::finit_module(file, params, nix::kmod::ModuleInitFlags::empty()) {
