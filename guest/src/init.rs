@@ -8,9 +8,19 @@ use crate::config::Config;
 use crate::process::Reaper;
 use crate::sys::{self, MountFlags};
 
+/// Set in the environment of the re-executed init once the root is a tmpfs.
+const ROOT_MOVED: &str = "BERTH_ROOT_MOVED";
+/// Where the agent keeps layers and containers.
+const STATE_DIR: &str = "/var/lib/berth";
+
 /// Entry point of `berth-init`; returns only when not running as PID 1.
 pub fn main() -> i32 {
     let is_init = sys::is_pid1();
+    if is_init && std::env::var_os(ROOT_MOVED).is_none() {
+        // Returns only on failure; then containers cannot pivot_root, the rest still works.
+        let e = leave_initramfs();
+        eprintln!("berth-init: staying on the initramfs: {e}");
+    }
     let mount_errors = if is_init { mount_system() } else { Vec::new() };
     let cfg = Config::from_file(Path::new("/proc/cmdline")).unwrap_or_default();
     init_logging(cfg.debug);
@@ -38,7 +48,13 @@ pub fn main() -> i32 {
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
             let reaper = Reaper::start()?;
-            crate::transport::serve(&cfg, Agent { reaper, is_init }).await
+            let agent = Agent {
+                reaper,
+                is_init,
+                layers_dir: Path::new(STATE_DIR).join("layers"),
+                containers_dir: Path::new(STATE_DIR).join("containers"),
+            };
+            crate::transport::serve(&cfg, agent).await
         }),
         Err(e) => Err(e),
     };
@@ -49,6 +65,43 @@ pub fn main() -> i32 {
         power_off();
     }
     1
+}
+
+/// The kernel unpacks the initramfs into "rootfs", which can never be pivoted away from, so
+/// pivot_root(2) fails for every container. Like switch_root, copy the initramfs into a
+/// tmpfs, delete the originals, make the tmpfs the root and re-exec ourselves from it.
+/// Returns only on failure.
+fn leave_initramfs() -> std::io::Error {
+    const NEW_ROOT: &str = "/newroot";
+    let step = || -> std::io::Result<()> {
+        sys::mount_fs(
+            "tmpfs",
+            NEW_ROOT,
+            "tmpfs",
+            MountFlags::empty(),
+            Some("mode=0755"),
+        )?;
+        for entry in std::fs::read_dir("/")? {
+            let entry = entry?;
+            if entry.file_name() == NEW_ROOT.trim_start_matches('/') {
+                continue;
+            }
+            let from = entry.path();
+            crate::copy::tree(&from, &Path::new(NEW_ROOT).join(entry.file_name()))?;
+            if from.is_dir() && !from.is_symlink() {
+                std::fs::remove_dir_all(&from)?;
+            } else {
+                std::fs::remove_file(&from)?;
+            }
+        }
+        sys::move_root(NEW_ROOT)
+    };
+    if let Err(e) = step() {
+        return e;
+    }
+    let argv = [c"/init".to_owned()];
+    let env = [std::ffi::CString::new(format!("{ROOT_MOVED}=1")).unwrap_or_default()];
+    sys::exec(c"/init", &argv, &env)
 }
 
 /// Ends every process, flushes the disks and powers off. Never returns.

@@ -6,9 +6,23 @@
 
 pub mod agent;
 pub mod config;
+pub mod container;
+pub mod copy;
 pub mod init;
 pub mod layer;
 pub mod modules;
 pub mod process;
 pub mod sys;
 pub mod transport;
+
+/// `a: b: c` from an error and its sources, for messages sent to the host.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,5 +1,12 @@
 //! `berth-init`: PID 1 of the berth guest, and the agent that serves the host.
 
 fn main() {
-    std::process::exit(berth_guest::init::main());
+    let args: Vec<String> = std::env::args().collect();
+    let code = match args.get(1).map(String::as_str) {
+        Some(berth_guest::container::SHIM_ARG) => {
+            berth_guest::container::shim_main(args.get(2).map(String::as_str).unwrap_or(""))
+        }
+        _ => berth_guest::init::main(),
+    };
+    std::process::exit(code);
 }

@@ -269,3 +269,188 @@ impl AsyncWrite for CharDevice {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    Parent(u32),
+    Child,
+}
+
+/// Forks the calling process. Only for single-threaded processes (the container shim):
+/// with other threads alive, the child could inherit locks held by them.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    // SAFETY: callers are single-threaded (documented above), so the child cannot
+    // inherit a lock or allocator state held by another thread.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw() as u32)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// The namespaces a container gets (user namespaces are separate: `--userns`).
+pub fn unshare_container_namespaces() -> io::Result<()> {
+    use nix::sched::CloneFlags;
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWCGROUP
+            | CloneFlags::CLONE_NEWPID,
+    )
+    .map_err(|e| io::Error::other(format!("unshare: {e}")))
+}
+
+/// Makes every mount private, so nothing done in this mount namespace leaks out.
+pub fn make_mounts_private() -> io::Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| io::Error::other(format!("making / private: {e}")))
+}
+
+/// Bind-mounts `path` onto itself read-only (Docker's read-only paths).
+pub fn remount_read_only(path: &str) -> io::Result<()> {
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    nix::mount::mount(Some(path), path, None::<&str>, bind, None::<&str>)
+        .and_then(|_| {
+            let flags = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV;
+            nix::mount::mount(Some(path), path, None::<&str>, flags, None::<&str>)
+        })
+        .map_err(|e| io::Error::other(format!("read-only {path}: {e}")))
+}
+
+/// Hides `path` (Docker's masked paths): /dev/null over files, an empty read-only tmpfs over
+/// directories. Missing paths are fine.
+pub fn mask(path: &str) -> io::Result<()> {
+    let result = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        ),
+        Ok(_) => nix::mount::mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+        Err(_) => return Ok(()),
+    };
+    result.map_err(|e| io::Error::other(format!("masking {path}: {e}")))
+}
+
+/// Makes the current directory the root (pivot_root to itself, then detach the old root).
+pub fn pivot_to_cwd() -> io::Result<()> {
+    nix::unistd::pivot_root(".", ".").map_err(|e| io::Error::other(format!("pivot_root: {e}")))?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| io::Error::other(format!("detaching the old root: {e}")))?;
+    std::env::set_current_dir("/")
+}
+
+/// Moves the mount at `from` to `to`, then chroots into it (switch_root's core).
+pub fn move_root(from: &str) -> io::Result<()> {
+    std::env::set_current_dir(from)?;
+    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| io::Error::other(format!("moving {from} to /: {e}")))?;
+    nix::unistd::chroot(".").map_err(|e| io::Error::other(format!("chroot: {e}")))?;
+    std::env::set_current_dir("/")
+}
+
+/// Drops to `uid`/`gid` (supplementary groups cleared).
+pub fn set_identity(uid: u32, gid: u32) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
+    setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
+    setuid(Uid::from_raw(uid)).map_err(io::Error::from)
+}
+
+/// Replaces the process image; returns only on failure.
+pub fn exec(path: &CStr, argv: &[std::ffi::CString], env: &[std::ffi::CString]) -> io::Error {
+    match nix::unistd::execve(path, argv, env) {
+        Err(e) => io::Error::from(e),
+        Ok(never) => match never {},
+    }
+}
+
+/// The signals a container shim passes on to its container.
+pub const FORWARDED_SIGNALS: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+fn shim_sigset() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in FORWARDED_SIGNALS {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the forwarded signals and SIGCHLD, to be taken with [`wait_signal`].
+pub fn block_shim_signals() -> io::Result<()> {
+    shim_sigset().thread_block().map_err(io::Error::from)
+}
+
+/// Unblocks every signal (the container process starts with a clean mask).
+pub fn unblock_all_signals() -> io::Result<()> {
+    nix::sys::signal::SigSet::all()
+        .thread_unblock()
+        .map_err(io::Error::from)
+}
+
+/// Waits for one of the blocked shim signals.
+pub fn wait_signal() -> io::Result<Signal> {
+    shim_sigset().wait().map_err(io::Error::from)
+}
+
+/// Sends `signal` to `pid`; a process that is gone is not an error.
+pub fn forward_signal(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+}
+
+/// Reaps `pid` if it has ended.
+pub fn try_reap(pid: u32) -> Option<Reaped> {
+    match nix::sys::wait::waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(p, code)) => Some(Reaped::Exited(p.as_raw() as u32, code)),
+        Ok(WaitStatus::Signaled(p, sig, _)) => {
+            Some(Reaped::Signaled(p.as_raw() as u32, sig as i32))
+        }
+        _ => None,
+    }
+}
+
+/// Ends the process the way `signal` would (default action), so the parent sees the same
+/// "killed by signal" status; exits 128+N if the signal does not kill.
+pub fn die_by_signal(signal: i32) -> ! {
+    if let Ok(sig) = Signal::try_from(signal) {
+        // SAFETY: restoring the default disposition installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+        let _ = unblock_all_signals();
+        let _ = nix::sys::signal::raise(sig);
+    }
+    std::process::exit(128 + signal)
+}
+
+/// Sets no_new_privs: execve can no longer grant privileges (setuid bits, file caps).
+pub fn set_no_new_privs() -> io::Result<()> {
+    nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)
+}

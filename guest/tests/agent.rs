@@ -12,9 +12,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn connect() -> (Session, Stream) {
     let (host_io, guest_io) = tokio::io::duplex(1 << 16);
+    // Leaked on purpose: the agent task may outlive the test body by a moment.
+    let state = tempfile::tempdir().unwrap().keep();
     let agent = Agent {
         reaper: Reaper::start().unwrap(),
         is_init: false,
+        layers_dir: state.join("layers"),
+        containers_dir: state.join("containers"),
     };
     tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
     let host = Session::client(host_io);
@@ -67,6 +71,7 @@ async fn exec_streams_stdio_separately_and_reports_the_exit() {
         env: vec![],
         cwd: None,
         stdin: true,
+        container: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 1, spec })
         .await
@@ -103,6 +108,7 @@ async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
         env: vec![],
         cwd: None,
         stdin: false,
+        container: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 5, spec })
         .await

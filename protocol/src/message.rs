@@ -11,6 +11,9 @@ pub enum StreamOpen {
     /// Raw bytes of one standard stream of the process `exec_id`. The host opens these
     /// *before* it sends the [`HostMessage::Exec`] that names them.
     Stdio { exec_id: u64, fd: StdioFd },
+    /// The bytes of one image layer blob (tar, usually gzip-compressed), for the
+    /// [`HostMessage::PutLayer`] naming `digest`; opened before that message.
+    Layer { digest: String },
 }
 
 /// Which standard stream a [`StreamOpen::Stdio`] stream carries.
@@ -35,6 +38,11 @@ pub enum HostMessage {
     Exec { exec_id: u64, spec: ExecSpec },
     /// Sends a signal to a process started by `Exec`; ignored once it has exited.
     Signal { exec_id: u64, signal: i32 },
+    /// Stores an image layer in the guest's layer cache: the bytes come on the
+    /// [`StreamOpen::Layer`] stream of the same digest, are verified against it and
+    /// unpacked. Answered by `LayerStored` or `LayerFailed`. Storing a layer the cache
+    /// already has succeeds at once.
+    PutLayer { digest: String },
     /// Liveness check; answered by `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// Ends every process, syncs the disks and powers the VM off. Answered by `PoweringOff`.
@@ -52,6 +60,24 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     /// Whether a stdin stream is attached; without one the process reads `/dev/null`.
     pub stdin: bool,
+    /// Run the process in a container instead of directly in the guest. Then `env` is
+    /// the whole environment (the guest adds only what Docker adds) and `cwd` is inside
+    /// the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+}
+
+/// A container for [`ExecSpec::container`]: the layers must be in the cache already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The container id (64 hex digits, as Docker).
+    pub id: String,
+    /// Layer digests, base layer first.
+    pub layers: Vec<String>,
+    /// The container's hostname.
+    pub hostname: String,
+    /// `user`, `uid`, `user:group` or `uid:gid`; root when absent.
+    pub user: Option<String>,
 }
 
 /// Messages from the guest on a control stream.
@@ -74,6 +100,10 @@ pub enum GuestMessage {
         kind: ErrorKind,
         message: String,
     },
+    /// Answer to `PutLayer`: the layer is in the cache.
+    LayerStored { digest: String },
+    /// Answer to `PutLayer`: the layer could not be stored; nothing of it is in the cache.
+    LayerFailed { digest: String, message: String },
     /// Answer to `Ping`.
     Pong { nonce: u64 },
     /// Answer to `PowerOff`: the VM is going down.

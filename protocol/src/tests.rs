@@ -13,6 +13,7 @@ fn arb_exec_spec() -> impl Strategy<Value = ExecSpec> {
             env,
             cwd,
             stdin,
+            container: None,
         })
 }
 
@@ -24,6 +25,7 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
         (any::<u64>(), any::<i32>())
             .prop_map(|(exec_id, signal)| HostMessage::Signal { exec_id, signal }),
         any::<u64>().prop_map(|nonce| HostMessage::Ping { nonce }),
+        "[a-z0-9:]*".prop_map(|digest| HostMessage::PutLayer { digest }),
         Just(HostMessage::PowerOff),
     ]
 }
@@ -60,6 +62,8 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
             }
         }),
         any::<u64>().prop_map(|nonce| GuestMessage::Pong { nonce }),
+        ".*".prop_map(|digest| GuestMessage::LayerStored { digest }),
+        (".*", ".*").prop_map(|(digest, message)| GuestMessage::LayerFailed { digest, message }),
         Just(GuestMessage::PoweringOff),
     ]
 }
@@ -91,6 +95,29 @@ proptest! {
         dec.push(&bytes);
         let _ = dec.next_message::<HostMessage>();
     }
+}
+
+#[test]
+fn container_specs_round_trip_and_default_to_none() {
+    let spec = ExecSpec {
+        argv: vec!["sh".into()],
+        env: vec!["A=b".into()],
+        cwd: Some("/w".into()),
+        stdin: false,
+        container: Some(ContainerSpec {
+            id: "ab".repeat(32),
+            layers: vec!["sha256:00".into()],
+            hostname: "abab".into(),
+            user: Some("1000:1000".into()),
+        }),
+    };
+    let msg = HostMessage::Exec { exec_id: 1, spec };
+    let mut dec = FrameDecoder::new();
+    dec.push(&encode(&msg).unwrap());
+    assert_eq!(dec.next_message::<HostMessage>().unwrap(), Some(msg));
+    let old: ExecSpec =
+        serde_json::from_str(r#"{"argv":["true"],"env":[],"cwd":null,"stdin":false}"#).unwrap();
+    assert_eq!(old.container, None);
 }
 
 #[test]

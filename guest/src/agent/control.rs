@@ -6,7 +6,7 @@ use berth_mux::{read_msg, write_msg, Stream};
 use berth_protocol::{ErrorKind, GuestMessage, HostMessage, VERSION};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{exec, Agent, Connection};
+use super::{exec, layers, Agent, Connection};
 use crate::sys;
 
 /// A reply, with an optional acknowledgement once it has been written out.
@@ -126,9 +126,17 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             replies.error(None, ErrorKind::BadRequest, "hello was already received")
         }
         HostMessage::Ping { nonce } => replies.send(GuestMessage::Pong { nonce }),
+        HostMessage::PutLayer { digest } => {
+            tokio::spawn(layers::put(
+                agent.layers_dir.clone(),
+                conn.clone(),
+                replies.clone(),
+                digest,
+            ));
+        }
         HostMessage::Exec { exec_id, spec } => {
             tokio::spawn(exec::run(
-                agent.reaper.clone(),
+                agent.clone(),
                 conn.clone(),
                 replies.clone(),
                 exec_id,

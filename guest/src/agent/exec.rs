@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_mux::Stream;
-use berth_protocol::{ErrorKind, ExecSpec, GuestMessage, StdioFd};
+use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, GuestMessage, StdioFd};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use super::control::Replies;
+use super::Agent;
 use super::Connection;
-use crate::process::Reaper;
+use crate::container::ShimSpec;
 use crate::sys;
 
 /// How long the host has to open the stdio streams an `Exec` names.
@@ -31,19 +32,29 @@ const DEFAULT_ENV: &[(&str, &str)] = &[
 ];
 
 pub(super) async fn run(
-    reaper: Reaper,
+    agent: Agent,
     conn: Arc<Connection>,
     replies: Replies,
     exec_id: u64,
     spec: ExecSpec,
 ) {
-    if let Err((kind, message)) = run_inner(&reaper, &conn, &replies, exec_id, spec).await {
+    use futures::FutureExt;
+    let work = std::panic::AssertUnwindSafe(run_inner(&agent, &conn, &replies, exec_id, spec));
+    let result = match work.catch_unwind().await {
+        Ok(result) => result,
+        // The host always gets an answer, even when the agent has a bug.
+        Err(_panic) => Err((
+            ErrorKind::Internal,
+            "the agent failed while running the command".into(),
+        )),
+    };
+    if let Err((kind, message)) = result {
         replies.error(Some(exec_id), kind, message);
     }
 }
 
 async fn run_inner(
-    reaper: &Reaper,
+    agent: &Agent,
     conn: &Connection,
     replies: &Replies,
     exec_id: u64,
@@ -60,21 +71,32 @@ async fn run_inner(
     let stdout = take(conn, exec_id, StdioFd::Stdout).await?;
     let stderr = take(conn, exec_id, StdioFd::Stderr).await?;
 
-    let mut cmd = Command::new(program);
-    cmd.args(&spec.argv[1..])
-        .env_clear()
-        .envs(DEFAULT_ENV.iter().copied())
-        .envs(spec.env.iter().filter_map(|kv| kv.split_once('=')))
-        .current_dir(spec.cwd.as_deref().unwrap_or("/"))
-        .stdin(if spec.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let container = match &spec.container {
+        Some(c) => Some(container_spec(agent, c, &spec)?),
+        None => None,
+    };
+    let mut cmd = match &container {
+        Some(shim) => shim.command().map_err(|e| (ErrorKind::Internal, e))?,
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(&spec.argv[1..])
+                .env_clear()
+                .envs(DEFAULT_ENV.iter().copied())
+                .envs(spec.env.iter().filter_map(|kv| kv.split_once('=')))
+                .current_dir(spec.cwd.as_deref().unwrap_or("/"));
+            cmd
+        }
+    };
+    cmd.stdin(if spec.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     sys::new_session_on_spawn(&mut cmd);
-    let (mut child, status) = reaper
+    let (mut child, status) = agent
+        .reaper
         .spawn(&mut cmd)
         .map_err(|e| spawn_error(program, &e))?;
     let pid = child.id();
@@ -113,13 +135,62 @@ async fn run_inner(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&exec_id);
+    if let Some(shim) = &container {
+        crate::container::clean_up(shim);
+    }
     replies.send(GuestMessage::Exited { exec_id, status });
     Ok(())
 }
 
+/// The shim spec of a container: its layers must be in the cache.
+fn container_spec(
+    agent: &Agent,
+    c: &ContainerSpec,
+    spec: &ExecSpec,
+) -> Result<ShimSpec, (ErrorKind, String)> {
+    let valid_id = c.id.len() == 64 && c.id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid_id {
+        return Err((
+            ErrorKind::BadRequest,
+            format!("bad container id {:?}", c.id),
+        ));
+    }
+    let mut lowerdirs = Vec::new();
+    for digest in c.layers.iter().rev() {
+        let dir = super::layers::layer_dir(&agent.layers_dir, digest)
+            .map_err(|e| (ErrorKind::BadRequest, e))?;
+        if !dir.is_dir() {
+            return Err((
+                ErrorKind::BadRequest,
+                format!("layer {digest} is not in the cache"),
+            ));
+        }
+        lowerdirs.push(dir);
+    }
+    if lowerdirs.is_empty() {
+        return Err((
+            ErrorKind::BadRequest,
+            "a container needs at least one layer".into(),
+        ));
+    }
+    let shim = ShimSpec {
+        id: c.id.clone(),
+        lowerdirs,
+        dir: agent.containers_dir.join(&c.id),
+        argv: spec.argv.clone(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        hostname: c.hostname.clone(),
+        user: c.user.clone(),
+    };
+    shim.prepare()
+        .map_err(|e| (ErrorKind::Internal, format!("container state: {e}")))?;
+    Ok(shim)
+}
+
 async fn take(conn: &Connection, exec_id: u64, fd: StdioFd) -> Result<Stream, (ErrorKind, String)> {
     conn.stdio
-        .take(exec_id, fd, STDIO_DEADLINE)
+        .take(&(exec_id, fd), STDIO_DEADLINE)
         .await
         .ok_or_else(|| {
             (

@@ -7,15 +7,17 @@
 
 mod control;
 mod exec;
+mod layers;
 mod stdio;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_mux::{read_msg, Session};
-use berth_protocol::StreamOpen;
+use berth_protocol::{StdioFd, StreamOpen};
 
 use crate::process::Reaper;
-pub use stdio::StdioRegistry;
+pub use stdio::StreamRegistry;
 
 /// What the agent needs from the rest of berth-init.
 #[derive(Clone)]
@@ -23,12 +25,17 @@ pub struct Agent {
     pub reaper: Reaper,
     /// Whether the agent is PID 1 (then `PowerOff` really powers the VM off).
     pub is_init: bool,
+    /// The layer cache: one directory per layer, named by the hex of its digest.
+    pub layers_dir: PathBuf,
+    /// Per-container state (overlay upper and work dirs, the rootfs mount point).
+    pub containers_dir: PathBuf,
 }
 
 /// State of one host connection.
 #[derive(Default)]
 struct Connection {
-    stdio: StdioRegistry,
+    stdio: StreamRegistry<(u64, StdioFd)>,
+    layers: StreamRegistry<String>,
     /// Processes started on this connection: exec id -> pid.
     pids: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
 }
@@ -44,8 +51,9 @@ impl Agent {
                 match read_msg::<_, StreamOpen>(&mut stream).await {
                     Ok(Some(StreamOpen::Control)) => control::run(agent, conn, stream).await,
                     Ok(Some(StreamOpen::Stdio { exec_id, fd })) => {
-                        conn.stdio.put(exec_id, fd, stream)
+                        conn.stdio.put((exec_id, fd), stream)
                     }
+                    Ok(Some(StreamOpen::Layer { digest })) => conn.layers.put(digest, stream),
                     Ok(None) => {}
                     Err(e) => tracing::warn!("dropping a stream with a bad opening frame: {e}"),
                 }

@@ -1,31 +1,40 @@
-//! Stdio streams waiting for the `Exec` that will use them.
+//! Streams the host opened ahead of the request that will use them (stdio streams before
+//! their `Exec`, layer streams before their `PutLayer`).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_mux::Stream;
-use berth_protocol::StdioFd;
 use tokio::sync::Notify;
 
-/// Streams the host opened for processes not started yet, by (exec id, fd).
-#[derive(Default)]
-pub struct StdioRegistry {
-    streams: Mutex<HashMap<(u64, StdioFd), Stream>>,
+/// Streams waiting for their request, by key.
+pub struct StreamRegistry<K> {
+    streams: Mutex<HashMap<K, Stream>>,
     arrived: Notify,
 }
 
-impl StdioRegistry {
-    pub fn put(&self, exec_id: u64, fd: StdioFd, stream: Stream) {
+impl<K> Default for StreamRegistry<K> {
+    fn default() -> Self {
+        StreamRegistry {
+            streams: Mutex::new(HashMap::new()),
+            arrived: Notify::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash> StreamRegistry<K> {
+    pub fn put(&self, key: K, stream: Stream) {
         self.streams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((exec_id, fd), stream);
+            .insert(key, stream);
         self.arrived.notify_waiters();
     }
 
-    /// Takes the stream for (exec id, fd), waiting up to `deadline` for it to arrive.
-    pub async fn take(&self, exec_id: u64, fd: StdioFd, deadline: Duration) -> Option<Stream> {
+    /// Takes the stream for `key`, waiting up to `deadline` for it to arrive.
+    pub async fn take(&self, key: &K, deadline: Duration) -> Option<Stream> {
         let wait = async {
             loop {
                 let notified = self.arrived.notified();
@@ -33,7 +42,7 @@ impl StdioRegistry {
                     .streams
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(exec_id, fd))
+                    .remove(key)
                 {
                     return s;
                 }

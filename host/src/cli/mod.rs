@@ -5,6 +5,7 @@ mod images;
 mod info;
 mod kernel;
 mod load;
+mod run;
 mod signals;
 mod vm_run;
 
@@ -37,6 +38,8 @@ pub enum Command {
     Kernel(kernel::Command),
     /// Load images from a `docker save` archive or an OCI image layout.
     Load(load::Args),
+    /// Run a command in a new container (in a VM booted for this run).
+    Run(run::Args),
     /// Virtual machines without containers (the kernel-CI path).
     #[command(subcommand)]
     Vm(VmCommand),
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Load(args) => load::run(args),
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
+        Command::Run(args) => run::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `berth vm run`: boot a fresh VM, run one command directly in the guest, power off.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_protocol::{ExecSpec, GuestMessage, HostMessage};
@@ -75,11 +76,19 @@ pub fn run(args: Args) -> Result<i32, Error> {
         env: Vec::new(),
         cwd: None,
         stdin: args.interactive,
+        container: None,
     };
-    super::runtime()?.block_on(boot_and_run(&paths, &cfg, spec))
+    super::runtime()?.block_on(boot_and_run(&paths, &cfg, &[], spec))
 }
 
-async fn boot_and_run(paths: &Paths, cfg: &VmConfig, spec: ExecSpec) -> Result<i32, Error> {
+/// Boots a VM, stores `layers` (digest, blob file) in its layer cache, runs `spec` with
+/// stdio streamed and signals forwarded, powers off; returns the exit code.
+pub(super) async fn boot_and_run(
+    paths: &Paths,
+    cfg: &VmConfig,
+    layers: &[(String, PathBuf)],
+    spec: ExecSpec,
+) -> Result<i32, Error> {
     let mut vm = Vm::launch(paths, cfg)?;
     let mut client = vm.connect(cfg.boot_timeout).await?;
     let agent_err = |vm: &Vm, what: &str, source: ClientError| VmError::Agent {
@@ -87,6 +96,13 @@ async fn boot_and_run(paths: &Paths, cfg: &VmConfig, spec: ExecSpec) -> Result<i
         tail: vm.tail(),
         source,
     };
+    for (digest, blob) in layers {
+        let file = tokio::fs::File::open(blob).await?;
+        client
+            .put_layer(digest, tokio::io::BufReader::new(file))
+            .await
+            .map_err(|e| agent_err(&vm, &format!("storing layer {digest}"), e))?;
+    }
 
     let exec = client
         .start_exec(spec)

@@ -1,0 +1,82 @@
+//! Containers: an overlayfs root from cached layers, Linux namespaces, a cgroup, and a
+//! process that is PID 1 in its own PID namespace.
+//!
+//! The agent (multi-threaded, tokio) never forks itself into a container. It starts
+//! `berth-init container-shim <spec>`: a fresh single-threaded process that joins the
+//! container's cgroup, unshares the namespaces and forks the container's first process,
+//! then stays as its parent: it forwards signals to it and exits the way it did, so the
+//! agent's ordinary process plumbing (stdio pipes, signals, exit status) serves
+//! containers unchanged.
+
+mod rootfs;
+mod security;
+mod shim;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+pub use shim::main as shim_main;
+
+/// The first argument that makes `berth-init` a container shim.
+pub const SHIM_ARG: &str = "container-shim";
+/// Where container cgroups live.
+pub const CGROUP_PARENT: &str = "/sys/fs/cgroup/berth";
+
+/// Everything the shim needs, passed as JSON on its command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimSpec {
+    pub id: String,
+    /// Unpacked layer directories, top layer first (overlayfs `lowerdir` order).
+    pub lowerdirs: Vec<PathBuf>,
+    /// The container's state directory: `upper/`, `work/`, `rootfs/`.
+    pub dir: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub hostname: String,
+    pub user: Option<String>,
+}
+
+impl ShimSpec {
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Creates the state directories.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        for d in [self.upper(), self.work(), self.rootfs()] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+
+    /// The command that runs this container's shim.
+    pub fn command(&self) -> Result<Command, String> {
+        let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("berth-container-shim")
+            .arg(SHIM_ARG)
+            .arg(json)
+            .env_clear();
+        Ok(cmd)
+    }
+}
+
+/// Removes what a container left in the guest: its state directory and cgroup.
+pub fn clean_up(spec: &ShimSpec) {
+    let _ = std::fs::remove_dir_all(&spec.dir);
+    let _ = std::fs::remove_dir(Path::new(CGROUP_PARENT).join(&spec.id));
+}
+
+use std::os::unix::process::CommandExt as _;

@@ -1,0 +1,259 @@
+//! Inside the new namespaces: build the root filesystem, pivot into it, become the
+//! container's user and exec its command.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::user;
+use super::ShimSpec;
+use crate::sys::{self, MountFlags, NodeKind};
+
+/// Device nodes of a container's /dev, as Docker: (name, major, minor).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+/// Docker's masked paths.
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// Docker's read-only paths.
+const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sets everything up and execs; returns (exit code, message) only on failure.
+pub fn enter_and_exec(spec: &ShimSpec) -> (i32, String) {
+    if let Err(e) = build_and_pivot(spec) {
+        return (125, format!("container setup failed: {e}"));
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = match user::resolve(spec.user.as_deref(), &passwd, &group) {
+        Ok(id) => id,
+        Err(e) => return (125, e),
+    };
+    let env = final_env(&spec.env, &spec.hostname, &id.home);
+    let cwd = spec.cwd.clone().unwrap_or_else(|| "/".into());
+    if let Err(e) = std::fs::create_dir_all(&cwd).and_then(|_| std::env::set_current_dir(&cwd)) {
+        return (125, format!("working directory {cwd}: {e}"));
+    }
+    if let Err(e) = super::security::limit_bounding_set() {
+        return (125, e);
+    }
+    if let Err(e) = sys::set_identity(id.uid, id.gid) {
+        return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
+    }
+    if let Err(e) = super::security::apply_process_caps(id.uid) {
+        return (125, e);
+    }
+    exec(&spec.argv, &env)
+}
+
+fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
+    sys::make_mounts_private()?;
+    let root = spec.rootfs();
+    let lower = spec
+        .lowerdirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        spec.upper().display(),
+        spec.work().display()
+    );
+    let at = |p: &str| root.join(p).display().to_string();
+    let none = MountFlags::empty();
+    let nosuid_nodev_noexec = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
+    sys::mount_fs(
+        "overlay",
+        &root.display().to_string(),
+        "overlay",
+        none,
+        Some(&options),
+    )?;
+    sys::mount_fs("proc", &at("proc"), "proc", nosuid_nodev_noexec, None)?;
+    sys::mount_fs(
+        "sysfs",
+        &at("sys"),
+        "sysfs",
+        nosuid_nodev_noexec | MountFlags::MS_RDONLY,
+        None,
+    )?;
+    sys::mount_fs(
+        "tmpfs",
+        &at("dev"),
+        "tmpfs",
+        MountFlags::MS_NOSUID,
+        Some("mode=755,size=65536k"),
+    )?;
+    for (name, major, minor) in DEVICES {
+        sys::make_node(
+            &root.join("dev").join(name),
+            NodeKind::Char,
+            0o666,
+            *major,
+            *minor,
+        )?;
+    }
+    sys::mount_fs(
+        "devpts",
+        &at("dev/pts"),
+        "devpts",
+        MountFlags::MS_NOSUID | MountFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    sys::mount_fs(
+        "shm",
+        &at("dev/shm"),
+        "tmpfs",
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )?;
+    sys::mount_fs(
+        "mqueue",
+        &at("dev/mqueue"),
+        "mqueue",
+        nosuid_nodev_noexec,
+        None,
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join("dev").join(link))?;
+    }
+    write_etc(&root, &spec.hostname)?;
+    std::env::set_current_dir(&root)?;
+    sys::pivot_to_cwd()?;
+    for p in MASKED {
+        sys::mask(p)?;
+    }
+    for p in READ_ONLY {
+        if Path::new(p).exists() {
+            sys::remount_read_only(p)?;
+        }
+    }
+    sys::set_hostname(&spec.hostname).map_err(io::Error::from)
+}
+
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf, as Docker provides them.
+fn write_etc(root: &Path, hostname: &str) -> io::Result<()> {
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
+    std::fs::write(
+        etc.join("hosts"),
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+    )?;
+    let resolv = etc.join("resolv.conf");
+    if !resolv.exists() {
+        std::fs::write(resolv, "")?;
+    }
+    Ok(())
+}
+
+/// Docker's environment: the image's and the user's, plus HOSTNAME, a default PATH and
+/// HOME when they are missing.
+pub fn final_env(env: &[String], hostname: &str, home: &str) -> Vec<String> {
+    let has = |k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map(|(n, _)| n) == Some(k))
+    };
+    let mut out = Vec::new();
+    if !has("PATH") {
+        out.push(DEFAULT_PATH.to_string());
+    }
+    out.push(format!("HOSTNAME={hostname}"));
+    out.extend(env.iter().filter(|e| !e.starts_with("HOSTNAME=")).cloned());
+    if !has("HOME") {
+        out.push(format!("HOME={home}"));
+    }
+    out
+}
+
+/// Looks the program up in the container's PATH and execs it; on failure returns Docker's
+/// code (127 not found, 126 cannot invoke) and message.
+fn exec(argv: &[String], env: &[String]) -> (i32, String) {
+    let Some(program) = argv.first() else {
+        return (125, "no command specified".into());
+    };
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("");
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    };
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
+    let c_env: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    let mut denied = None;
+    for candidate in candidates {
+        let Ok(c_path) = CString::new(candidate.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let err = sys::exec(&c_path, &c_argv, &c_env);
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,
+            _ => denied = Some((candidate, err)),
+        }
+        if !program.contains('/') && denied.is_some() {
+            break;
+        }
+    }
+    match denied {
+        Some((p, e)) => (126, format!("exec {:?}: {e}", p.display().to_string())),
+        None if program.contains('/') => {
+            (127, format!("exec {program:?}: no such file or directory"))
+        }
+        None => (
+            127,
+            format!("exec {program:?}: executable file not found in $PATH"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_gets_docker_defaults() {
+        let env = final_env(&["A=1".into()], "abc", "/root");
+        assert_eq!(env, [DEFAULT_PATH, "HOSTNAME=abc", "A=1", "HOME=/root"]);
+        let env = final_env(&["PATH=/x".into(), "HOME=/h".into()], "h", "/root");
+        assert_eq!(env, ["HOSTNAME=h", "PATH=/x", "HOME=/h"]);
+    }
+}

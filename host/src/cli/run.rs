@@ -1,0 +1,242 @@
+//! `berth run`: a container from a stored image, in a VM booted for this run (until the
+//! daemon exists). Docker's flags and exit codes where they apply.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_protocol::{ContainerSpec, ExecSpec};
+use serde_json::Value;
+
+use crate::image::{Digest, ImageRecord, ImageStore, Reference};
+use crate::paths::Paths;
+use crate::qemu::Machine;
+use crate::vm::VmConfig;
+use crate::{accel, kernels, transport, Error};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Remove the container when it exits (containers never outlive this VM yet).
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open and forward it to the container.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal (not supported yet).
+    #[arg(short, long)]
+    tty: bool,
+    /// Container name (kept for the daemon; accepted now).
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables (`KEY=VALUE`, or `KEY` to take it from here).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (`name|uid[:group|gid]`).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container hostname (default: the short container id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Kernel for the VM: a name from `berth kernel ls`, or a path.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// How the host reaches the VM: auto, vsock, vhost-user or serial.
+    #[arg(long, default_value = "auto")]
+    transport: String,
+    /// The image: a name (`busybox`, `user/app:tag`) or an image id.
+    image: String,
+    /// Command and arguments (default: the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<i32, Error> {
+    if args.tty {
+        return Err(Error::Usage(
+            "-t/--tty is not supported by `berth run` yet".into(),
+        ));
+    }
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    let image = find_image(&store, &args.image)?;
+    let config: Value = serde_json::from_slice(&store.blobs().get(&image.config)?)
+        .map_err(|e| Error::Usage(format!("image {}: bad config: {e}", args.image)))?;
+    let config = &config["config"];
+    let id = new_container_id();
+    let spec = ExecSpec {
+        argv: command(config, args.entrypoint.as_deref(), &args.command)?,
+        env: environment(config, &args.env),
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| string(&config["WorkingDir"])),
+        stdin: args.interactive,
+        container: Some(ContainerSpec {
+            hostname: args
+                .hostname
+                .clone()
+                .unwrap_or_else(|| id[..12].to_string()),
+            user: args.user.clone().or_else(|| string(&config["User"])),
+            layers: image.layers.iter().map(|d| d.to_string()).collect(),
+            id,
+        }),
+    };
+    let layers: Vec<(String, PathBuf)> = image
+        .layers
+        .iter()
+        .map(|d| (d.to_string(), store.blobs().path(d)))
+        .collect();
+    let cfg = VmConfig {
+        kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
+        cpus: 1,
+        memory_mib: 512,
+        transport: transport::choose(&args.transport)?,
+        machine: Machine::Microvm,
+        accel: accel::choose(),
+        boot_timeout: Duration::from_secs(30),
+        debug_guest: tracing::enabled!(tracing::Level::DEBUG),
+    };
+    super::runtime()?.block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
+}
+
+/// An image by name (`busybox` = `docker.io/library/busybox:latest`) or by (short) id.
+fn find_image(store: &ImageStore, name: &str) -> Result<ImageRecord, Error> {
+    let images = store.index().read()?;
+    if let Ok(reference) = Reference::parse(name) {
+        if let Some(found) = images.find_tag(&reference) {
+            return Ok(found.clone());
+        }
+    }
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let matches: Vec<_> = images
+            .iter()
+            .filter(|r| r.id().hex().starts_with(hex))
+            .collect();
+        if let [one] = matches[..] {
+            return Ok(one.clone());
+        }
+    }
+    Err(Error::Usage(format!(
+        "unable to find image '{name}' locally: load it with `berth load -i FILE` (registry pulls come later)"
+    )))
+}
+
+/// Docker's rule: `--entrypoint` replaces the image's Entrypoint and drops its Cmd;
+/// arguments after the image replace Cmd.
+pub fn command(
+    config: &Value,
+    entrypoint: Option<&str>,
+    args: &[String],
+) -> Result<Vec<String>, Error> {
+    let mut argv = match entrypoint {
+        Some(e) if !e.is_empty() => vec![e.to_string()],
+        Some(_) => Vec::new(),
+        None => strings(&config["Entrypoint"]),
+    };
+    if !args.is_empty() {
+        argv.extend(args.iter().cloned());
+    } else if entrypoint.is_none() {
+        argv.extend(strings(&config["Cmd"]));
+    }
+    if argv.is_empty() {
+        return Err(Error::Usage("no command specified".into()));
+    }
+    Ok(argv)
+}
+
+/// The image's Env with `-e` applied on top (`KEY` alone copies this process's value).
+pub fn environment(config: &Value, overrides: &[String]) -> Vec<String> {
+    let mut env = strings(&config["Env"]);
+    for o in overrides {
+        let entry = match o.split_once('=') {
+            Some(_) => o.clone(),
+            None => match std::env::var(o) {
+                Ok(v) => format!("{o}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    env
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn string(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+}
+
+/// 64 random hex digits, as Docker's container ids.
+fn new_container_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // RandomState is seeded from the OS's random source for each instance.
+    let mut seed = Vec::new();
+    for _ in 0..4 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        seed.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    Digest::of(&seed).hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn command_follows_docker() {
+        let c = json!({"Entrypoint": ["httpd", "-f"], "Cmd": ["-h", "/www"]});
+        assert_eq!(
+            command(&c, None, &[]).unwrap(),
+            ["httpd", "-f", "-h", "/www"]
+        );
+        assert_eq!(
+            command(&c, None, &["-p".into(), "1".into()]).unwrap(),
+            ["httpd", "-f", "-p", "1"]
+        );
+        assert_eq!(command(&c, Some("sh"), &[]).unwrap(), ["sh"]);
+        assert_eq!(
+            command(&c, Some("sh"), &["-c".into(), "x".into()]).unwrap(),
+            ["sh", "-c", "x"]
+        );
+        assert!(command(&json!({}), None, &[]).is_err());
+        assert_eq!(command(&json!({"Cmd": ["sh"]}), None, &[]).unwrap(), ["sh"]);
+    }
+
+    #[test]
+    fn env_overrides_replace_image_values() {
+        let c = json!({"Env": ["PATH=/bin", "A=1"]});
+        assert_eq!(
+            environment(&c, &["A=2".into(), "B=3".into()]),
+            ["PATH=/bin", "A=2", "B=3"]
+        );
+    }
+
+    #[test]
+    fn container_ids_are_64_hex_and_differ() {
+        let (a, b) = (new_container_id(), new_container_id());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}

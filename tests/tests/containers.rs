@@ -1,0 +1,208 @@
+//! `berth run`: containers from the test images, in a VM on the kernel under test.
+#![cfg(feature = "vm")]
+
+use berth_tests::{test_kernel, Berth, Outcome};
+
+/// A berth installation with the test images loaded.
+fn with_images() -> Berth {
+    let b = Berth::new();
+    let assets = std::env::var_os("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    for image in ["busybox", "httpd"] {
+        let file = std::path::Path::new(&assets)
+            .join("images")
+            .join(format!("{image}.tar"));
+        let out = b.run(&["load", "-i", file.to_str().unwrap()], b"");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    b
+}
+
+fn run(b: &Berth, args: &[&str]) -> Outcome {
+    run_stdin(b, args, b"")
+}
+
+fn run_stdin(b: &Berth, args: &[&str], stdin: &[u8]) -> Outcome {
+    let kernel = test_kernel();
+    let mut all = vec!["run", "--kernel", kernel.as_str()];
+    all.extend_from_slice(args);
+    b.run(&all, stdin)
+}
+
+#[test]
+fn the_command_is_pid_1_with_its_own_hostname_cgroup_and_processes() {
+    let b = with_images();
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$; hostname; cat /proc/1/cgroup; ps -o pid,comm",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert_eq!(lines[1].len(), 12, "short container id as hostname: {text}");
+    assert!(lines[1].bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
+    assert_eq!(lines[2], "0::/");
+    let pids: Vec<&str> = lines[4..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        pids.len() <= 2 && pids[0] == "1",
+        "ps sees only the container: {text}"
+    );
+    b.assert_nothing_left();
+}
+
+#[test]
+fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
+    let b = with_images();
+    let script =
+        "mount; ls /dev; (echo x > /proc/sys/kernel/hostname) 2>&1; touch /sys/x 2>&1; true";
+    let out = run(&b, &["--rm", "busybox", "sh", "-c", script]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .starts_with("overlay on / type overlay"),
+        "{text}"
+    );
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
+    ] {
+        assert!(text.lines().any(|l| l == dev), "/dev/{dev} missing: {text}");
+    }
+    assert!(
+        text.contains("can't create /proc/sys/kernel/hostname: Read-only file system"),
+        "{text}"
+    );
+    assert!(
+        text.contains("touch: /sys/x: Read-only file system"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dockers_default_capabilities() {
+    let b = with_images();
+    let out = run(
+        &b,
+        &["--rm", "busybox", "grep", "CapEff", "/proc/self/status"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "CapEff:\t00000000a80425fb\n");
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let b = with_images();
+    assert_eq!(run(&b, &["--rm", "busybox", "sh", "-c", "exit 7"]).code, 7);
+    let out = run(&b, &["--rm", "busybox", "no-such-command"]);
+    assert_eq!(out.code, 127, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("executable file not found"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&b, &["--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(out.code, 126, "{}", out.stderr);
+    let out = run(&b, &["--rm", "no-such-image", "true"]);
+    assert_eq!(out.code, 125);
+    assert!(
+        out.stderr.contains("unable to find image"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn image_config_is_honoured_and_flags_override_it() {
+    let b = with_images();
+    let script = "id -u; id -g; pwd; echo $GREETING; echo $HOME";
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "berth-test/httpd",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "1000\n1000\n/www\nhello\n/www\n");
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "-e",
+            "GREETING=bye",
+            "-w",
+            "/tmp",
+            "-u",
+            "0",
+            "--entrypoint",
+            "sh",
+            "berth-test/httpd",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "0\n0\n/tmp\nbye\n/root\n");
+}
+
+#[test]
+fn stdin_and_separate_output_streams() {
+    let b = with_images();
+    let out = run_stdin(
+        &b,
+        &["--rm", "-i", "busybox", "sh", "-c", "cat; echo err >&2"],
+        b"through the container\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "through the container\n");
+    assert_eq!(out.stderr, "err\n");
+}
+
+#[test]
+fn writes_go_to_the_container_layer_only() {
+    let b = with_images();
+    let script = "echo changed > /bin/busybox-note; rm /etc/group; ls /etc/group 2>&1; cat /bin/busybox-note";
+    let out = run(&b, &["--rm", "busybox", "sh", "-c", script]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout_text().ends_with("changed\n"),
+        "{}",
+        out.stdout_text()
+    );
+    // A second container of the same image sees the image as it was.
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /bin/busybox-note 2>&1; cat /etc/group",
+        ],
+    );
+    assert!(
+        out.stdout_text().contains("No such file"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(
+        out.stdout_text().contains("root:x:0:"),
+        "{}",
+        out.stdout_text()
+    );
+}
