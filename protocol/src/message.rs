@@ -78,6 +78,30 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// `user`, `uid`, `user:group` or `uid:gid`; root when absent.
     pub user: Option<String>,
+    /// cgroup v2 limits.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// Container limits, as `docker run` takes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `--memory`: bytes.
+    pub memory: Option<u64>,
+    /// `--cpus` in millicpus (1500 = 1.5 CPUs).
+    pub millicpus: Option<u64>,
+    /// `--cpu-shares` (relative weight, Docker's scale: 1024 is the default).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`, e.g. `0-1` or `0,2`.
+    pub cpuset_cpus: Option<String>,
+    /// `--pids-limit`; zero or negative means unlimited, as Docker.
+    pub pids_limit: Option<i64>,
+    /// `--device-read-bps`: (device path in the guest, bytes per second).
+    #[serde(default)]
+    pub device_read_bps: Vec<(String, u64)>,
+    /// `--device-write-bps`: (device path in the guest, bytes per second).
+    #[serde(default)]
+    pub device_write_bps: Vec<(String, u64)>,
 }
 
 /// Messages from the guest on a control stream.

@@ -109,6 +109,12 @@ fn container_specs_round_trip_and_default_to_none() {
             layers: vec!["sha256:00".into()],
             hostname: "abab".into(),
             user: Some("1000:1000".into()),
+            resources: Resources {
+                memory: Some(32 << 20),
+                pids_limit: Some(20),
+                device_write_bps: vec![("/dev/vda".into(), 1 << 20)],
+                ..Resources::default()
+            },
         }),
     };
     let msg = HostMessage::Exec { exec_id: 1, spec };

@@ -206,3 +206,65 @@ fn writes_go_to_the_container_layer_only() {
         out.stdout_text()
     );
 }
+
+#[test]
+fn a_memory_hog_is_oom_killed_with_137() {
+    let b = with_images();
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "--memory",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "x=a; while true; do x=$x$x; done",
+        ],
+    );
+    assert_eq!(out.code, 137, "{}", out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn a_fork_bomb_hits_the_pids_limit_and_the_agent_answers() {
+    let b = with_images();
+    let script = "for i in $(seq 50); do sleep 5 & done; wait";
+    let out = run(
+        &b,
+        &["--rm", "--pids-limit", "20", "busybox", "sh", "-c", script],
+    );
+    assert!(out.stderr.contains("can't fork"), "{}", out.stderr);
+    // The exit status came back and the VM powered off: the agent stayed responsive.
+    assert_ne!(out.code, 0);
+    assert!(out.code < 125, "{}: {}", out.code, out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn limits_are_written_to_the_containers_cgroup() {
+    let b = with_images();
+    let args = [
+        "--rm",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "30",
+    ];
+    let mut all = args.to_vec();
+    all.extend([
+        "busybox",
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup; cat cpu.max cpu.weight cpuset.cpus memory.max pids.max",
+    ]);
+    let out = run(&b, &all);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "50000 100000\n20\n0\n67108864\n30\n");
+}

@@ -182,6 +182,7 @@ fn container_spec(
         cwd: spec.cwd.clone(),
         hostname: c.hostname.clone(),
         user: c.user.clone(),
+        resources: c.resources.clone(),
     };
     shim.prepare()
         .map_err(|e| (ErrorKind::Internal, format!("container state: {e}")))?;

@@ -8,6 +8,7 @@
 //! agent's ordinary process plumbing (stdio pipes, signals, exit status) serves
 //! containers unchanged.
 
+pub mod cgroup;
 mod rootfs;
 mod security;
 mod shim;
@@ -38,6 +39,8 @@ pub struct ShimSpec {
     pub cwd: Option<String>,
     pub hostname: String,
     pub user: Option<String>,
+    #[serde(default)]
+    pub resources: berth_protocol::Resources,
 }
 
 impl ShimSpec {

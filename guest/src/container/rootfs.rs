@@ -103,6 +103,14 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         nosuid_nodev_noexec | MountFlags::MS_RDONLY,
         None,
     )?;
+    // The container's own cgroup (the cgroup namespace makes it the root), read-only.
+    sys::mount_fs(
+        "cgroup",
+        &at("sys/fs/cgroup"),
+        "cgroup2",
+        nosuid_nodev_noexec | MountFlags::MS_RDONLY,
+        None,
+    )?;
     sys::mount_fs(
         "tmpfs",
         &at("dev"),

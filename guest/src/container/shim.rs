@@ -15,7 +15,7 @@ pub fn main(spec_json: &str) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&format!("bad container spec: {e}")),
     };
-    if let Err(e) = join_cgroup(&spec.id) {
+    if let Err(e) = join_cgroup(&spec) {
         return fail(&format!("cgroup: {e}"));
     }
     if let Err(e) = sys::unshare_container_namespaces().and_then(|_| sys::block_shim_signals()) {
@@ -50,9 +50,10 @@ fn supervise(child: u32) -> ! {
 
 /// Moves this process into the container's own cgroup, before the cgroup namespace is
 /// made, so the container sees its cgroup as `/`.
-fn join_cgroup(id: &str) -> std::io::Result<()> {
-    let dir = Path::new(CGROUP_PARENT).join(id);
+fn join_cgroup(spec: &ShimSpec) -> std::io::Result<()> {
+    let dir = Path::new(CGROUP_PARENT).join(&spec.id);
     std::fs::create_dir_all(&dir)?;
+    super::cgroup::apply(&dir, &spec.resources, super::cgroup::device_numbers)?;
     std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
 }
 

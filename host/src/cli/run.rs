@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_protocol::{ContainerSpec, ExecSpec};
+use berth_protocol::{ContainerSpec, ExecSpec, Resources};
 use serde_json::Value;
 
 use crate::image::{Digest, ImageRecord, ImageStore, Reference};
 use crate::paths::Paths;
 use crate::qemu::Machine;
 use crate::vm::VmConfig;
-use crate::{accel, kernels, transport, Error};
+use crate::{accel, kernels, size, transport, Error};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,6 +42,27 @@ pub struct Args {
     /// Container hostname (default: the short container id).
     #[arg(long)]
     hostname: Option<String>,
+    /// Memory limit (`32m`, `1g`); the container is OOM-killed (exit 137) beyond it.
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// CPUs the container may use (`1.5`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Relative CPU weight (1024 is the default).
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs the container may run on (`0-1`, `0,2`).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Most processes the container may have (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Read rate limit of a device (`/dev/vda:1mb`).
+    #[arg(long, value_name = "PATH:RATE")]
+    device_read_bps: Vec<String>,
+    /// Write rate limit of a device (`/dev/vda:1mb`).
+    #[arg(long, value_name = "PATH:RATE")]
+    device_write_bps: Vec<String>,
     /// Kernel for the VM: a name from `berth kernel ls`, or a path.
     #[arg(long)]
     kernel: Option<String>,
@@ -83,6 +104,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
                 .unwrap_or_else(|| id[..12].to_string()),
             user: args.user.clone().or_else(|| string(&config["User"])),
             layers: image.layers.iter().map(|d| d.to_string()).collect(),
+            resources: resources(&args)?,
             id,
         }),
     };
@@ -102,6 +124,50 @@ pub fn run(args: Args) -> Result<i32, Error> {
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
     };
     super::runtime()?.block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
+}
+
+/// The cgroup limits of `docker run`'s flags.
+fn resources(args: &Args) -> Result<Resources, Error> {
+    let rate = |flag: &str, v: &String| -> Result<(String, u64), Error> {
+        let (path, rate) = v
+            .rsplit_once(':')
+            .ok_or_else(|| Error::Usage(format!("{flag} {v:?}: expected PATH:RATE")))?;
+        Ok((
+            path.to_string(),
+            size::parse_bytes(rate).map_err(Error::Usage)?,
+        ))
+    };
+    let millicpus = match args.cpus {
+        Some(c) if c > 0.0 && c.is_finite() => Some((c * 1000.0).round() as u64),
+        Some(c) => {
+            return Err(Error::Usage(format!(
+                "--cpus {c}: must be a positive number"
+            )))
+        }
+        None => None,
+    };
+    Ok(Resources {
+        memory: args
+            .memory
+            .as_deref()
+            .map(size::parse_bytes)
+            .transpose()
+            .map_err(Error::Usage)?,
+        millicpus,
+        cpu_shares: args.cpu_shares,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        pids_limit: args.pids_limit,
+        device_read_bps: args
+            .device_read_bps
+            .iter()
+            .map(|v| rate("--device-read-bps", v))
+            .collect::<Result<_, _>>()?,
+        device_write_bps: args
+            .device_write_bps
+            .iter()
+            .map(|v| rate("--device-write-bps", v))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// An image by name (`busybox` = `docker.io/library/busybox:latest`) or by (short) id.
