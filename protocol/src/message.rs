@@ -26,6 +26,7 @@ pub enum StdioFd {
 }
 
 /// Messages from the host on a control stream.
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing would only add noise
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {

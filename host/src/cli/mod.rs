@@ -39,7 +39,7 @@ pub enum Command {
     /// Load images from a `docker save` archive or an OCI image layout.
     Load(load::Args),
     /// Run a command in a new container (in a VM booted for this run).
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Virtual machines without containers (the kernel-CI path).
     #[command(subcommand)]
     Vm(VmCommand),
@@ -72,7 +72,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Load(args) => load::run(args),
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
     }
 }
 

@@ -69,11 +69,15 @@ pub struct Args {
     /// How the host reaches the VM: auto, vsock, vhost-user or serial.
     #[arg(long, default_value = "auto")]
     transport: String,
-    /// The image: a name (`busybox`, `user/app:tag`) or an image id.
-    image: String,
-    /// Command and arguments (default: the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image (a name such as `busybox` or `user/app:tag`, or an image id), then the
+    /// command and its arguments (default: the image's Cmd). Everything after the image
+    /// belongs to the command, as with `docker run`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "IMAGE [COMMAND [ARG...]]"
+    )]
+    image_and_command: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<i32, Error> {
@@ -84,13 +88,17 @@ pub fn run(args: Args) -> Result<i32, Error> {
     }
     let paths = Paths::from_env()?;
     let store = ImageStore::open(&ImageStore::root_for(&paths))?;
-    let image = find_image(&store, &args.image)?;
+    let (image_name, command_args) = args
+        .image_and_command
+        .split_first()
+        .ok_or_else(|| Error::Usage("an image is required".into()))?;
+    let image = find_image(&store, image_name)?;
     let config: Value = serde_json::from_slice(&store.blobs().get(&image.config)?)
-        .map_err(|e| Error::Usage(format!("image {}: bad config: {e}", args.image)))?;
+        .map_err(|e| Error::Usage(format!("image {image_name}: bad config: {e}")))?;
     let config = &config["config"];
     let id = new_container_id();
     let spec = ExecSpec {
-        argv: command(config, args.entrypoint.as_deref(), &args.command)?,
+        argv: command(config, args.entrypoint.as_deref(), command_args)?,
         env: environment(config, &args.env),
         cwd: args
             .workdir
