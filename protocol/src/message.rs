@@ -82,6 +82,25 @@ pub struct ContainerSpec {
     /// cgroup v2 limits.
     #[serde(default)]
     pub resources: Resources,
+    /// Privileges beyond (or below) Docker's defaults.
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt seccomp=unconfined`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// Every capability, no seccomp filter, no masked or read-only paths.
+    pub privileged: bool,
+    /// Capability names (`NET_ADMIN` or `CAP_NET_ADMIN`, `ALL`) added to the defaults.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capability names (or `ALL`) removed from the defaults.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// No seccomp filter (`--security-opt seccomp=unconfined`).
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
 }
 
 /// Container limits, as `docker run` takes them.

@@ -268,3 +268,57 @@ fn limits_are_written_to_the_containers_cgroup() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout_text(), "50000 100000\n20\n0\n67108864\n30\n");
 }
+
+#[test]
+fn seccomp_caps_and_their_overrides() {
+    let b = with_images();
+    let probe = "grep -E 'CapEff|Seccomp:|NoNewPrivs' /proc/self/status; mkdir -p /m; mount -t tmpfs x /m 2>/dev/null; echo mount=$?";
+    let out = run(&b, &["--rm", "busybox", "sh", "-c", probe]);
+    assert_eq!(
+        out.stdout_text(),
+        "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=1\n"
+    );
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "sh",
+            "-c",
+            probe,
+        ],
+    );
+    assert_eq!(
+        out.stdout_text(),
+        "CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t0\nmount=0\n"
+    );
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(out.stdout_text(), "CapEff:\t0000000000000000\n");
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/vm/overcommit_memory && echo rw",
+        ],
+    );
+    assert_eq!(out.stdout_text(), "rw\n", "{}", out.stderr);
+}

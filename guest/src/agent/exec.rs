@@ -183,6 +183,7 @@ fn container_spec(
         hostname: c.hostname.clone(),
         user: c.user.clone(),
         resources: c.resources.clone(),
+        security: c.security.clone(),
     };
     shim.prepare()
         .map_err(|e| (ErrorKind::Internal, format!("container state: {e}")))?;

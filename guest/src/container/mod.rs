@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 mod rootfs;
+mod seccomp;
 mod security;
 mod shim;
 pub mod user;
@@ -41,6 +42,8 @@ pub struct ShimSpec {
     pub user: Option<String>,
     #[serde(default)]
     pub resources: berth_protocol::Resources,
+    #[serde(default)]
+    pub security: berth_protocol::Security,
 }
 
 impl ShimSpec {

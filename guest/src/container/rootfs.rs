@@ -59,14 +59,24 @@ pub fn enter_and_exec(spec: &ShimSpec) -> (i32, String) {
     if let Err(e) = std::fs::create_dir_all(&cwd).and_then(|_| std::env::set_current_dir(&cwd)) {
         return (125, format!("working directory {cwd}: {e}"));
     }
-    if let Err(e) = super::security::limit_bounding_set() {
+    let caps = match super::security::capability_set(&spec.security) {
+        Ok(c) => c,
+        Err(e) => return (125, e),
+    };
+    if let Err(e) = super::security::limit_bounding_set(&caps) {
         return (125, e);
     }
     if let Err(e) = sys::set_identity(id.uid, id.gid) {
         return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
     }
-    if let Err(e) = super::security::apply_process_caps(id.uid) {
+    if let Err(e) = super::security::apply_process_caps(id.uid, &caps) {
         return (125, e);
+    }
+    let confined = !spec.security.privileged && !spec.security.seccomp_unconfined;
+    if confined {
+        if let Err(e) = super::seccomp::apply_default() {
+            return (125, e);
+        }
     }
     exec(&spec.argv, &env)
 }
@@ -160,12 +170,14 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     write_etc(&root, &spec.hostname)?;
     std::env::set_current_dir(&root)?;
     sys::pivot_to_cwd()?;
-    for p in MASKED {
-        sys::mask(p)?;
-    }
-    for p in READ_ONLY {
-        if Path::new(p).exists() {
-            sys::remount_read_only(p)?;
+    if !spec.security.privileged {
+        for p in MASKED {
+            sys::mask(p)?;
+        }
+        for p in READ_ONLY {
+            if Path::new(p).exists() {
+                sys::remount_read_only(p)?;
+            }
         }
     }
     sys::set_hostname(&spec.hostname).map_err(io::Error::from)

@@ -20,9 +20,51 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::CAP_AUDIT_WRITE,
 ];
 
-/// Limits the bounding set to Docker's defaults (must run before dropping root).
-pub fn limit_bounding_set() -> Result<(), String> {
-    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+/// The container's capabilities: Docker's defaults (all with `--privileged`), with
+/// `--cap-add` and then `--cap-drop` applied (`ALL` allowed in both, as Docker).
+pub fn capability_set(s: &berth_protocol::Security) -> Result<CapsHashSet, String> {
+    let mut set: CapsHashSet = if s.privileged {
+        caps::all()
+    } else {
+        DEFAULT_CAPS.iter().copied().collect()
+    };
+    for name in &s.cap_add {
+        match parse(name)? {
+            None => set = caps::all(),
+            Some(cap) => {
+                set.insert(cap);
+            }
+        }
+    }
+    for name in &s.cap_drop {
+        match parse(name)? {
+            None => set.clear(),
+            Some(cap) => {
+                set.remove(&cap);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// A capability name as Docker takes it (`net_admin`, `CAP_NET_ADMIN`); `None` for `ALL`.
+fn parse(name: &str) -> Result<Option<Capability>, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(None);
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse::<Capability>()
+        .map(Some)
+        .map_err(|_| format!("unknown capability {name:?}"))
+}
+
+/// Limits the bounding set to `keep` (must run before dropping root).
+pub fn limit_bounding_set(keep: &CapsHashSet) -> Result<(), String> {
     for cap in caps::all() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
@@ -34,9 +76,9 @@ pub fn limit_bounding_set() -> Result<(), String> {
 /// After the identity change: a root process gets exactly Docker's defaults; a non-root
 /// one has none left (the kernel cleared them at setuid). Then no_new_privs, so no
 /// setuid binary can raise them again.
-pub fn apply_process_caps(uid: u32) -> Result<(), String> {
+pub fn apply_process_caps(uid: u32, caps_of_root: &CapsHashSet) -> Result<(), String> {
     let set: CapsHashSet = if uid == 0 {
-        DEFAULT_CAPS.iter().copied().collect()
+        caps_of_root.clone()
     } else {
         CapsHashSet::new()
     };
@@ -56,6 +98,26 @@ pub fn apply_process_caps(uid: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_add_and_drop_follow_docker() {
+        use berth_protocol::Security;
+        let mask = |s: &CapsHashSet| s.iter().fold(0u64, |m, c| m | c.bitmask());
+        let sec = |add: &[&str], drop: &[&str]| Security {
+            cap_add: add.iter().map(|s| s.to_string()).collect(),
+            cap_drop: drop.iter().map(|s| s.to_string()).collect(),
+            ..Security::default()
+        };
+        let base = mask(&capability_set(&Security::default()).unwrap());
+        assert_eq!(base, 0xa80425fb);
+        let added = capability_set(&sec(&["net_admin"], &[])).unwrap();
+        assert_eq!(mask(&added), base | Capability::CAP_NET_ADMIN.bitmask());
+        let dropped = capability_set(&sec(&[], &["CAP_CHOWN"])).unwrap();
+        assert_eq!(mask(&dropped), base & !Capability::CAP_CHOWN.bitmask());
+        assert!(capability_set(&sec(&[], &["ALL"])).unwrap().is_empty());
+        assert_eq!(capability_set(&sec(&["ALL"], &[])).unwrap(), caps::all());
+        assert!(capability_set(&sec(&["FLY"], &[])).is_err());
+    }
 
     #[test]
     fn default_set_is_dockers_mask() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_protocol::{ContainerSpec, ExecSpec, Resources};
+use berth_protocol::{ContainerSpec, ExecSpec, Resources, Security};
 use serde_json::Value;
 
 use crate::image::{Digest, ImageRecord, ImageStore, Reference};
@@ -63,6 +63,18 @@ pub struct Args {
     /// Write rate limit of a device (`/dev/vda:1mb`).
     #[arg(long, value_name = "PATH:RATE")]
     device_write_bps: Vec<String>,
+    /// Give the container every capability, no seccomp filter and no masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// Add a capability (`NET_ADMIN`, `ALL`).
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (`CHOWN`, `ALL`).
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// Security options; `seccomp=unconfined` turns the seccomp filter off.
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
     /// Kernel for the VM: a name from `berth kernel ls`, or a path.
     #[arg(long)]
     kernel: Option<String>,
@@ -113,6 +125,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
             user: args.user.clone().or_else(|| string(&config["User"])),
             layers: image.layers.iter().map(|d| d.to_string()).collect(),
             resources: resources(&args)?,
+            security: security(&args)?,
             id,
         }),
     };
@@ -132,6 +145,28 @@ pub fn run(args: Args) -> Result<i32, Error> {
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
     };
     super::runtime()?.block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
+}
+
+/// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt`.
+fn security(args: &Args) -> Result<Security, Error> {
+    let mut seccomp_unconfined = false;
+    for opt in &args.security_opt {
+        match opt.replace(':', "=").as_str() {
+            "seccomp=unconfined" => seccomp_unconfined = true,
+            "no-new-privileges" | "no-new-privileges=true" => {} // always on in berth
+            other => {
+                return Err(Error::Usage(format!(
+                    "unsupported --security-opt {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(Security {
+        privileged: args.privileged,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        seccomp_unconfined,
+    })
 }
 
 /// The cgroup limits of `docker run`'s flags.
