@@ -115,6 +115,10 @@ fn container_specs_round_trip_and_default_to_none() {
                 device_write_bps: vec![("/dev/vda".into(), 1 << 20)],
                 ..Resources::default()
             },
+            security: Security {
+                cap_add: vec!["NET_ADMIN".into()],
+                ..Security::default()
+            },
         }),
     };
     let msg = HostMessage::Exec { exec_id: 1, spec };
