@@ -54,6 +54,7 @@ fn floor_command(dir: &Path) -> Command {
             chardev: Chardev::Unix(dir.join("agent.sock")),
             name: berth_protocol_port_name(),
         },
+        disks: Vec::new(),
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(qemu::args(&spec));

@@ -22,7 +22,10 @@ fn run_vs_vm(c: &mut Criterion) {
     let home = tempfile::tempdir().expect("temp dir");
     let assets = berth::paths::Paths::from_env().expect("berth paths").assets;
     let busybox = assets.join("images/busybox.tar");
-    time_command(&mut berth(home.path(), &["load", "-i", busybox.to_str().expect("utf-8 path")]));
+    time_command(&mut berth(
+        home.path(),
+        &["load", "-i", busybox.to_str().expect("utf-8 path")],
+    ));
     let kernel = bench_kernel();
     let mut group = c.benchmark_group("container vs vm");
     group
@@ -31,8 +34,21 @@ fn run_vs_vm(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(3))
         .measurement_time(Duration::from_secs(20));
     for (name, args) in [
-        (VM, vec!["vm", "run", "--kernel", kernel.as_str(), "--", "true"]),
-        (RUN, vec!["run", "--rm", "--kernel", kernel.as_str(), "busybox", "true"]),
+        (
+            VM,
+            vec!["vm", "run", "--kernel", kernel.as_str(), "--", "true"],
+        ),
+        (
+            RUN,
+            vec![
+                "run",
+                "--rm",
+                "--kernel",
+                kernel.as_str(),
+                "busybox",
+                "true",
+            ],
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -19,6 +19,8 @@ pub struct Config {
     pub serial_name: String,
     pub debug: bool,
     pub hostname: String,
+    /// The persistent layer-cache disk (`berth.disk=/dev/vda`), when the host gave one.
+    pub disk: Option<String>,
     /// `module.param=value` tokens, handed to modules as they load (the kernel only does
     /// that itself for built-in code).
     pub module_params: Vec<(String, String)>,
@@ -32,6 +34,7 @@ impl Default for Config {
             serial_name: berth_protocol::SERIAL_PORT_NAME.to_string(),
             debug: false,
             hostname: "berth".to_string(),
+            disk: None,
             module_params: Vec::new(),
         }
     }
@@ -62,6 +65,7 @@ impl Config {
                 }
                 "berth.serial" if !value.is_empty() => cfg.serial_name = value.to_string(),
                 "berth.hostname" if !value.is_empty() => cfg.hostname = value.to_string(),
+                "berth.disk" if value.starts_with("/dev/") => cfg.disk = Some(value.to_string()),
                 "berth.debug" => cfg.debug = value != "0",
                 _ => {
                     if let Some((module, param)) = key.split_once('.') {

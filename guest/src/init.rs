@@ -44,6 +44,14 @@ pub fn main() -> i32 {
         ) {
             tracing::error!("{e}");
         }
+        // After the modules: on distro kernels virtio_blk is one.
+        if let Some(disk) = &cfg.disk {
+            match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
+                Ok(()) => tracing::info!("layer cache on {disk}"),
+                Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
+            }
+        }
+        crate::disk::clean_state(Path::new(STATE_DIR));
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

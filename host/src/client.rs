@@ -118,6 +118,21 @@ impl AgentClient {
         })
     }
 
+    /// The digests of the layers the guest's cache already holds.
+    /// Must not run while an exec is in progress (it reads the control stream).
+    pub async fn cached_layers(&mut self) -> Result<Vec<String>, ClientError> {
+        self.requests.send(&HostMessage::ListLayers).await?;
+        loop {
+            match self.events.recv().await? {
+                GuestMessage::LayerList { digests } => return Ok(digests),
+                GuestMessage::Error { kind, message, .. } => {
+                    return Err(ClientError::Refused { kind, message })
+                }
+                other => tracing::debug!("while listing layers: {other:?}"),
+            }
+        }
+    }
+
     /// Sends one layer blob to the guest's layer cache and waits until it is stored.
     /// Must not run while an exec is in progress (it reads the control stream).
     pub async fn put_layer<R>(&mut self, digest: &str, mut blob: R) -> Result<(), ClientError>

@@ -10,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod image;
 pub mod kernels;
+pub mod layer_disk;
 pub mod paths;
 pub mod qemu;
 pub mod size;

@@ -61,6 +61,8 @@ pub struct Spec {
     pub cmdline: String,
     pub console_log: PathBuf,
     pub transport: TransportDevice,
+    /// Raw disk images, attached as virtio-blk in order (`/dev/vda`, `/dev/vdb`, ...).
+    pub disks: Vec<PathBuf>,
 }
 
 /// The whole argument list (without the program name).
@@ -77,6 +79,7 @@ pub fn args(spec: &Spec) -> Vec<String> {
     a.extend(kernel_args(spec));
     a.extend(console_args(spec));
     a.extend(entropy_args(spec.machine));
+    a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
     a
 }
@@ -123,6 +126,21 @@ fn accel_args(accel: Accel) -> Vec<String> {
         a.extend(["-cpu".to_string(), "host".to_string()]);
     }
     a
+}
+
+fn disk_args(machine: Machine, disks: &[PathBuf]) -> Vec<String> {
+    disks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, path)| {
+            [
+                "-drive".to_string(),
+                format!("file={},if=none,id=disk{i},format=raw", path.display()),
+                "-device".to_string(),
+                format!("{},drive=disk{i}", machine.virtio("virtio-blk")),
+            ]
+        })
+        .collect()
 }
 
 fn kernel_args(spec: &Spec) -> Vec<String> {
@@ -237,6 +255,7 @@ mod tests {
             cmdline: "console=ttyS0".into(),
             console_log: "/run/x/console.log".into(),
             transport,
+            disks: vec!["/d/layers.img".into()],
         }
     }
 
@@ -259,6 +278,7 @@ mod tests {
         assert!(line.contains("-smp 2 -m 512M"));
         assert!(line.contains("-no-reboot"));
         assert!(line.contains("-device virtio-rng-device"));
+        assert!(line.contains("-drive file=/d/layers.img,if=none,id=disk0,format=raw -device virtio-blk-device,drive=disk0"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct VmConfig {
     pub boot_timeout: Duration,
     /// `berth.debug=1` on the kernel command line: the agent logs more to the console.
     pub debug_guest: bool,
+    /// The persistent layer-cache disk, when this VM may have it.
+    pub layer_disk: Option<PathBuf>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -104,6 +106,9 @@ impl Vm {
         if cfg.debug_guest {
             params.push("berth.debug=1".into());
         }
+        if cfg.layer_disk.is_some() {
+            params.push("berth.disk=/dev/vda".into());
+        }
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -117,6 +122,7 @@ impl Vm {
             cmdline: qemu::cmdline(cfg.machine, cfg.accel.accel, accel::host_tsc_khz(), &params),
             console_log: dir.join("console.log"),
             transport: transport.device(),
+            disks: cfg.layer_disk.iter().cloned().collect(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(

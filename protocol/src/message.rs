@@ -44,6 +44,8 @@ pub enum HostMessage {
     /// unpacked. Answered by `LayerStored` or `LayerFailed`. Storing a layer the cache
     /// already has succeeds at once.
     PutLayer { digest: String },
+    /// Which layers the guest's cache holds; answered by `LayerList`.
+    ListLayers,
     /// Liveness check; answered by `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// Ends every process, syncs the disks and powers the VM off. Answered by `PoweringOff`.
@@ -148,6 +150,8 @@ pub enum GuestMessage {
     LayerStored { digest: String },
     /// Answer to `PutLayer`: the layer could not be stored; nothing of it is in the cache.
     LayerFailed { digest: String, message: String },
+    /// Answer to `ListLayers`: the digests of every cached layer.
+    LayerList { digests: Vec<String> },
     /// Answer to `Ping`.
     Pong { nonce: u64 },
     /// Answer to `PowerOff`: the VM is going down.

@@ -26,6 +26,7 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
             .prop_map(|(exec_id, signal)| HostMessage::Signal { exec_id, signal }),
         any::<u64>().prop_map(|nonce| HostMessage::Ping { nonce }),
         "[a-z0-9:]*".prop_map(|digest| HostMessage::PutLayer { digest }),
+        Just(HostMessage::ListLayers),
         Just(HostMessage::PowerOff),
     ]
 }
@@ -63,6 +64,7 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         }),
         any::<u64>().prop_map(|nonce| GuestMessage::Pong { nonce }),
         ".*".prop_map(|digest| GuestMessage::LayerStored { digest }),
+        prop::collection::vec(".*", 0..3).prop_map(|digests| GuestMessage::LayerList { digests }),
         (".*", ".*").prop_map(|(digest, message)| GuestMessage::LayerFailed { digest, message }),
         Just(GuestMessage::PoweringOff),
     ]

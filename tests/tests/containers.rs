@@ -322,3 +322,47 @@ fn seccomp_caps_and_their_overrides() {
     );
     assert_eq!(out.stdout_text(), "rw\n", "{}", out.stderr);
 }
+
+#[test]
+fn layers_are_sent_once_and_reused_by_later_boots() {
+    let b = with_images();
+    let kernel = test_kernel();
+    let args = [
+        "--debug",
+        "run",
+        "--rm",
+        "--kernel",
+        kernel.as_str(),
+        "busybox",
+        "true",
+    ];
+    let first = b.run(&args, b"");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("guest layer cache holds 0 of 1 layers"),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains("sending layer sha256:"),
+        "{}",
+        first.stderr
+    );
+    let second = b.run(&args, b"");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("guest layer cache holds 1 of 1 layers"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains("sending layer"),
+        "{}",
+        second.stderr
+    );
+    b.assert_nothing_left();
+}

@@ -126,6 +126,9 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             replies.error(None, ErrorKind::BadRequest, "hello was already received")
         }
         HostMessage::Ping { nonce } => replies.send(GuestMessage::Pong { nonce }),
+        HostMessage::ListLayers => replies.send(GuestMessage::LayerList {
+            digests: layers::cached(&agent.layers_dir),
+        }),
         HostMessage::PutLayer { digest } => {
             tokio::spawn(layers::put(
                 agent.layers_dir.clone(),

@@ -44,6 +44,20 @@ pub fn layer_dir(layers_dir: &Path, digest: &str) -> Result<PathBuf, String> {
     Ok(layers_dir.join(hex))
 }
 
+/// The digests of every layer in the cache (half-unpacked ones are not listed).
+pub fn cached(layers_dir: &Path) -> Vec<String> {
+    let mut digests: Vec<String> = std::fs::read_dir(layers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    digests.sort();
+    digests
+}
+
 async fn store(layers_dir: &Path, conn: &Connection, digest: &str) -> Result<(), String> {
     let final_dir = layer_dir(layers_dir, digest)?;
     let stream = conn

@@ -8,6 +8,7 @@ use berth_protocol::{ContainerSpec, ExecSpec, Resources, Security};
 use serde_json::Value;
 
 use crate::image::{Digest, ImageRecord, ImageStore, Reference};
+use crate::layer_disk::LayerDisk;
 use crate::paths::Paths;
 use crate::qemu::Machine;
 use crate::vm::VmConfig;
@@ -134,6 +135,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
         .iter()
         .map(|d| (d.to_string(), store.blobs().path(d)))
         .collect();
+    // Held until the VM is gone: one VM at a time writes the layer cache.
+    let layer_disk = LayerDisk::acquire(&paths);
     let cfg = VmConfig {
         kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
         cpus: 1,
@@ -143,6 +146,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         accel: accel::choose(),
         boot_timeout: Duration::from_secs(30),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
+        layer_disk: layer_disk.as_ref().map(|d| d.path().to_path_buf()),
     };
     super::runtime()?.block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
 }

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         accel: accel::choose(),
         boot_timeout: Duration::from_secs(args.boot_timeout),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
+        layer_disk: None,
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",
@@ -96,7 +97,20 @@ pub(super) async fn boot_and_run(
         tail: vm.tail(),
         source,
     };
-    for (digest, blob) in layers {
+    let cached = match layers.is_empty() {
+        true => Vec::new(),
+        false => client
+            .cached_layers()
+            .await
+            .map_err(|e| agent_err(&vm, "listing cached layers", e))?,
+    };
+    tracing::debug!(
+        "guest layer cache holds {} of {} layers",
+        layers.iter().filter(|(d, _)| cached.contains(d)).count(),
+        layers.len()
+    );
+    for (digest, blob) in layers.iter().filter(|(d, _)| !cached.contains(d)) {
+        tracing::debug!("sending layer {digest}");
         let file = tokio::fs::File::open(blob).await?;
         client
             .put_layer(digest, tokio::io::BufReader::new(file))

@@ -1,0 +1,70 @@
+//! The persistent state disk (layer cache and container state), mounted at boot.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, MountFlags};
+
+/// How long the disk may take to appear (module loading, device probe).
+const APPEAR_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Mounts `device` (ext4; a blank disk is formatted first) on `target`.
+pub fn mount_state_disk(device: &Path, target: &Path) -> Result<(), String> {
+    let start = Instant::now();
+    while !device.exists() {
+        if start.elapsed() > APPEAR_DEADLINE {
+            return Err(format!(
+                "{} did not appear within {APPEAR_DEADLINE:?}",
+                device.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dev = device.display().to_string();
+    let dir = target.display().to_string();
+    if sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None).is_ok() {
+        return Ok(());
+    }
+    // A blank disk (hosts without mkfs.ext4): busybox makes ext2, which the ext4 driver mounts.
+    let status = Command::new("/bin/mke2fs")
+        .args(["-q", "-L", "berth-layers", &dev])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("running mke2fs: {e}"))?;
+    if !status.success() {
+        return Err(format!("mke2fs {dev} failed ({status})"));
+    }
+    sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None).map_err(|e| e.to_string())
+}
+
+/// Removes what an interrupted run left: half-unpacked layers and container state
+/// (containers do not outlive their VM yet).
+pub fn clean_state(state: &Path) {
+    if let Ok(entries) = std::fs::read_dir(state.join("layers")) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".partial-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(state.join("containers"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_keeps_finished_layers_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layers = tmp.path().join("layers");
+        std::fs::create_dir_all(layers.join("abc")).unwrap();
+        std::fs::create_dir_all(layers.join(".partial-abc-1")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("containers/x/upper")).unwrap();
+        clean_state(tmp.path());
+        assert!(layers.join("abc").is_dir());
+        assert!(!layers.join(".partial-abc-1").exists());
+        assert!(!tmp.path().join("containers").exists());
+    }
+}
