@@ -256,17 +256,23 @@ fn limits_are_written_to_the_containers_cgroup() {
         "64m",
         "--pids-limit",
         "30",
+        // The VM's block device is the layer-cache disk, /dev/vda.
+        "--device-write-bps",
+        "/dev/vda:1mb",
     ];
     let mut all = args.to_vec();
     all.extend([
         "busybox",
         "sh",
         "-c",
-        "cd /sys/fs/cgroup; cat cpu.max cpu.weight cpuset.cpus memory.max pids.max",
+        "cd /sys/fs/cgroup; cat cpu.max cpu.weight cpuset.cpus memory.max pids.max; cut -d' ' -f3 io.max",
     ]);
     let out = run(&b, &all);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout_text(), "50000 100000\n20\n0\n67108864\n30\n");
+    assert_eq!(
+        out.stdout_text(),
+        "50000 100000\n20\n0\n67108864\n30\nwbps=1048576\n"
+    );
 }
 
 #[test]
