@@ -189,15 +189,69 @@ pub fn reap_one() -> Option<Reaped> {
 
 /// Makes the child of `cmd` lead a new session (and so a new process group), so signals
 /// and the final clean-up reach everything it started.
-pub fn new_session_on_spawn(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec and only calls setsid(2), which is
-    // async-signal-safe; it allocates nothing and touches no lock.
+/// With `controlling_tty`, stdin (a pty slave) also becomes the session's terminal.
+pub fn new_session_on_spawn(cmd: &mut Command, controlling_tty: bool) {
+    // SAFETY: the closure runs between fork and exec and only calls setsid(2) and
+    // ioctl(2), which are async-signal-safe; it allocates nothing and touches no lock.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(io::Error::from)?;
+            if controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
+}
+
+/// When stdin is a terminal: starts a new session and makes that terminal its controlling
+/// terminal, taking it from the parent's session (the container shim's), as runc does.
+pub fn take_terminal() -> io::Result<()> {
+    if !nix::unistd::isatty(0).unwrap_or(false) {
+        return Ok(());
+    }
+    nix::unistd::setsid().map_err(io::Error::from)?;
+    // SAFETY: TIOCSCTTY takes an integer argument (1: steal from another session) and
+    // touches no memory of ours.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A new pseudo-terminal of `rows` x `cols`: (master, slave).
+pub fn open_pty(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&size, None).map_err(io::Error::from)?;
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(io::Error::from)?;
+    }
+    Ok((pty.master, pty.slave))
+}
+
+/// Sets the size of the terminal behind `fd` (its foreground job gets SIGWINCH).
+pub fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `fd` is an open descriptor we own and `size` is a valid winsize that
+    // outlives the call; TIOCSWINSZ only reads it.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A character device (a virtio-serial port) as a non-blocking tokio stream.
@@ -213,7 +267,16 @@ impl CharDevice {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)?;
-        let fd = OwnedFd::from(file);
+        Self::from_owned(OwnedFd::from(file))
+    }
+
+    /// Wraps an open descriptor (a pty master, say), switching it to non-blocking mode.
+    pub fn from_owned(fd: OwnedFd) -> io::Result<CharDevice> {
+        let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(io::Error::from)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
+            .map_err(io::Error::from)?;
         // SAFETY: the AsyncFd owns `fd` for its whole life, so the descriptor it registers
         // stays open and is not reused until the AsyncFd (and its registration) is dropped.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;

@@ -72,6 +72,7 @@ async fn exec_streams_stdio_separately_and_reports_the_exit() {
         cwd: None,
         stdin: true,
         container: None,
+        tty: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 1, spec })
         .await
@@ -109,6 +110,7 @@ async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
         cwd: None,
         stdin: false,
         container: None,
+        tty: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 5, spec })
         .await

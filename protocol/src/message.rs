@@ -46,6 +46,8 @@ pub enum HostMessage {
     PutLayer { digest: String },
     /// Which layers the guest's cache holds; answered by `LayerList`.
     ListLayers,
+    /// Resizes the terminal of a process started with a tty; ignored otherwise.
+    Resize { exec_id: u64, size: TtySize },
     /// Liveness check; answered by `Pong` with the same nonce.
     Ping { nonce: u64 },
     /// Ends every process, syncs the disks and powers the VM off. Answered by `PoweringOff`.
@@ -68,6 +70,17 @@ pub struct ExecSpec {
     /// the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// Run on a pseudo-terminal of this size: stdout and stderr are then one stream (the
+    /// stdout stream; the stderr stream closes at once), as `docker run -t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<TtySize>,
+}
+
+/// A terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// A container for [`ExecSpec::container`]: the layers must be in the cache already.

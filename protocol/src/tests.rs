@@ -14,6 +14,7 @@ fn arb_exec_spec() -> impl Strategy<Value = ExecSpec> {
             cwd,
             stdin,
             container: None,
+            tty: None,
         })
 }
 
@@ -27,6 +28,12 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
         any::<u64>().prop_map(|nonce| HostMessage::Ping { nonce }),
         "[a-z0-9:]*".prop_map(|digest| HostMessage::PutLayer { digest }),
         Just(HostMessage::ListLayers),
+        (any::<u64>(), any::<u16>(), any::<u16>()).prop_map(|(exec_id, rows, cols)| {
+            HostMessage::Resize {
+                exec_id,
+                size: TtySize { rows, cols },
+            }
+        }),
         Just(HostMessage::PowerOff),
     ]
 }
@@ -122,6 +129,7 @@ fn container_specs_round_trip_and_default_to_none() {
                 ..Security::default()
             },
         }),
+        tty: Some(TtySize { rows: 24, cols: 80 }),
     };
     let msg = HostMessage::Exec { exec_id: 1, spec };
     let mut dec = FrameDecoder::new();

@@ -125,6 +125,14 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
         HostMessage::Hello { .. } => {
             replies.error(None, ErrorKind::BadRequest, "hello was already received")
         }
+        HostMessage::Resize { exec_id, size } => {
+            let ttys = conn.ttys.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(master) = ttys.get(&exec_id) {
+                if let Err(e) = sys::set_winsize(master, size.rows, size.cols) {
+                    tracing::debug!("resizing the terminal of exec {exec_id}: {e}");
+                }
+            }
+        }
         HostMessage::Ping { nonce } => replies.send(GuestMessage::Pong { nonce }),
         HostMessage::ListLayers => replies.send(GuestMessage::LayerList {
             digests: layers::cached(&agent.layers_dir),

@@ -87,18 +87,39 @@ async fn run_inner(
             cmd
         }
     };
-    cmd.stdin(if spec.stdin {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    sys::new_session_on_spawn(&mut cmd);
-    let (mut child, status) = agent
-        .reaper
-        .spawn(&mut cmd)
-        .map_err(|e| spawn_error(program, &e))?;
+    let pty = match spec.tty {
+        Some(size) => Some(
+            sys::open_pty(size.rows, size.cols)
+                .map_err(|e| (ErrorKind::Internal, format!("pseudo-terminal: {e}")))?,
+        ),
+        None => None,
+    };
+    match &pty {
+        Some((_, slave)) => {
+            let end = || -> Result<Stdio, (ErrorKind, String)> {
+                let fd = slave
+                    .try_clone()
+                    .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+                Ok(Stdio::from(fd))
+            };
+            cmd.stdin(end()?).stdout(end()?).stderr(end()?);
+        }
+        None => {
+            cmd.stdin(if spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        }
+    }
+    sys::new_session_on_spawn(&mut cmd, pty.is_some());
+    let spawned = agent.reaper.spawn(&mut cmd);
+    // Our copies of the pty slave must close, or reading the master never ends.
+    drop(cmd);
+    let master = pty.map(|(master, _slave)| master);
+    let (mut child, status) = spawned.map_err(|e| spawn_error(program, &e))?;
     let pid = child.id();
     replies.send(GuestMessage::Started { exec_id, pid });
     conn.pids
@@ -106,15 +127,30 @@ async fn run_inner(
         .unwrap_or_else(|p| p.into_inner())
         .insert(exec_id, pid);
 
+    // Output pumps are drained after the exit; input pumps are dropped at the exit (a
+    // terminal's stdin never ends by itself).
     let mut pumps = Vec::new();
-    if let (Some(from_host), Some(to_child)) = (stdin, child.stdin.take()) {
-        pumps.push(tokio::spawn(pump_in(from_host, to_child.into())));
-    }
-    if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump_out(out.into(), stdout)));
-    }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump_out(err.into(), stderr)));
+    let mut inputs = Vec::new();
+    if let Some(master) = master {
+        let resize = master
+            .try_clone()
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        conn.ttys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(exec_id, resize);
+        let device = sys::CharDevice::from_owned(master)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        let (from_tty, to_tty) = tokio::io::split(device);
+        pumps.push(tokio::spawn(pump_tty_out(from_tty, stdout)));
+        if let Some(from_host) = stdin {
+            inputs.push(tokio::spawn(pump_tty_in(from_host, to_tty)));
+        }
+        // With a tty, stderr is merged into the terminal: end the stderr stream now.
+        let mut stderr = stderr;
+        let _ = stderr.shutdown().await;
+    } else {
+        pump_pipes(&mut pumps, &mut inputs, &mut child, stdin, stdout, stderr);
     }
 
     let status = status
@@ -122,6 +158,9 @@ async fn run_inner(
         .map_err(|_| (ErrorKind::Internal, "lost track of the process".to_string()))?;
     // What the process left running in its session dies with it, as in a container.
     sys::kill_group(pid);
+    for input in inputs {
+        input.abort();
+    }
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
         for p in pumps {
             let _ = p.await;
@@ -132,6 +171,10 @@ async fn run_inner(
         tracing::warn!("exec {exec_id}: output still open {DRAIN_DEADLINE:?} after exit; dropped");
     }
     conn.pids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&exec_id);
+    conn.ttys
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&exec_id);
@@ -218,6 +261,38 @@ fn spawn_error(program: &str, e: &io::Error) -> (ErrorKind, String) {
         _ => e.to_string(),
     };
     (kind, format!("exec {program:?}: {what}"))
+}
+
+/// Connects a child's stdio pipes to the host's streams.
+fn pump_pipes(
+    pumps: &mut Vec<tokio::task::JoinHandle<()>>,
+    inputs: &mut Vec<tokio::task::JoinHandle<()>>,
+    child: &mut std::process::Child,
+    stdin: Option<Stream>,
+    stdout: Stream,
+    stderr: Stream,
+) {
+    if let (Some(from_host), Some(to_child)) = (stdin, child.stdin.take()) {
+        inputs.push(tokio::spawn(pump_in(from_host, to_child.into())));
+    }
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(pump_out(out.into(), stdout)));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(pump_out(err.into(), stderr)));
+    }
+}
+
+/// Terminal output to the host. Reading the master fails with EIO once every slave is
+/// closed: that is the end of the output.
+async fn pump_tty_out(mut from: impl tokio::io::AsyncRead + Unpin, mut to: Stream) {
+    let _ = tokio::io::copy(&mut from, &mut to).await;
+    let _ = to.shutdown().await;
+}
+
+/// Host keystrokes to the terminal.
+async fn pump_tty_in(mut from: Stream, mut to: impl tokio::io::AsyncWrite + Unpin) {
+    let _ = tokio::io::copy(&mut from, &mut to).await;
 }
 
 async fn pump_out(from: OwnedFd, mut to: Stream) {

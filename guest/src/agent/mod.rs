@@ -38,6 +38,8 @@ struct Connection {
     layers: StreamRegistry<String>,
     /// Processes started on this connection: exec id -> pid.
     pids: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+    /// Pseudo-terminal masters of processes started with a tty, for `Resize`.
+    ttys: std::sync::Mutex<std::collections::HashMap<u64, std::os::fd::OwnedFd>>,
 }
 
 impl Agent {

@@ -24,6 +24,9 @@ pub fn main(spec_json: &str) -> i32 {
     match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
             let _ = sys::unblock_all_signals();
+            if let Err(e) = sys::take_terminal() {
+                return fail(&format!("terminal: {e}"));
+            }
             let (code, message) = rootfs::enter_and_exec(&spec);
             let _ = writeln!(std::io::stderr(), "berth: {message}");
             std::process::exit(code)

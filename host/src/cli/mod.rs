@@ -7,6 +7,7 @@ mod kernel;
 mod load;
 mod run;
 mod signals;
+mod terminal;
 mod vm_run;
 
 use clap::{Parser, Subcommand};
@@ -97,9 +98,14 @@ pub enum Format {
     Json,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Runs `work` on a fresh runtime. The runtime is then shut down without waiting for
+/// blocking tasks: a read of an interactive stdin never ends by itself.
+fn block_on<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?)
+        .build()?;
+    let result = rt.block_on(work);
+    rt.shutdown_background();
+    result
 }

@@ -22,7 +22,7 @@ pub struct Args {
     /// Keep stdin open and forward it to the container.
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a pseudo-terminal (not supported yet).
+    /// Allocate a pseudo-terminal (stdout and stderr merged).
     #[arg(short, long)]
     tty: bool,
     /// Container name (kept for the daemon; accepted now).
@@ -94,11 +94,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32, Error> {
-    if args.tty {
-        return Err(Error::Usage(
-            "-t/--tty is not supported by `berth run` yet".into(),
-        ));
-    }
     let paths = Paths::from_env()?;
     let store = ImageStore::open(&ImageStore::root_for(&paths))?;
     let (image_name, command_args) = args
@@ -118,6 +113,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
             .clone()
             .or_else(|| string(&config["WorkingDir"])),
         stdin: args.interactive,
+        tty: args.tty.then(super::terminal::size),
         container: Some(ContainerSpec {
             hostname: args
                 .hostname
@@ -148,7 +144,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: layer_disk.as_ref().map(|d| d.path().to_path_buf()),
     };
-    super::runtime()?.block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
+    super::block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
 }
 
 /// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt`.

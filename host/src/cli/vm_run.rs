@@ -7,6 +7,7 @@ use berth_protocol::{ExecSpec, GuestMessage, HostMessage};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::signals::Forwarder;
+use super::terminal::{self, RawMode, Resizes};
 use crate::client::ClientError;
 use crate::paths::Paths;
 use crate::qemu::Machine;
@@ -41,6 +42,9 @@ pub struct Args {
     /// Keep stdin open and forward it to the command.
     #[arg(short, long)]
     interactive: bool,
+    /// Run the command on a pseudo-terminal (stdout and stderr merged, as `docker run -t`).
+    #[arg(short, long)]
+    tty: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
@@ -78,8 +82,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
         cwd: None,
         stdin: args.interactive,
         container: None,
+        tty: args.tty.then(terminal::size),
     };
-    super::runtime()?.block_on(boot_and_run(&paths, &cfg, &[], spec))
+    super::block_on(boot_and_run(&paths, &cfg, &[], spec))
 }
 
 /// Boots a VM, stores `layers` (digest, blob file) in its layer cache, runs `spec` with
@@ -118,6 +123,8 @@ pub(super) async fn boot_and_run(
             .map_err(|e| agent_err(&vm, &format!("storing layer {digest}"), e))?;
     }
 
+    let spec_tty = spec.tty.is_some();
+    let spec_stdin = spec.stdin;
     let exec = client
         .start_exec(spec)
         .await
@@ -132,6 +139,9 @@ pub(super) async fn boot_and_run(
     });
 
     let mut signals = Forwarder::start();
+    let mut resizes = Resizes::watch();
+    // Raw mode only when keystrokes go to the remote terminal (`-it`), as Docker.
+    let _raw = (spec_tty && spec_stdin).then(RawMode::enable);
     let outcome = loop {
         tokio::select! {
             event = client.events.recv() => match event {
@@ -144,6 +154,9 @@ pub(super) async fn boot_and_run(
             },
             status = vm.exited() => {
                 break Err(VmError::Died { what: "the command finished".into(), status, tail: vm.tail() }.into())
+            }
+            size = resizes.next(), if spec_tty => {
+                let _ = client.requests.send(&HostMessage::Resize { exec_id: exec.id, size }).await;
             }
             signal = signals.recv() => {
                 let _ = client.requests.send(&HostMessage::Signal { exec_id: exec.id, signal }).await;

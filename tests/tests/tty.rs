@@ -1,0 +1,118 @@
+//! `-it` under a real pseudo-terminal (tmux): a prompt, the terminal's size, Ctrl-D ends it.
+#![cfg(feature = "vm")]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_tests::{berth_bin, test_kernel, Berth};
+
+/// A tmux server of its own, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, command: &str) -> Tmux {
+        let socket = format!("berth-test-{}-{}", std::process::id(), height);
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                command,
+            ])
+            .status()
+            .expect("tmux is installed by `cargo xtask deps`");
+        assert!(status.success());
+        Tmux { socket }
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["-L", self.socket.as_str(), "send-keys", "-t", "0"];
+        args.extend_from_slice(keys);
+        assert!(Command::new("tmux").args(&args).status().unwrap().success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (with a deadline) until the screen shows `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 90s for {text:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn session(b: &Berth, width: u16, height: u16, berth_args: &str) -> Tmux {
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    let command = format!(
+        "env BERTH_HOME={} BERTH_ASSETS={assets} {} {berth_args}; echo EXIT=$?; sleep 120",
+        b.home().display(),
+        berth_bin().display()
+    );
+    Tmux::start(width, height, &command)
+}
+
+#[test]
+fn vm_run_it_gives_a_terminal_of_the_right_size() {
+    let b = Berth::new();
+    let t = session(
+        &b,
+        91,
+        23,
+        &format!("vm run --kernel {} -it -- sh", test_kernel()),
+    );
+    t.wait_for("/ #");
+    t.send(&["stty size; tty", "Enter"]);
+    t.wait_for("23 91");
+    t.wait_for("/dev/pts/");
+    t.send(&["exit 4", "Enter"]);
+    t.wait_for("EXIT=4");
+}
+
+#[test]
+fn run_it_gives_a_prompt_and_ctrl_d_ends_it() {
+    let b = Berth::new();
+    let image =
+        std::path::Path::new(&std::env::var("BERTH_ASSETS").unwrap()).join("images/busybox.tar");
+    assert_eq!(b.run(&["load", "-i", image.to_str().unwrap()], b"").code, 0);
+    let t = session(
+        &b,
+        100,
+        30,
+        &format!("run --kernel {} -it --rm busybox sh", test_kernel()),
+    );
+    t.wait_for("/ #");
+    t.send(&["stty size", "Enter"]);
+    t.wait_for("30 100");
+    t.send(&["C-d"]);
+    t.wait_for("EXIT=0");
+}
