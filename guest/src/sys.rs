@@ -350,18 +350,26 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
-/// The namespaces a container gets (user namespaces are separate: `--userns`).
+/// The namespaces the container shim makes for the container's first process: its
+/// children are born into the new PID namespace. The mount namespace is made by that
+/// process itself ([`unshare_mount_namespace`]), so its pivot_root leaves the shim's root
+/// (and the shim's view of /proc) alone. User namespaces are separate: `--userns`.
 pub fn unshare_container_namespaces() -> io::Result<()> {
     use nix::sched::CloneFlags;
     nix::sched::unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
+        CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWNET
             | CloneFlags::CLONE_NEWCGROUP
             | CloneFlags::CLONE_NEWPID,
     )
     .map_err(|e| io::Error::other(format!("unshare: {e}")))
+}
+
+/// Gives the calling process a mount namespace of its own.
+pub fn unshare_mount_namespace() -> io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNS): {e}")))
 }
 
 /// Makes every mount private, so nothing done in this mount namespace leaks out.
@@ -516,4 +524,15 @@ pub fn die_by_signal(signal: i32) -> ! {
 /// Sets no_new_privs: execve can no longer grant privileges (setuid bits, file caps).
 pub fn set_no_new_privs() -> io::Result<()> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)
+}
+
+/// A pipe: (read end, write end), both close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// Moves the calling (single-threaded) process into a new user namespace.
+pub fn unshare_user_namespace() -> io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWUSER): {e}")))
 }

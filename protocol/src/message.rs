@@ -116,6 +116,9 @@ pub struct Security {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// `--userns=private`: root in the container is an unprivileged id range on the host.
+    #[serde(default)]
+    pub userns_private: bool,
 }
 
 /// Container limits, as `docker run` takes them.

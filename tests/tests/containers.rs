@@ -372,3 +372,27 @@ fn layers_are_sent_once_and_reused_by_later_boots() {
     );
     b.assert_nothing_left();
 }
+
+#[test]
+fn userns_private_maps_root_to_an_unprivileged_range() {
+    let b = with_images();
+    let script = "id -u; cat /proc/self/uid_map; touch /new && echo created";
+    let out = run(
+        &b,
+        &["--rm", "--userns", "private", "busybox", "sh", "-c", script],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], "created");
+    let out = run(&b, &["--rm", "busybox", "cat", "/proc/self/uid_map"]);
+    assert_eq!(
+        out.stdout_text().split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
+}

@@ -14,6 +14,7 @@ mod seccomp;
 mod security;
 mod shim;
 pub mod user;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

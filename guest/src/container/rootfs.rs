@@ -44,9 +44,14 @@ const READ_ONLY: &[&str] = &[
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Sets everything up and execs; returns (exit code, message) only on failure.
-pub fn enter_and_exec(spec: &ShimSpec) -> (i32, String) {
+pub fn enter_and_exec(spec: &ShimSpec, userns: Option<super::userns::ChildSide>) -> (i32, String) {
     if let Err(e) = build_and_pivot(spec) {
         return (125, format!("container setup failed: {e}"));
+    }
+    if let Some(side) = userns {
+        if let Err(e) = side.enter() {
+            return (125, format!("user namespace: {e}"));
+        }
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -82,7 +87,14 @@ pub fn enter_and_exec(spec: &ShimSpec) -> (i32, String) {
 }
 
 fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
+    sys::unshare_mount_namespace()?;
     sys::make_mounts_private()?;
+    if spec.security.userns_private {
+        // The container's root owns its root directory (new files in /); image files
+        // stay owned by host root and so read as nobody inside.
+        let (base, upper) = (super::userns::HOST_BASE, spec.upper());
+        std::os::unix::fs::chown(&upper, Some(base), Some(base))?;
+    }
     let root = spec.rootfs();
     let lower = spec
         .lowerdirs

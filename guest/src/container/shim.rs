@@ -21,17 +21,37 @@ pub fn main(spec_json: &str) -> i32 {
     if let Err(e) = sys::unshare_container_namespaces().and_then(|_| sys::block_shim_signals()) {
         return fail(&e.to_string());
     }
+    let userns = match spec.security.userns_private {
+        true => match super::userns::channel() {
+            Ok(pair) => Some(pair),
+            Err(e) => return fail(&format!("user namespace: {e}")),
+        },
+        false => None,
+    };
+    let (parent_side, child_side) = match userns {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
     match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
+            drop(parent_side);
             let _ = sys::unblock_all_signals();
             if let Err(e) = sys::take_terminal() {
                 return fail(&format!("terminal: {e}"));
             }
-            let (code, message) = rootfs::enter_and_exec(&spec);
+            let (code, message) = rootfs::enter_and_exec(&spec, child_side);
             let _ = writeln!(std::io::stderr(), "berth: {message}");
             std::process::exit(code)
         }
-        Ok(Forked::Parent(child)) => supervise(child),
+        Ok(Forked::Parent(child)) => {
+            drop(child_side);
+            if let Some(side) = parent_side {
+                if let Err(e) = side.map(child) {
+                    let _ = writeln!(std::io::stderr(), "berth: mapping the user namespace: {e}");
+                }
+            }
+            supervise(child)
+        }
         Err(e) => fail(&format!("fork: {e}")),
     }
 }

@@ -73,6 +73,10 @@ pub struct Args {
     /// Drop a capability (`CHOWN`, `ALL`).
     #[arg(long, value_name = "CAP")]
     cap_drop: Vec<String>,
+    /// User namespace: `host` (default) or `private` (root in the container is an
+    /// unprivileged id range, 100000-165535, on the guest).
+    #[arg(long, default_value = "host")]
+    userns: String,
     /// Security options; `seccomp=unconfined` turns the seccomp filter off.
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
@@ -161,7 +165,17 @@ fn security(args: &Args) -> Result<Security, Error> {
             }
         }
     }
+    let userns_private = match args.userns.as_str() {
+        "host" | "" => false,
+        "private" => true,
+        other => {
+            return Err(Error::Usage(format!(
+                "--userns {other:?}: expected host or private"
+            )))
+        }
+    };
     Ok(Security {
+        userns_private,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
