@@ -93,7 +93,8 @@ async fn exec_streams_stdio_separately_and_reports_the_exit() {
         next(&mut control).await,
         GuestMessage::Exited {
             exec_id: 1,
-            status: ExitStatus::Code(3)
+            status: ExitStatus::Code(3),
+            oom_killed: false,
         }
     );
 }

@@ -155,7 +155,13 @@ pub enum GuestMessage {
     /// The process of `exec_id` is running as `pid`.
     Started { exec_id: u64, pid: u32 },
     /// The process of `exec_id` has ended; every byte of its output has been sent.
-    Exited { exec_id: u64, status: ExitStatus },
+    Exited {
+        exec_id: u64,
+        status: ExitStatus,
+        /// The process's container was killed for exceeding its memory limit.
+        #[serde(default)]
+        oom_killed: bool,
+    },
     /// A request failed. `exec_id` is set when the failed request was about a process.
     Error {
         exec_id: Option<u64>,

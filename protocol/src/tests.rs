@@ -60,8 +60,11 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         }),
         (any::<u64>(), any::<u32>())
             .prop_map(|(exec_id, pid)| GuestMessage::Started { exec_id, pid }),
-        (any::<u64>(), status)
-            .prop_map(|(exec_id, status)| GuestMessage::Exited { exec_id, status }),
+        (any::<u64>(), status).prop_map(|(exec_id, status)| GuestMessage::Exited {
+            exec_id,
+            status,
+            oom_killed: false
+        }),
         (prop::option::of(any::<u64>()), kind, ".*").prop_map(|(exec_id, kind, message)| {
             GuestMessage::Error {
                 exec_id,

@@ -213,7 +213,6 @@ fn a_memory_hog_is_oom_killed_with_137() {
     let out = run(
         &b,
         &[
-            "--rm",
             "--memory",
             "32m",
             "busybox",
@@ -223,6 +222,30 @@ fn a_memory_hog_is_oom_killed_with_137() {
         ],
     );
     assert_eq!(out.code, 137, "{}", out.stderr);
+    // Without --rm the container's state is kept, and records the OOM kill.
+    let states: Vec<_> = std::fs::read_dir(b.home().join("containers"))
+        .expect("a containers directory")
+        .map(|e| e.unwrap().path().join("state.json"))
+        .collect();
+    assert_eq!(states.len(), 1);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
+    assert_eq!(state["State"]["OOMKilled"], true, "{state}");
+    assert_eq!(state["State"]["ExitCode"], 137, "{state}");
+    assert_eq!(state["State"]["Status"], "exited", "{state}");
+    // A container that exits on its own was not OOM-killed.
+    let out = run(&b, &["--memory", "32m", "busybox", "true"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let calm: Vec<serde_json::Value> = std::fs::read_dir(b.home().join("containers"))
+        .unwrap()
+        .map(|e| {
+            serde_json::from_slice(&std::fs::read(e.unwrap().path().join("state.json")).unwrap())
+                .unwrap()
+        })
+        .filter(|s: &serde_json::Value| s["State"]["ExitCode"] == 0)
+        .collect();
+    assert_eq!(calm.len(), 1);
+    assert_eq!(calm[0]["State"]["OOMKilled"], false);
     b.assert_nothing_left();
 }
 

@@ -178,10 +178,18 @@ async fn run_inner(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&exec_id);
+    let oom_killed = container.as_ref().is_some_and(|shim| {
+        let cgroup = std::path::Path::new(crate::container::CGROUP_PARENT).join(&shim.id);
+        crate::container::cgroup::oom_killed(&cgroup)
+    });
     if let Some(shim) = &container {
         crate::container::clean_up(shim);
     }
-    replies.send(GuestMessage::Exited { exec_id, status });
+    replies.send(GuestMessage::Exited {
+        exec_id,
+        status,
+        oom_killed,
+    });
     Ok(())
 }
 

@@ -148,7 +148,81 @@ pub fn run(args: Args) -> Result<i32, Error> {
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: layer_disk.as_ref().map(|d| d.path().to_path_buf()),
     };
-    super::block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))
+    let record = (!args.rm).then(|| State::new(&spec, &args, image_name));
+    let ended = super::block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))?;
+    if let Some(mut state) = record {
+        state.exited(ended.code, ended.oom_killed);
+        state.save(&paths)?;
+    }
+    Ok(ended.code)
+}
+
+/// What `berth run` records of a container it did not remove (`$BERTH_HOME/containers/<id>/
+/// state.json`, Docker's field names). The daemon will serve it through `inspect`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct State {
+    id: String,
+    name: Option<String>,
+    image: String,
+    args: Vec<String>,
+    created: u64,
+    state: ExitState,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ExitState {
+    status: String,
+    exit_code: i32,
+    #[serde(rename = "OOMKilled")]
+    oom_killed: bool,
+}
+
+impl State {
+    fn new(spec: &ExecSpec, args: &Args, image: &str) -> State {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        State {
+            id: spec
+                .container
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default(),
+            name: args.name.clone(),
+            image: image.to_string(),
+            args: spec.argv.clone(),
+            created,
+            state: ExitState {
+                status: "running".into(),
+                exit_code: 0,
+                oom_killed: false,
+            },
+        }
+    }
+
+    fn exited(&mut self, code: i32, oom_killed: bool) {
+        self.state = ExitState {
+            status: "exited".into(),
+            exit_code: code,
+            oom_killed,
+        };
+    }
+
+    /// Written atomically: a crash leaves the previous file or none, never half of one.
+    fn save(&self, paths: &Paths) -> Result<(), Error> {
+        let dir = paths.home.join("containers").join(&self.id);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join("state.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, dir.join("state.json"))?;
+        Ok(())
+    }
 }
 
 /// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt`.

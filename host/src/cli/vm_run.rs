@@ -84,17 +84,25 @@ pub fn run(args: Args) -> Result<i32, Error> {
         container: None,
         tty: args.tty.then(terminal::size),
     };
-    super::block_on(boot_and_run(&paths, &cfg, &[], spec))
+    super::block_on(boot_and_run(&paths, &cfg, &[], spec)).map(|ended| ended.code)
+}
+
+/// How a command run by [`boot_and_run`] ended.
+pub(super) struct Ended {
+    /// Docker's exit code: the code, or 128 + signal.
+    pub code: i32,
+    /// Its container hit the memory limit.
+    pub oom_killed: bool,
 }
 
 /// Boots a VM, stores `layers` (digest, blob file) in its layer cache, runs `spec` with
-/// stdio streamed and signals forwarded, powers off; returns the exit code.
+/// stdio streamed and signals forwarded, powers off; returns how the command ended.
 pub(super) async fn boot_and_run(
     paths: &Paths,
     cfg: &VmConfig,
     layers: &[(String, PathBuf)],
     spec: ExecSpec,
-) -> Result<i32, Error> {
+) -> Result<Ended, Error> {
     let mut vm = Vm::launch(paths, cfg)?;
     let mut client = vm.connect(cfg.boot_timeout).await?;
     let agent_err = |vm: &Vm, what: &str, source: ClientError| VmError::Agent {
@@ -145,7 +153,9 @@ pub(super) async fn boot_and_run(
     let outcome = loop {
         tokio::select! {
             event = client.events.recv() => match event {
-                Ok(GuestMessage::Exited { status, .. }) => break Ok(status.shell_code()),
+                Ok(GuestMessage::Exited { status, oom_killed, .. }) => {
+                    break Ok(Ended { code: status.shell_code(), oom_killed })
+                }
                 Ok(GuestMessage::Error { kind, message, .. }) => {
                     break Err(Error::Exec { code: kind.exit_code(), message })
                 }
