@@ -536,3 +536,53 @@ pub fn unshare_user_namespace() -> io::Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
         .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWUSER): {e}")))
 }
+
+/// A namespace a process can join with [`join_namespace`], by its `/proc/<pid>/ns/` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    User,
+    Ipc,
+    Uts,
+    Net,
+    Cgroup,
+    Pid,
+    Mount,
+}
+
+impl Namespace {
+    /// The file name under `/proc/<pid>/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Net => "net",
+            Namespace::Cgroup => "cgroup",
+            Namespace::Pid => "pid",
+            Namespace::Mount => "mnt",
+        }
+    }
+
+    fn flag(self) -> nix::sched::CloneFlags {
+        use nix::sched::CloneFlags;
+        match self {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
+            Namespace::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            Namespace::Pid => CloneFlags::CLONE_NEWPID,
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+        }
+    }
+}
+
+/// Moves the calling process into the namespace `fd` refers to (an open
+/// `/proc/<pid>/ns/<name>`); the kernel checks that `fd` is a namespace of kind `ns`.
+/// Only for single-threaded processes: mount and user namespaces refuse others. A PID
+/// namespace applies to children forked afterwards; a mount namespace also moves the
+/// root and working directory to that namespace's root.
+pub fn join_namespace(fd: &File, ns: Namespace) -> io::Result<()> {
+    nix::sched::setns(fd.as_fd(), ns.flag())
+        .map_err(|e| io::Error::other(format!("setns({}): {e}", ns.proc_name())))
+}

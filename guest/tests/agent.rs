@@ -73,6 +73,7 @@ async fn exec_streams_stdio_separately_and_reports_the_exit() {
         stdin: true,
         container: None,
         tty: None,
+        join: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 1, spec })
         .await
@@ -112,6 +113,7 @@ async fn a_missing_command_is_not_found_and_the_agent_stays_up() {
         stdin: false,
         container: None,
         tty: None,
+        join: None,
     };
     write_msg(&mut control, &HostMessage::Exec { exec_id: 5, spec })
         .await

@@ -96,6 +96,11 @@ impl AgentClient {
         })
     }
 
+    /// Splits the client for a long-lived user (the daemon), which routes replies itself.
+    pub fn into_parts(self) -> (Session, Requests, Events) {
+        (self.session, self.requests, self.events)
+    }
+
     /// Opens the stdio streams of a new process, then asks the agent to start it.
     /// `Started`/`Exited` (or an `Error`) follow on [`Events`].
     pub async fn start_exec(&mut self, spec: ExecSpec) -> Result<Exec, ClientError> {

@@ -21,6 +21,12 @@ pub enum Error {
     Usage(String),
     #[error("{message}")]
     Exec { code: i32, message: String },
+    #[error(transparent)]
+    Machine(#[from] crate::machine::MachineError),
+    #[error("{0}")]
+    Daemon(String),
+    #[error("Error response from daemon: {message}")]
+    Api { status: u16, message: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -30,6 +36,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Exec { code, .. } => *code,
+            // As the docker CLI: a daemon's refusal of a plain command exits 1.
+            Error::Api { .. } => 1,
             _ => 125,
         }
     }

@@ -70,7 +70,7 @@ impl Drop for LayerDisk {
 
 /// Creates a sparse disk image and formats it where the host can; a half-made image is
 /// never left under the final name.
-fn create(path: &Path, size: u64) -> std::io::Result<()> {
+pub fn create(path: &Path, size: u64) -> std::io::Result<()> {
     let tmp = path.with_extension("img.partial");
     File::create(&tmp)?.set_len(size)?;
     if let Some(mkfs) = find_program(

@@ -7,10 +7,13 @@
 pub mod accel;
 pub mod cli;
 pub mod client;
+#[cfg(unix)]
+pub mod daemon;
 pub mod error;
 pub mod image;
 pub mod kernels;
 pub mod layer_disk;
+pub mod machine;
 pub mod paths;
 pub mod qemu;
 pub mod size;
@@ -19,3 +22,16 @@ pub mod transport;
 pub mod vm;
 
 pub use error::Error;
+
+/// (image id, container id) of every container of every machine, for `rmi`.
+pub fn daemon_state_in_use(paths: &paths::Paths) -> Vec<(String, String)> {
+    #[cfg(unix)]
+    {
+        daemon::state::images_in_use(&machine::machines_dir(paths))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = paths;
+        Vec::new()
+    }
+}

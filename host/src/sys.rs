@@ -29,3 +29,32 @@ pub fn kill_with_parent(cmd: &mut Command) {
     #[cfg(not(target_os = "linux"))]
     let _ = cmd;
 }
+
+/// Starts the child in a session of its own (setsid), so it outlives the terminal and
+/// the process group of whoever started it: the daemon.
+pub fn detach(cmd: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec and only calls setsid(2), which
+        // is async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cmd;
+}
+
+/// Sends `signal` to `pid`; whether the process existed. Signal 0 only checks.
+#[cfg(unix)]
+pub fn signal_process(pid: u32, signal: i32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, signal) == 0 }
+}

@@ -52,6 +52,83 @@ pub enum HostMessage {
     Ping { nonce: u64 },
     /// Ends every process, syncs the disks and powers the VM off. Answered by `PoweringOff`.
     PowerOff,
+    /// An operation on a running container (started by an `Exec` with a `container`).
+    /// Answered by one `ContainerReply` with the same `request_id`.
+    Container {
+        request_id: u64,
+        /// The container id (64 hex digits).
+        id: String,
+        op: ContainerOp,
+    },
+}
+
+/// What [`HostMessage::Container`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerOp {
+    /// Freezes every process of the container (cgroup v2 freezer); `Done` once frozen.
+    Freeze,
+    /// Thaws a frozen container; `Done` once running again.
+    Thaw,
+    /// Reads the container's cgroup counters; answered with `Stats`.
+    Stats,
+    /// Lists the container's processes; answered with `Top`.
+    Top,
+}
+
+/// The result in a [`GuestMessage::ContainerReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ContainerResult {
+    Done,
+    Stats(CgroupStats),
+    Top {
+        processes: Vec<ProcessInfo>,
+    },
+    /// The operation failed (unknown container, cgroup error, ...).
+    Failed {
+        message: String,
+    },
+}
+
+/// A container's cgroup v2 counters, plus the guest-wide figures Docker's stats need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupStats {
+    /// `cpu.stat` usage_usec, in nanoseconds.
+    pub cpu_total_ns: u64,
+    /// `cpu.stat` user_usec, in nanoseconds.
+    pub cpu_user_ns: u64,
+    /// `cpu.stat` system_usec, in nanoseconds.
+    pub cpu_system_ns: u64,
+    /// All CPU time of the guest (from `/proc/stat`), in nanoseconds.
+    pub system_cpu_ns: u64,
+    /// CPUs online in the guest.
+    pub online_cpus: u32,
+    /// `memory.current`, bytes.
+    pub memory_usage: u64,
+    /// `memory.max`, bytes; the guest's total memory when unlimited.
+    pub memory_limit: u64,
+    /// `memory.stat`, `inactive_file` (Docker subtracts it from usage).
+    pub memory_inactive_file: u64,
+    /// `pids.current`.
+    pub pids_current: u64,
+    /// `pids.max`; `None` when unlimited.
+    pub pids_limit: Option<u64>,
+}
+
+/// One process of a container, as `ps -ef` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// The pid in the guest.
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// Start time, seconds since the guest booted.
+    pub start_secs: u64,
+    /// CPU time used, seconds.
+    pub cpu_secs: u64,
+    /// The command line (or `[comm]` when it has none).
+    pub cmd: String,
 }
 
 /// What to run for [`HostMessage::Exec`].
@@ -74,6 +151,23 @@ pub struct ExecSpec {
     /// stdout stream; the stderr stream closes at once), as `docker run -t`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<TtySize>,
+    /// Run the process inside the running container with this id (`docker exec`): in its
+    /// namespaces and cgroup, with its security settings. Excludes `container`. Then `env`
+    /// is added to the container's environment and `cwd` is inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
+}
+
+/// For [`ExecSpec::join`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinSpec {
+    /// The running container's id.
+    pub id: String,
+    /// `user`, `uid`, `user:group` or `uid:gid`; the container's user when absent.
+    pub user: Option<String>,
+    /// Every capability and no seccomp filter (`docker exec --privileged`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// A terminal size.
@@ -178,6 +272,11 @@ pub enum GuestMessage {
     Pong { nonce: u64 },
     /// Answer to `PowerOff`: the VM is going down.
     PoweringOff,
+    /// Answer to `Container`.
+    ContainerReply {
+        request_id: u64,
+        result: ContainerResult,
+    },
 }
 
 /// How a process ended.

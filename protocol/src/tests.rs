@@ -15,6 +15,7 @@ fn arb_exec_spec() -> impl Strategy<Value = ExecSpec> {
             stdin,
             container: None,
             tty: None,
+            join: None,
         })
 }
 
@@ -35,6 +36,15 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
             }
         }),
         Just(HostMessage::PowerOff),
+        (any::<u64>(), "[0-9a-f]{64}", 0..4usize).prop_map(|(request_id, id, op)| {
+            let op = [
+                ContainerOp::Freeze,
+                ContainerOp::Thaw,
+                ContainerOp::Stats,
+                ContainerOp::Top,
+            ][op];
+            HostMessage::Container { request_id, id, op }
+        }),
     ]
 }
 
@@ -133,6 +143,7 @@ fn container_specs_round_trip_and_default_to_none() {
             },
         }),
         tty: Some(TtySize { rows: 24, cols: 80 }),
+        join: None,
     };
     let msg = HostMessage::Exec { exec_id: 1, spec };
     let mut dec = FrameDecoder::new();

@@ -6,7 +6,7 @@ use berth_mux::{read_msg, write_msg, Stream};
 use berth_protocol::{ErrorKind, GuestMessage, HostMessage, VERSION};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{exec, layers, Agent, Connection};
+use super::{containers, exec, layers, Agent, Connection};
 use crate::sys;
 
 /// A reply, with an optional acknowledgement once it has been written out.
@@ -173,6 +173,9 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
                 }
                 None => tracing::debug!("signal for exec {exec_id}, which is not running"),
             }
+        }
+        HostMessage::Container { request_id, id, op } => {
+            containers::spawn(replies.clone(), request_id, id, op)
         }
         HostMessage::PowerOff => {
             replies.send_flushed(GuestMessage::PoweringOff).await;

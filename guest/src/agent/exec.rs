@@ -1,4 +1,5 @@
-//! `Exec`: run a process directly in the guest with its stdio on streams of their own.
+//! `Exec`: run a process directly in the guest, in a new container, or in a running
+//! container (`join`), with its stdio on streams of their own.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -71,13 +72,20 @@ async fn run_inner(
     let stdout = take(conn, exec_id, StdioFd::Stdout).await?;
     let stderr = take(conn, exec_id, StdioFd::Stderr).await?;
 
+    // `docker exec`: a process in a running container, which it neither sets up nor
+    // cleans up.
+    let joined = match &spec.join {
+        Some(j) => Some(super::join::prepare(agent, j, &spec).await?),
+        None => None,
+    };
     let container = match &spec.container {
         Some(c) => Some(container_spec(agent, c, &spec)?),
         None => None,
     };
-    let mut cmd = match &container {
-        Some(shim) => shim.command().map_err(|e| (ErrorKind::Internal, e))?,
-        None => {
+    let mut cmd = match (&container, &joined) {
+        (Some(shim), _) => shim.command().map_err(|e| (ErrorKind::Internal, e))?,
+        (None, Some(exec_shim)) => exec_shim.command().map_err(|e| (ErrorKind::Internal, e))?,
+        (None, None) => {
             let mut cmd = Command::new(program);
             cmd.args(&spec.argv[1..])
                 .env_clear()
@@ -199,8 +207,7 @@ fn container_spec(
     c: &ContainerSpec,
     spec: &ExecSpec,
 ) -> Result<ShimSpec, (ErrorKind, String)> {
-    let valid_id = c.id.len() == 64 && c.id.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid_id {
+    if !crate::container::valid_id(&c.id) {
         return Err((
             ErrorKind::BadRequest,
             format!("bad container id {:?}", c.id),

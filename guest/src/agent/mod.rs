@@ -5,8 +5,10 @@
 //! `Exec` that names them picks them up (`exec`). Handlers validate, delegate, and map
 //! failures to an `Error` reply: a malformed or failing request never ends the agent.
 
+mod containers;
 mod control;
 mod exec;
+mod join;
 mod layers;
 mod stdio;
 

@@ -1,6 +1,6 @@
-//! cgroup v2 for containers: enabling controllers, and writing a container's limits into
-//! its cgroup directory. Every function takes the directory as a path, so it is tested
-//! in a temp dir.
+//! cgroup v2 for containers: enabling controllers, writing a container's limits into its
+//! cgroup directory, the freezer (`docker pause`) and the list of its pids. Every
+//! function takes the directory as a path, so it is tested in a temp dir.
 
 use std::io;
 use std::path::Path;
@@ -102,6 +102,68 @@ pub fn oom_killed(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The pids in the cgroup `dir` and in every cgroup below it, sorted. Child cgroups that
+/// disappear while they are read are skipped; `dir` itself must be readable.
+pub fn pids(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    collect_pids(dir, &mut out)?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<u32>) -> io::Result<()> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+    out.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = collect_pids(&entry.path(), out);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `cgroup.events` (its text) says the cgroup is frozen.
+pub fn parse_frozen(events: &str) -> Option<bool> {
+    events
+        .lines()
+        .find_map(|l| l.strip_prefix("frozen "))
+        .map(|v| v.trim() == "1")
+}
+
+/// Whether the cgroup `dir` is frozen now (`cgroup.events`).
+pub fn is_frozen(dir: &Path) -> io::Result<bool> {
+    let events = std::fs::read_to_string(dir.join("cgroup.events"))?;
+    parse_frozen(&events).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "cgroup.events has no frozen line (no cgroup v2 freezer)",
+        )
+    })
+}
+
+/// Freezes (`frozen`) or thaws the cgroup `dir` and waits, blocking, until the kernel
+/// reports it done, for at most `deadline`.
+pub fn set_frozen(dir: &Path, frozen: bool, deadline: std::time::Duration) -> io::Result<()> {
+    let value = if frozen { "1" } else { "0" };
+    std::fs::write(dir.join("cgroup.freeze"), value)
+        .map_err(|e| io::Error::new(e.kind(), format!("cgroup.freeze = {value}: {e}")))?;
+    let start = std::time::Instant::now();
+    loop {
+        if is_frozen(dir)? == frozen {
+            return Ok(());
+        }
+        if start.elapsed() >= deadline {
+            let what = if frozen { "freeze" } else { "thaw" };
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the container did not {what} within {deadline:?}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +234,40 @@ mod tests {
         assert!(oom_killed(tmp.path()));
         std::fs::write(tmp.path().join("memory.events"), "oom_kill 0\n").unwrap();
         assert!(!oom_killed(tmp.path()));
+    }
+
+    #[test]
+    fn pids_include_child_cgroups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("cgroup.procs"), "30\n10\n").unwrap();
+        std::fs::write(d.join("a/cgroup.procs"), "").unwrap();
+        std::fs::write(d.join("a/b/cgroup.procs"), "20\n10\n").unwrap();
+        assert_eq!(pids(d).unwrap(), [10, 20, 30]);
+        assert!(pids(&d.join("missing")).is_err());
+    }
+
+    #[test]
+    fn freezing_waits_for_cgroup_events() {
+        let events = "populated 1\nfrozen 0\n";
+        assert_eq!(parse_frozen(events), Some(false));
+        assert_eq!(parse_frozen("populated 1\nfrozen 1\n"), Some(true));
+        assert_eq!(parse_frozen("populated 1\n"), None);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let short = std::time::Duration::from_millis(50);
+        // The kernel reports the change: done.
+        std::fs::write(d.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        set_frozen(d, true, short).unwrap();
+        assert_eq!(read(d, "cgroup.freeze"), "1");
+        assert!(is_frozen(d).unwrap());
+        // It never does: a clear error after the deadline.
+        let err = set_frozen(d, false, short).unwrap_err();
+        assert_eq!(read(d, "cgroup.freeze"), "0");
+        assert!(err.to_string().contains("did not thaw"), "{err}");
+        // Not a cgroup at all.
+        assert!(set_frozen(&d.join("missing"), true, short).is_err());
     }
 }

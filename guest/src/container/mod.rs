@@ -6,13 +6,20 @@
 //! container's cgroup, unshares the namespaces and forks the container's first process,
 //! then stays as its parent: it forwards signals to it and exits the way it did, so the
 //! agent's ordinary process plumbing (stdio pipes, signals, exit status) serves
-//! containers unchanged.
+//! containers unchanged. `docker exec` works the same way with
+//! `berth-init container-exec <spec>` (`join`), which enters a running container's
+//! cgroup and namespaces instead of making new ones.
 
 pub mod cgroup;
+mod join;
+mod launch;
 mod rootfs;
 mod seccomp;
 mod security;
 mod shim;
+pub mod state;
+pub mod stats;
+pub mod top;
 pub mod user;
 pub mod userns;
 
@@ -21,6 +28,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+pub use join::{main as exec_shim_main, ExecShimSpec, EXEC_SHIM_ARG};
 pub use shim::main as shim_main;
 
 /// The first argument that makes `berth-init` a container shim.
@@ -34,7 +42,8 @@ pub struct ShimSpec {
     pub id: String,
     /// Unpacked layer directories, top layer first (overlayfs `lowerdir` order).
     pub lowerdirs: Vec<PathBuf>,
-    /// The container's state directory: `upper/`, `work/`, `rootfs/`.
+    /// The container's state directory: `upper/`, `work/`, `rootfs/`, and `spec.json`
+    /// and `init.pid` while it runs (`state`).
     pub dir: PathBuf,
     pub argv: Vec<String>,
     pub env: Vec<String>,
@@ -60,12 +69,12 @@ impl ShimSpec {
         self.dir.join("rootfs")
     }
 
-    /// Creates the state directories.
+    /// Creates the state directories and saves this spec in them (for `docker exec`).
     pub fn prepare(&self) -> std::io::Result<()> {
         for d in [self.upper(), self.work(), self.rootfs()] {
             std::fs::create_dir_all(d)?;
         }
-        Ok(())
+        state::save_spec(self)
     }
 
     /// The command that runs this container's shim.
@@ -78,6 +87,11 @@ impl ShimSpec {
             .env_clear();
         Ok(cmd)
     }
+}
+
+/// Whether `id` is a container id: 64 hex digits (so it is also a safe path component).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Removes what a container left in the guest: its state directory and cgroup.

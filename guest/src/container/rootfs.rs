@@ -1,12 +1,9 @@
-//! Inside the new namespaces: build the root filesystem, pivot into it, become the
-//! container's user and exec its command.
+//! Inside the new namespaces: build the root filesystem, pivot into it, then become the
+//! container's user and exec its command (`launch`).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::user;
 use super::ShimSpec;
 use crate::sys::{self, MountFlags, NodeKind};
 
@@ -53,37 +50,16 @@ pub fn enter_and_exec(spec: &ShimSpec, userns: Option<super::userns::ChildSide>)
             return (125, format!("user namespace: {e}"));
         }
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = match user::resolve(spec.user.as_deref(), &passwd, &group) {
-        Ok(id) => id,
-        Err(e) => return (125, e),
-    };
-    let env = final_env(&spec.env, &spec.hostname, &id.home);
-    let cwd = spec.cwd.clone().unwrap_or_else(|| "/".into());
-    if let Err(e) = std::fs::create_dir_all(&cwd).and_then(|_| std::env::set_current_dir(&cwd)) {
-        return (125, format!("working directory {cwd}: {e}"));
-    }
-    let caps = match super::security::capability_set(&spec.security) {
-        Ok(c) => c,
-        Err(e) => return (125, e),
-    };
-    if let Err(e) = super::security::limit_bounding_set(&caps) {
-        return (125, e);
-    }
-    if let Err(e) = sys::set_identity(id.uid, id.gid) {
-        return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
-    }
-    if let Err(e) = super::security::apply_process_caps(id.uid, &caps) {
-        return (125, e);
-    }
-    let confined = !spec.security.privileged && !spec.security.seccomp_unconfined;
-    if confined {
-        if let Err(e) = super::seccomp::apply_default() {
-            return (125, e);
-        }
-    }
-    exec(&spec.argv, &env)
+    let cwd = spec.cwd.as_deref().unwrap_or("/");
+    super::launch::become_and_exec(&super::launch::Process {
+        argv: &spec.argv,
+        env: &spec.env,
+        hostname: &spec.hostname,
+        user: spec.user.as_deref(),
+        cwd,
+        create_cwd: true,
+        security: &spec.security,
+    })
 }
 
 fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
@@ -228,53 +204,6 @@ pub fn final_env(env: &[String], hostname: &str, home: &str) -> Vec<String> {
         out.push(format!("HOME={home}"));
     }
     out
-}
-
-/// Looks the program up in the container's PATH and execs it; on failure returns Docker's
-/// code (127 not found, 126 cannot invoke) and message.
-fn exec(argv: &[String], env: &[String]) -> (i32, String) {
-    let Some(program) = argv.first() else {
-        return (125, "no command specified".into());
-    };
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("");
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![PathBuf::from(program)]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(program))
-            .collect()
-    };
-    let to_c = |s: &str| CString::new(s).unwrap_or_default();
-    let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
-    let c_env: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
-    let mut denied = None;
-    for candidate in candidates {
-        let Ok(c_path) = CString::new(candidate.as_os_str().as_bytes()) else {
-            continue;
-        };
-        let err = sys::exec(&c_path, &c_argv, &c_env);
-        match err.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,
-            _ => denied = Some((candidate, err)),
-        }
-        if !program.contains('/') && denied.is_some() {
-            break;
-        }
-    }
-    match denied {
-        Some((p, e)) => (126, format!("exec {:?}: {e}", p.display().to_string())),
-        None if program.contains('/') => {
-            (127, format!("exec {program:?}: no such file or directory"))
-        }
-        None => (
-            127,
-            format!("exec {program:?}: executable file not found in $PATH"),
-        ),
-    }
 }
 
 #[cfg(test)]

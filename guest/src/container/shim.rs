@@ -1,6 +1,6 @@
 //! The container shim process (see the module docs of `container`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{rootfs, ShimSpec, CGROUP_PARENT};
@@ -32,9 +32,16 @@ pub fn main(spec_json: &str) -> i32 {
         Some((p, c)) => (Some(p), Some(c)),
         None => (None, None),
     };
+    // Closes (close-on-exec) when the container's command runs, or its process dies.
+    let (exec_seen, exec_signal) = match sys::pipe() {
+        Ok(pair) => pair,
+        Err(e) => return fail(&format!("pipe: {e}")),
+    };
     match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
             drop(parent_side);
+            drop(exec_seen);
+            let _open_until_exec = exec_signal;
             let _ = sys::unblock_all_signals();
             if let Err(e) = sys::take_terminal() {
                 return fail(&format!("terminal: {e}"));
@@ -45,19 +52,36 @@ pub fn main(spec_json: &str) -> i32 {
         }
         Ok(Forked::Parent(child)) => {
             drop(child_side);
+            drop(exec_signal);
             if let Some(side) = parent_side {
                 if let Err(e) = side.map(child) {
                     let _ = writeln!(std::io::stderr(), "berth: mapping the user namespace: {e}");
                 }
             }
+            record_init_pid(&spec, exec_seen, child);
             supervise(child)
         }
         Err(e) => fail(&format!("fork: {e}")),
     }
 }
 
-/// Forwards signals to the container's first process until it ends, then ends the same way.
-fn supervise(child: u32) -> ! {
+/// Waits until the container's first process has exec'd its command (its end of the pipe
+/// closes), then records its pid for `docker exec` (see `state`): from then on its
+/// namespaces and root are the container's. Signals stay pending meanwhile.
+fn record_init_pid(spec: &ShimSpec, exec_seen: std::os::fd::OwnedFd, child: u32) {
+    let mut rest = Vec::new();
+    let _ = std::fs::File::from(exec_seen).read_to_end(&mut rest);
+    if let Err(e) = super::state::save_init_pid(&spec.dir, child) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "berth: recording the container's pid: {e}"
+        );
+    }
+}
+
+/// Forwards signals to `child` (the container's first process, or a process `docker exec`
+/// started) until it ends, then ends the same way.
+pub(super) fn supervise(child: u32) -> ! {
     loop {
         match sys::wait_signal() {
             Ok(nix::sys::signal::Signal::SIGCHLD) => match sys::try_reap(child) {

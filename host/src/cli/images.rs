@@ -61,6 +61,62 @@ pub fn run(args: Args) -> Result<i32, Error> {
 }
 
 /// The table, laid out as Docker's tabwriter does (columns at least 10 wide, 3 spaces apart).
+#[derive(Debug, clap::Args)]
+pub struct RmiArgs {
+    /// Remove even when containers use it or it has several tags.
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TagArgs {
+    source: String,
+    target: String,
+}
+
+/// `berth rmi`: works on the image store directly (no machine needed); an image used by
+/// a container of any machine is refused unless `--force`.
+pub fn rmi(args: RmiArgs) -> Result<i32, Error> {
+    use crate::image::manage::{remove, Removal};
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    let in_use = crate::daemon_state_in_use(&paths);
+    let mut failed = false;
+    for name in &args.images {
+        match remove(&store, name, args.force, &in_use) {
+            Ok(done) => {
+                for r in done {
+                    match r {
+                        Removal::Untagged(t) => println!("Untagged: {t}"),
+                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+/// `berth tag SOURCE TARGET`.
+pub fn tag(args: TagArgs) -> Result<i32, Error> {
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    crate::image::manage::tag(&store, &args.source, &args.target).map_err(|e| match e {
+        crate::image::manage::ManageError::Image(i) => Error::Image(i),
+        other => Error::Api {
+            status: 404,
+            message: other.to_string(),
+        },
+    })?;
+    Ok(0)
+}
+
 fn table(images: &[&ImageRecord], now: SystemTime) -> String {
     let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
     for image in images {

@@ -1,11 +1,15 @@
 //! The command line: one module per command; each parses nothing itself and returns the
 //! process exit code or an [`Error`].
 
+mod api;
+mod containers;
 mod images;
 mod info;
 mod kernel;
 mod load;
+mod machine;
 mod run;
+mod session;
 mod signals;
 mod terminal;
 mod vm_run;
@@ -24,14 +28,61 @@ pub struct Cli {
     /// Log what berth does (the QEMU command line among it) to stderr.
     #[arg(long, global = true, env = "BERTH_DEBUG")]
     pub debug: bool,
+    /// The machine container commands talk to (started when it is not running).
+    #[arg(long, global = true, env = "BERTH_MACHINE", default_value = crate::machine::DEFAULT)]
+    pub machine: String,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Attach to a running container's output (and input).
+    Attach(run::AttachArgs),
+    /// Create a container without starting it; prints its id.
+    Create(Box<run::CreateArgs>),
+    /// Run the daemon of a machine in this process (what `machine start` starts).
+    #[command(hide = true)]
+    Daemon { name: String },
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
     /// List the stored images.
     Images(images::Args),
+    /// Show low-level information on containers (or images) as JSON.
+    Inspect(containers::InspectArgs),
+    /// Send a signal to containers (default KILL).
+    Kill(containers::KillArgs),
+    /// Show a container's output (kept after it exits).
+    Logs(containers::LogsArgs),
+    /// Persistent machines and their daemons.
+    #[command(subcommand)]
+    Machine(machine::Command),
+    /// Freeze every process of containers.
+    Pause(containers::NamesArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Restart containers.
+    Restart(containers::StopArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Remove images.
+    Rmi(images::RmiArgs),
+    /// Start stopped or created containers.
+    Start(run::StartArgs),
+    /// CPU, memory and process counts of running containers.
+    Stats(containers::StatsArgs),
+    /// Stop containers (SIGTERM, then SIGKILL after -t seconds).
+    Stop(containers::StopArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Show the processes of a container.
+    Top(containers::TopArgs),
+    /// Thaw paused containers.
+    Unpause(containers::NamesArgs),
+    /// Show the client's and the daemon's versions.
+    Version,
+    /// Wait for containers to stop; prints their exit codes.
+    Wait(containers::NamesArgs),
     /// Show the host, QEMU, the accelerator and transports berth will use, and its directories.
     Info(info::Args),
     /// Kernels berth can boot.
@@ -39,8 +90,8 @@ pub enum Command {
     Kernel(kernel::Command),
     /// Load images from a `docker save` archive or an OCI image layout.
     Load(load::Args),
-    /// Run a command in a new container (in a VM booted for this run).
-    Run(Box<run::Args>),
+    /// Run a command in a new container.
+    Run(Box<run::RunArgs>),
     /// Virtual machines without containers (the kernel-CI path).
     #[command(subcommand)]
     Vm(VmCommand),
@@ -67,14 +118,69 @@ pub fn parse() -> Result<Cli, i32> {
 
 pub fn run(cli: Cli) -> Result<i32, Error> {
     init_logging(cli.debug);
+    let machine = cli.machine;
     match cli.command {
         Command::Images(args) => images::run(args),
         Command::Info(args) => info::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Load(args) => load::run(args),
+        Command::Rmi(args) => images::rmi(args),
+        Command::Tag(args) => images::tag(args),
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
-        Command::Run(args) => run::run(*args),
+        Command::Machine(cmd) => machine::run(cmd),
+        Command::Daemon { name } => daemon(&name),
+        Command::Version => {
+            let paths = crate::paths::Paths::from_env()?;
+            let m = crate::machine::MachineDir::new(&paths, &machine)?;
+            let api = m.daemon_pid().map(|_| api::Api::new(&m.socket()));
+            block_on(containers::version(api.as_ref()))
+        }
+        other => with_api(&machine, other),
     }
+}
+
+#[cfg(unix)]
+fn daemon(name: &str) -> Result<i32, Error> {
+    let paths = crate::paths::Paths::from_env()?;
+    crate::daemon::main(&paths, name)
+}
+
+#[cfg(not(unix))]
+fn daemon(_name: &str) -> Result<i32, Error> {
+    Err(Error::Usage(
+        "the berth daemon needs a unix host for now".into(),
+    ))
+}
+
+/// Container commands: clients of the machine's daemon, which is started when needed.
+fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
+    let paths = crate::paths::Paths::from_env()?;
+    block_on(async move {
+        let api = machine::ensure_running(&paths, machine).await?;
+        let api = &api;
+        match cmd {
+            Command::Run(a) => run::run(api, *a).await,
+            Command::Create(a) => run::create_cmd(api, *a).await,
+            Command::Start(a) => run::start(api, a).await,
+            Command::Attach(a) => run::attach(api, a).await,
+            Command::Exec(a) => containers::exec(api, a).await,
+            Command::Inspect(a) => containers::inspect(api, a).await,
+            Command::Kill(a) => containers::kill(api, a).await,
+            Command::Logs(a) => containers::logs(api, a).await,
+            Command::Pause(a) => containers::pause(api, a, true).await,
+            Command::Unpause(a) => containers::pause(api, a, false).await,
+            Command::Ps(a) => containers::ps(api, a).await,
+            Command::Restart(a) => containers::restart(api, a).await,
+            Command::Rm(a) => containers::rm(api, a).await,
+            Command::Stats(a) => containers::stats(api, a).await,
+            Command::Stop(a) => containers::stop(api, a).await,
+            Command::Top(a) => containers::top(api, a).await,
+            Command::Wait(a) => containers::wait(api, a).await,
+            other => Err(Error::Usage(format!(
+                "{other:?} is not a container command"
+            ))),
+        }
+    })
 }
 
 fn init_logging(debug: bool) {
@@ -86,6 +192,7 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -1,22 +1,17 @@
-//! `berth run`: a container from a stored image, in a VM booted for this run (until the
-//! daemon exists). Docker's flags and exit codes where they apply.
+//! `berth run`, `create`, `start` and `attach`: clients of the machine's daemon, making the
+//! same API calls as the docker CLI (create, attach, wait, start).
 
-use std::path::PathBuf;
-use std::time::Duration;
+use hyper::Method;
+use serde_json::{json, Value};
 
-use berth_protocol::{ContainerSpec, ExecSpec, Resources, Security};
-use serde_json::Value;
+use super::api::{enc, Api};
+use super::session::{self, Opts};
+use crate::{size, Error};
 
-use crate::image::{Digest, ImageRecord, ImageStore, Reference};
-use crate::layer_disk::LayerDisk;
-use crate::paths::Paths;
-use crate::qemu::Machine;
-use crate::vm::VmConfig;
-use crate::{accel, kernels, size, transport, Error};
-
+/// The flags of `docker create` that berth supports.
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Remove the container when it exits (containers never outlive this VM yet).
+pub struct CreateArgs {
+    /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
     /// Keep stdin open and forward it to the container.
@@ -25,7 +20,7 @@ pub struct Args {
     /// Allocate a pseudo-terminal (stdout and stderr merged).
     #[arg(short, long)]
     tty: bool,
-    /// Container name (kept for the daemon; accepted now).
+    /// Container name.
     #[arg(long)]
     name: Option<String>,
     /// Set environment variables (`KEY=VALUE`, or `KEY` to take it from here).
@@ -80,12 +75,9 @@ pub struct Args {
     /// Security options; `seccomp=unconfined` turns the seccomp filter off.
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
-    /// Kernel for the VM: a name from `berth kernel ls`, or a path.
-    #[arg(long)]
-    kernel: Option<String>,
-    /// How the host reaches the VM: auto, vsock, vhost-user or serial.
-    #[arg(long, default_value = "auto")]
-    transport: String,
+    /// Set a label (`KEY=VALUE`).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
     /// The image (a name such as `busybox` or `user/app:tag`, or an image id), then the
     /// command and its arguments (default: the image's Cmd). Everything after the image
     /// belongs to the command, as with `docker run`.
@@ -97,343 +89,360 @@ pub struct Args {
     image_and_command: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<i32, Error> {
-    let paths = Paths::from_env()?;
-    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
-    let (image_name, command_args) = args
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it.
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach stdin too.
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long)]
+    no_stdin: bool,
+    container: String,
+}
+
+/// Docker's create body from the flags.
+pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
+    let (image, command) = a
         .image_and_command
         .split_first()
         .ok_or_else(|| Error::Usage("an image is required".into()))?;
-    let image = find_image(&store, image_name)?;
-    let config: Value = serde_json::from_slice(&store.blobs().get(&image.config)?)
-        .map_err(|e| Error::Usage(format!("image {image_name}: bad config: {e}")))?;
-    let config = &config["config"];
-    let id = new_container_id();
-    let spec = ExecSpec {
-        argv: command(config, args.entrypoint.as_deref(), command_args)?,
-        env: environment(config, &args.env),
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| string(&config["WorkingDir"])),
-        stdin: args.interactive,
-        tty: args.tty.then(super::terminal::size),
-        container: Some(ContainerSpec {
-            hostname: args
-                .hostname
-                .clone()
-                .unwrap_or_else(|| id[..12].to_string()),
-            user: args.user.clone().or_else(|| string(&config["User"])),
-            layers: image.layers.iter().map(|d| d.to_string()).collect(),
-            resources: resources(&args)?,
-            security: security(&args)?,
-            id,
-        }),
-    };
-    let layers: Vec<(String, PathBuf)> = image
-        .layers
+    let env: Vec<String> = a
+        .env
         .iter()
-        .map(|d| (d.to_string(), store.blobs().path(d)))
+        .filter_map(|e| match e.split_once('=') {
+            Some(_) => Some(e.clone()),
+            None => std::env::var(e).ok().map(|v| format!("{e}={v}")),
+        })
         .collect();
-    // Held until the VM is gone: one VM at a time writes the layer cache.
-    let layer_disk = LayerDisk::acquire(&paths);
-    let cfg = VmConfig {
-        kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
-        cpus: 1,
-        memory_mib: 512,
-        transport: transport::choose(&args.transport)?,
-        machine: Machine::Microvm,
-        accel: accel::choose(),
-        boot_timeout: Duration::from_secs(30),
-        debug_guest: tracing::enabled!(tracing::Level::DEBUG),
-        layer_disk: layer_disk.as_ref().map(|d| d.path().to_path_buf()),
-    };
-    let record = (!args.rm).then(|| State::new(&spec, &args, image_name));
-    let ended = super::block_on(super::vm_run::boot_and_run(&paths, &cfg, &layers, spec))?;
-    if let Some(mut state) = record {
-        state.exited(ended.code, ended.oom_killed);
-        state.save(&paths)?;
-    }
-    Ok(ended.code)
-}
-
-/// What `berth run` records of a container it did not remove (`$BERTH_HOME/containers/<id>/
-/// state.json`, Docker's field names). The daemon will serve it through `inspect`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct State {
-    id: String,
-    name: Option<String>,
-    image: String,
-    args: Vec<String>,
-    created: u64,
-    state: ExitState,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ExitState {
-    status: String,
-    exit_code: i32,
-    #[serde(rename = "OOMKilled")]
-    oom_killed: bool,
-}
-
-impl State {
-    fn new(spec: &ExecSpec, args: &Args, image: &str) -> State {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        State {
-            id: spec
-                .container
-                .as_ref()
-                .map(|c| c.id.clone())
-                .unwrap_or_default(),
-            name: args.name.clone(),
-            image: image.to_string(),
-            args: spec.argv.clone(),
-            created,
-            state: ExitState {
-                status: "running".into(),
-                exit_code: 0,
-                oom_killed: false,
-            },
-        }
-    }
-
-    fn exited(&mut self, code: i32, oom_killed: bool) {
-        self.state = ExitState {
-            status: "exited".into(),
-            exit_code: code,
-            oom_killed,
-        };
-    }
-
-    /// Written atomically: a crash leaves the previous file or none, never half of one.
-    fn save(&self, paths: &Paths) -> Result<(), Error> {
-        let dir = paths.home.join("containers").join(&self.id);
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join("state.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, dir.join("state.json"))?;
-        Ok(())
-    }
-}
-
-/// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt`.
-fn security(args: &Args) -> Result<Security, Error> {
-    let mut seccomp_unconfined = false;
-    for opt in &args.security_opt {
-        match opt.replace(':', "=").as_str() {
-            "seccomp=unconfined" => seccomp_unconfined = true,
-            "no-new-privileges" | "no-new-privileges=true" => {} // always on in berth
-            other => {
-                return Err(Error::Usage(format!(
-                    "unsupported --security-opt {other:?}"
-                )))
-            }
-        }
-    }
-    let userns_private = match args.userns.as_str() {
-        "host" | "" => false,
-        "private" => true,
-        other => {
-            return Err(Error::Usage(format!(
-                "--userns {other:?}: expected host or private"
-            )))
-        }
-    };
-    Ok(Security {
-        userns_private,
-        privileged: args.privileged,
-        cap_add: args.cap_add.clone(),
-        cap_drop: args.cap_drop.clone(),
-        seccomp_unconfined,
-    })
-}
-
-/// The cgroup limits of `docker run`'s flags.
-fn resources(args: &Args) -> Result<Resources, Error> {
-    let rate = |flag: &str, v: &String| -> Result<(String, u64), Error> {
+    let rate = |flag: &str, v: &String| -> Result<Value, Error> {
         let (path, rate) = v
             .rsplit_once(':')
             .ok_or_else(|| Error::Usage(format!("{flag} {v:?}: expected PATH:RATE")))?;
-        Ok((
-            path.to_string(),
-            size::parse_bytes(rate).map_err(Error::Usage)?,
-        ))
+        Ok(json!({"Path": path, "Rate": size::parse_bytes(rate).map_err(Error::Usage)?}))
     };
-    let millicpus = match args.cpus {
-        Some(c) if c > 0.0 && c.is_finite() => Some((c * 1000.0).round() as u64),
+    let nano_cpus = match a.cpus {
+        Some(c) if c > 0.0 && c.is_finite() => (c * 1e9).round() as u64,
         Some(c) => {
             return Err(Error::Usage(format!(
                 "--cpus {c}: must be a positive number"
             )))
         }
-        None => None,
+        None => 0,
     };
-    Ok(Resources {
-        memory: args
-            .memory
-            .as_deref()
-            .map(size::parse_bytes)
-            .transpose()
-            .map_err(Error::Usage)?,
-        millicpus,
-        cpu_shares: args.cpu_shares,
-        cpuset_cpus: args.cpuset_cpus.clone(),
-        pids_limit: args.pids_limit,
-        device_read_bps: args
-            .device_read_bps
-            .iter()
-            .map(|v| rate("--device-read-bps", v))
-            .collect::<Result<_, _>>()?,
-        device_write_bps: args
-            .device_write_bps
-            .iter()
-            .map(|v| rate("--device-write-bps", v))
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-/// An image by name (`busybox` = `docker.io/library/busybox:latest`) or by (short) id.
-fn find_image(store: &ImageStore, name: &str) -> Result<ImageRecord, Error> {
-    let images = store.index().read()?;
-    if let Ok(reference) = Reference::parse(name) {
-        if let Some(found) = images.find_tag(&reference) {
-            return Ok(found.clone());
+    let memory = match &a.memory {
+        Some(m) => size::parse_bytes(m).map_err(Error::Usage)?,
+        None => 0,
+    };
+    match a.userns.as_str() {
+        "" | "host" | "private" => {}
+        other => {
+            return Err(Error::Usage(format!(
+                "--userns {other:?}: expected host or private"
+            )))
         }
     }
-    let hex = name.strip_prefix("sha256:").unwrap_or(name);
-    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let matches: Vec<_> = images
-            .iter()
-            .filter(|r| r.id().hex().starts_with(hex))
-            .collect();
-        if let [one] = matches[..] {
-            return Ok(one.clone());
-        }
-    }
-    Err(Error::Usage(format!(
-        "unable to find image '{name}' locally: load it with `berth load -i FILE` (registry pulls come later)"
-    )))
-}
-
-/// Docker's rule: `--entrypoint` replaces the image's Entrypoint and drops its Cmd;
-/// arguments after the image replace Cmd.
-pub fn command(
-    config: &Value,
-    entrypoint: Option<&str>,
-    args: &[String],
-) -> Result<Vec<String>, Error> {
-    let mut argv = match entrypoint {
-        Some(e) if !e.is_empty() => vec![e.to_string()],
-        Some(_) => Vec::new(),
-        None => strings(&config["Entrypoint"]),
-    };
-    if !args.is_empty() {
-        argv.extend(args.iter().cloned());
-    } else if entrypoint.is_none() {
-        argv.extend(strings(&config["Cmd"]));
-    }
-    if argv.is_empty() {
-        return Err(Error::Usage("no command specified".into()));
-    }
-    Ok(argv)
-}
-
-/// The image's Env with `-e` applied on top (`KEY` alone copies this process's value).
-pub fn environment(config: &Value, overrides: &[String]) -> Vec<String> {
-    let mut env = strings(&config["Env"]);
-    for o in overrides {
-        let entry = match o.split_once('=') {
-            Some(_) => o.clone(),
-            None => match std::env::var(o) {
-                Ok(v) => format!("{o}={v}"),
-                Err(_) => continue,
-            },
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_string();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
-    env
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
+    let labels: serde_json::Map<String, Value> = a
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), Value::from(v)),
+            None => (l.clone(), Value::from("")),
         })
-        .unwrap_or_default()
+        .collect();
+    let console = a.tty.then(super::terminal::size);
+    let entrypoint = a.entrypoint.as_ref().map(|e| vec![e.clone()]);
+    Ok(json!({
+        "Image": image,
+        "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
+        "Entrypoint": entrypoint,
+        "Env": env,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "User": a.user.clone().unwrap_or_default(),
+        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Labels": labels,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "StdinOnce": a.interactive && attach,
+        "AttachStdin": a.interactive && attach,
+        "AttachStdout": attach,
+        "AttachStderr": attach,
+        "HostConfig": {
+            "AutoRemove": a.rm,
+            "Memory": memory,
+            "NanoCpus": nano_cpus,
+            "CpuShares": a.cpu_shares.unwrap_or(0),
+            "CpusetCpus": a.cpuset_cpus.clone().unwrap_or_default(),
+            "PidsLimit": a.pids_limit,
+            "BlkioDeviceReadBps": a.device_read_bps.iter().map(|v| rate("--device-read-bps", v)).collect::<Result<Vec<_>, _>>()?,
+            "BlkioDeviceWriteBps": a.device_write_bps.iter().map(|v| rate("--device-write-bps", v)).collect::<Result<Vec<_>, _>>()?,
+            "Privileged": a.privileged,
+            "CapAdd": a.cap_add,
+            "CapDrop": a.cap_drop,
+            "SecurityOpt": a.security_opt,
+            "UsernsMode": if a.userns == "host" { "" } else { a.userns.as_str() },
+            "ConsoleSize": console.map(|s| [s.rows, s.cols]).unwrap_or([0, 0]),
+            "NetworkMode": "none",
+        },
+    }))
 }
 
-fn string(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.is_empty()).map(String::from)
-}
-
-/// 64 random hex digits, as Docker's container ids.
-fn new_container_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    // RandomState is seeded from the OS's random source for each instance.
-    let mut seed = Vec::new();
-    for _ in 0..4 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(nanos);
-        seed.extend_from_slice(&h.finish().to_le_bytes());
+/// Creates the container; a missing image is Docker's "Unable to find image" (125).
+async fn create(api: &Api, a: &CreateArgs, attach: bool) -> Result<String, Error> {
+    let body = create_body(a, attach)?;
+    let path = match &a.name {
+        Some(n) => format!("/containers/create?name={}", enc(n)),
+        None => "/containers/create".to_string(),
+    };
+    match api.call(Method::POST, &path, Some(&body)).await {
+        Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
+        Err(Error::Api { status: 404, message }) if message.starts_with("No such image") => {
+            Err(Error::Exec {
+                code: 125,
+                message: format!(
+                    "Unable to find image '{}' locally: load it with `berth load -i FILE` (registry pulls come later)",
+                    body["Image"].as_str().unwrap_or_default()
+                ),
+            })
+        }
+        Err(Error::Api { message, .. }) => Err(Error::Exec {
+            code: 125,
+            message: format!("Error response from daemon: {message}"),
+        }),
+        Err(e) => Err(e),
     }
-    Digest::of(&seed).hex().to_string()
+}
+
+/// Docker's exit codes for a failed start: 127 not found, 126 cannot invoke, else 125.
+fn start_error(e: Error) -> Error {
+    match e {
+        Error::Api { message, .. } => {
+            let code = if message.contains("executable file not found")
+                || message.contains("no such file or directory")
+            {
+                127
+            } else if message.contains("permission denied") || message.contains("cannot invoke") {
+                126
+            } else {
+                125
+            };
+            Error::Exec {
+                code,
+                message: format!("Error response from daemon: {message}"),
+            }
+        }
+        other => other,
+    }
+}
+
+pub async fn run(api: &Api, a: RunArgs) -> Result<i32, Error> {
+    let c = &a.create;
+    if a.detach && c.rm && c.interactive {
+        // Fine in Docker too: nothing to forward, stdin just stays open.
+    }
+    let id = create(api, c, !a.detach).await?;
+    if a.detach {
+        api.call(Method::POST, &format!("/containers/{id}/start"), None)
+            .await
+            .map_err(start_error)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let stdin = if c.interactive { "&stdin=1" } else { "" };
+    let io = api
+        .hijack(
+            &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1{stdin}"),
+            None,
+        )
+        .await?;
+    // The wait is registered once its headers arrive: before the start, so no exit is missed.
+    let condition = if c.rm { "removed" } else { "next-exit" };
+    let wait = api
+        .stream(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition={condition}"),
+        )
+        .await?;
+    if let Err(e) = api
+        .call(Method::POST, &format!("/containers/{id}/start"), None)
+        .await
+    {
+        if c.rm {
+            let _ = api
+                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                .await;
+        }
+        return Err(start_error(e));
+    }
+    session::run(
+        api,
+        io,
+        Opts {
+            tty: c.tty,
+            stdin: c.interactive,
+            resize_path: Some(format!("/containers/{id}/resize")),
+            kill_path: (!c.tty).then(|| format!("/containers/{id}/kill")),
+        },
+    )
+    .await?;
+    wait_code(wait).await
+}
+
+/// The exit code from a wait answer.
+async fn wait_code(resp: hyper::Response<hyper::body::Incoming>) -> Result<i32, Error> {
+    let bytes = super::api::collect(resp).await?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Daemon(format!("bad answer to wait: {e}")))?;
+    if let Some(m) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
+        tracing::debug!("wait: {m}");
+    }
+    Ok(v["StatusCode"].as_i64().unwrap_or(125) as i32)
+}
+
+pub async fn create_cmd(api: &Api, a: CreateArgs) -> Result<i32, Error> {
+    let id = create(api, &a, false).await?;
+    println!("{id}");
+    Ok(0)
+}
+
+pub async fn start(api: &Api, a: StartArgs) -> Result<i32, Error> {
+    if a.attach || a.interactive {
+        let [one] = &a.containers[..] else {
+            return Err(Error::Usage(
+                "you cannot start and attach multiple containers at once".into(),
+            ));
+        };
+        return attach_and(api, one, a.interactive, true).await;
+    }
+    super::containers::each(api, &a.containers, |n| format!("/containers/{n}/start")).await
+}
+
+pub async fn attach(api: &Api, a: AttachArgs) -> Result<i32, Error> {
+    attach_and(api, &a.container, !a.no_stdin, false).await
+}
+
+/// Attaches to a container (starting it first when asked) and returns its exit code.
+async fn attach_and(api: &Api, name: &str, stdin: bool, start: bool) -> Result<i32, Error> {
+    let info = api
+        .call(
+            Method::GET,
+            &format!("/containers/{}/json", enc(name)),
+            None,
+        )
+        .await?;
+    let id = info["Id"].as_str().unwrap_or(name).to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let s = if stdin { "&stdin=1" } else { "" };
+    let io = api
+        .hijack(
+            &format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1{s}"),
+            None,
+        )
+        .await?;
+    let wait = api
+        .stream(
+            Method::POST,
+            &format!(
+                "/containers/{id}/wait?condition={}",
+                if start { "next-exit" } else { "not-running" }
+            ),
+        )
+        .await?;
+    if start {
+        match api
+            .call_status(Method::POST, &format!("/containers/{id}/start"))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => return Err(start_error(e)),
+        }
+    }
+    session::run(
+        api,
+        io,
+        Opts {
+            tty,
+            stdin,
+            resize_path: Some(format!("/containers/{id}/resize")),
+            kill_path: (!tty).then(|| format!("/containers/{id}/kill")),
+        },
+    )
+    .await?;
+    wait_code(wait).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use clap::Parser;
 
-    #[test]
-    fn command_follows_docker() {
-        let c = json!({"Entrypoint": ["httpd", "-f"], "Cmd": ["-h", "/www"]});
-        assert_eq!(
-            command(&c, None, &[]).unwrap(),
-            ["httpd", "-f", "-h", "/www"]
-        );
-        assert_eq!(
-            command(&c, None, &["-p".into(), "1".into()]).unwrap(),
-            ["httpd", "-f", "-p", "1"]
-        );
-        assert_eq!(command(&c, Some("sh"), &[]).unwrap(), ["sh"]);
-        assert_eq!(
-            command(&c, Some("sh"), &["-c".into(), "x".into()]).unwrap(),
-            ["sh", "-c", "x"]
-        );
-        assert!(command(&json!({}), None, &[]).is_err());
-        assert_eq!(command(&json!({"Cmd": ["sh"]}), None, &[]).unwrap(), ["sh"]);
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: CreateArgs,
     }
 
     #[test]
-    fn env_overrides_replace_image_values() {
-        let c = json!({"Env": ["PATH=/bin", "A=1"]});
-        assert_eq!(
-            environment(&c, &["A=2".into(), "B=3".into()]),
-            ["PATH=/bin", "A=2", "B=3"]
-        );
-    }
-
-    #[test]
-    fn container_ids_are_64_hex_and_differ() {
-        let (a, b) = (new_container_id(), new_container_id());
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
+    fn flags_become_dockers_create_body() {
+        let t = T::parse_from([
+            "x",
+            "--rm",
+            "-i",
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "--memory",
+            "32m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "--device-write-bps",
+            "/dev/vda:1mb",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--userns",
+            "private",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi",
+        ]);
+        let b = create_body(&t.a, true).unwrap();
+        assert_eq!(b["Image"], "busybox");
+        assert_eq!(b["Cmd"], json!(["sh", "-c", "echo hi"]));
+        assert_eq!(b["Env"], json!(["A=1"]));
+        assert_eq!(b["OpenStdin"], true);
+        assert_eq!(b["StdinOnce"], true);
+        let h = &b["HostConfig"];
+        assert_eq!(h["AutoRemove"], true);
+        assert_eq!(h["Memory"], 32 << 20);
+        assert_eq!(h["NanoCpus"], 500_000_000u64);
+        assert_eq!(h["PidsLimit"], 20);
+        assert_eq!(h["BlkioDeviceWriteBps"][0]["Rate"], 1 << 20);
+        assert_eq!(h["UsernsMode"], "private");
+        let none = T::parse_from(["x", "busybox"]);
+        assert_eq!(create_body(&none.a, false).unwrap()["Cmd"], Value::Null);
+        let bad = T::parse_from(["x", "--userns", "odd", "busybox"]);
+        assert!(create_body(&bad.a, false).is_err());
     }
 }

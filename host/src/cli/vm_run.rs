@@ -83,6 +83,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         stdin: args.interactive,
         container: None,
         tty: args.tty.then(terminal::size),
+        join: None,
     };
     super::block_on(boot_and_run(&paths, &cfg, &[], spec)).map(|ended| ended.code)
 }
@@ -91,8 +92,6 @@ pub fn run(args: Args) -> Result<i32, Error> {
 pub(super) struct Ended {
     /// Docker's exit code: the code, or 128 + signal.
     pub code: i32,
-    /// Its container hit the memory limit.
-    pub oom_killed: bool,
 }
 
 /// Boots a VM, stores `layers` (digest, blob file) in its layer cache, runs `spec` with
@@ -153,8 +152,8 @@ pub(super) async fn boot_and_run(
     let outcome = loop {
         tokio::select! {
             event = client.events.recv() => match event {
-                Ok(GuestMessage::Exited { status, oom_killed, .. }) => {
-                    break Ok(Ended { code: status.shell_code(), oom_killed })
+                Ok(GuestMessage::Exited { status, .. }) => {
+                    break Ok(Ended { code: status.shell_code() })
                 }
                 Ok(GuestMessage::Error { kind, message, .. }) => {
                     break Err(Error::Exec { code: kind.exit_code(), message })

@@ -107,6 +107,30 @@ impl Images {
     }
 }
 
+impl Images {
+    /// Removes a tag; whether it was there.
+    pub fn untag(&mut self, tag: &Reference) -> bool {
+        let mut found = false;
+        for image in self.images.values_mut() {
+            let before = image.tags.len();
+            image.tags.retain(|t| t != tag);
+            found |= image.tags.len() != before;
+        }
+        found
+    }
+
+    /// Removes an image from the index, returning it.
+    pub fn remove(&mut self, id: &Digest) -> Option<ImageRecord> {
+        self.images.remove(id)
+    }
+
+    /// Whether any image still refers to this blob.
+    pub fn uses_blob(&self, digest: &Digest) -> bool {
+        self.iter()
+            .any(|r| r.manifest == *digest || r.config == *digest || r.layers.contains(digest))
+    }
+}
+
 /// The index file and its lock.
 #[derive(Debug, Clone)]
 pub struct ImageIndex {

@@ -12,6 +12,7 @@ mod docker;
 mod index;
 mod layer;
 mod load;
+pub mod manage;
 mod oci;
 mod reference;
 mod store;
@@ -127,6 +128,28 @@ impl ImageStore {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// An image by name (`busybox` = `docker.io/library/busybox:latest`) or by unique
+    /// (short) id, as Docker resolves them.
+    pub fn find(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {
+        let images = self.index().read()?;
+        if let Ok(reference) = Reference::parse(name) {
+            if let Some(found) = images.find_tag(&reference) {
+                return Ok(Some(found.clone()));
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<_> = images
+                .iter()
+                .filter(|r| r.id().hex().starts_with(hex))
+                .collect();
+            if let [one] = matches[..] {
+                return Ok(Some(one.clone()));
+            }
+        }
+        Ok(None)
     }
 
     pub fn index(&self) -> &ImageIndex {

@@ -65,6 +65,39 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A civil date of days since 1970-01-01 (Howard Hinnant's algorithm, the inverse of
+/// `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `t` as Docker writes times in its API: RFC 3339 in UTC with nanoseconds,
+/// `2024-09-26T21:31:42.360133735Z`. Times before 1970 print as the zero time.
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let Ok(d) = t.duration_since(UNIX_EPOCH) else {
+        return "0001-01-01T00:00:00Z".into();
+    };
+    let secs = d.as_secs() as i64;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
 /// Docker's `CREATED` column: `2 hours ago`, `3 years ago`; `N/A` for a missing,
 /// unparsable or pre-1970 time, as Docker shows for a zero time. The epoch itself is a
 /// real time (reproducible builds use it) and shows as `56 years ago`, as in Docker.
@@ -102,6 +135,17 @@ pub fn human_duration(seconds: i64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn formats_rfc3339_and_parses_it_back() {
+        let t = UNIX_EPOCH + Duration::new(1_727_386_302, 360_133_735);
+        assert_eq!(rfc3339_nanos(t), "2024-09-26T21:31:42.360133735Z");
+        assert_eq!(rfc3339_nanos(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        for secs in [0u64, 951_782_400, 4_102_444_799] {
+            let text = rfc3339_nanos(UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(parse_rfc3339(&text), Some(secs as i64), "{text}");
+        }
+    }
 
     #[test]
     fn parses_rfc3339() {

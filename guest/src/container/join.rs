@@ -1,0 +1,215 @@
+//! `berth-init container-exec <spec>`: a process started in a running container
+//! (`docker exec`).
+//!
+//! Like the container shim, a fresh single-threaded process that the agent spawns and
+//! that stays as the new process's parent (forwarding signals, exiting as it did). It
+//! joins the container's cgroup, then the namespaces of the container's first process
+//! (the one in `init.pid`), forks a child born in the container's PID namespace, and the
+//! child becomes the exec'd process with the container's user, environment and
+//! privileges (`launch`). The container's own files (`spec.json`) say which ones.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use super::{launch, ShimSpec, CGROUP_PARENT};
+use crate::sys::{self, Forked, Namespace};
+
+/// The first argument that makes `berth-init` an exec shim.
+pub const EXEC_SHIM_ARG: &str = "container-exec";
+/// Exit code when the process cannot be set up (Docker's "the runtime failed").
+const SETUP_FAILED: i32 = 125;
+/// The namespaces joined before the fork, in this order. The mount namespace comes last
+/// among them: it moves the root, and with it the meaning of `/proc`.
+const NAMESPACES: &[Namespace] = &[
+    Namespace::Ipc,
+    Namespace::Uts,
+    Namespace::Net,
+    Namespace::Cgroup,
+    Namespace::Pid,
+    Namespace::Mount,
+];
+
+/// Everything the exec shim needs, passed as JSON on its command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecShimSpec {
+    /// The running container, as its `spec.json` says.
+    pub container: ShimSpec,
+    /// The guest pid of the container's first process (its `init.pid`).
+    pub init_pid: u32,
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` entries added to (or replacing those of) the container's environment.
+    pub env: Vec<String>,
+    /// Working directory; the container's when absent.
+    pub cwd: Option<String>,
+    /// `user[:group]`; the container's user when absent.
+    pub user: Option<String>,
+    /// Every capability and no seccomp filter (`docker exec --privileged`).
+    pub privileged: bool,
+}
+
+impl ExecShimSpec {
+    /// The command that runs this exec shim.
+    pub fn command(&self) -> Result<Command, String> {
+        use std::os::unix::process::CommandExt as _;
+        let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("berth-container-exec")
+            .arg(EXEC_SHIM_ARG)
+            .arg(json)
+            .env_clear();
+        Ok(cmd)
+    }
+
+    /// The process's privileges: the container's, or everything with `privileged`.
+    pub fn security(&self) -> berth_protocol::Security {
+        if self.privileged {
+            berth_protocol::Security {
+                privileged: true,
+                ..Default::default()
+            }
+        } else {
+            self.container.security.clone()
+        }
+    }
+}
+
+/// Entry point of `berth-init container-exec <spec json>`; never returns normally.
+pub fn main(spec_json: &str) -> i32 {
+    let spec: ExecShimSpec = match serde_json::from_str(spec_json) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("bad exec spec: {e}")),
+    };
+    let cgroup = Path::new(CGROUP_PARENT).join(&spec.container.id);
+    if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()) {
+        return fail(&format!("joining the container's cgroup: {e}"));
+    }
+    // Every namespace file is opened before the first setns: afterwards /proc/<pid> would
+    // name another process (or none).
+    let open = |ns: Namespace| {
+        let path = format!("/proc/{}/ns/{}", spec.init_pid, ns.proc_name());
+        File::open(&path).map_err(|e| format!("{path}: {e} (is the container running?)"))
+    };
+    let mut joined = Vec::new();
+    for ns in NAMESPACES {
+        match open(*ns) {
+            Ok(f) => joined.push((f, *ns)),
+            Err(e) => return fail(&e),
+        }
+    }
+    // The container's user namespace (`--userns=private`) was made by its first process
+    // after the others, so it owns none of them: it is joined last, by the child alone.
+    let userns = match spec.container.security.userns_private {
+        true => match open(Namespace::User) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(&e),
+        },
+        false => None,
+    };
+    for (file, ns) in &joined {
+        if let Err(e) = sys::join_namespace(file, *ns) {
+            return fail(&e.to_string());
+        }
+    }
+    drop(joined);
+    if let Err(e) = sys::block_shim_signals() {
+        return fail(&e.to_string());
+    }
+    match sys::fork_single_threaded() {
+        Ok(Forked::Child) => {
+            let (code, message) = child(&spec, userns);
+            let _ = writeln!(std::io::stderr(), "berth: {message}");
+            std::process::exit(code)
+        }
+        Ok(Forked::Parent(pid)) => {
+            drop(userns);
+            super::shim::supervise(pid)
+        }
+        Err(e) => fail(&format!("fork: {e}")),
+    }
+}
+
+/// In the container's namespaces: becomes the exec'd process; returns only on failure.
+fn child(spec: &ExecShimSpec, userns: Option<File>) -> (i32, String) {
+    let _ = sys::unblock_all_signals();
+    // Before the user namespace: taking the terminal from the shim's session needs
+    // CAP_SYS_ADMIN where the terminal lives.
+    if let Err(e) = sys::take_terminal() {
+        return (SETUP_FAILED, format!("terminal: {e}"));
+    }
+    if let Some(file) = userns {
+        let entered =
+            sys::join_namespace(&file, Namespace::User).and_then(|_| sys::set_identity(0, 0));
+        if let Err(e) = entered {
+            return (SETUP_FAILED, format!("user namespace: {e}"));
+        }
+    }
+    let c = &spec.container;
+    let env = launch::merge_env(&c.env, &spec.env);
+    let cwd = spec.cwd.as_deref().or(c.cwd.as_deref()).unwrap_or("/");
+    let security = spec.security();
+    launch::become_and_exec(&launch::Process {
+        argv: &spec.argv,
+        env: &env,
+        hostname: &c.hostname,
+        user: spec.user.as_deref().or(c.user.as_deref()),
+        cwd,
+        create_cwd: false,
+        security: &security,
+    })
+}
+
+fn fail(message: &str) -> i32 {
+    let _ = writeln!(std::io::stderr(), "berth: exec setup failed: {message}");
+    SETUP_FAILED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(privileged: bool) -> ExecShimSpec {
+        ExecShimSpec {
+            container: ShimSpec {
+                id: "c".into(),
+                lowerdirs: vec![],
+                dir: "/x".into(),
+                argv: vec!["sh".into()],
+                env: vec![],
+                cwd: None,
+                hostname: "h".into(),
+                user: None,
+                resources: Default::default(),
+                security: berth_protocol::Security {
+                    cap_drop: vec!["ALL".into()],
+                    ..Default::default()
+                },
+            },
+            init_pid: 7,
+            argv: vec!["ls".into()],
+            env: vec![],
+            cwd: None,
+            user: None,
+            privileged,
+        }
+    }
+
+    #[test]
+    fn privileged_exec_gets_everything_else_the_containers_settings() {
+        assert_eq!(spec(false).security().cap_drop, ["ALL"]);
+        let p = spec(true).security();
+        assert!(p.privileged && p.cap_drop.is_empty());
+    }
+
+    #[test]
+    fn the_spec_survives_the_command_line() {
+        let s = spec(true);
+        let cmd = s.command().unwrap();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[0], EXEC_SHIM_ARG);
+        assert_eq!(serde_json::from_str::<ExecShimSpec>(args[1]).unwrap(), s);
+    }
+}

@@ -1,0 +1,164 @@
+//! The last steps of every container process, its first (`rootfs`) and those that
+//! `docker exec` adds (`join`): resolve the user from the container's /etc/passwd, build
+//! the environment, enter the working directory, limit the capabilities, drop to the
+//! user, set no_new_privs and the seccomp filter, and exec with Docker's PATH lookup and
+//! exit codes (125 setup, 126 cannot invoke, 127 not found). Runs inside the container's
+//! mount namespace, after its root is in place.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use berth_protocol::Security;
+
+use super::rootfs::final_env;
+use super::user;
+use crate::sys;
+
+/// What to run and as whom.
+pub struct Process<'a> {
+    pub argv: &'a [String],
+    /// The environment before Docker's additions ([`final_env`]).
+    pub env: &'a [String],
+    pub hostname: &'a str,
+    /// `user[:group]` as Docker takes it; root when `None`.
+    pub user: Option<&'a str>,
+    pub cwd: &'a str,
+    /// Create the working directory when it is missing (`docker run` does, `docker exec`
+    /// does not).
+    pub create_cwd: bool,
+    /// The privileges: capabilities and seccomp.
+    pub security: &'a Security,
+}
+
+/// Becomes the process `p` describes and execs it; returns (exit code, message) only on
+/// failure.
+pub fn become_and_exec(p: &Process) -> (i32, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = match user::resolve(p.user, &passwd, &group) {
+        Ok(id) => id,
+        Err(e) => return (125, e),
+    };
+    let env = final_env(p.env, p.hostname, &id.home);
+    if let Err(e) = enter_dir(p.cwd, p.create_cwd) {
+        return (125, e);
+    }
+    let caps = match super::security::capability_set(p.security) {
+        Ok(c) => c,
+        Err(e) => return (125, e),
+    };
+    if let Err(e) = super::security::limit_bounding_set(&caps) {
+        return (125, e);
+    }
+    if let Err(e) = sys::set_identity(id.uid, id.gid) {
+        return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
+    }
+    if let Err(e) = super::security::apply_process_caps(id.uid, &caps) {
+        return (125, e);
+    }
+    let confined = !p.security.privileged && !p.security.seccomp_unconfined;
+    if confined {
+        if let Err(e) = super::seccomp::apply_default() {
+            return (125, e);
+        }
+    }
+    exec(p.argv, &env)
+}
+
+/// Changes to the working directory, creating it first when asked to.
+fn enter_dir(cwd: &str, create: bool) -> Result<(), String> {
+    if create {
+        std::fs::create_dir_all(cwd).map_err(|e| format!("working directory {cwd}: {e}"))?;
+    }
+    std::env::set_current_dir(cwd).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("working directory {cwd}: no such file or directory in the container")
+        }
+        _ => format!("working directory {cwd}: {e}"),
+    })
+}
+
+/// The environment of a process started in a running container: the container's, with
+/// each of `overrides` (`KEY=VALUE`) replacing the entry of the same key or appended.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
+    let mut out: Vec<String> = base.to_vec();
+    for o in overrides {
+        let k = key(o);
+        match out.iter_mut().find(|e| key(e) == k) {
+            Some(slot) => slot.clone_from(o),
+            None => out.push(o.clone()),
+        }
+    }
+    out
+}
+
+/// Looks the program up in the container's PATH and execs it; on failure returns Docker's
+/// code (127 not found, 126 cannot invoke) and message.
+fn exec(argv: &[String], env: &[String]) -> (i32, String) {
+    let Some(program) = argv.first() else {
+        return (125, "no command specified".into());
+    };
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("");
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    };
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
+    let c_env: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    let mut denied = None;
+    for candidate in candidates {
+        let Ok(c_path) = CString::new(candidate.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let err = sys::exec(&c_path, &c_argv, &c_env);
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => continue,
+            _ => denied = Some((candidate, err)),
+        }
+        if !program.contains('/') && denied.is_some() {
+            break;
+        }
+    }
+    match denied {
+        Some((p, e)) => (126, format!("exec {:?}: {e}", p.display().to_string())),
+        None if program.contains('/') => {
+            (127, format!("exec {program:?}: no such file or directory"))
+        }
+        None => (
+            127,
+            format!("exec {program:?}: executable file not found in $PATH"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_env_overrides_the_containers() {
+        let base = ["PATH=/bin".to_string(), "A=1".into(), "B=2".into()];
+        let merged = merge_env(&base, &["A=9".into(), "C=3".into(), "A=10".into()]);
+        assert_eq!(merged, ["PATH=/bin", "A=10", "B=2", "C=3"]);
+        assert_eq!(merge_env(&base, &[]), base);
+    }
+
+    #[test]
+    fn exec_does_not_create_a_missing_working_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope");
+        let err = enter_dir(missing.to_str().unwrap(), false).unwrap_err();
+        assert!(err.contains("no such file or directory"), "{err}");
+        assert!(!missing.exists());
+    }
+}

@@ -1,0 +1,146 @@
+//! What a running container leaves in its state directory for a later `docker exec`:
+//! `spec.json` (its [`ShimSpec`], written by the agent before the shim starts) and
+//! `init.pid` (the guest pid of its first process, written by the shim once that process
+//! has exec'd its command). Both are written atomically (temp file + rename), so a reader
+//! sees a whole file or none. `clean_up` removes the directory when the container ends.
+
+use std::io;
+use std::path::Path;
+
+use super::ShimSpec;
+
+/// The container's spec, in its state directory.
+pub const SPEC_FILE: &str = "spec.json";
+/// The guest pid of the container's first process, in its state directory.
+pub const INIT_PID_FILE: &str = "init.pid";
+
+/// Writes `contents` to `path` through a temp file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Saves `spec` as `<spec.dir>/spec.json`.
+pub fn save_spec(spec: &ShimSpec) -> io::Result<()> {
+    let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
+    write_atomic(&spec.dir.join(SPEC_FILE), &json)
+}
+
+/// Records the container's first process as `<dir>/init.pid`.
+pub fn save_init_pid(dir: &Path, pid: u32) -> io::Result<()> {
+    write_atomic(&dir.join(INIT_PID_FILE), pid.to_string().as_bytes())
+}
+
+/// The spec saved in `dir`; `None` when there is none (no such container).
+pub fn load_spec(dir: &Path) -> io::Result<Option<ShimSpec>> {
+    match std::fs::read(dir.join(SPEC_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{SPEC_FILE}: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pid recorded in `dir`; `None` while the container is still starting (or has none).
+pub fn load_init_pid(dir: &Path) -> io::Result<Option<u32>> {
+    match std::fs::read_to_string(dir.join(INIT_PID_FILE)) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{INIT_PID_FILE}: not a pid: {text:?}"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `pid` (read under `proc`, normally `/proc`) is a live process, not a zombie,
+/// in the cgroup of container `id`: a pid reused by another process does not count.
+pub fn is_container_process(proc: &Path, pid: u32, id: &str) -> bool {
+    let dir = proc.join(pid.to_string());
+    let alive = std::fs::read_to_string(dir.join("stat"))
+        .ok()
+        .and_then(|stat| super::top::parse_stat(&stat))
+        .is_some_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'));
+    let suffix = format!("/{id}");
+    let in_cgroup = std::fs::read_to_string(dir.join("cgroup")).is_ok_and(|t| {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("0::"))
+            .any(|path| path.trim_end().ends_with(&suffix))
+    });
+    alive && in_cgroup
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn spec(dir: &Path) -> ShimSpec {
+        ShimSpec {
+            id: ID.into(),
+            lowerdirs: vec!["/l".into()],
+            dir: dir.to_path_buf(),
+            argv: vec!["sh".into()],
+            env: vec!["A=1".into()],
+            cwd: Some("/srv".into()),
+            hostname: "h".into(),
+            user: Some("www".into()),
+            resources: Default::default(),
+            security: Default::default(),
+        }
+    }
+
+    #[test]
+    fn spec_and_pid_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(load_spec(tmp.path()).unwrap(), None);
+        assert_eq!(load_init_pid(tmp.path()).unwrap(), None);
+        let s = spec(tmp.path());
+        save_spec(&s).unwrap();
+        save_init_pid(tmp.path(), 4242).unwrap();
+        assert_eq!(load_spec(tmp.path()).unwrap(), Some(s));
+        assert_eq!(load_init_pid(tmp.path()).unwrap(), Some(4242));
+        // No temp file is left behind.
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [INIT_PID_FILE, SPEC_FILE]);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(INIT_PID_FILE), "abc").unwrap();
+        std::fs::write(tmp.path().join(SPEC_FILE), "{").unwrap();
+        assert!(load_init_pid(tmp.path()).is_err());
+        assert!(load_spec(tmp.path()).is_err());
+    }
+
+    #[test]
+    fn container_processes_are_live_and_in_the_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let proc = tmp.path();
+        let add = |pid: u32, state: char, cgroup: &str| {
+            let d = proc.join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let stat = format!("{pid} (sh) {state} 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 500 0 0");
+            std::fs::write(d.join("stat"), stat).unwrap();
+            std::fs::write(d.join("cgroup"), cgroup).unwrap();
+        };
+        add(10, 'S', &format!("0::/berth/{ID}\n"));
+        add(11, 'Z', &format!("0::/berth/{ID}\n"));
+        add(12, 'R', "0::/\n");
+        assert!(is_container_process(proc, 10, ID));
+        assert!(!is_container_process(proc, 11, ID));
+        assert!(!is_container_process(proc, 12, ID));
+        assert!(!is_container_process(proc, 13, ID));
+    }
+}

@@ -1,0 +1,591 @@
+//! The Docker Engine API routes (a subset of 1.43) and berth's own under `/berth/`.
+//! Handlers parse, delegate to the [`Engine`] and map its errors; no state lives here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_protocol::{ContainerOp, ContainerResult};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use serde_json::{json, Value};
+
+use super::engine::{Container, Engine};
+use super::error::ApiError;
+use super::http::{self, flag, Body};
+use super::logs::{self, Filter};
+use super::views;
+
+pub use crate::machine::{API_VERSION, MIN_API_VERSION};
+
+/// What the daemon's main loop is told by the API.
+pub struct Control {
+    pub engine: Arc<Engine>,
+    /// Set by `POST /berth/machine/stop` with the stop timeout in seconds.
+    pub stop: tokio::sync::watch::Sender<Option<u64>>,
+}
+
+pub async fn handle(
+    ctl: Arc<Control>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let method = req.method().clone();
+    let path = http::strip_version(req.uri().path()).to_string();
+    tracing::debug!("{method} {}", req.uri());
+    let mut resp = match route(&ctl, req, &method, &path).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::warn!("{method} {path}: {}", e.message);
+            }
+            http::error(&e)
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "Api-Version",
+        hyper::header::HeaderValue::from_static(API_VERSION),
+    );
+    h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
+    h.insert("Server", hyper::header::HeaderValue::from_static("berthd"));
+    Ok(resp)
+}
+
+async fn route(
+    ctl: &Arc<Control>,
+    mut req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let engine = &ctl.engine;
+    let q = http::query(&req);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = *method == Method::GET || *method == Method::HEAD;
+    let post = *method == Method::POST;
+    let delete = *method == Method::DELETE;
+    match parts.as_slice() {
+        ["_ping"] if get => Ok(ping()),
+        ["version"] if get => Ok(http::json(200, &version(engine))),
+        ["info"] if get => Ok(http::json(200, &info(engine))),
+        ["containers", "json"] if get => {
+            let filters: Value = q
+                .get("filters")
+                .and_then(|f| serde_json::from_str(f).ok())
+                .unwrap_or(Value::Null);
+            let all = flag(&q, "all");
+            let now = SystemTime::now();
+            let mut list: Vec<Value> = engine
+                .all()
+                .iter()
+                .rev()
+                .filter(|c| all || c.state().running)
+                .filter(|c| views::matches_filters(c, &filters))
+                .map(|c| views::list_entry(c, now))
+                .collect();
+            if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {
+                if limit > 0 {
+                    list.truncate(limit);
+                }
+            }
+            Ok(http::json(200, &Value::Array(list)))
+        }
+        ["containers", "create"] if post => {
+            let body = http::json_body(req.into_body()).await?;
+            let id = engine.create(&body, q.get("name").map(String::as_str))?;
+            Ok(http::json(201, &json!({"Id": id, "Warnings": []})))
+        }
+        ["containers", name, "json"] if get => {
+            let c = engine.find(name)?;
+            Ok(http::json(
+                200,
+                &views::inspect(&c, &engine.store.log_path(&c.id)),
+            ))
+        }
+        ["containers", name, "start"] if post => {
+            let c = engine.find(name)?;
+            engine.start(&c).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "stop"] if post => {
+            let c = engine.find(name)?;
+            engine.stop(&c, timeout(&q)).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "restart"] if post => {
+            let c = engine.find(name)?;
+            engine.restart(&c, timeout(&q)).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "kill"] if post => {
+            let c = engine.find(name)?;
+            let signal = parse_signal(q.get("signal").map(String::as_str).unwrap_or("KILL"))?;
+            engine.kill(&c, signal).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "pause"] if post => {
+            let c = engine.find(name)?;
+            engine.set_paused(&c, true).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "unpause"] if post => {
+            let c = engine.find(name)?;
+            engine.set_paused(&c, false).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "wait"] if post => {
+            let c = engine.find(name)?;
+            let condition = q.get("condition").cloned().unwrap_or_default();
+            let done = engine.wait(&c, &condition)?;
+            let (tx, resp) = http::streaming("application/json");
+            tokio::spawn(async move {
+                let (code, error) = done.await;
+                let error = match error.is_empty() {
+                    true => Value::Null,
+                    false => json!({"Message": error}),
+                };
+                let body = json!({"StatusCode": code, "Error": error});
+                let _ = tx.send(Bytes::from(format!("{body}\n"))).await;
+            });
+            Ok(resp)
+        }
+        [.., "containers", name] if delete => {
+            let c = engine.find(name)?;
+            engine.remove(&c, flag(&q, "force")).await?;
+            Ok(http::no_content())
+        }
+        ["containers", name, "resize"] if post => {
+            let c = engine.find(name)?;
+            let exec_id = engine.resize_target(&c)?;
+            engine.guest.resize(exec_id, size_of(&q)?).await?;
+            Ok(full_ok())
+        }
+        ["containers", name, "logs"] if get => {
+            let c = engine.find(name)?;
+            logs_response(engine, c, &q).await
+        }
+        ["containers", name, "attach"] if post => {
+            let c = engine.find(name)?;
+            let st = c.state();
+            if !st.running && st.status != super::state::Status::Created {
+                return Err(ApiError::conflict(
+                    "You cannot attach to a stopped container, start it first",
+                ));
+            }
+            let tty = c.record().spec.tty;
+            let want = (flag(&q, "stdin"), flag(&q, "stdout"), flag(&q, "stderr"));
+            let output = c.out_tx.subscribe();
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            Ok(http::hijack(
+                on_upgrade,
+                http::stream_type(tty),
+                move |io| super::exec::run_attach(c, io, output, want, tty),
+            ))
+        }
+        ["containers", name, "top"] if get => {
+            let c = engine.find(name)?;
+            match engine.query(&c, ContainerOp::Top).await? {
+                ContainerResult::Top { processes } => {
+                    Ok(http::json(200, &views::top(&processes, engine.started)))
+                }
+                other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+            }
+        }
+        ["containers", name, "stats"] if get => {
+            let c = engine.find(name)?;
+            stats_response(engine.clone(), c, &q).await
+        }
+        ["containers", name, "exec"] if post => {
+            let c = engine.find(name)?;
+            let body = http::json_body(req.into_body()).await?;
+            let id = engine.exec_create(&c, &body)?;
+            Ok(http::json(201, &json!({"Id": id})))
+        }
+        ["exec", id, "start"] if post => {
+            let e = engine.exec_find(id)?;
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let body = http::json_body(req.into_body()).await?;
+            let detach = body["Detach"].as_bool().unwrap_or(false);
+            let tty = body["Tty"].as_bool().unwrap_or(e.config.tty);
+            let exec = engine.exec_start(&e, Some(tty)).await?;
+            let engine = engine.clone();
+            if detach {
+                tokio::spawn(super::exec::run_exec::<http::Upgraded>(
+                    engine, e, exec, None, tty,
+                ));
+                return Ok(full_ok());
+            }
+            Ok(http::hijack(
+                on_upgrade,
+                http::stream_type(tty),
+                move |io| super::exec::run_exec(engine, e, exec, Some(io), tty),
+            ))
+        }
+        ["exec", id, "json"] if get => Ok(http::json(200, &engine.exec_find(id)?.inspect())),
+        ["exec", id, "resize"] if post => {
+            let e = engine.exec_find(id)?;
+            if let Some(guest_id) = e.state().guest_id {
+                engine.guest.resize(guest_id, size_of(&q)?).await?;
+            }
+            Ok(full_ok())
+        }
+        ["images", "json"] if get => {
+            let images = engine.images.index().read()?;
+            let used = super::state::images_in_use(&crate::machine::machines_dir(&engine.paths()));
+            let list: Vec<Value> = images
+                .iter()
+                .map(|i| {
+                    let n = used
+                        .iter()
+                        .filter(|(img, _)| *img == i.id().to_string())
+                        .count();
+                    views::image_entry(i, n as i64)
+                })
+                .collect();
+            Ok(http::json(200, &Value::Array(list)))
+        }
+        ["images", "load"] if post => {
+            super::images::load(engine.clone(), req.into_body(), flag(&q, "quiet")).await
+        }
+        ["images", rest @ .., "json"] if get && !rest.is_empty() => {
+            let name = rest.join("/");
+            super::images::inspect(engine, &name)
+        }
+        ["images", rest @ .., "tag"] if post && !rest.is_empty() => {
+            let name = rest.join("/");
+            super::images::tag(engine, &name, &q)?;
+            Ok(http::full(201, "", Bytes::new()))
+        }
+        ["images", rest @ ..] if delete && !rest.is_empty() => {
+            let name = rest.join("/");
+            Ok(http::json(
+                200,
+                &super::images::remove(engine, &name, flag(&q, "force"))?,
+            ))
+        }
+        ["berth", "machine"] if get => Ok(http::json(200, &machine_info(engine))),
+        ["berth", "machine", "stop"] if post => {
+            let t = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
+            let _ = ctl.stop.send(Some(t));
+            Ok(http::json(200, &json!({"Stopping": true})))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "page not found: {method} {path} (berth serves a subset of the Docker Engine API)"
+        ))),
+    }
+}
+
+fn full_ok() -> Response<Body> {
+    http::full(200, "", Bytes::new())
+}
+
+fn ping() -> Response<Body> {
+    let mut resp = http::full(200, "text/plain; charset=utf-8", "OK");
+    let h = resp.headers_mut();
+    h.insert(
+        "Docker-Experimental",
+        hyper::header::HeaderValue::from_static("false"),
+    );
+    h.insert(
+        "Builder-Version",
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    h.insert(
+        "Cache-Control",
+        hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    resp
+}
+
+fn timeout(q: &std::collections::HashMap<String, String>) -> Duration {
+    let secs = q.get("t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(10);
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+fn size_of(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<berth_protocol::TtySize, ApiError> {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        q.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("resize needs a numeric {k}")))
+    };
+    Ok(berth_protocol::TtySize {
+        rows: dim("h")?,
+        cols: dim("w")?,
+    })
+}
+
+/// A signal by name (`KILL`, `SIGKILL`) or number.
+pub fn parse_signal(text: &str) -> Result<i32, ApiError> {
+    if let Ok(n) = text.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = text.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => return Err(ApiError::bad_request(format!("invalid signal: {text}"))),
+    };
+    Ok(n)
+}
+
+async fn logs_response(
+    engine: &Arc<Engine>,
+    c: Arc<Container>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let filter = Filter {
+        stdout: flag(q, "stdout"),
+        stderr: flag(q, "stderr"),
+        tail: q.get("tail").and_then(|t| t.parse().ok()),
+        timestamps: flag(q, "timestamps"),
+    };
+    if !filter.stdout && !filter.stderr {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let follow = flag(q, "follow");
+    let tty = c.record().spec.tty;
+    let path = engine.store.log_path(&c.id);
+    // Read the file and subscribe under the writer's lock: no entry is missed or doubled.
+    let (entries, mut live, mut phase) = {
+        let _writer = c.log.lock().await;
+        (
+            logs::read_all(&path),
+            c.log_tx.subscribe(),
+            c.phase.subscribe(),
+        )
+    };
+    let (tx, resp) = http::streaming(http::stream_type(tty));
+    let render = move |e: &logs::Entry, f: &Filter| -> Bytes {
+        let text = f.render(e);
+        match tty {
+            true => Bytes::from(text),
+            false => Bytes::from(logs::frame(e.stream.frame_byte(), &text)),
+        }
+    };
+    tokio::spawn(async move {
+        for e in filter.select(entries) {
+            if tx.send(render(&e, &filter)).await.is_err() {
+                return;
+            }
+        }
+        if !follow || !phase.borrow_and_update().running {
+            return;
+        }
+        loop {
+            tokio::select! {
+                e = live.recv() => match e {
+                    Ok(e) if filter.wants(&e) => {
+                        if tx.send(render(&e, &filter)).await.is_err() { return; }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+                changed = phase.changed() => {
+                    if changed.is_err() || !phase.borrow_and_update().running {
+                        // Entries written before the exit are already in the channel.
+                        while let Ok(e) = live.try_recv() {
+                            if filter.wants(&e) && tx.send(render(&e, &filter)).await.is_err() { return; }
+                        }
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(resp)
+}
+
+async fn stats_response(
+    engine: Arc<Engine>,
+    c: Arc<Container>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let stream = !q.get("stream").is_some_and(|s| s == "0" || s == "false");
+    let one_shot = flag(q, "one-shot");
+    let sample = |engine: Arc<Engine>, c: Arc<Container>| async move {
+        match engine.query(&c, ContainerOp::Stats).await? {
+            ContainerResult::Stats(s) => Ok((s, SystemTime::now())),
+            other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+        }
+    };
+    let first = sample(engine.clone(), c.clone()).await?;
+    if !stream {
+        let value = if one_shot {
+            views::stats(&c, &first.0, None, first.1)
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let second = sample(engine.clone(), c.clone()).await?;
+            views::stats(&c, &second.0, Some((&first.0, first.1)), second.1)
+        };
+        return Ok(http::json(200, &value));
+    }
+    let (tx, resp) = http::streaming("application/json");
+    tokio::spawn(async move {
+        let mut pre = first;
+        let first_value = views::stats(&c, &pre.0, None, pre.1);
+        if tx
+            .send(Bytes::from(format!("{first_value}\n")))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Ok(now) = sample(engine.clone(), c.clone()).await else {
+                return;
+            };
+            let v = views::stats(&c, &now.0, Some((&pre.0, pre.1)), now.1);
+            if tx.send(Bytes::from(format!("{v}\n"))).await.is_err() {
+                return;
+            }
+            pre = now;
+        }
+    });
+    Ok(resp)
+}
+
+fn version(engine: &Engine) -> Value {
+    let v = env!("CARGO_PKG_VERSION");
+    json!({
+        "Platform": {"Name": "berth"},
+        "Components": [{
+            "Name": "Engine", "Version": v,
+            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                        "Os": "linux", "Arch": "amd64", "KernelVersion": engine.kernel_release}
+        }],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": "amd64",
+        "KernelVersion": engine.kernel_release,
+        "BuildTime": "",
+    })
+}
+
+fn info(engine: &Engine) -> Value {
+    let all = engine.all();
+    let count = |f: &dyn Fn(&Container) -> bool| all.iter().filter(|c| f(c)).count();
+    let running = count(&|c| c.state().running && !c.state().paused);
+    let paused = count(&|c| c.state().paused);
+    let images = engine.images.index().read().map(|i| i.len()).unwrap_or(0);
+    let mut base = json!({
+        "ID": engine.machine.name,
+        "Containers": all.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": all.len() - running - paused,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [],
+        "Plugins": {"Volume": [], "Network": [], "Authorization": null, "Log": ["json-file"]},
+        "MemoryLimit": true,
+        "SwapLimit": false,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": false,
+        "Debug": false,
+        "NFd": 0,
+        "NGoroutines": 0,
+        "SystemTime": crate::image::time::rfc3339_nanos(SystemTime::now()),
+    });
+    let more = json!({
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2",
+        "NEventsListener": 0,
+        "KernelVersion": engine.kernel_release,
+        "OperatingSystem": "berth (Linux in a QEMU VM)",
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": "x86_64",
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
+        "NCPU": engine.config.cpus,
+        "MemTotal": engine.config.memory_mib * 1024 * 1024,
+        "DockerRootDir": engine.machine.dir.display().to_string(),
+        "Name": format!("berth-{}", engine.machine.name),
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "Runtimes": {"berth": {"path": "berth-init"}},
+        "DefaultRuntime": "berth",
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": "", "Error": "", "RemoteManagers": null},
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "Warnings": [],
+    });
+    if let (Some(a), Value::Object(b)) = (base.as_object_mut(), more) {
+        a.extend(b);
+    }
+    base
+}
+
+fn machine_info(engine: &Engine) -> Value {
+    json!({
+        "Name": engine.machine.name,
+        "Pid": std::process::id(),
+        "KernelRelease": engine.kernel_release,
+        "Config": engine.config,
+        "Started": crate::image::time::rfc3339_nanos(engine.started),
+        "Containers": engine.all().len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! `POST /containers/create`: Docker's `Config` + `HostConfig` body, merged with the
+//! image's config, into what the guest will run ([`RunSpec`]).
+
+use berth_protocol::{Resources, Security, TtySize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::state::RunSpec;
+
+/// Docker's rule: an `Entrypoint` in the request replaces the image's and drops its
+/// `Cmd`; a `Cmd` in the request replaces the image's. `[""]` is an explicitly empty
+/// entrypoint.
+pub fn command(request: &Value, image: &Value) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let entry = strings_or_string(&request["Entrypoint"]);
+    let cmd = strings_or_string(&request["Cmd"]);
+    let (entrypoint, cmd) = match entry {
+        Some(e) => {
+            let e: Vec<String> = e.into_iter().filter(|s| !s.is_empty()).collect();
+            (e, cmd.unwrap_or_default())
+        }
+        None => (
+            strings(&image["Entrypoint"]),
+            cmd.unwrap_or_else(|| strings(&image["Cmd"])),
+        ),
+    };
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(ApiError::bad_request("no command specified"));
+    }
+    Ok((entrypoint, cmd))
+}
+
+/// The image's `Env` with the request's on top (a key in both takes the request's value).
+pub fn environment(image: &[String], request: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let mut env: Vec<String> = image.to_vec();
+    for entry in request {
+        let k = key(entry);
+        env.retain(|e| key(e) != k);
+        env.push(entry.clone());
+    }
+    env
+}
+
+/// The run spec of a create request: `body` is Docker's create body, `image` the image
+/// config's `config` object, `id` the new container id.
+pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiError> {
+    let (entrypoint, cmd) = command(body, image)?;
+    let host = &body["HostConfig"];
+    let console = host["ConsoleSize"]
+        .as_array()
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
+        .filter(|(h, w)| *h > 0 && *w > 0)
+        .map(|(h, w)| TtySize {
+            rows: h.min(u16::MAX as u64) as u16,
+            cols: w.min(u16::MAX as u64) as u16,
+        });
+    Ok(RunSpec {
+        argv: entrypoint.into_iter().chain(cmd).collect(),
+        env: environment(&strings(&image["Env"]), &strings(&body["Env"])),
+        cwd: string(&body["WorkingDir"]).or_else(|| string(&image["WorkingDir"])),
+        user: string(&body["User"]).or_else(|| string(&image["User"])),
+        hostname: string(&body["Hostname"]).unwrap_or_else(|| id[..12].to_string()),
+        tty: body["Tty"].as_bool().unwrap_or(false),
+        open_stdin: body["OpenStdin"].as_bool().unwrap_or(false),
+        stdin_once: body["StdinOnce"].as_bool().unwrap_or(false),
+        console,
+        auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
+        resources: resources(host)?,
+        security: security(host)?,
+    })
+}
+
+fn resources(host: &Value) -> Result<Resources, ApiError> {
+    let positive = |v: &Value| v.as_u64().filter(|n| *n > 0);
+    let rates = |v: &Value| -> Result<Vec<(String, u64)>, ApiError> {
+        let mut out = Vec::new();
+        for r in v.as_array().into_iter().flatten() {
+            let path = r["Path"]
+                .as_str()
+                .ok_or_else(|| ApiError::bad_request("a device rate needs a Path"))?;
+            let rate = r["Rate"]
+                .as_u64()
+                .ok_or_else(|| ApiError::bad_request("a device rate needs a Rate"))?;
+            out.push((path.to_string(), rate));
+        }
+        Ok(out)
+    };
+    let nano = positive(&host["NanoCpus"]);
+    let quota = positive(&host["CpuQuota"]);
+    let period = positive(&host["CpuPeriod"]).unwrap_or(100_000);
+    let millicpus = match (nano, quota) {
+        (Some(n), _) => Some(n / 1_000_000),
+        (None, Some(q)) => Some(q * 1000 / period),
+        _ => None,
+    };
+    Ok(Resources {
+        memory: positive(&host["Memory"]),
+        millicpus,
+        cpu_shares: positive(&host["CpuShares"]),
+        cpuset_cpus: string(&host["CpusetCpus"]),
+        pids_limit: host["PidsLimit"].as_i64().filter(|n| *n != 0),
+        device_read_bps: rates(&host["BlkioDeviceReadBps"])?,
+        device_write_bps: rates(&host["BlkioDeviceWriteBps"])?,
+    })
+}
+
+fn security(host: &Value) -> Result<Security, ApiError> {
+    let mut seccomp_unconfined = false;
+    for opt in strings(&host["SecurityOpt"]) {
+        match opt.replace(':', "=").as_str() {
+            "seccomp=unconfined" => seccomp_unconfined = true,
+            "no-new-privileges" | "no-new-privileges=true" => {}
+            "label=disable" | "apparmor=unconfined" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported security option {other:?}"
+                )))
+            }
+        }
+    }
+    let userns_private = match host["UsernsMode"].as_str().unwrap_or("") {
+        "" | "host" => false,
+        "private" => true,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "userns mode {other:?}: expected host or private"
+            )))
+        }
+    };
+    Ok(Security {
+        privileged: host["Privileged"].as_bool().unwrap_or(false),
+        cap_add: strings(&host["CapAdd"]),
+        cap_drop: strings(&host["CapDrop"]),
+        seccomp_unconfined,
+        userns_private,
+    })
+}
+
+/// Docker names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// A Docker-style `adjective_name` for a container created without one.
+pub fn random_name(taken: impl Fn(&str) -> bool) -> String {
+    const ADJECTIVES: &[&str] = &[
+        "brave", "calm", "eager", "fervent", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "quirky", "serene", "tender", "vibrant", "wizardly", "zealous", "bold", "clever",
+        "dazzling",
+    ];
+    const NAMES: &[&str] = &[
+        "turing",
+        "hopper",
+        "lovelace",
+        "noether",
+        "curie",
+        "dijkstra",
+        "knuth",
+        "ritchie",
+        "thompson",
+        "torvalds",
+        "hamilton",
+        "babbage",
+        "euler",
+        "gauss",
+        "shannon",
+        "liskov",
+        "lamport",
+        "wozniak",
+        "kay",
+        "engelbart",
+    ];
+    let mut seed = super::random_hex(8);
+    for attempt in 0u32.. {
+        let n = u64::from_str_radix(&seed, 16).unwrap_or(0);
+        let a = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];
+        let b = NAMES[((n / 97) % NAMES.len() as u64) as usize];
+        let name = match attempt {
+            0..=9 => format!("{a}_{b}"),
+            _ => format!("{a}_{b}{attempt}"),
+        };
+        if !taken(&name) {
+            return name;
+        }
+        seed = super::random_hex(8);
+    }
+    unreachable!("the loop above returns")
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An array of strings, or one string (Docker accepts both for Cmd and Entrypoint);
+/// `None` when absent or null.
+fn strings_or_string(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(_) => Some(strings(v)),
+        _ => None,
+    }
+}
+
+pub fn string(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn command_follows_docker() {
+        let img = json!({"Entrypoint": ["httpd", "-f"], "Cmd": ["-h", "/www"]});
+        let argv = |req: Value| {
+            command(&req, &img)
+                .map(|(e, c)| e.into_iter().chain(c).collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(argv(json!({})), ["httpd", "-f", "-h", "/www"]);
+        assert_eq!(
+            argv(json!({"Cmd": ["-p", "1"]})),
+            ["httpd", "-f", "-p", "1"]
+        );
+        assert_eq!(argv(json!({"Entrypoint": ["sh"]})), ["sh"]);
+        assert_eq!(
+            argv(json!({"Entrypoint": "sh", "Cmd": ["-c", "x"]})),
+            ["sh", "-c", "x"]
+        );
+        assert_eq!(argv(json!({"Entrypoint": [""], "Cmd": ["ls"]})), ["ls"]);
+        assert!(command(&json!({}), &json!({})).is_err());
+    }
+
+    #[test]
+    fn env_overrides_replace_image_values() {
+        assert_eq!(
+            environment(
+                &["PATH=/bin".into(), "A=1".into()],
+                &["A=2".into(), "B=3".into()]
+            ),
+            ["PATH=/bin", "A=2", "B=3"]
+        );
+    }
+
+    #[test]
+    fn host_config_becomes_limits_and_security() {
+        let body = json!({
+            "Cmd": ["true"], "Tty": true, "OpenStdin": true,
+            "HostConfig": {
+                "Memory": 33554432, "NanoCpus": 500000000, "CpuShares": 512,
+                "PidsLimit": 20, "CpusetCpus": "0",
+                "BlkioDeviceWriteBps": [{"Path": "/dev/vda", "Rate": 1048576}],
+                "CapAdd": ["SYS_ADMIN"], "SecurityOpt": ["seccomp=unconfined"],
+                "AutoRemove": true, "ConsoleSize": [30, 100], "UsernsMode": "private"
+            }
+        });
+        let id = "0123456789abcdef".repeat(4);
+        let s = run_spec(&body, &json!({"Env": ["A=1"]}), &id).unwrap();
+        assert_eq!(s.hostname, "0123456789ab");
+        assert_eq!(s.resources.memory, Some(32 << 20));
+        assert_eq!(s.resources.millicpus, Some(500));
+        assert_eq!(s.resources.pids_limit, Some(20));
+        assert_eq!(
+            s.resources.device_write_bps,
+            [("/dev/vda".to_string(), 1 << 20)]
+        );
+        assert!(s.security.seccomp_unconfined && s.security.userns_private);
+        assert_eq!(s.security.cap_add, ["SYS_ADMIN"]);
+        assert!(s.tty && s.open_stdin && s.auto_remove);
+        assert_eq!(
+            s.console,
+            Some(TtySize {
+                rows: 30,
+                cols: 100
+            })
+        );
+        let bad = json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": ["apparmor=x"]}});
+        assert!(run_spec(&bad, &json!({}), &id).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web") && valid_name("a.b-c_1"));
+        assert!(!valid_name("x") && !valid_name("-x") && !valid_name("a/b"));
+        let n = random_name(|n| n.starts_with("brave"));
+        assert!(n.contains('_') && !n.starts_with("brave"));
+    }
+}

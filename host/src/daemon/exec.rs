@@ -1,0 +1,393 @@
+//! `docker exec`: processes started inside a running container, and the attached
+//! sessions (hijacked connections) of both containers and execs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_mux::Stream;
+use berth_protocol::{ExecSpec, GuestMessage, JoinSpec, TtySize};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc};
+
+use super::create::{string, strings};
+use super::engine::{Chunk, Container, Engine};
+use super::error::ApiError;
+use super::logs::{frame, StreamKind};
+
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What `POST /containers/{id}/exec` asked for.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub attach_stdin: bool,
+    pub privileged: bool,
+    pub console: Option<TtySize>,
+}
+
+impl ExecConfig {
+    pub fn from_body(body: &Value) -> Result<ExecConfig, ApiError> {
+        let argv = strings(&body["Cmd"]);
+        if argv.is_empty() {
+            return Err(ApiError::bad_request("No exec command specified"));
+        }
+        Ok(ExecConfig {
+            argv,
+            env: strings(&body["Env"]),
+            cwd: string(&body["WorkingDir"]),
+            user: string(&body["User"]),
+            tty: body["Tty"].as_bool().unwrap_or(false),
+            attach_stdin: body["AttachStdin"].as_bool().unwrap_or(false),
+            privileged: body["Privileged"].as_bool().unwrap_or(false),
+            console: console_size(&body["ConsoleSize"]),
+        })
+    }
+}
+
+pub fn console_size(v: &Value) -> Option<TtySize> {
+    let a = v.as_array()?;
+    let (h, w) = (a.first()?.as_u64()?, a.get(1)?.as_u64()?);
+    (h > 0 && w > 0).then(|| TtySize {
+        rows: h.min(u16::MAX as u64) as u16,
+        cols: w.min(u16::MAX as u64) as u16,
+    })
+}
+
+/// Where an exec is in its life.
+#[derive(Debug, Clone, Default)]
+pub struct ExecState {
+    pub running: bool,
+    pub started: bool,
+    pub exit_code: Option<i32>,
+    pub pid: u32,
+    pub guest_id: Option<u64>,
+}
+
+/// One exec instance.
+pub struct ExecInstance {
+    pub id: String,
+    pub container: Arc<Container>,
+    pub config: ExecConfig,
+    pub state: Mutex<ExecState>,
+}
+
+impl ExecInstance {
+    pub fn state(&self) -> ExecState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Docker's `GET /exec/{id}/json`.
+    pub fn inspect(&self) -> Value {
+        let s = self.state();
+        serde_json::json!({
+            "ID": self.id,
+            "Running": s.running,
+            "ExitCode": s.exit_code,
+            "ProcessConfig": {
+                "tty": self.config.tty,
+                "entrypoint": self.config.argv.first(),
+                "arguments": self.config.argv.get(1..).unwrap_or_default(),
+                "privileged": self.config.privileged,
+                "user": self.config.user.clone().unwrap_or_default(),
+            },
+            "OpenStdin": self.config.attach_stdin,
+            "OpenStderr": true,
+            "OpenStdout": true,
+            "CanRemove": false,
+            "ContainerID": self.container.id,
+            "DetachKeys": "",
+            "Pid": s.pid,
+        })
+    }
+}
+
+impl Engine {
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, c: &Arc<Container>, body: &Value) -> Result<String, ApiError> {
+        if !c.state().running {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if c.state().paused {
+            return Err(ApiError::conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.id
+            )));
+        }
+        let config = ExecConfig::from_body(body)?;
+        let id = super::random_hex(64);
+        let instance = Arc::new(ExecInstance {
+            id: id.clone(),
+            container: c.clone(),
+            config,
+            state: Mutex::new(ExecState::default()),
+        });
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), instance);
+        Ok(id)
+    }
+
+    pub fn exec_find(&self, id: &str) -> Result<Arc<ExecInstance>, ApiError> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+    }
+
+    /// Starts an exec in the guest; the caller then runs [`run_exec`] on its streams.
+    pub async fn exec_start(
+        &self,
+        e: &ExecInstance,
+        tty_override: Option<bool>,
+    ) -> Result<super::guest::GuestExec, ApiError> {
+        {
+            let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.started {
+                return Err(ApiError::conflict(format!(
+                    "exec {} has already run",
+                    &e.id[..12]
+                )));
+            }
+            s.started = true;
+        }
+        if !e.container.state().running {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                e.container.id
+            )));
+        }
+        let cfg = &e.config;
+        let tty = tty_override.unwrap_or(cfg.tty);
+        let spec = ExecSpec {
+            argv: cfg.argv.clone(),
+            env: cfg.env.clone(),
+            cwd: cfg.cwd.clone(),
+            stdin: cfg.attach_stdin,
+            container: None,
+            tty: tty.then(|| cfg.console.unwrap_or(TtySize { rows: 24, cols: 80 })),
+            join: Some(JoinSpec {
+                id: e.container.id.clone(),
+                user: cfg.user.clone(),
+                privileged: cfg.privileged,
+            }),
+        };
+        let mut exec = self.guest.exec(spec).await?;
+        match exec.events.recv().await {
+            Some(GuestMessage::Started { pid, .. }) => {
+                let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.running = true;
+                s.pid = pid;
+                s.guest_id = Some(exec.id);
+                Ok(exec)
+            }
+            Some(GuestMessage::Error { kind, message, .. }) => {
+                self.guest.exec_done(exec.id);
+                let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.exit_code = Some(kind.exit_code());
+                Err(ApiError::new(
+                    if kind.exit_code() == 125 { 500 } else { 400 },
+                    message,
+                ))
+            }
+            other => {
+                self.guest.exec_done(exec.id);
+                Err(ApiError::internal(format!(
+                    "unexpected answer from the guest: {other:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// Serves a started exec on a client connection: output to the client (framed unless
+/// `tty`), client input to the process, then the exit code is recorded before the
+/// connection closes (the client reads it right after).
+pub async fn run_exec<IO>(
+    engine: Arc<Engine>,
+    e: Arc<ExecInstance>,
+    mut exec: super::guest::GuestExec,
+    io: Option<IO>,
+    tty: bool,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(64);
+    let mut pumps = Vec::new();
+    for (stream, kind) in [
+        (exec.stdout, StreamKind::Stdout),
+        (exec.stderr, StreamKind::Stderr),
+    ] {
+        let tx = out_tx.clone();
+        pumps.push(tokio::spawn(read_into(stream, kind, tty, tx)));
+    }
+    // `out_tx` stays alive until the exit code is recorded: the connection closes only
+    // after that, since the client reads the exit code as soon as it sees the end.
+    let (writer, input) = match io {
+        Some(io) => {
+            let (rd, wr) = tokio::io::split(io);
+            let writer = tokio::spawn(write_out(out_rx, wr));
+            let input = exec.stdin.take().map(|to| tokio::spawn(copy_in(rd, to)));
+            (Some(writer), input)
+        }
+        None => {
+            // Detached: the output is read and dropped.
+            tokio::spawn(discard(out_rx));
+            (None, None)
+        }
+    };
+    let code = loop {
+        match exec.events.recv().await {
+            Some(GuestMessage::Exited { status, .. }) => break status.shell_code(),
+            Some(GuestMessage::Error { kind, message, .. }) => {
+                tracing::info!("exec {}: {message}", &e.id[..12]);
+                break kind.exit_code();
+            }
+            Some(_) => continue,
+            None => break 255,
+        }
+    };
+    engine.guest.exec_done(exec.id);
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, async {
+        for p in pumps {
+            let _ = p.await;
+        }
+    })
+    .await;
+    {
+        let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.running = false;
+        s.exit_code = Some(code);
+    }
+    drop(out_tx);
+    if let Some(input) = input {
+        input.abort();
+    }
+    if let Some(writer) = writer {
+        let _ = tokio::time::timeout(DRAIN_DEADLINE, writer).await;
+    }
+}
+
+/// Serves `POST /containers/{id}/attach` on a client connection: live output until the
+/// container's process ends; client input to its stdin (closed at the client's EOF when
+/// the container was made with `StdinOnce`).
+pub async fn run_attach<IO>(
+    c: Arc<Container>,
+    io: IO,
+    mut output: broadcast::Receiver<Chunk>,
+    want: (bool, bool, bool),
+    tty: bool,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (want_stdin, want_stdout, want_stderr) = want;
+    let (rd, mut wr) = tokio::io::split(io);
+    let input = want_stdin.then(|| tokio::spawn(attach_input(c.clone(), rd)));
+    loop {
+        match output.recv().await {
+            Ok(Chunk::Data(kind, bytes)) => {
+                let wanted = match kind {
+                    StreamKind::Stdout => want_stdout,
+                    StreamKind::Stderr => want_stderr,
+                };
+                if !wanted {
+                    continue;
+                }
+                let data = if tty {
+                    bytes.to_vec()
+                } else {
+                    frame(kind.frame_byte(), &bytes)
+                };
+                if wr.write_all(&data).await.is_err() {
+                    break;
+                }
+                let _ = wr.flush().await;
+            }
+            Ok(Chunk::End) | Err(broadcast::error::RecvError::Closed) => break,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("an attached client fell behind; {n} chunks dropped");
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    if let Some(input) = input {
+        input.abort();
+    }
+}
+
+/// Client keystrokes to the container's stdin, once it runs.
+async fn attach_input<R: AsyncRead + Unpin>(c: Arc<Container>, mut rd: R) {
+    let mut phase = c.phase.subscribe();
+    if phase.wait_for(|p| p.running || p.removed).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut stdin = c.stdin.lock().await;
+        match stdin.as_mut() {
+            Some(s) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            None => return,
+        }
+    }
+    if c.record().spec.stdin_once {
+        if let Some(mut s) = c.stdin.lock().await.take() {
+            let _ = s.shutdown().await;
+        }
+    }
+}
+
+async fn read_into(mut from: Stream, kind: StreamKind, tty: bool, tx: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let data = if tty {
+                    buf[..n].to_vec()
+                } else {
+                    frame(kind.frame_byte(), &buf[..n])
+                };
+                if tx.send(data).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn write_out<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, mut wr: W) {
+    let mut open = true;
+    while let Some(data) = rx.recv().await {
+        if open && (wr.write_all(&data).await.is_err() || wr.flush().await.is_err()) {
+            open = false; // keep draining so the pumps never block
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn discard(mut rx: mpsc::Receiver<Vec<u8>>) {
+    while rx.recv().await.is_some() {}
+}
+
+async fn copy_in<R: AsyncRead + Unpin>(mut rd: R, mut to: Stream) {
+    let _ = tokio::io::copy(&mut rd, &mut to).await;
+    let _ = to.shutdown().await;
+}

@@ -1,0 +1,305 @@
+//! The daemon's connection to `berth-init`: many requests at once over one control
+//! stream. A reader task routes every reply to whoever waits for it (by exec id, request
+//! id or layer digest); when the connection ends, every waiter learns it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_mux::{write_msg, Session, Stream};
+use berth_protocol::{
+    ContainerOp, ContainerResult, ExecSpec, GuestMessage, HostMessage, StdioFd, StreamOpen, TtySize,
+};
+use tokio::sync::mpsc;
+
+use crate::client::{AgentClient, ClientError, Events, Requests};
+
+/// How long a container operation (freeze, stats, top) may take in the guest.
+const OP_DEADLINE: Duration = Duration::from_secs(20);
+/// How long storing one layer may take.
+const LAYER_DEADLINE: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Exec(u64),
+    Request(u64),
+    Layer(String),
+    LayerList,
+}
+
+type Waiters = Arc<Mutex<HashMap<Key, mpsc::UnboundedSender<GuestMessage>>>>;
+
+/// A shared handle on the guest agent.
+pub struct Guest {
+    session: Session,
+    requests: tokio::sync::Mutex<Requests>,
+    waiters: Waiters,
+    next_id: AtomicU64,
+    /// One layer transfer at a time (they share the guest's cache).
+    layers: tokio::sync::Mutex<()>,
+    closed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A process started in the guest: its streams and its events (`Started`, `Exited`,
+/// `Error`). The event channel ends when the guest connection is lost.
+pub struct GuestExec {
+    pub id: u64,
+    pub stdin: Option<Stream>,
+    pub stdout: Stream,
+    pub stderr: Stream,
+    pub events: mpsc::UnboundedReceiver<GuestMessage>,
+}
+
+impl Guest {
+    /// Takes over a handshaken client and starts routing its replies.
+    pub fn new(client: AgentClient) -> Arc<Guest> {
+        let (session, requests, events) = client.into_parts();
+        let waiters: Waiters = Arc::default();
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        tokio::spawn(route(events, waiters.clone(), closed_tx));
+        Arc::new(Guest {
+            session,
+            requests: tokio::sync::Mutex::new(requests),
+            waiters,
+            next_id: AtomicU64::new(1),
+            layers: tokio::sync::Mutex::new(()),
+            closed,
+        })
+    }
+
+    /// Whether the connection to the guest is gone.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves when the connection to the guest ends.
+    pub async fn wait_closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn wait_for(&self, key: Key) -> mpsc::UnboundedReceiver<GuestMessage> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_closed() {
+            waiters.insert(key, tx);
+        }
+        rx
+    }
+
+    fn forget(&self, key: &Key) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    async fn send(&self, msg: &HostMessage) -> Result<(), ClientError> {
+        self.requests.lock().await.send(msg).await
+    }
+
+    /// Opens the stdio streams of a new process and starts it.
+    pub async fn exec(&self, spec: ExecSpec) -> Result<GuestExec, ClientError> {
+        let id = self.next_id();
+        let stdin = match spec.stdin {
+            true => Some(self.open_stdio(id, StdioFd::Stdin).await?),
+            false => None,
+        };
+        let stdout = self.open_stdio(id, StdioFd::Stdout).await?;
+        let stderr = self.open_stdio(id, StdioFd::Stderr).await?;
+        let events = self.wait_for(Key::Exec(id));
+        if let Err(e) = self.send(&HostMessage::Exec { exec_id: id, spec }).await {
+            self.forget(&Key::Exec(id));
+            return Err(e);
+        }
+        Ok(GuestExec {
+            id,
+            stdin,
+            stdout,
+            stderr,
+            events,
+        })
+    }
+
+    /// Stops routing the events of a finished process.
+    pub fn exec_done(&self, exec_id: u64) {
+        self.forget(&Key::Exec(exec_id));
+    }
+
+    pub async fn signal(&self, exec_id: u64, signal: i32) -> Result<(), ClientError> {
+        self.send(&HostMessage::Signal { exec_id, signal }).await
+    }
+
+    pub async fn resize(&self, exec_id: u64, size: TtySize) -> Result<(), ClientError> {
+        self.send(&HostMessage::Resize { exec_id, size }).await
+    }
+
+    /// Runs one container operation and returns its result.
+    pub async fn container_op(
+        &self,
+        id: &str,
+        op: ContainerOp,
+    ) -> Result<ContainerResult, ClientError> {
+        let request_id = self.next_id();
+        let key = Key::Request(request_id);
+        let mut rx = self.wait_for(key.clone());
+        let msg = HostMessage::Container {
+            request_id,
+            id: id.to_string(),
+            op,
+        };
+        let reply = async {
+            self.send(&msg).await?;
+            match rx.recv().await {
+                Some(GuestMessage::ContainerReply { result, .. }) => Ok(result),
+                Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+                None => Err(ClientError::Closed),
+            }
+        };
+        let out = tokio::time::timeout(OP_DEADLINE, reply).await;
+        self.forget(&key);
+        out.unwrap_or_else(|_| {
+            Err(ClientError::Unexpected(format!(
+                "no answer to {op:?} within {OP_DEADLINE:?}"
+            )))
+        })
+    }
+
+    /// Makes sure the guest's layer cache holds every layer, sending the missing ones.
+    pub async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.layers.lock().await;
+        let mut rx = self.wait_for(Key::LayerList);
+        self.send(&HostMessage::ListLayers).await?;
+        let cached = loop {
+            match tokio::time::timeout(OP_DEADLINE, rx.recv()).await {
+                Ok(Some(GuestMessage::LayerList { digests })) => break digests,
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err(ClientError::Closed),
+                Err(_) => {
+                    self.forget(&Key::LayerList);
+                    return Err(ClientError::Unexpected(
+                        "no layer list from the guest within its deadline".into(),
+                    ));
+                }
+            }
+        };
+        self.forget(&Key::LayerList);
+        let missing: Vec<_> = layers.iter().filter(|(d, _)| !cached.contains(d)).collect();
+        tracing::info!(
+            "the guest's layer cache holds {} of {} layers",
+            layers.len() - missing.len(),
+            layers.len()
+        );
+        for (digest, blob) in missing {
+            tracing::info!("sending layer {digest}");
+            self.put_layer(digest, blob).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_layer(&self, digest: &str, blob: &PathBuf) -> Result<(), ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let key = Key::Layer(digest.to_string());
+        let mut rx = self.wait_for(key.clone());
+        let transfer = async {
+            let mut stream = self.session.open().await?;
+            write_msg(
+                &mut stream,
+                &StreamOpen::Layer {
+                    digest: digest.to_string(),
+                },
+            )
+            .await?;
+            self.send(&HostMessage::PutLayer {
+                digest: digest.to_string(),
+            })
+            .await?;
+            let file = tokio::fs::File::open(blob).await.map_err(|e| {
+                ClientError::Unexpected(format!("cannot read layer {}: {e}", blob.display()))
+            })?;
+            // The guest may drop the stream early (a cached layer): not an error.
+            if tokio::io::copy(&mut tokio::io::BufReader::new(file), &mut stream)
+                .await
+                .is_ok()
+            {
+                let _ = stream.shutdown().await;
+            }
+            match rx.recv().await {
+                Some(GuestMessage::LayerStored { .. }) => Ok(()),
+                Some(GuestMessage::LayerFailed { message, .. }) => Err(ClientError::Refused {
+                    kind: berth_protocol::ErrorKind::Internal,
+                    message,
+                }),
+                Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+                None => Err(ClientError::Closed),
+            }
+        };
+        let out = tokio::time::timeout(LAYER_DEADLINE, transfer).await;
+        self.forget(&key);
+        out.unwrap_or_else(|_| {
+            Err(ClientError::Unexpected(format!(
+                "layer {digest} was not stored within {LAYER_DEADLINE:?}"
+            )))
+        })
+    }
+
+    /// Asks the guest to power off; true once it said it is going down.
+    pub async fn power_off(&self) -> bool {
+        self.send(&HostMessage::PowerOff).await.is_ok()
+    }
+
+    async fn open_stdio(&self, exec_id: u64, fd: StdioFd) -> Result<Stream, ClientError> {
+        let mut s = self.session.open().await?;
+        write_msg(&mut s, &StreamOpen::Stdio { exec_id, fd }).await?;
+        Ok(s)
+    }
+}
+
+/// Reads the guest's messages and hands each to its waiter.
+async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch::Sender<bool>) {
+    loop {
+        let msg = match events.recv().await {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!("the guest connection ended: {e}");
+                break;
+            }
+        };
+        let key = match &msg {
+            GuestMessage::Started { exec_id, .. }
+            | GuestMessage::Exited { exec_id, .. }
+            | GuestMessage::Error {
+                exec_id: Some(exec_id),
+                ..
+            } => Key::Exec(*exec_id),
+            GuestMessage::ContainerReply { request_id, .. } => Key::Request(*request_id),
+            GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
+                Key::Layer(digest.clone())
+            }
+            GuestMessage::LayerList { .. } => Key::LayerList,
+            other => {
+                tracing::info!("guest: {other:?}");
+                continue;
+            }
+        };
+        let waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
+        match waiters.get(&key) {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => tracing::debug!("no one waits for {msg:?}"),
+        }
+    }
+    let mut waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = closed.send(true);
+    waiters.clear();
+}

@@ -1,0 +1,155 @@
+//! HTTP plumbing of the API server (hyper 1): bodies, JSON and error responses,
+//! streamed responses, query strings and connection hijacking.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+/// The largest JSON request body the API reads.
+const MAX_JSON_BODY: usize = 4 << 20;
+
+pub fn full(status: u16, content_type: &str, bytes: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(bytes.into()).boxed());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if !content_type.is_empty() {
+        if let Ok(v) = content_type.parse() {
+            resp.headers_mut().insert("Content-Type", v);
+        }
+    }
+    resp
+}
+
+pub fn json(status: u16, value: &Value) -> Response<Body> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    full(status, "application/json", bytes)
+}
+
+pub fn no_content() -> Response<Body> {
+    full(204, "", Bytes::new())
+}
+
+pub fn error(e: &ApiError) -> Response<Body> {
+    if e.status == 304 {
+        return full(304, "", Bytes::new());
+    }
+    json(e.status, &serde_json::json!({ "message": e.message }))
+}
+
+/// A response whose body is whatever is sent on the returned channel, until it is dropped.
+/// The headers go out at once.
+pub fn streaming(content_type: &str) -> (mpsc::Sender<Bytes>, Response<Body>) {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed());
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert("Content-Type", v);
+    }
+    (tx, resp)
+}
+
+/// The query string as a map (the last value of a repeated key wins).
+pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Docker's boolean query values: `1`, `true`, `True`.
+pub fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    matches!(
+        q.get(key).map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes")
+    )
+}
+
+/// The request body as JSON (`null` when empty).
+pub async fn json_body(body: Incoming) -> Result<Value, ApiError> {
+    let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it
+/// over, as Docker's attach and exec start do.
+pub fn hijack<F, Fut>(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    content_type: &str,
+    serve: F,
+) -> Response<Body>
+where
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(e) => tracing::warn!("connection upgrade failed: {e}"),
+        }
+    });
+    let mut resp = full(101, content_type, Bytes::new());
+    let h = resp.headers_mut();
+    h.insert(
+        "Connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+    resp
+}
+
+/// Docker's stream media types.
+pub fn stream_type(tty: bool) -> &'static str {
+    if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    }
+}
+
+/// Strips Docker's `/v1.43` version prefix from a path.
+pub fn strip_version(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(slash) = rest.find('/') {
+            let version = &rest[..slash];
+            if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return &rest[slash..];
+            }
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefixes_are_stripped() {
+        assert_eq!(strip_version("/v1.43/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/_ping"), "/_ping");
+        assert_eq!(strip_version("/volumes"), "/volumes");
+    }
+}

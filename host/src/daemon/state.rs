@@ -1,0 +1,309 @@
+//! What the daemon keeps of each container, on disk under the machine's `containers/`:
+//! `<id>/container.json` (the record below, replaced atomically on every change) and
+//! `<id>/json.log` (its output, see `logs`). Records survive a daemon restart and a
+//! machine stop/start; containers that were running are then Exited.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use berth_protocol::{Resources, Security, TtySize};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::image::time::rfc3339_nanos;
+use crate::machine::write_atomic;
+
+/// The zero time, as Docker shows a time that has not happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// One container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    pub created: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// `sha256:...`.
+    pub image_id: String,
+    /// Layer digests, base first.
+    pub layers: Vec<String>,
+    /// Docker's `Config` as created (image defaults filled in).
+    pub config: Value,
+    /// Docker's `HostConfig` as created.
+    pub host_config: Value,
+    pub spec: RunSpec,
+    pub state: State,
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+/// What the guest runs for this container, derived from the create request once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub hostname: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub console: Option<TtySize>,
+    pub auto_remove: bool,
+    pub resources: Resources,
+    pub security: Security,
+}
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// Docker's `State` object, field for field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub status: Status,
+    pub running: bool,
+    pub paused: bool,
+    pub restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub dead: bool,
+    pub pid: u32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            running: false,
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+        }
+    }
+}
+
+impl State {
+    pub fn set_running(&mut self, pid: u32) {
+        self.status = Status::Running;
+        self.running = true;
+        self.paused = false;
+        self.oom_killed = false;
+        self.pid = pid;
+        self.exit_code = 0;
+        self.error.clear();
+        self.started_at = rfc3339_nanos(SystemTime::now());
+        self.finished_at = ZERO_TIME.into();
+    }
+
+    pub fn set_exited(&mut self, code: i32, oom_killed: bool, error: &str) {
+        self.status = Status::Exited;
+        self.running = false;
+        self.paused = false;
+        self.pid = 0;
+        self.exit_code = code;
+        self.oom_killed = oom_killed;
+        self.error = error.into();
+        self.finished_at = rfc3339_nanos(SystemTime::now());
+    }
+
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        self.status = if paused {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+    }
+
+    /// Running or paused: the process exists.
+    pub fn is_live(&self) -> bool {
+        self.running
+    }
+}
+
+/// The containers directory of a machine.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir_of(id).join("json.log")
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir_of(id).join("container.json")
+    }
+
+    /// Writes a record atomically.
+    pub fn save(&self, record: &Record) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        write_atomic(&self.record_path(&record.id), &bytes)
+    }
+
+    /// Every readable record. Containers that were running when the daemon went away are
+    /// Exited now (with Docker's 255 when no exit was recorded); damaged records are
+    /// skipped with a warning, never lost: their files stay.
+    pub fn load_all(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let path = self.record_path(&id);
+            let record = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
+            match record {
+                Ok(mut r) => {
+                    if r.state.running || r.state.status == Status::Removing {
+                        r.state
+                            .set_exited(255, false, "the machine stopped while it ran");
+                        let _ = self.save(&r);
+                    }
+                    out.push(r);
+                }
+                Err(e) => tracing::warn!("skipping container record {}: {e}", path.display()),
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        out
+    }
+
+    /// Removes everything of a container.
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.dir_of(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Image ids that containers of any machine under `machines` use (for `rmi`).
+pub fn images_in_use(machines: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in std::fs::read_dir(machines).into_iter().flatten().flatten() {
+        let store = Store::new(m.path().join("containers"));
+        for entry in std::fs::read_dir(&store.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(bytes) = std::fs::read(store.record_path(&id)) {
+                if let Ok(r) = serde_json::from_slice::<Record>(&bytes) {
+                    out.push((r.image_id, r.id));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn record(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            name: "web".into(),
+            created: rfc3339_nanos(SystemTime::now()),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            layers: vec![],
+            config: Value::Null,
+            host_config: Value::Null,
+            spec: RunSpec::default(),
+            state: State::default(),
+            restart_count: 0,
+        }
+    }
+
+    #[test]
+    fn records_survive_and_running_ones_come_back_exited() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().to_path_buf());
+        let mut a = record("a");
+        a.state.set_running(42);
+        store.save(&a).unwrap();
+        let mut b = record("b");
+        b.state.set_exited(3, false, "");
+        store.save(&b).unwrap();
+        // A damaged record is skipped, not fatal.
+        std::fs::create_dir_all(tmp.path().join("c")).unwrap();
+        std::fs::write(tmp.path().join("c/container.json"), b"{").unwrap();
+        let all = store.load_all();
+        assert_eq!(all.len(), 2);
+        let a = all.iter().find(|r| r.id == "a").unwrap();
+        assert_eq!(a.state.status, Status::Exited);
+        assert_eq!(a.state.exit_code, 255);
+        assert!(!a.state.running);
+        let b = all.iter().find(|r| r.id == "b").unwrap();
+        assert_eq!(b.state.exit_code, 3);
+        assert!(tmp.path().join("c/container.json").exists());
+        store.remove("a").unwrap();
+        store.remove("a").unwrap();
+        assert_eq!(store.load_all().len(), 1);
+    }
+
+    #[test]
+    fn state_serializes_with_dockers_names() {
+        let v = serde_json::to_value(State::default()).unwrap();
+        for key in [
+            "Status",
+            "Running",
+            "OOMKilled",
+            "ExitCode",
+            "StartedAt",
+            "Pid",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+        assert_eq!(v["Status"], "created");
+    }
+}

@@ -1,0 +1,302 @@
+//! Docker's JSON shapes of what the daemon holds: container inspect and list entries,
+//! images, stats and top.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_protocol::{CgroupStats, ProcessInfo};
+use serde_json::{json, Value};
+
+use super::engine::Container;
+use super::state::{Record, Status};
+use crate::image::time::{human_duration, parse_rfc3339, rfc3339_nanos};
+use crate::image::{ImageRecord, Reference};
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
+    let r = c.record();
+    let argv = &r.spec.argv;
+    let mut host_config = r.host_config.clone();
+    if !host_config.is_object() {
+        host_config = json!({});
+    }
+    if let Some(h) = host_config.as_object_mut() {
+        h.entry("NetworkMode").or_insert("none".into());
+        h.entry("LogConfig")
+            .or_insert(json!({"Type": "json-file", "Config": {}}));
+        h.entry("RestartPolicy")
+            .or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
+    }
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.get(1..).unwrap_or_default(),
+        "State": r.state,
+        "Image": r.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": log_path.display().to_string(),
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": Value::Null,
+        "HostConfig": host_config,
+        "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
+        "Mounts": [],
+        "Config": r.config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": false,
+            "Ports": {}, "SandboxKey": "", "Networks": {},
+            "IPAddress": "", "Gateway": "", "MacAddress": ""
+        },
+    })
+}
+
+/// Docker's `Status` column: `Up 5 seconds`, `Exited (0) 3 minutes ago`, `Created`.
+pub fn status_text(r: &Record, now: SystemTime) -> String {
+    let now_s = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let since = |t: &str| {
+        parse_rfc3339(t)
+            .map(|t| human_duration(now_s.saturating_sub(t).max(0)))
+            .unwrap_or_default()
+    };
+    match r.state.status {
+        Status::Running => format!("Up {}", since(&r.state.started_at)),
+        Status::Paused => format!("Up {} (Paused)", since(&r.state.started_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            since(&r.state.finished_at)
+        ),
+        Status::Created => "Created".into(),
+        Status::Restarting => "Restarting".into(),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// One entry of `GET /containers/json`.
+pub fn list_entry(c: &Container, now: SystemTime) -> Value {
+    let r = c.record();
+    let created = parse_rfc3339(&r.created).unwrap_or(0);
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": quote_command(&r.spec.argv),
+        "Created": created,
+        "Ports": [],
+        "Labels": r.config["Labels"].as_object().cloned().unwrap_or_default(),
+        "State": r.state.status.as_str(),
+        "Status": status_text(&r, now),
+        "HostConfig": {"NetworkMode": "none"},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+/// The command as `docker ps` shows it (arguments with spaces quoted).
+fn quote_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `docker ps --filter`: Docker's JSON filter map, in the `{"name":{"web":true}}` or
+/// `{"name":["web"]}` form. Supported keys: name, id, status.
+pub fn matches_filters(c: &Container, filters: &Value) -> bool {
+    let Some(map) = filters.as_object() else {
+        return true;
+    };
+    let r = c.record();
+    for (key, values) in map {
+        let wanted: Vec<String> = match values {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => continue,
+        };
+        if wanted.is_empty() {
+            continue;
+        }
+        let ok = match key.as_str() {
+            "name" => wanted.iter().any(|w| {
+                let w = w.trim_start_matches('/');
+                r.name
+                    .contains(w.trim_start_matches('^').trim_end_matches('$'))
+            }),
+            "id" => wanted.iter().any(|w| r.id.starts_with(w.as_str())),
+            "status" => wanted.iter().any(|w| w == r.state.status.as_str()),
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// One entry of `GET /images/json`.
+pub fn image_entry(i: &ImageRecord, containers: i64) -> Value {
+    let created = i.created.as_deref().and_then(parse_rfc3339).unwrap_or(0);
+    let tags: Vec<String> = i.tags.iter().map(Reference::familiar).collect();
+    json!({
+        "Id": i.id().to_string(),
+        "ParentId": "",
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Created": created,
+        "Size": i.size,
+        "SharedSize": -1,
+        "VirtualSize": i.size,
+        "Labels": {},
+        "Containers": containers,
+    })
+}
+
+/// `GET /images/{name}/json`.
+pub fn image_inspect(i: &ImageRecord, config: &Value) -> Value {
+    let tags: Vec<String> = i.tags.iter().map(Reference::familiar).collect();
+    json!({
+        "Id": i.id().to_string(),
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "",
+        "Created": i.created.clone().unwrap_or_default(),
+        "Config": config["config"],
+        "Architecture": config["architecture"],
+        "Os": config["os"],
+        "Size": i.size,
+        "VirtualSize": i.size,
+        "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
+        "RootFS": {"Type": "layers", "Layers": i.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    })
+}
+
+/// Docker's stats object from two samples (the earlier may be absent).
+pub fn stats(
+    c: &Container,
+    now: &CgroupStats,
+    pre: Option<(&CgroupStats, SystemTime)>,
+    read: SystemTime,
+) -> Value {
+    let cpu = |s: &CgroupStats| {
+        json!({
+            "cpu_usage": {
+                "total_usage": s.cpu_total_ns,
+                "usage_in_kernelmode": s.cpu_system_ns,
+                "usage_in_usermode": s.cpu_user_ns,
+            },
+            "system_cpu_usage": s.system_cpu_ns,
+            "online_cpus": s.online_cpus,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        })
+    };
+    let (precpu, preread) = match pre {
+        Some((p, t)) => (cpu(p), rfc3339_nanos(t)),
+        None => (
+            json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}}),
+            "0001-01-01T00:00:00Z".into(),
+        ),
+    };
+    json!({
+        "read": rfc3339_nanos(read),
+        "preread": preread,
+        "id": c.id,
+        "name": format!("/{}", c.name()),
+        "pids_stats": {"current": now.pids_current, "limit": now.pids_limit},
+        "blkio_stats": {"io_service_bytes_recursive": Value::Null},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": cpu(now),
+        "precpu_stats": precpu,
+        "memory_stats": {
+            "usage": now.memory_usage,
+            "limit": now.memory_limit,
+            "stats": {"inactive_file": now.memory_inactive_file},
+        },
+        "networks": {},
+    })
+}
+
+/// `GET /containers/{id}/top` in `ps -ef` columns. `booted` is when the guest booted
+/// (for STIME).
+pub fn top(processes: &[ProcessInfo], booted: SystemTime) -> Value {
+    let rows: Vec<Vec<String>> = processes
+        .iter()
+        .map(|p| {
+            let start = booted + std::time::Duration::from_secs(p.start_secs);
+            let stime = rfc3339_nanos(start);
+            let hhmm = stime.get(11..16).unwrap_or("?").to_string();
+            let t = p.cpu_secs;
+            vec![
+                if p.uid == 0 {
+                    "root".into()
+                } else {
+                    p.uid.to_string()
+                },
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                "0".into(),
+                hhmm,
+                "?".into(),
+                format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
+                p.cmd.clone(),
+            ]
+        })
+        .collect();
+    json!({
+        "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "Processes": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_quoted_like_docker() {
+        assert_eq!(
+            quote_command(&["sh".into(), "-c".into(), "sleep 1".into()]),
+            "sh -c \"sleep 1\""
+        );
+    }
+
+    #[test]
+    fn top_has_ps_columns() {
+        let p = ProcessInfo {
+            pid: 7,
+            ppid: 1,
+            uid: 0,
+            start_secs: 3,
+            cpu_secs: 3661,
+            cmd: "sleep 1000".into(),
+        };
+        let v = top(&[p], UNIX_EPOCH);
+        assert_eq!(v["Titles"][1], "PID");
+        assert_eq!(v["Processes"][0][1], "7");
+        assert_eq!(v["Processes"][0][6], "01:01:01");
+        assert_eq!(v["Processes"][0][7], "sleep 1000");
+    }
+}

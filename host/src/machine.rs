@@ -1,0 +1,259 @@
+//! Machines: a named, persistent VM that a daemon (`berthd`) owns. Everything of one
+//! machine lives in `$BERTH_HOME/machines/<name>/`:
+//!
+//! - `machine.json`: how it boots (cpus, memory, disk size, kernel, transport);
+//! - `disk.img`: its persistent disk (layer cache, container state in the guest);
+//! - `docker.sock`: the daemon's API socket (Docker Engine API);
+//! - `daemon.pid`, `daemon.lock`, `daemon.log`: the daemon process;
+//! - `containers/<id>/`: each container's record and logs (see `daemon::state`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::Paths;
+
+/// The Docker Engine API version the daemon serves, and the oldest it accepts.
+pub const API_VERSION: &str = "1.43";
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// The machine `berth run` and friends use when none is named.
+pub const DEFAULT: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("invalid machine name {0:?}: use letters, digits, '-' and '_' (at most 32)")]
+    BadName(String),
+    #[error("machine {0:?} does not exist")]
+    NotFound(String),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {source}")]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a machine boots; fixed when it is first started, changed by a later
+/// `berth machine start` with flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineConfig {
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_bytes: u64,
+    /// A kernel name from `berth kernel ls`, or a path; the default kernel when absent.
+    pub kernel: Option<String>,
+    /// auto, vsock, vhost-user or serial.
+    pub transport: String,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            cpus: 2,
+            memory_mib: 1024,
+            disk_bytes: crate::layer_disk::DEFAULT_SIZE,
+            kernel: None,
+            transport: "auto".into(),
+        }
+    }
+}
+
+/// The directory of one machine.
+#[derive(Debug, Clone)]
+pub struct MachineDir {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl MachineDir {
+    /// The machine `name` under `paths` (it need not exist yet).
+    pub fn new(paths: &Paths, name: &str) -> Result<MachineDir, MachineError> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(MachineError::BadName(name.into()));
+        }
+        Ok(MachineDir {
+            name: name.into(),
+            dir: machines_dir(paths).join(name),
+        })
+    }
+
+    pub fn exists(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("machine.json")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("daemon.pid")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join("daemon.lock")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.img")
+    }
+
+    pub fn containers_dir(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
+
+    pub fn read_config(&self) -> Result<MachineConfig, MachineError> {
+        let path = self.config_path();
+        let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => MachineError::NotFound(self.name.clone()),
+            _ => MachineError::Read {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| MachineError::Damaged { path, source })
+    }
+
+    /// Written atomically: a crash leaves the old file or the new one.
+    pub fn write_config(&self, cfg: &MachineConfig) -> Result<(), MachineError> {
+        let path = self.config_path();
+        let bytes = serde_json::to_vec_pretty(cfg).map_err(std::io::Error::other);
+        bytes
+            .and_then(|b| write_atomic(&path, &b))
+            .map_err(|source| MachineError::Write { path, source })
+    }
+
+    /// The pid in `daemon.pid`, when the daemon holding it is alive.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        process_alive(pid).then_some(pid)
+    }
+}
+
+/// `$BERTH_HOME/machines`.
+pub fn machines_dir(paths: &Paths) -> PathBuf {
+    paths.home.join("machines")
+}
+
+/// Every machine that has a config, by name.
+pub fn list(paths: &Paths) -> Vec<MachineDir> {
+    let mut out: Vec<MachineDir> = std::fs::read_dir(machines_dir(paths))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| MachineDir::new(paths, &e.file_name().to_string_lossy()).ok())
+        .filter(MachineDir::exists)
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Writes `bytes` to a temp file beside `path`, syncs it and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        crate::sys::signal_process(pid, 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(home: &Path) -> Paths {
+        Paths {
+            home: home.to_path_buf(),
+            assets: home.join("assets"),
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        assert!(MachineDir::new(&p, "default").is_ok());
+        assert!(MachineDir::new(&p, "ci-6_1").is_ok());
+        for bad in ["", "../x", "a/b", "a b", &"x".repeat(33)] {
+            assert!(MachineDir::new(&p, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_round_trips_and_lists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        let m = MachineDir::new(&p, "one").unwrap();
+        assert!(matches!(m.read_config(), Err(MachineError::NotFound(_))));
+        let cfg = MachineConfig {
+            cpus: 1,
+            ..MachineConfig::default()
+        };
+        m.write_config(&cfg).unwrap();
+        assert_eq!(m.read_config().unwrap(), cfg);
+        assert_eq!(list(&p).len(), 1);
+        std::fs::write(m.config_path(), b"{half").unwrap();
+        assert!(matches!(m.read_config(), Err(MachineError::Damaged { .. })));
+    }
+
+    #[test]
+    fn our_own_process_is_alive() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX - 1));
+    }
+}
