@@ -67,7 +67,10 @@ impl Berth {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(berth_bin());
-        cmd.args(args).env("BERTH_HOME", self.home.path());
+        cmd.args(args)
+            .env("BERTH_HOME", self.home.path())
+            .env("BERTH_KERNEL", test_kernel())
+            .env_remove("BERTH_MACHINE");
         if let Some(assets) = std::env::var_os("BERTH_ASSETS") {
             cmd.env("BERTH_ASSETS", assets);
         } else if let Some(data) = std::env::var_os("HOME") {
@@ -111,9 +114,38 @@ impl Berth {
         self.run(&args, stdin)
     }
 
+    /// Names of this installation's machines whose daemon runs.
+    pub fn running_machines(&self) -> Vec<String> {
+        let dir = self.home.path().join("machines");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(entry.path().join("daemon.pid")).unwrap_or_default();
+            let alive = pid.trim().parse::<u32>().is_ok_and(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            });
+            if alive {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out
+    }
+
+    /// Stops every running machine of this installation (`berth machine stop -t 0`).
+    pub fn stop_machines(&self) {
+        for name in self.running_machines() {
+            let out = self.run(&["machine", "stop", "-t", "0", &name], b"");
+            if out.code != 0 {
+                eprintln!("stopping machine {name}: {}", out.stderr);
+            }
+        }
+    }
+
     /// Asserts that nothing of this installation is left running or listening: no run
     /// directory (sockets live there) and no process whose command line names our home.
+    /// Machines are stopped first (their stop must leave nothing either).
     pub fn assert_nothing_left(&self) {
+        self.stop_machines();
         let run = self.home.path().join("run");
         let left: Vec<_> = std::fs::read_dir(&run)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -133,6 +165,12 @@ impl Berth {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.stop_machines();
     }
 }
 

@@ -1,7 +1,7 @@
 //! `berth run`: containers from the test images, in a VM on the kernel under test.
 #![cfg(feature = "vm")]
 
-use berth_tests::{test_kernel, Berth, Outcome};
+use berth_tests::{Berth, Outcome};
 
 /// A berth installation with the test images loaded.
 fn with_images() -> Berth {
@@ -22,8 +22,7 @@ fn run(b: &Berth, args: &[&str]) -> Outcome {
 }
 
 fn run_stdin(b: &Berth, args: &[&str], stdin: &[u8]) -> Outcome {
-    let kernel = test_kernel();
-    let mut all = vec!["run", "--kernel", kernel.as_str()];
+    let mut all = vec!["run"];
     all.extend_from_slice(args);
     b.run(&all, stdin)
 }
@@ -222,30 +221,20 @@ fn a_memory_hog_is_oom_killed_with_137() {
         ],
     );
     assert_eq!(out.code, 137, "{}", out.stderr);
-    // Without --rm the container's state is kept, and records the OOM kill.
-    let states: Vec<_> = std::fs::read_dir(b.home().join("containers"))
-        .expect("a containers directory")
-        .map(|e| e.unwrap().path().join("state.json"))
-        .collect();
-    assert_eq!(states.len(), 1);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
-    assert_eq!(state["State"]["OOMKilled"], true, "{state}");
-    assert_eq!(state["State"]["ExitCode"], 137, "{state}");
-    assert_eq!(state["State"]["Status"], "exited", "{state}");
+    // Without --rm the container is kept, and its state records the OOM kill.
+    let ids = b.run(&["ps", "-aq", "--no-trunc"], b"");
+    let ids: Vec<String> = ids.stdout_text().lines().map(String::from).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let state = b.run(&["inspect", "-f", "{{json .State}}", &ids[0]], b"");
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["OOMKilled"], true, "{state}");
+    assert_eq!(state["ExitCode"], 137, "{state}");
+    assert_eq!(state["Status"], "exited", "{state}");
     // A container that exits on its own was not OOM-killed.
-    let out = run(&b, &["--memory", "32m", "busybox", "true"]);
+    let out = run(&b, &["--name", "calm", "--memory", "32m", "busybox", "true"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let calm: Vec<serde_json::Value> = std::fs::read_dir(b.home().join("containers"))
-        .unwrap()
-        .map(|e| {
-            serde_json::from_slice(&std::fs::read(e.unwrap().path().join("state.json")).unwrap())
-                .unwrap()
-        })
-        .filter(|s: &serde_json::Value| s["State"]["ExitCode"] == 0)
-        .collect();
-    assert_eq!(calm.len(), 1);
-    assert_eq!(calm[0]["State"]["OOMKilled"], false);
+    let calm = b.run(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "calm"], b"");
+    assert_eq!(calm.stdout_text().trim(), "false 0", "{}", calm.stderr);
     b.assert_nothing_left();
 }
 
@@ -355,44 +344,25 @@ fn seccomp_caps_and_their_overrides() {
 #[test]
 fn layers_are_sent_once_and_reused_by_later_boots() {
     let b = with_images();
-    let kernel = test_kernel();
-    let args = [
-        "--debug",
-        "run",
-        "--rm",
-        "--kernel",
-        kernel.as_str(),
-        "busybox",
-        "true",
-    ];
-    let first = b.run(&args, b"");
+    let log = b.home().join("machines/default/daemon.log");
+    let first = run(&b, &["--rm", "busybox", "true"]);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    assert!(
-        first
-            .stderr
-            .contains("guest layer cache holds 0 of 1 layers"),
-        "{}",
-        first.stderr
-    );
-    assert!(
-        first.stderr.contains("sending layer sha256:"),
-        "{}",
-        first.stderr
-    );
-    let second = b.run(&args, b"");
-    assert_eq!(second.code, 0, "{}", second.stderr);
-    assert!(
-        second
-            .stderr
-            .contains("guest layer cache holds 1 of 1 layers"),
-        "{}",
-        second.stderr
-    );
-    assert!(
-        !second.stderr.contains("sending layer"),
-        "{}",
-        second.stderr
-    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("layer cache holds 0 of 1 layers"), "{text}");
+    assert!(text.contains("sending layer sha256:"), "{text}");
+    // A second container on the same machine, and one after a machine restart, reuse it.
+    for restart in [false, true] {
+        if restart {
+            let out = b.run(&["machine", "stop"], b"");
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+        std::fs::write(&log, "").unwrap();
+        let again = run(&b, &["--rm", "busybox", "true"]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("layer cache holds 1 of 1 layers"), "{text}");
+        assert!(!text.contains("sending layer"), "{text}");
+    }
     b.assert_nothing_left();
 }
 

@@ -74,8 +74,9 @@ impl Drop for Tmux {
 fn session(b: &Berth, width: u16, height: u16, berth_args: &str) -> Tmux {
     let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
     let command = format!(
-        "env BERTH_HOME={} BERTH_ASSETS={assets} {} {berth_args}; echo EXIT=$?; sleep 120",
+        "env BERTH_HOME={} BERTH_ASSETS={assets} BERTH_KERNEL={} {} {berth_args}; echo EXIT=$?; sleep 120",
         b.home().display(),
+        test_kernel(),
         berth_bin().display()
     );
     Tmux::start(width, height, &command)
@@ -108,11 +109,28 @@ fn run_it_gives_a_prompt_and_ctrl_d_ends_it() {
         &b,
         100,
         30,
-        &format!("run --kernel {} -it --rm busybox sh", test_kernel()),
+        "run -it --rm busybox sh",
     );
     t.wait_for("/ #");
     t.send(&["stty size", "Enter"]);
     t.wait_for("30 100");
     t.send(&["C-d"]);
     t.wait_for("EXIT=0");
+}
+
+#[test]
+fn exec_it_gets_a_terminal_of_the_right_size() {
+    let b = Berth::new();
+    let image =
+        std::path::Path::new(&std::env::var("BERTH_ASSETS").unwrap()).join("images/busybox.tar");
+    assert_eq!(b.run(&["load", "-i", image.to_str().unwrap()], b"").code, 0);
+    let out = b.run(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = session(&b, 87, 27, "exec -it box sh");
+    t.wait_for("/ #");
+    t.send(&["stty size; tty", "Enter"]);
+    t.wait_for("27 87");
+    t.wait_for("/dev/pts/");
+    t.send(&["exit 6", "Enter"]);
+    t.wait_for("EXIT=6");
 }

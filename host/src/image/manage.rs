@@ -69,11 +69,7 @@ pub fn remove(
         let Some(record) = images.get(&id).cloned() else {
             return Ok(out_blobs);
         };
-        let untag_only = match &by_tag {
-            Some(_) if record.tags.len() > 1 => true,
-            Some(_) => user.is_some() && !force,
-            None => false,
-        };
+        let untag_only = by_tag.is_some() && record.tags.len() > 1;
         if untag_only {
             if let Some(t) = &by_tag {
                 images.untag(t);

@@ -1,0 +1,206 @@
+//! The machine daemon: persistent machines, the container lifecycle, logs that outlive
+//! their containers, and state that survives a machine restart.
+#![cfg(feature = "vm")]
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use berth_tests::{Berth, Outcome};
+
+fn with_busybox() -> Berth {
+    let b = Berth::new();
+    let assets = std::env::var_os("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    let file = std::path::Path::new(&assets).join("images/busybox.tar");
+    let out = b.run(&["load", "-i", file.to_str().unwrap()], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    b
+}
+
+fn ok(b: &Berth, args: &[&str]) -> Outcome {
+    let out = b.run(args, b"");
+    assert_eq!(out.code, 0, "berth {args:?}: {}", out.stderr);
+    out
+}
+
+fn log_lines(b: &Berth, name: &str) -> usize {
+    ok(b, &["logs", name]).stdout_text().lines().count()
+}
+
+#[test]
+fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
+    let b = with_busybox();
+    let start = ok(&b, &["machine", "start"]);
+    assert!(start.stdout_text().contains("running"), "{}", start.stdout_text());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let name = format!("c{i}");
+        let out = ok(
+            &b,
+            &["run", "-d", "--name", &name, "busybox", "sh", "-c", "echo hello from $HOSTNAME; sleep 1000"],
+        );
+        ids.push(out.stdout_text().trim().to_string());
+    }
+    assert!(ids.iter().all(|id| id.len() == 64), "{ids:?}");
+    let ps = ok(&b, &["ps", "-q"]);
+    assert_eq!(ps.stdout_text().lines().count(), 20, "{}", ps.stdout_text());
+    let table = ok(&b, &["ps"]).stdout_text();
+    assert!(table.contains("c7") && table.contains("Up "), "{table}");
+    // The output is in the log before the restart...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_lines(&b, "c3") == 0 {
+        assert!(Instant::now() < deadline, "no log line from c3");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    ok(&b, &["machine", "stop", "-t", "1"]);
+    assert!(b.running_machines().is_empty());
+    ok(&b, &["machine", "start"]);
+    assert_eq!(ok(&b, &["ps", "-q"]).stdout_text(), "", "nothing runs after a restart");
+    let all = ok(&b, &["ps", "-a", "--no-trunc", "-q"]).stdout_text();
+    let mut listed: Vec<&str> = all.lines().collect();
+    listed.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let table = ok(&b, &["ps", "-a"]).stdout_text();
+    assert_eq!(table.matches("Exited (").count(), 20, "{table}");
+    // ...and after it.
+    let logs = ok(&b, &["logs", "c3"]).stdout_text();
+    assert_eq!(logs, format!("hello from {}\n", &ids[3][..12]));
+    let state = ok(&b, &["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "c3"]);
+    assert_eq!(state.stdout_text().trim(), "exited false");
+    // A stopped container starts again on the new machine.
+    ok(&b, &["start", "c3"]);
+    assert_eq!(ok(&b, &["ps", "-q"]).stdout_text().lines().count(), 1);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn the_lifecycle_of_a_named_container() {
+    let b = with_busybox();
+    ok(
+        &b,
+        &["run", "-d", "--name", "web", "busybox", "sh", "-c", "while true; do date; sleep 1; done"],
+    );
+
+    // logs -f streams: lines keep coming while it runs.
+    let mut follow = b.command(&["logs", "-f", "web"]);
+    let mut child = follow.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_secs(4));
+
+    // exec carries its exit code; env, user and working directory apply.
+    let out = b.run(&["exec", "web", "sh", "-c", "exit 5"], b"");
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let out = ok(&b, &["exec", "-e", "X=1", "-w", "/tmp", "-u", "nobody", "web", "sh", "-c", "echo $X $(pwd) $(id -u)"]);
+    assert_eq!(out.stdout_text(), "1 /tmp 65534\n");
+    let out = b.run(&["exec", "-i", "web", "cat"], b"through stdin");
+    assert_eq!(out.stdout_text(), "through stdin", "{}", out.stderr);
+    let out = b.run(&["exec", "web", "nonexistent"], b"");
+    assert_eq!(out.code, 127, "{}", out.stderr);
+
+    // top and stats see the container.
+    let top = ok(&b, &["top", "web"]).stdout_text();
+    assert!(top.contains("PID") && top.contains("while true"), "{top}");
+    let stats = ok(&b, &["stats", "--no-stream", "web"]).stdout_text();
+    assert!(stats.contains("MEM USAGE") && stats.contains("web"), "{stats}");
+
+    // pause freezes it: no new log lines; unpause resumes.
+    ok(&b, &["pause", "web"]);
+    let status = ok(&b, &["inspect", "-f", "{{.State.Status}}", "web"]);
+    assert_eq!(status.stdout_text().trim(), "paused");
+    let frozen = log_lines(&b, "web");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(log_lines(&b, "web"), frozen, "a paused container logged");
+    let out = b.run(&["exec", "web", "true"], b"");
+    assert_ne!(out.code, 0, "exec into a paused container must be refused");
+    ok(&b, &["unpause", "web"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(log_lines(&b, "web") > frozen, "no new lines after unpause");
+
+    // stop -t 1: the shell ignores SIGTERM as PID 1, so it is killed; logs -f then ends.
+    let started = Instant::now();
+    ok(&b, &["stop", "-t", "1", "web"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "logs -f did not end with the container");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let streamed = String::from_utf8(reader.join().unwrap()).unwrap();
+    assert!(streamed.lines().count() >= 4, "logs -f streamed: {streamed:?}");
+    let state = ok(&b, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]);
+    assert_eq!(state.stdout_text().trim(), "exited 137");
+    // The output is kept after the exit; --tail and -t work.
+    let tail = ok(&b, &["logs", "--tail", "2", "-t", "web"]).stdout_text();
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.contains("Z ")), "{tail}");
+
+    // restart runs it again; rm refuses a running container without -f.
+    ok(&b, &["restart", "-t", "0", "web"]);
+    let out = b.run(&["rm", "web"], b"");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("running"), "{}", out.stderr);
+    ok(&b, &["kill", "-s", "KILL", "web"]);
+    let waited = ok(&b, &["wait", "web"]);
+    assert_eq!(waited.stdout_text().trim(), "137");
+    ok(&b, &["rm", "web"]);
+    assert_eq!(ok(&b, &["ps", "-aq"]).stdout_text(), "");
+    let out = b.run(&["logs", "web"], b"");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+    b.assert_nothing_left();
+}
+
+#[test]
+fn create_start_attach_and_bad_input() {
+    let b = with_busybox();
+    let id = ok(&b, &["create", "--name", "later", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let id = id.stdout_text().trim().to_string();
+    let state = ok(&b, &["inspect", "-f", "{{.State.Status}}", &id[..12]]);
+    assert_eq!(state.stdout_text().trim(), "created");
+    let out = b.run(&["start", "-a", "later"], b"");
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "out\n");
+    assert_eq!(out.stderr, "err\n");
+    // Names are unique; unknown images, containers and signals are clear errors.
+    let dup = b.run(&["create", "--name", "later", "busybox", "true"], b"");
+    assert_eq!(dup.code, 125, "{}", dup.stderr);
+    assert!(dup.stderr.contains("already in use"), "{}", dup.stderr);
+    let missing = b.run(&["run", "--rm", "nosuchimage"], b"");
+    assert_eq!(missing.code, 125);
+    assert!(missing.stderr.contains("Unable to find image"), "{}", missing.stderr);
+    let none = b.run(&["stop", "nosuch"], b"");
+    assert_eq!(none.code, 1);
+    assert!(none.stderr.contains("No such container: nosuch"), "{}", none.stderr);
+    ok(&b, &["run", "-d", "--name", "sleeper", "busybox", "sleep", "1000"]);
+    let bad = b.run(&["kill", "-s", "NOPE", "sleeper"], b"");
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("invalid signal"), "{}", bad.stderr);
+    // rm -f kills and removes; an image in use is not removed without -f.
+    let rmi = b.run(&["rmi", "busybox"], b"");
+    assert_ne!(rmi.code, 0);
+    assert!(rmi.stderr.contains("being used"), "{}", rmi.stderr);
+    ok(&b, &["rm", "-f", "sleeper", "later"]);
+    ok(&b, &["tag", "busybox", "mine/box:1"]);
+    let images = ok(&b, &["images"]).stdout_text();
+    assert!(images.contains("mine/box"), "{images}");
+    let rmi = ok(&b, &["rmi", "mine/box:1"]);
+    assert!(rmi.stdout_text().contains("Untagged: mine/box:1"), "{}", rmi.stdout_text());
+    // A machine with a kernel that does not exist is refused before anything starts.
+    let bad = b.run(&["machine", "start", "other", "--kernel", "/nonexistent"], b"");
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+    b.assert_nothing_left();
+}

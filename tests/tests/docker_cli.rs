@@ -1,0 +1,119 @@
+//! The stock docker CLI, pointed at a berth machine's socket.
+#![cfg(feature = "vm")]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use berth_tests::{Berth, COMMAND_DEADLINE};
+
+struct Docker {
+    host: String,
+    config: tempfile::TempDir,
+}
+
+impl Docker {
+    fn new(b: &Berth) -> Docker {
+        let out = b.run(&["machine", "start"], b"");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let socket = b.run(&["machine", "socket"], b"");
+        Docker {
+            host: format!("unix://{}", socket.stdout_text().trim()),
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs `docker ARGS` with the deadline; (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut child = Command::new(docker_bin())
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI is installed (see machine-facts.md)");
+        let started = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > COMMAND_DEADLINE {
+                let _ = child.kill();
+                panic!("docker {args:?} did not finish within {COMMAND_DEADLINE:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "docker {args:?}: {err}");
+        out
+    }
+}
+
+fn docker_bin() -> PathBuf {
+    std::env::var_os("BERTH_TEST_DOCKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+#[test]
+fn the_docker_cli_drives_berth() {
+    let b = Berth::new();
+    let d = Docker::new(&b);
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+
+    let version = d.ok(&["version"]);
+    assert!(version.contains("Server: berth"), "{version}");
+    assert!(version.contains("1.43"), "{version}");
+
+    let loaded = d.ok(&["load", "-i", &format!("{assets}/images/busybox.tar")]);
+    assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+    let images = d.ok(&["images"]);
+    assert!(images.contains("busybox") && images.contains("latest"), "{images}");
+
+    let (code, out, err) = d.run(&["run", "--rm", "busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(out, "hi\n");
+    assert_eq!(err, "oops\n");
+
+    let id = d.ok(&["run", "-d", "--name", "d1", "busybox", "sh", "-c", "echo hello; sleep 1000"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ps = d.ok(&["ps"]);
+    assert!(ps.contains("d1") && ps.contains("Up"), "{ps}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logs = d.ok(&["logs", "d1"]);
+        if logs == "hello\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "docker logs: {logs:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, out, _) = d.run(&["exec", "d1", "sh", "-c", "echo in; exit 5"]);
+    assert_eq!((code, out.as_str()), (5, "in\n"));
+    let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", "d1"])).unwrap();
+    assert_eq!(inspect[0]["State"]["Running"], true, "{inspect}");
+    assert_eq!(inspect[0]["Name"], "/d1");
+    let status = d.ok(&["inspect", "-f", "{{.State.Status}}", "d1"]);
+    assert_eq!(status.trim(), "running");
+    d.ok(&["stop", "-t", "1", "d1"]);
+    let status = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "d1"]);
+    assert_eq!(status.trim(), "exited 137");
+    d.ok(&["rm", "d1"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    let (code, _, err) = d.run(&["inspect", "d1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("No such"), "{err}");
+    drop(d);
+    b.assert_nothing_left();
+}
