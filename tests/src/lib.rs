@@ -121,8 +121,10 @@ impl Berth {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let pid = std::fs::read_to_string(entry.path().join("daemon.pid")).unwrap_or_default();
             let alive = pid.trim().parse::<u32>().is_ok_and(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    !s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
             });
             if alive {
                 out.push(entry.file_name().to_string_lossy().into_owned());

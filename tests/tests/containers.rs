@@ -115,7 +115,7 @@ fn exit_codes_follow_docker() {
     let out = run(&b, &["--rm", "no-such-image", "true"]);
     assert_eq!(out.code, 125);
     assert!(
-        out.stderr.contains("unable to find image"),
+        out.stderr.contains("Unable to find image"),
         "{}",
         out.stderr
     );
@@ -231,9 +231,20 @@ fn a_memory_hog_is_oom_killed_with_137() {
     assert_eq!(state["ExitCode"], 137, "{state}");
     assert_eq!(state["Status"], "exited", "{state}");
     // A container that exits on its own was not OOM-killed.
-    let out = run(&b, &["--name", "calm", "--memory", "32m", "busybox", "true"]);
+    let out = run(
+        &b,
+        &["--name", "calm", "--memory", "32m", "busybox", "true"],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let calm = b.run(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "calm"], b"");
+    let calm = b.run(
+        &[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "calm",
+        ],
+        b"",
+    );
     assert_eq!(calm.stdout_text().trim(), "false 0", "{}", calm.stderr);
     b.assert_nothing_left();
 }

@@ -31,13 +31,26 @@ fn log_lines(b: &Berth, name: &str) -> usize {
 fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
     let b = with_busybox();
     let start = ok(&b, &["machine", "start"]);
-    assert!(start.stdout_text().contains("running"), "{}", start.stdout_text());
+    assert!(
+        start.stdout_text().contains("running"),
+        "{}",
+        start.stdout_text()
+    );
     let mut ids = Vec::new();
     for i in 0..20 {
         let name = format!("c{i}");
         let out = ok(
             &b,
-            &["run", "-d", "--name", &name, "busybox", "sh", "-c", "echo hello from $HOSTNAME; sleep 1000"],
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "busybox",
+                "sh",
+                "-c",
+                "echo hello from $HOSTNAME; sleep 1000",
+            ],
         );
         ids.push(out.stdout_text().trim().to_string());
     }
@@ -56,7 +69,11 @@ fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
     ok(&b, &["machine", "stop", "-t", "1"]);
     assert!(b.running_machines().is_empty());
     ok(&b, &["machine", "start"]);
-    assert_eq!(ok(&b, &["ps", "-q"]).stdout_text(), "", "nothing runs after a restart");
+    assert_eq!(
+        ok(&b, &["ps", "-q"]).stdout_text(),
+        "",
+        "nothing runs after a restart"
+    );
     let all = ok(&b, &["ps", "-a", "--no-trunc", "-q"]).stdout_text();
     let mut listed: Vec<&str> = all.lines().collect();
     listed.sort();
@@ -68,7 +85,15 @@ fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
     // ...and after it.
     let logs = ok(&b, &["logs", "c3"]).stdout_text();
     assert_eq!(logs, format!("hello from {}\n", &ids[3][..12]));
-    let state = ok(&b, &["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "c3"]);
+    let state = ok(
+        &b,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Running}}",
+            "c3",
+        ],
+    );
     assert_eq!(state.stdout_text().trim(), "exited false");
     // A stopped container starts again on the new machine.
     ok(&b, &["start", "c3"]);
@@ -81,12 +106,25 @@ fn the_lifecycle_of_a_named_container() {
     let b = with_busybox();
     ok(
         &b,
-        &["run", "-d", "--name", "web", "busybox", "sh", "-c", "while true; do date; sleep 1; done"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do date; sleep 1; done",
+        ],
     );
 
     // logs -f streams: lines keep coming while it runs.
     let mut follow = b.command(&["logs", "-f", "web"]);
-    let mut child = follow.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = follow
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -104,7 +142,22 @@ fn the_lifecycle_of_a_named_container() {
     // exec carries its exit code; env, user and working directory apply.
     let out = b.run(&["exec", "web", "sh", "-c", "exit 5"], b"");
     assert_eq!(out.code, 5, "{}", out.stderr);
-    let out = ok(&b, &["exec", "-e", "X=1", "-w", "/tmp", "-u", "nobody", "web", "sh", "-c", "echo $X $(pwd) $(id -u)"]);
+    let out = ok(
+        &b,
+        &[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "web",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -u)",
+        ],
+    );
     assert_eq!(out.stdout_text(), "1 /tmp 65534\n");
     let out = b.run(&["exec", "-i", "web", "cat"], b"through stdin");
     assert_eq!(out.stdout_text(), "through stdin", "{}", out.stderr);
@@ -115,7 +168,10 @@ fn the_lifecycle_of_a_named_container() {
     let top = ok(&b, &["top", "web"]).stdout_text();
     assert!(top.contains("PID") && top.contains("while true"), "{top}");
     let stats = ok(&b, &["stats", "--no-stream", "web"]).stdout_text();
-    assert!(stats.contains("MEM USAGE") && stats.contains("web"), "{stats}");
+    assert!(
+        stats.contains("MEM USAGE") && stats.contains("web"),
+        "{stats}"
+    );
 
     // pause freezes it: no new log lines; unpause resumes.
     ok(&b, &["pause", "web"]);
@@ -136,12 +192,26 @@ fn the_lifecycle_of_a_named_container() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "logs -f did not end with the container");
+        assert!(
+            Instant::now() < deadline,
+            "logs -f did not end with the container"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let streamed = String::from_utf8(reader.join().unwrap()).unwrap();
-    assert!(streamed.lines().count() >= 4, "logs -f streamed: {streamed:?}");
-    let state = ok(&b, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]);
+    assert!(
+        streamed.lines().count() >= 4,
+        "logs -f streamed: {streamed:?}"
+    );
+    let state = ok(
+        &b,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web",
+        ],
+    );
     assert_eq!(state.stdout_text().trim(), "exited 137");
     // The output is kept after the exit; --tail and -t work.
     let tail = ok(&b, &["logs", "--tail", "2", "-t", "web"]).stdout_text();
@@ -167,7 +237,18 @@ fn the_lifecycle_of_a_named_container() {
 #[test]
 fn create_start_attach_and_bad_input() {
     let b = with_busybox();
-    let id = ok(&b, &["create", "--name", "later", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let id = ok(
+        &b,
+        &[
+            "create",
+            "--name",
+            "later",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
     let id = id.stdout_text().trim().to_string();
     let state = ok(&b, &["inspect", "-f", "{{.State.Status}}", &id[..12]]);
     assert_eq!(state.stdout_text().trim(), "created");
@@ -181,11 +262,22 @@ fn create_start_attach_and_bad_input() {
     assert!(dup.stderr.contains("already in use"), "{}", dup.stderr);
     let missing = b.run(&["run", "--rm", "nosuchimage"], b"");
     assert_eq!(missing.code, 125);
-    assert!(missing.stderr.contains("Unable to find image"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("Unable to find image"),
+        "{}",
+        missing.stderr
+    );
     let none = b.run(&["stop", "nosuch"], b"");
     assert_eq!(none.code, 1);
-    assert!(none.stderr.contains("No such container: nosuch"), "{}", none.stderr);
-    ok(&b, &["run", "-d", "--name", "sleeper", "busybox", "sleep", "1000"]);
+    assert!(
+        none.stderr.contains("No such container: nosuch"),
+        "{}",
+        none.stderr
+    );
+    ok(
+        &b,
+        &["run", "-d", "--name", "sleeper", "busybox", "sleep", "1000"],
+    );
     let bad = b.run(&["kill", "-s", "NOPE", "sleeper"], b"");
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("invalid signal"), "{}", bad.stderr);
@@ -198,9 +290,16 @@ fn create_start_attach_and_bad_input() {
     let images = ok(&b, &["images"]).stdout_text();
     assert!(images.contains("mine/box"), "{images}");
     let rmi = ok(&b, &["rmi", "mine/box:1"]);
-    assert!(rmi.stdout_text().contains("Untagged: mine/box:1"), "{}", rmi.stdout_text());
+    assert!(
+        rmi.stdout_text().contains("Untagged: mine/box:1"),
+        "{}",
+        rmi.stdout_text()
+    );
     // A machine with a kernel that does not exist is refused before anything starts.
-    let bad = b.run(&["machine", "start", "other", "--kernel", "/nonexistent"], b"");
+    let bad = b.run(
+        &["machine", "start", "other", "--kernel", "/nonexistent"],
+        b"",
+    );
     assert_eq!(bad.code, 125, "{}", bad.stderr);
     b.assert_nothing_left();
 }

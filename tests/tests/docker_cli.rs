@@ -79,14 +79,33 @@ fn the_docker_cli_drives_berth() {
     let loaded = d.ok(&["load", "-i", &format!("{assets}/images/busybox.tar")]);
     assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
     let images = d.ok(&["images"]);
-    assert!(images.contains("busybox") && images.contains("latest"), "{images}");
+    assert!(
+        images.contains("busybox") && images.contains("latest"),
+        "{images}"
+    );
 
-    let (code, out, err) = d.run(&["run", "--rm", "busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+    let (code, out, err) = d.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 3",
+    ]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(out, "hi\n");
     assert_eq!(err, "oops\n");
 
-    let id = d.ok(&["run", "-d", "--name", "d1", "busybox", "sh", "-c", "echo hello; sleep 1000"]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "d1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; sleep 1000",
+    ]);
     assert_eq!(id.trim().len(), 64, "{id}");
     let ps = d.ok(&["ps"]);
     assert!(ps.contains("d1") && ps.contains("Up"), "{ps}");
@@ -96,7 +115,10 @@ fn the_docker_cli_drives_berth() {
         if logs == "hello\n" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "docker logs: {logs:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "docker logs: {logs:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let (code, out, _) = d.run(&["exec", "d1", "sh", "-c", "echo in; exit 5"]);
@@ -107,7 +129,12 @@ fn the_docker_cli_drives_berth() {
     let status = d.ok(&["inspect", "-f", "{{.State.Status}}", "d1"]);
     assert_eq!(status.trim(), "running");
     d.ok(&["stop", "-t", "1", "d1"]);
-    let status = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "d1"]);
+    let status = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "d1",
+    ]);
     assert_eq!(status.trim(), "exited 137");
     d.ok(&["rm", "d1"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");

@@ -339,7 +339,11 @@ pub async fn logs(api: &Api, a: LogsArgs) -> Result<i32, Error> {
 }
 
 /// Runs one POST per container, printing each name as Docker does.
-pub(super) async fn each(api: &Api, names: &[String], path: impl Fn(&str) -> String) -> Result<i32, Error> {
+pub(super) async fn each(
+    api: &Api,
+    names: &[String],
+    path: impl Fn(&str) -> String,
+) -> Result<i32, Error> {
     let mut failed = false;
     for name in names {
         match api.call_status(Method::POST, &path(&enc(name))).await {
