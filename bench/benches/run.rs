@@ -1,6 +1,7 @@
 //! Container start-up on a running machine: warm `berth run --rm busybox true` and
-//! `berth exec box true`, against a cold `berth vm run -- true` on the same kernel (the
-//! yardstick measured in the same process).
+//! `berth exec box true`, against Debian's crun running and exec'ing into the same busybox
+//! in a guest on the same kernel (timed by the guest), and against a cold
+//! `berth vm run -- true`, all measured in this process.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,8 @@ use criterion::{criterion_group, Criterion, SamplingMode};
 const VM: &str = "berth vm run -- true";
 const RUN: &str = "warm berth run --rm busybox true";
 const EXEC: &str = "berth exec box true";
+const CRUN_RUN: &str = "crun run (in the guest)";
+const CRUN_EXEC: &str = "crun exec (in the guest)";
 
 fn berth(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(berth_bin());
@@ -64,6 +67,13 @@ fn warm_run_and_exec(c: &mut Criterion) {
     }
     group.finish();
     time_command(&mut berth(home.path(), &["machine", "stop", "-t", "0"]));
+    match berth_bench::crun::measure(&berth_bin(), &assets, &kernel, 20) {
+        Ok(t) => {
+            record(CRUN_RUN, t.run * t.batch, u64::from(t.batch));
+            record(CRUN_EXEC, t.exec * t.batch, u64::from(t.batch));
+        }
+        Err(e) => println!("crun in the guest could not be measured: {e}"),
+    }
 }
 
 criterion_group!(benches, warm_run_and_exec);
@@ -74,4 +84,6 @@ fn main() {
     print_ratio(RUN, VM);
     print_ratio(EXEC, VM);
     print_ratio(RUN, EXEC);
+    print_ratio(RUN, CRUN_RUN);
+    print_ratio(EXEC, CRUN_EXEC);
 }

@@ -3,6 +3,8 @@
 //! Start-up is measured as a ratio against a baseline timed in the same process: the
 //! machines are shared and noisy, so only ratios are comparable between runs.
 
+pub mod crun;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
