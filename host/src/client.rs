@@ -123,62 +123,6 @@ impl AgentClient {
         })
     }
 
-    /// The digests of the layers the guest's cache already holds.
-    /// Must not run while an exec is in progress (it reads the control stream).
-    pub async fn cached_layers(&mut self) -> Result<Vec<String>, ClientError> {
-        self.requests.send(&HostMessage::ListLayers).await?;
-        loop {
-            match self.events.recv().await? {
-                GuestMessage::LayerList { digests } => return Ok(digests),
-                GuestMessage::Error { kind, message, .. } => {
-                    return Err(ClientError::Refused { kind, message })
-                }
-                other => tracing::debug!("while listing layers: {other:?}"),
-            }
-        }
-    }
-
-    /// Sends one layer blob to the guest's layer cache and waits until it is stored.
-    /// Must not run while an exec is in progress (it reads the control stream).
-    pub async fn put_layer<R>(&mut self, digest: &str, mut blob: R) -> Result<(), ClientError>
-    where
-        R: tokio::io::AsyncRead + Unpin,
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = self.session.open().await?;
-        write_msg(
-            &mut stream,
-            &StreamOpen::Layer {
-                digest: digest.to_string(),
-            },
-        )
-        .await?;
-        self.requests
-            .send(&HostMessage::PutLayer {
-                digest: digest.to_string(),
-            })
-            .await?;
-        // The guest may drop the stream early (a cached layer): that is not an error.
-        if tokio::io::copy(&mut blob, &mut stream).await.is_ok() {
-            let _ = stream.shutdown().await;
-        }
-        loop {
-            match self.events.recv().await? {
-                GuestMessage::LayerStored { digest: d } if d == digest => return Ok(()),
-                GuestMessage::LayerFailed { digest: d, message } if d == digest => {
-                    return Err(ClientError::Refused {
-                        kind: ErrorKind::Internal,
-                        message,
-                    })
-                }
-                GuestMessage::Error { kind, message, .. } => {
-                    return Err(ClientError::Refused { kind, message })
-                }
-                other => tracing::debug!("while storing a layer: {other:?}"),
-            }
-        }
-    }
-
     async fn open_stdio(&self, exec_id: u64, fd: StdioFd) -> Result<Stream, ClientError> {
         let mut s = self.session.open().await?;
         write_msg(&mut s, &StreamOpen::Stdio { exec_id, fd }).await?;

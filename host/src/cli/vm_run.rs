@@ -1,6 +1,5 @@
 //! `berth vm run`: boot a fresh VM, run one command directly in the guest, power off.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_protocol::{ExecSpec, GuestMessage, HostMessage};
@@ -85,7 +84,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         tty: args.tty.then(terminal::size),
         join: None,
     };
-    super::block_on(boot_and_run(&paths, &cfg, &[], spec)).map(|ended| ended.code)
+    super::block_on(boot_and_run(&paths, &cfg, spec)).map(|ended| ended.code)
 }
 
 /// How a command run by [`boot_and_run`] ended.
@@ -94,12 +93,11 @@ pub(super) struct Ended {
     pub code: i32,
 }
 
-/// Boots a VM, stores `layers` (digest, blob file) in its layer cache, runs `spec` with
-/// stdio streamed and signals forwarded, powers off; returns how the command ended.
+/// Boots a VM, runs `spec` with stdio streamed and signals forwarded, powers off;
+/// returns how the command ended.
 pub(super) async fn boot_and_run(
     paths: &Paths,
     cfg: &VmConfig,
-    layers: &[(String, PathBuf)],
     spec: ExecSpec,
 ) -> Result<Ended, Error> {
     let mut vm = Vm::launch(paths, cfg)?;
@@ -109,26 +107,6 @@ pub(super) async fn boot_and_run(
         tail: vm.tail(),
         source,
     };
-    let cached = match layers.is_empty() {
-        true => Vec::new(),
-        false => client
-            .cached_layers()
-            .await
-            .map_err(|e| agent_err(&vm, "listing cached layers", e))?,
-    };
-    tracing::debug!(
-        "guest layer cache holds {} of {} layers",
-        layers.iter().filter(|(d, _)| cached.contains(d)).count(),
-        layers.len()
-    );
-    for (digest, blob) in layers.iter().filter(|(d, _)| !cached.contains(d)) {
-        tracing::debug!("sending layer {digest}");
-        let file = tokio::fs::File::open(blob).await?;
-        client
-            .put_layer(digest, tokio::io::BufReader::new(file))
-            .await
-            .map_err(|e| agent_err(&vm, &format!("storing layer {digest}"), e))?;
-    }
 
     let spec_tty = spec.tty.is_some();
     let spec_stdin = spec.stdin;

@@ -230,7 +230,7 @@ async fn route(
         }
         ["images", "json"] if get => {
             let images = engine.images.index().read()?;
-            let used = super::state::images_in_use(&crate::machine::machines_dir(&engine.paths()));
+            let used = super::state::images_in_use(engine.machines_dir());
             let list: Vec<Value> = images
                 .iter()
                 .map(|i| {

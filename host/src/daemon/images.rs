@@ -102,7 +102,7 @@ pub fn tag(
 }
 
 pub fn remove(engine: &Engine, name: &str, force: bool) -> Result<Value, ApiError> {
-    let in_use = super::state::images_in_use(&crate::machine::machines_dir(&engine.paths()));
+    let in_use = super::state::images_in_use(engine.machines_dir());
     let removed = manage::remove(&engine.images, name, force, &in_use)?;
     Ok(Value::Array(
         removed

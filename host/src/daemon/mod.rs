@@ -39,19 +39,9 @@ use crate::{accel, kernels, transport, Error};
 const POWER_OFF_DEADLINE: Duration = Duration::from_secs(15);
 
 impl engine::Engine {
-    /// The installation's paths (the machine dir is `<home>/machines/<name>`).
-    pub fn paths(&self) -> Paths {
-        let home = self
-            .machine
-            .dir
-            .parent()
-            .and_then(|m| m.parent())
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        Paths {
-            assets: home.join("assets"),
-            home,
-        }
+    /// `$BERTH_HOME/machines`: the parent of this machine's directory.
+    pub fn machines_dir(&self) -> &std::path::Path {
+        self.machine.dir.parent().unwrap_or(&self.machine.dir)
     }
 }
 
