@@ -24,6 +24,10 @@ pub struct Config {
     /// `module.param=value` tokens, handed to modules as they load (the kernel only does
     /// that itself for built-in code).
     pub module_params: Vec<(String, String)>,
+    /// The uplink the host attached (`berth.uplink=open|restricted`); none when absent.
+    pub uplink: crate::net::Uplink,
+    /// Host loopback ports to serve inside the guest (`berth.hostfwd=8000,9000`).
+    pub host_ports: Vec<u16>,
 }
 
 impl Default for Config {
@@ -36,6 +40,8 @@ impl Default for Config {
             hostname: "berth".to_string(),
             disk: None,
             module_params: Vec::new(),
+            uplink: crate::net::Uplink::None,
+            host_ports: Vec::new(),
         }
     }
 }
@@ -67,6 +73,14 @@ impl Config {
                 "berth.hostname" if !value.is_empty() => cfg.hostname = value.to_string(),
                 "berth.disk" if value.starts_with("/dev/") => cfg.disk = Some(value.to_string()),
                 "berth.debug" => cfg.debug = value != "0",
+                "berth.uplink" => match value {
+                    "open" => cfg.uplink = crate::net::Uplink::Open,
+                    "restricted" => cfg.uplink = crate::net::Uplink::Restricted,
+                    _ => {}
+                },
+                "berth.hostfwd" => {
+                    cfg.host_ports = value.split(',').filter_map(|p| p.parse().ok()).collect()
+                }
                 _ => {
                     if let Some((module, param)) = key.split_once('.') {
                         if !module.is_empty() && !param.is_empty() && !module.starts_with("berth") {
@@ -112,6 +126,9 @@ mod tests {
             "device=512@0xfeb00e00:12 device=4K@0x1:5"
         );
         assert_eq!(cfg.params_for("vsock"), "");
+        let cfg = Config::parse("berth.uplink=restricted berth.hostfwd=8000,x,9000");
+        assert_eq!(cfg.uplink, crate::net::Uplink::Restricted);
+        assert_eq!(cfg.host_ports, [8000, 9000]);
     }
 
     #[test]

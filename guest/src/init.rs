@@ -61,7 +61,13 @@ pub fn main() -> i32 {
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
             let reaper = Reaper::start()?;
+            let net = match is_init {
+                true => crate::net::Net::start(cfg.uplink).await,
+                false => crate::net::Net::disabled(),
+            };
             let agent = Agent {
+                net,
+                host_ports: cfg.host_ports.clone(),
                 reaper,
                 is_init,
                 layers_dir: Path::new(STATE_DIR).join("layers"),

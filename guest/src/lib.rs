@@ -12,6 +12,7 @@ pub mod disk;
 pub mod init;
 pub mod layer;
 pub mod modules;
+pub mod net;
 pub mod process;
 pub mod sys;
 pub mod transport;

@@ -353,17 +353,19 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
 /// The namespaces the container shim makes for the container's first process: its
 /// children are born into the new PID namespace. The mount namespace is made by that
 /// process itself ([`unshare_mount_namespace`]), so its pivot_root leaves the shim's root
-/// (and the shim's view of /proc) alone. User namespaces are separate: `--userns`.
-pub fn unshare_container_namespaces() -> io::Result<()> {
+/// (and the shim's view of /proc) alone. User namespaces are separate: `--userns`. The
+/// network namespace is new only when `new_net`: otherwise the shim has already joined
+/// the one the agent prepared ([`enter_netns`]) or keeps the guest's (`--network host`).
+pub fn unshare_container_namespaces(new_net: bool) -> io::Result<()> {
     use nix::sched::CloneFlags;
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWCGROUP
-            | CloneFlags::CLONE_NEWPID,
-    )
-    .map_err(|e| io::Error::other(format!("unshare: {e}")))
+    let mut flags = CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID;
+    if new_net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    nix::sched::unshare(flags).map_err(|e| io::Error::other(format!("unshare: {e}")))
 }
 
 /// Gives the calling process a mount namespace of its own.
@@ -585,4 +587,70 @@ impl Namespace {
 pub fn join_namespace(fd: &File, ns: Namespace) -> io::Result<()> {
     nix::sched::setns(fd.as_fd(), ns.flag())
         .map_err(|e| io::Error::other(format!("setns({}): {e}", ns.proc_name())))
+}
+
+/// Makes a new network namespace and keeps it alive by bind-mounting it on `path` (an
+/// empty file is created there), as `ip netns add` does. The namespace is made by a
+/// short-lived thread of its own, so no thread of the agent changes namespace.
+pub fn create_netns(path: &Path) -> io::Result<()> {
+    File::create(path)?;
+    let target = path.to_owned();
+    let made = std::thread::spawn(move || -> io::Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| io::Error::other(format!("bind-mounting the network namespace: {e}")))
+    })
+    .join()
+    .map_err(|_| io::Error::other("the network namespace thread panicked"))?;
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Undoes [`create_netns`]: the namespace ends once nothing else holds it.
+pub fn remove_netns(path: &Path) -> io::Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(io::Error::other(format!(
+                "unmounting {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` on a fresh thread that has entered the network namespace at `path`; for
+/// opening netlink sockets there (a socket stays in the namespace it was made in).
+pub fn in_netns<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = File::open(path)?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("setns(net): {e}")))?;
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("the network namespace thread panicked"))?
+}
+
+/// Enters the network namespace at `path` (the container shim, before it forks).
+pub fn enter_netns(path: &Path) -> io::Result<()> {
+    let ns = File::open(path)?;
+    nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::other(format!("joining network namespace {}: {e}", path.display())))
 }

@@ -19,6 +19,8 @@ async fn connect() -> (Session, Stream) {
         is_init: false,
         layers_dir: state.join("layers"),
         containers_dir: state.join("containers"),
+        net: berth_guest::net::Net::disabled(),
+        host_ports: Vec::new(),
     };
     tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
     let host = Session::client(host_io);

@@ -57,6 +57,21 @@ pub struct MachineConfig {
     pub kernel: Option<String>,
     /// auto, vsock, vhost-user or serial.
     pub transport: String,
+    /// The guest's uplink: open, restricted or none (see `qemu::Uplink`).
+    #[serde(default = "default_uplink")]
+    pub uplink: String,
+    /// Host loopback ports containers reach at `host.berth.internal:PORT`.
+    #[serde(default)]
+    pub forward_host_ports: Vec<u16>,
+}
+
+/// A new machine's uplink: `$BERTH_UPLINK`, else open (as Docker's containers reach the
+/// network). Test harnesses set `BERTH_UPLINK=restricted`.
+pub fn default_uplink() -> String {
+    std::env::var("BERTH_UPLINK")
+        .ok()
+        .filter(|u| crate::qemu::Uplink::parse(u).is_some())
+        .unwrap_or_else(|| "open".into())
 }
 
 impl Default for MachineConfig {
@@ -67,6 +82,8 @@ impl Default for MachineConfig {
             disk_bytes: crate::layer_disk::DEFAULT_SIZE,
             kernel: None,
             transport: "auto".into(),
+            uplink: default_uplink(),
+            forward_host_ports: Vec::new(),
         }
     }
 }

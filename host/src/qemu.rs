@@ -49,6 +49,38 @@ pub enum Chardev {
     Tcp(u16),
 }
 
+/// The guest's uplink: QEMU's user-mode network (slirp), which works unprivileged on every
+/// host OS and turns guest connections into connections of the QEMU process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uplink {
+    /// No network device at all.
+    None,
+    /// `restrict=on`: the guest reaches nothing outside the VM (host ports come through
+    /// the agent's transport instead, see `--forward-host-port`).
+    Restricted,
+    /// The guest reaches whatever the host reaches.
+    Open,
+}
+
+impl Uplink {
+    pub fn parse(s: &str) -> Option<Uplink> {
+        match s {
+            "none" => Some(Uplink::None),
+            "restricted" => Some(Uplink::Restricted),
+            "open" => Some(Uplink::Open),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Uplink::None => "none",
+            Uplink::Restricted => "restricted",
+            Uplink::Open => "open",
+        }
+    }
+}
+
 /// Everything that decides the command line.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -63,6 +95,8 @@ pub struct Spec {
     pub transport: TransportDevice,
     /// Raw disk images, attached as virtio-blk in order (`/dev/vda`, `/dev/vdb`, ...).
     pub disks: Vec<PathBuf>,
+    /// The network device, if any.
+    pub uplink: Uplink,
 }
 
 /// The whole argument list (without the program name).
@@ -81,7 +115,22 @@ pub fn args(spec: &Spec) -> Vec<String> {
     a.extend(entropy_args(spec.machine));
     a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
+    a.extend(uplink_args(spec.machine, spec.uplink));
     a
+}
+
+fn uplink_args(machine: Machine, uplink: Uplink) -> Vec<String> {
+    let restrict = match uplink {
+        Uplink::None => return Vec::new(),
+        Uplink::Restricted => "on",
+        Uplink::Open => "off",
+    };
+    vec![
+        "-netdev".into(),
+        format!("user,id=uplink,restrict={restrict}"),
+        "-device".into(),
+        format!("{},netdev=uplink", machine.virtio("virtio-net")),
+    ]
 }
 
 fn base_args() -> Vec<String> {
@@ -256,6 +305,7 @@ mod tests {
             console_log: "/run/x/console.log".into(),
             transport,
             disks: vec!["/d/layers.img".into()],
+            uplink: Uplink::None,
         }
     }
 
@@ -297,6 +347,26 @@ mod tests {
         assert!(line.contains("socket,id=agent,path=/r/a.sock,server=on,wait=off"));
         assert!(line.contains("virtserialport,chardev=agent,name=berth.0"));
         assert!(!line.contains("memory-backend"));
+        assert!(!line.contains("-netdev"));
+    }
+
+    #[test]
+    fn uplinks_are_user_networks_restricted_or_not() {
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
+        s.uplink = Uplink::Restricted;
+        let line = joined(&s);
+        assert!(
+            line.contains(
+                "-netdev user,id=uplink,restrict=on -device virtio-net-device,netdev=uplink"
+            ),
+            "{line}"
+        );
+        s.uplink = Uplink::Open;
+        s.machine = Machine::Pc;
+        assert!(joined(&s)
+            .contains("-netdev user,id=uplink,restrict=off -device virtio-net-pci,netdev=uplink"));
+        assert_eq!(Uplink::parse("restricted"), Some(Uplink::Restricted));
+        assert_eq!(Uplink::parse("wide"), None);
     }
 
     #[test]

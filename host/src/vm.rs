@@ -81,6 +81,10 @@ pub struct VmConfig {
     pub debug_guest: bool,
     /// The persistent layer-cache disk, when this VM may have it.
     pub layer_disk: Option<PathBuf>,
+    /// The guest's network uplink.
+    pub uplink: qemu::Uplink,
+    /// Host loopback ports the agent serves inside the guest (`--forward-host-port`).
+    pub host_ports: Vec<u16>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -109,6 +113,13 @@ impl Vm {
         if cfg.layer_disk.is_some() {
             params.push("berth.disk=/dev/vda".into());
         }
+        if cfg.uplink != qemu::Uplink::None {
+            params.push(format!("berth.uplink={}", cfg.uplink.as_str()));
+        }
+        if !cfg.host_ports.is_empty() {
+            let ports: Vec<String> = cfg.host_ports.iter().map(u16::to_string).collect();
+            params.push(format!("berth.hostfwd={}", ports.join(",")));
+        }
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -123,6 +134,7 @@ impl Vm {
             console_log: dir.join("console.log"),
             transport: transport.device(),
             disks: cfg.layer_disk.iter().cloned().collect(),
+            uplink: cfg.uplink,
         };
         let args = qemu::args(&spec);
         tracing::debug!(

@@ -77,9 +77,15 @@ impl Session {
 
     /// Opens a new stream to the peer.
     pub async fn open(&self) -> Result<Stream, MuxError> {
-        let (tx, rx) = oneshot::channel();
-        self.open_tx.send(tx).await.map_err(|_| MuxError::Closed)?;
-        rx.await.map_err(|_| MuxError::Closed)?
+        self.opener().open().await
+    }
+
+    /// A handle that opens streams on this session from elsewhere (a task that does not
+    /// own the session); it fails with `Closed` once the session is gone.
+    pub fn opener(&self) -> Opener {
+        Opener {
+            open_tx: self.open_tx.clone(),
+        }
     }
 
     /// Waits for the peer to open a stream; `None` once the connection has ended.
@@ -90,6 +96,21 @@ impl Session {
     /// Whether the connection has ended (peer gone, transport error).
     pub fn is_closed(&self) -> bool {
         self.driver.is_finished()
+    }
+}
+
+/// Opens streams on a [`Session`] (see [`Session::opener`]).
+#[derive(Clone)]
+pub struct Opener {
+    open_tx: mpsc::Sender<OpenReply>,
+}
+
+impl Opener {
+    /// Opens a new stream to the peer.
+    pub async fn open(&self) -> Result<Stream, MuxError> {
+        let (tx, rx) = oneshot::channel();
+        self.open_tx.send(tx).await.map_err(|_| MuxError::Closed)?;
+        rx.await.map_err(|_| MuxError::Closed)?
     }
 }
 

@@ -14,6 +14,31 @@ pub enum StreamOpen {
     /// The bytes of one image layer blob (tar, usually gzip-compressed), for the
     /// [`HostMessage::PutLayer`] naming `digest`; opened before that message.
     Layer { digest: String },
+    /// A published port's flow (`docker run -p`): the agent connects to `addr` (an
+    /// `IP:PORT` inside the guest) and copies bytes both ways until either side closes.
+    /// For UDP each datagram travels as a 2-byte big-endian length and its bytes.
+    Connect { addr: String, proto: PortProto },
+    /// Opened by the guest: a container connected to the forward of the host's loopback
+    /// port `port` (`berth machine start --forward-host-port`). The host connects to
+    /// `127.0.0.1:port`, only when that port is one the machine forwards.
+    HostPort { port: u16 },
+}
+
+/// The transport protocol of a published or forwarded port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortProto {
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
 }
 
 /// Which standard stream a [`StreamOpen::Stdio`] stream carries.
@@ -194,6 +219,46 @@ pub struct ContainerSpec {
     /// Privileges beyond (or below) Docker's defaults.
     #[serde(default)]
     pub security: Security,
+    /// The container's network; `None` is Docker's `none` (only `lo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+}
+
+/// How a container is networked (`docker run --network`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum NetworkSpec {
+    /// The guest's own network stack.
+    Host,
+    /// The network namespace of the running container with this id.
+    Container { id: String },
+    /// A veth pair on a bridge network.
+    Bridge(Attachment),
+}
+
+/// A container's place on a bridge network, decided by the host (which owns the
+/// networks and their address allocation); the agent creates the bridge on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network's id (64 hex digits) and name.
+    pub network_id: String,
+    pub network_name: String,
+    /// The bridge's interface name in the guest (at most 15 bytes).
+    pub bridge: String,
+    /// The subnet's address and prefix length, e.g. `172.18.0.0` and 16.
+    pub subnet: String,
+    pub prefix: u8,
+    /// The bridge's own address: the containers' default route and DNS server.
+    pub gateway: String,
+    /// The container's address in the subnet.
+    pub address: String,
+    /// Names other containers on the network resolve to `address` (name, aliases, short
+    /// id); empty on Docker's default `bridge`, which has no name resolution.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// Extra `/etc/hosts` lines (`--add-host`): (name, address).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt seccomp=unconfined`.

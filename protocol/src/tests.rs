@@ -141,6 +141,17 @@ fn container_specs_round_trip_and_default_to_none() {
                 cap_add: vec!["NET_ADMIN".into()],
                 ..Security::default()
             },
+            network: Some(NetworkSpec::Bridge(Attachment {
+                network_id: "cd".repeat(32),
+                network_name: "net1".into(),
+                bridge: "br-cdcdcdcdcdcd".into(),
+                subnet: "172.18.0.0".into(),
+                prefix: 16,
+                gateway: "172.18.0.1".into(),
+                address: "172.18.0.2".into(),
+                dns_names: vec!["web".into(), "ababababab".into()],
+                extra_hosts: vec![("db".into(), "10.0.0.9".into())],
+            })),
         }),
         tty: Some(TtySize { rows: 24, cols: 80 }),
         join: None,
@@ -152,6 +163,15 @@ fn container_specs_round_trip_and_default_to_none() {
     let old: ExecSpec =
         serde_json::from_str(r#"{"argv":["true"],"env":[],"cwd":null,"stdin":false}"#).unwrap();
     assert_eq!(old.container, None);
+    let host: NetworkSpec = serde_json::from_str(r#"{"mode":"host"}"#).unwrap();
+    assert_eq!(host, NetworkSpec::Host);
+    let open = StreamOpen::Connect {
+        addr: "172.17.0.2:80".into(),
+        proto: PortProto::Udp,
+    };
+    let mut dec = FrameDecoder::new();
+    dec.push(&encode(&open).unwrap());
+    assert_eq!(dec.next_message::<StreamOpen>().unwrap(), Some(open));
 }
 
 #[test]

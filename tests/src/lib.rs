@@ -70,6 +70,9 @@ impl Berth {
         cmd.args(args)
             .env("BERTH_HOME", self.home.path())
             .env("BERTH_KERNEL", test_kernel())
+            // No test may send a packet beyond this machine: every machine a test starts
+            // has a restricted uplink (host ports come only through explicit forwards).
+            .env("BERTH_UPLINK", "restricted")
             .env_remove("BERTH_MACHINE");
         if let Some(assets) = std::env::var_os("BERTH_ASSETS") {
             cmd.env("BERTH_ASSETS", assets);

@@ -26,6 +26,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "make",
     "gcc",
     "crun",
+    // rustables (nftables over netlink, in the guest) generates its bindings with bindgen.
+    "libclang-dev",
+    // The tests' HTTP client on the host (busybox wget crashes).
+    "curl",
 ];
 
 /// The vhost-user vsock device QEMU talks to; not packaged by Debian 12.

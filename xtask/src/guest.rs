@@ -16,6 +16,8 @@ pub struct GuestBinaries {
     pub init: PathBuf,
     /// PID 1 of the benchmark floor: reports it is up and powers off.
     pub floor_init: PathBuf,
+    /// Where the other binaries are (test tools such as `berth-udp-echo`).
+    pub dir: PathBuf,
 }
 
 /// Builds `berth-guest`'s binaries statically (own target dir, so the `RUSTFLAGS` do not
@@ -44,6 +46,7 @@ pub fn build() -> Result<GuestBinaries> {
     let binaries = GuestBinaries {
         init: release.join("berth-init"),
         floor_init: release.join("berth-floor-init"),
+        dir: release.clone(),
     };
     elf::ensure_static(&binaries.init)?;
     elf::ensure_static(&binaries.floor_init)?;

@@ -79,7 +79,7 @@ async fn run_inner(
         None => None,
     };
     let container = match &spec.container {
-        Some(c) => Some(container_spec(agent, c, &spec)?),
+        Some(c) => Some(container_spec(agent, c, &spec).await?),
         None => None,
     };
     let mut cmd = match (&container, &joined) {
@@ -127,7 +127,16 @@ async fn run_inner(
     // Our copies of the pty slave must close, or reading the master never ends.
     drop(cmd);
     let master = pty.map(|(master, _slave)| master);
-    let (mut child, status) = spawned.map_err(|e| spawn_error(program, &e))?;
+    let (mut child, status) = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(shim) = &container {
+                agent.net.detach(&shim.id).await;
+                crate::container::clean_up(shim);
+            }
+            return Err(spawn_error(program, &e));
+        }
+    };
     let pid = child.id();
     replies.send(GuestMessage::Started { exec_id, pid });
     conn.pids
@@ -191,6 +200,7 @@ async fn run_inner(
         crate::container::cgroup::oom_killed(&cgroup)
     });
     if let Some(shim) = &container {
+        agent.net.detach(&shim.id).await;
         crate::container::clean_up(shim);
     }
     replies.send(GuestMessage::Exited {
@@ -201,8 +211,8 @@ async fn run_inner(
     Ok(())
 }
 
-/// The shim spec of a container: its layers must be in the cache.
-fn container_spec(
+/// The shim spec of a container: its layers must be in the cache. Prepares its network.
+async fn container_spec(
     agent: &Agent,
     c: &ContainerSpec,
     spec: &ExecSpec,
@@ -231,7 +241,15 @@ fn container_spec(
             "a container needs at least one layer".into(),
         ));
     }
+    let net = agent
+        .net
+        .attach(&c.id, &c.hostname, c.network.as_ref())
+        .await
+        .map_err(|e| (ErrorKind::Internal, e))?;
     let shim = ShimSpec {
+        netns: net.netns,
+        hosts: Some(net.hosts),
+        resolv_conf: Some(net.resolv_conf),
         id: c.id.clone(),
         lowerdirs,
         dir: agent.containers_dir.join(&c.id),
@@ -243,8 +261,10 @@ fn container_spec(
         resources: c.resources.clone(),
         security: c.security.clone(),
     };
-    shim.prepare()
-        .map_err(|e| (ErrorKind::Internal, format!("container state: {e}")))?;
+    if let Err(e) = shim.prepare() {
+        agent.net.detach(&c.id).await;
+        return Err((ErrorKind::Internal, format!("container state: {e}")));
+    }
     Ok(shim)
 }
 

@@ -31,6 +31,10 @@ pub struct Agent {
     pub layers_dir: PathBuf,
     /// Per-container state (overlay upper and work dirs, the rootfs mount point).
     pub containers_dir: PathBuf,
+    /// The guest's networks.
+    pub net: Arc<crate::net::Net>,
+    /// Host loopback ports served inside the guest (`--forward-host-port`).
+    pub host_ports: Vec<u16>,
 }
 
 /// State of one host connection.
@@ -48,6 +52,11 @@ impl Agent {
     /// Serves one host connection until it ends.
     pub async fn serve(&self, mut session: Session) {
         let conn = Arc::new(Connection::default());
+        let forwards: Vec<_> = self
+            .host_ports
+            .iter()
+            .map(|&port| tokio::spawn(crate::net::ports::forward_host_port(port, session.opener())))
+            .collect();
         while let Some(mut stream) = session.accept().await {
             let agent = self.clone();
             let conn = conn.clone();
@@ -58,10 +67,21 @@ impl Agent {
                         conn.stdio.put((exec_id, fd), stream)
                     }
                     Ok(Some(StreamOpen::Layer { digest })) => conn.layers.put(digest, stream),
+                    Ok(Some(StreamOpen::Connect { addr, proto })) => {
+                        crate::net::ports::connect(stream, addr, proto).await
+                    }
+                    Ok(Some(StreamOpen::HostPort { port })) => {
+                        tracing::warn!(
+                            "the host opened a host-port stream ({port}); only the guest does"
+                        )
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::warn!("dropping a stream with a bad opening frame: {e}"),
                 }
             });
+        }
+        for f in forwards {
+            f.abort();
         }
         tracing::info!("host connection closed");
     }

@@ -187,6 +187,9 @@ mod tests {
                     cap_drop: vec!["ALL".into()],
                     ..Default::default()
                 },
+                netns: Default::default(),
+                hosts: None,
+                resolv_conf: None,
             },
             init_pid: 7,
             argv: vec!["ls".into()],

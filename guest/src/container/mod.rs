@@ -54,6 +54,28 @@ pub struct ShimSpec {
     pub resources: berth_protocol::Resources,
     #[serde(default)]
     pub security: berth_protocol::Security,
+    /// The container's network namespace.
+    #[serde(default)]
+    pub netns: NetNs,
+    /// The contents of the container's /etc/hosts and /etc/resolv.conf, when its network
+    /// decides them (see `crate::net`); else Docker's defaults for no network.
+    #[serde(default)]
+    pub hosts: Option<String>,
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+}
+
+/// Which network namespace a container runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetNs {
+    /// A new, empty one.
+    #[default]
+    New,
+    /// The guest's own (`--network host`).
+    Host,
+    /// The one kept at this path (prepared by the agent, or another container's).
+    Join(PathBuf),
 }
 
 impl ShimSpec {

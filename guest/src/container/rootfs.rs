@@ -155,7 +155,7 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     ] {
         std::os::unix::fs::symlink(target, root.join("dev").join(link))?;
     }
-    write_etc(&root, &spec.hostname)?;
+    write_etc(&root, spec)?;
     std::env::set_current_dir(&root)?;
     sys::pivot_to_cwd()?;
     if !spec.security.privileged {
@@ -171,18 +171,23 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     sys::set_hostname(&spec.hostname).map_err(io::Error::from)
 }
 
-/// /etc/hostname, /etc/hosts and /etc/resolv.conf, as Docker provides them.
-fn write_etc(root: &Path, hostname: &str) -> io::Result<()> {
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf, as Docker provides them: the hosts
+/// and resolver of the container's network when it has one.
+fn write_etc(root: &Path, spec: &ShimSpec) -> io::Result<()> {
     let etc = root.join("etc");
     std::fs::create_dir_all(&etc)?;
+    let hostname = &spec.hostname;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
-    std::fs::write(
-        etc.join("hosts"),
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
-    )?;
+    let hosts = match &spec.hosts {
+        Some(h) => h.clone(),
+        None => crate::net::hosts_file(hostname, None, &[]),
+    };
+    std::fs::write(etc.join("hosts"), hosts)?;
     let resolv = etc.join("resolv.conf");
-    if !resolv.exists() {
-        std::fs::write(resolv, "")?;
+    match &spec.resolv_conf {
+        Some(r) => std::fs::write(resolv, r)?,
+        None if !resolv.exists() => std::fs::write(resolv, "")?,
+        None => {}
     }
     Ok(())
 }

@@ -18,7 +18,13 @@ pub fn main(spec_json: &str) -> i32 {
     if let Err(e) = join_cgroup(&spec) {
         return fail(&format!("cgroup: {e}"));
     }
-    if let Err(e) = sys::unshare_container_namespaces().and_then(|_| sys::block_shim_signals()) {
+    let namespaces = match &spec.netns {
+        super::NetNs::Join(path) => sys::enter_netns(path),
+        _ => Ok(()),
+    }
+    .and_then(|_| sys::unshare_container_namespaces(spec.netns == super::NetNs::New))
+    .and_then(|_| sys::block_shim_signals());
+    if let Err(e) = namespaces {
         return fail(&e.to_string());
     }
     let userns = match spec.security.userns_private {

@@ -93,6 +93,9 @@ mod tests {
             user: Some("www".into()),
             resources: Default::default(),
             security: Default::default(),
+            netns: super::super::NetNs::Join("/run/berth/netns/x".into()),
+            hosts: Some("127.0.0.1\tlocalhost\n".into()),
+            resolv_conf: None,
         }
     }
 

@@ -59,6 +59,16 @@ pub struct StartArgs {
     /// How the host reaches the VM: auto, vsock, vhost-user or serial.
     #[arg(long)]
     transport: Option<String>,
+    /// The guest's uplink (QEMU user networking): `open` (containers reach what the host
+    /// reaches; the default, or $BERTH_UPLINK), `restricted` (nothing leaves the machine
+    /// except forwarded host ports) or `none`.
+    #[arg(long)]
+    uplink: Option<String>,
+    /// A TCP port of the host's loopback that containers reach as
+    /// `host.berth.internal:PORT` (carried over berth's own transport, so it works with
+    /// a restricted uplink). Repeatable; replaces the machine's list.
+    #[arg(long = "forward-host-port", value_name = "PORT")]
+    forward_host_port: Vec<u16>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +180,22 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
         if let Some(t) = &a.transport {
             crate::transport::choose(t)?;
             cfg.transport = t.clone();
+        }
+        if let Some(u) = &a.uplink {
+            if crate::qemu::Uplink::parse(u).is_none() {
+                return Err(Error::Usage(format!(
+                    "--uplink {u:?}: expected open, restricted or none"
+                )));
+            }
+            cfg.uplink = u.clone();
+        }
+        if !a.forward_host_port.is_empty() {
+            if a.forward_host_port.contains(&0) {
+                return Err(Error::Usage(
+                    "--forward-host-port 0: give a port number".into(),
+                ));
+            }
+            cfg.forward_host_ports = a.forward_host_port.clone();
         }
     }
     if let Some(pid) = m.daemon_pid() {

@@ -8,6 +8,7 @@ mod info;
 mod kernel;
 mod load;
 mod machine;
+mod network;
 mod run;
 mod session;
 mod signals;
@@ -57,8 +58,13 @@ pub enum Command {
     /// Persistent machines and their daemons.
     #[command(subcommand)]
     Machine(machine::Command),
+    /// Networks: create, ls, rm, inspect.
+    #[command(subcommand)]
+    Network(network::Command),
     /// Freeze every process of containers.
     Pause(containers::NamesArgs),
+    /// List a container's published ports.
+    Port(network::PortArgs),
     /// List containers.
     Ps(containers::PsArgs),
     /// Restart containers.
@@ -175,6 +181,8 @@ fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
             Command::Stats(a) => containers::stats(api, a).await,
             Command::Stop(a) => containers::stop(api, a).await,
             Command::Top(a) => containers::top(api, a).await,
+            Command::Network(c) => network::run(api, c).await,
+            Command::Port(a) => network::port(api, a).await,
             Command::Wait(a) => containers::wait(api, a).await,
             other => Err(Error::Usage(format!(
                 "{other:?} is not a container command"

@@ -78,6 +78,26 @@ pub struct CreateArgs {
     /// Set a label (`KEY=VALUE`).
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     label: Vec<String>,
+    /// Publish a container port on the host: `[HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]`
+    /// (HOSTIP defaults to 127.0.0.1; no HOSTPORT picks a free one).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Expose a port (for `-P`), `PORT[/tcp|/udp]`.
+    #[arg(long, value_name = "PORT")]
+    expose: Vec<String>,
+    /// The network: `bridge` (default), `none`, `host`, `container:NAME` or a network
+    /// made with `berth network create`.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
+    network: String,
+    /// Another name the container has on its (user-defined) network.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    network_alias: Vec<String>,
+    /// An /etc/hosts entry, `NAME:IP` (`host-gateway` is the guest itself).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// The image (a name such as `busybox` or `user/app:tag`, or an image id), then the
     /// command and its arguments (default: the image's Cmd). Everything after the image
     /// belongs to the command, as with `docker run`.
@@ -199,9 +219,60 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
             "SecurityOpt": a.security_opt,
             "UsernsMode": if a.userns == "host" { "" } else { a.userns.as_str() },
             "ConsoleSize": console.map(|s| [s.rows, s.cols]).unwrap_or([0, 0]),
-            "NetworkMode": "none",
+            "NetworkMode": a.network,
+            "PortBindings": port_bindings(&a.publish)?,
+            "PublishAllPorts": a.publish_all,
+            "ExtraHosts": a.add_host,
+        },
+        "ExposedPorts": a.expose.iter().map(|p| {
+            let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+            (p, json!({}))
+        }).collect::<serde_json::Map<String, Value>>(),
+        "NetworkingConfig": {
+            "EndpointsConfig": if a.network_alias.is_empty() { json!({}) } else {
+                json!({ a.network.clone(): {"Aliases": a.network_alias} })
+            }
         },
     }))
+}
+
+/// `-p` values as Docker's `PortBindings` (`{"8080/tcp": [{"HostIp", "HostPort"}]}`).
+pub fn port_bindings(publish: &[String]) -> Result<Value, Error> {
+    let mut map = serde_json::Map::new();
+    for p in publish {
+        let bad = || {
+            Error::Usage(format!(
+                "-p {p:?}: expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]"
+            ))
+        };
+        let (spec, proto) = match p.rsplit_once('/') {
+            Some((s, proto @ ("tcp" | "udp"))) => (s, proto),
+            Some(_) => return Err(bad()),
+            None => (p.as_str(), "tcp"),
+        };
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let (container, host_port, host_ip) = match parts.as_slice() {
+            [c] => (*c, "", ""),
+            [c, hp] => (*c, *hp, ""),
+            [c, hp, ip] => (*c, *hp, *ip),
+            _ => return Err(bad()),
+        };
+        let port_ok = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
+        if !port_ok(container) || !(host_port.is_empty() || port_ok(host_port)) {
+            return Err(bad());
+        }
+        let host_ip = host_ip.trim_start_matches('[').trim_end_matches(']');
+        if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad());
+        }
+        let entry = map
+            .entry(format!("{container}/{proto}"))
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(json!({"HostIp": host_ip, "HostPort": host_port}));
+        }
+    }
+    Ok(Value::Object(map))
 }
 
 /// Creates the container; a missing image is Docker's "Unable to find image" (125).
@@ -392,6 +463,26 @@ async fn attach_and(api: &Api, name: &str, stdin: bool, start: bool) -> Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_flags_become_port_bindings() {
+        let b = port_bindings(&[
+            "18080:8080".into(),
+            "127.0.0.2:15353:53/udp".into(),
+            "9000".into(),
+            "0.0.0.0::7000/tcp".into(),
+        ])
+        .unwrap();
+        assert_eq!(b["8080/tcp"][0]["HostPort"], "18080");
+        assert_eq!(b["8080/tcp"][0]["HostIp"], "");
+        assert_eq!(b["53/udp"][0]["HostIp"], "127.0.0.2");
+        assert_eq!(b["53/udp"][0]["HostPort"], "15353");
+        assert_eq!(b["9000/tcp"][0]["HostPort"], "");
+        assert_eq!(b["7000/tcp"][0]["HostIp"], "0.0.0.0");
+        for bad in ["x", "80/sctp", "1:2:3:4", "70000:80", "nohost:80:80"] {
+            assert!(port_bindings(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
     use clap::Parser;
 
     #[derive(Parser)]

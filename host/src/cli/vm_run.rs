@@ -67,6 +67,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
         boot_timeout: Duration::from_secs(args.boot_timeout),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: None,
+        uplink: crate::qemu::Uplink::None,
+        host_ports: Vec::new(),
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",

@@ -1,11 +1,15 @@
 //! `POST /containers/create`: Docker's `Config` + `HostConfig` body, merged with the
 //! image's config, into what the guest will run ([`RunSpec`]).
 
-use berth_protocol::{Resources, Security, TtySize};
+use berth_protocol::{PortProto, Resources, Security, TtySize};
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::state::RunSpec;
+use super::state::{NetSettings, PortSpec, RunSpec};
+
+/// Where published ports listen when the request names no address: the host's loopback
+/// only (Docker's default is every address; a developer machine should not expose them).
+pub const DEFAULT_HOST_IP: &str = "127.0.0.1";
 
 /// Docker's rule: an `Entrypoint` in the request replaces the image's and drops its
 /// `Cmd`; a `Cmd` in the request replaces the image's. `[""]` is an explicitly empty
@@ -67,7 +71,112 @@ pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiErr
         auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
         resources: resources(host)?,
         security: security(host)?,
+        network: net_settings(body, image)?,
     })
+}
+
+/// `HostConfig.NetworkMode`, `PortBindings`, `PublishAllPorts` (over the image's and the
+/// request's `ExposedPorts`), `ExtraHosts`, and the aliases of `NetworkingConfig`.
+pub fn net_settings(body: &Value, image: &Value) -> Result<NetSettings, ApiError> {
+    let host = &body["HostConfig"];
+    let mode = match host["NetworkMode"].as_str().unwrap_or("") {
+        "" | "default" => "bridge".to_string(),
+        m => m.to_string(),
+    };
+    let aliases: Vec<String> = body["NetworkingConfig"]["EndpointsConfig"]
+        .as_object()
+        .map(|m| m.values().flat_map(|v| strings(&v["Aliases"])).collect())
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for (key, bindings) in host["PortBindings"].as_object().into_iter().flatten() {
+        let (container_port, proto) = port_key(key)?;
+        let list = bindings.as_array().cloned().unwrap_or_default();
+        let list = if list.is_empty() {
+            vec![Value::Null]
+        } else {
+            list
+        };
+        for b in list {
+            let host_ip = string(&b["HostIp"]).unwrap_or_else(|| DEFAULT_HOST_IP.to_string());
+            if host_ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid host address {host_ip:?} for port {key}"
+                )));
+            }
+            let host_port = match b["HostPort"].as_str().unwrap_or("") {
+                "" => 0,
+                p => p.parse::<u16>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid host port {p:?} for port {key}: expected a number from 1 to 65535"
+                    ))
+                })?,
+            };
+            ports.push(PortSpec {
+                container_port,
+                proto,
+                host_ip,
+                host_port,
+            });
+        }
+    }
+    if host["PublishAllPorts"].as_bool().unwrap_or(false) {
+        let exposed = [&image["ExposedPorts"], &body["ExposedPorts"]];
+        for key in exposed
+            .iter()
+            .filter_map(|v| v.as_object())
+            .flat_map(|m| m.keys())
+        {
+            let (container_port, proto) = port_key(key)?;
+            if !ports
+                .iter()
+                .any(|p| p.container_port == container_port && p.proto == proto)
+            {
+                ports.push(PortSpec {
+                    container_port,
+                    proto,
+                    host_ip: DEFAULT_HOST_IP.into(),
+                    host_port: 0,
+                });
+            }
+        }
+    }
+    ports.sort_by_key(|p| (p.container_port, p.proto.as_str(), p.host_port));
+    let mut extra_hosts = Vec::new();
+    for entry in strings(&host["ExtraHosts"]) {
+        let (name, ip) = entry
+            .split_once(['=', ':'])
+            .filter(|(n, ip)| !n.is_empty() && !ip.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid extra host {entry:?}: expected NAME:IP"))
+            })?;
+        extra_hosts.push((name.to_string(), ip.to_string()));
+    }
+    Ok(NetSettings {
+        mode,
+        aliases,
+        ports,
+        extra_hosts,
+    })
+}
+
+/// `8080/tcp`, `53/udp` or `8080` (tcp).
+pub fn port_key(key: &str) -> Result<(u16, PortProto), ApiError> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let proto = match proto {
+        "tcp" => PortProto::Tcp,
+        "udp" => PortProto::Udp,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid protocol {other:?} in port {key:?}: tcp or udp"
+            )))
+        }
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid port {key:?}")))?;
+    Ok((port, proto))
 }
 
 fn resources(host: &Value) -> Result<Resources, ApiError> {
@@ -289,6 +398,50 @@ mod tests {
         );
         let bad = json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": ["apparmor=x"]}});
         assert!(run_spec(&bad, &json!({}), &id).is_err());
+    }
+
+    #[test]
+    fn ports_and_network_modes_follow_docker() {
+        let body = json!({
+            "Cmd": ["x"], "ExposedPorts": {"9000/tcp": {}},
+            "HostConfig": {
+                "PortBindings": {"8080/tcp": [{"HostIp": "", "HostPort": "18080"}], "53/udp": [{"HostPort": ""}]},
+                "PublishAllPorts": true, "ExtraHosts": ["db:10.0.0.9"]
+            },
+            "NetworkingConfig": {"EndpointsConfig": {"net1": {"Aliases": ["www"]}}}
+        });
+        let image = json!({"ExposedPorts": {"8080/tcp": {}, "7000/udp": {}}});
+        let n = net_settings(&body, &image).unwrap();
+        assert_eq!(n.mode, "bridge");
+        assert_eq!(n.aliases, ["www"]);
+        let got: Vec<(u16, &str, &str, u16)> = n
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.container_port,
+                    p.proto.as_str(),
+                    p.host_ip.as_str(),
+                    p.host_port,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (53, "udp", "127.0.0.1", 0),
+                (7000, "udp", "127.0.0.1", 0),
+                (8080, "tcp", "127.0.0.1", 18080),
+                (9000, "tcp", "127.0.0.1", 0)
+            ]
+        );
+        assert_eq!(n.extra_hosts, [("db".to_string(), "10.0.0.9".to_string())]);
+        let bad = json!({"HostConfig": {"PortBindings": {"80/sctp": []}}});
+        assert!(net_settings(&bad, &json!({})).is_err());
+        let bad = json!({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}});
+        assert!(net_settings(&bad, &json!({})).is_err());
+        let host = json!({"HostConfig": {"NetworkMode": "host"}});
+        assert_eq!(net_settings(&host, &json!({})).unwrap().mode, "host");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use berth_mux::Stream;
 use berth_protocol::{
-    ContainerOp, ContainerResult, ContainerSpec, ExecSpec, GuestMessage, TtySize,
+    Attachment, ContainerOp, ContainerResult, ContainerSpec, ExecSpec, GuestMessage, NetworkSpec,
+    TtySize,
 };
 use bytes::Bytes;
 use serde_json::Value;
@@ -21,7 +22,8 @@ use super::error::ApiError;
 use super::exec::ExecInstance;
 use super::guest::{Guest, GuestExec};
 use super::logs::{Entry, LineSplitter, LogWriter, StreamKind};
-use super::state::{Record, State, Store};
+use super::networks::Networks;
+use super::state::{Endpoint, Record, State, Store};
 use crate::image::time::rfc3339_nanos;
 use crate::image::ImageStore;
 use crate::machine::{MachineConfig, MachineDir};
@@ -64,6 +66,8 @@ pub struct Container {
     pub stdin: tokio::sync::Mutex<Option<Stream>>,
     /// Serializes start/stop/kill/remove of this container.
     ops: tokio::sync::Mutex<()>,
+    /// The tasks serving its published ports while it runs.
+    ports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Container {
@@ -81,6 +85,7 @@ impl Container {
             exec_id: Mutex::new(None),
             stdin: tokio::sync::Mutex::new(None),
             ops: tokio::sync::Mutex::new(()),
+            ports: Mutex::new(Vec::new()),
         })
     }
 
@@ -136,6 +141,7 @@ pub struct Engine {
     pub started: SystemTime,
     containers: Mutex<Vec<Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<ExecInstance>>>,
+    pub networks: Networks,
 }
 
 impl Engine {
@@ -145,6 +151,7 @@ impl Engine {
         images: ImageStore,
         guest: Arc<Guest>,
         kernel_release: String,
+        networks: Networks,
     ) -> Arc<Engine> {
         let store = Store::new(machine.containers_dir());
         let containers = store
@@ -166,6 +173,7 @@ impl Engine {
             started: SystemTime::now(),
             containers: Mutex::new(containers),
             execs: Mutex::new(HashMap::new()),
+            networks,
         })
     }
 
@@ -196,6 +204,144 @@ impl Engine {
         }
     }
 
+    /// Checks a create request's network: a user network must exist, `container:NAME`
+    /// becomes `container:<id>`; aliases need a user network; a shared stack cannot
+    /// publish ports.
+    fn resolve_network_mode(&self, n: &super::state::NetSettings) -> Result<String, ApiError> {
+        let mode = match n.mode.as_str() {
+            "none" | "host" => n.mode.clone(),
+            m if m.starts_with("container:") => {
+                let other = self.find(&m["container:".len()..])?;
+                if !n.ports.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "conflicting options: port publishing and the container type network mode",
+                    ));
+                }
+                format!("container:{}", other.id)
+            }
+            name => {
+                let network = self.networks.find(name)?;
+                if network.driver != "bridge" {
+                    network.driver.clone().replace("null", "none")
+                } else {
+                    network.name
+                }
+            }
+        };
+        let user_network =
+            !matches!(mode.as_str(), "bridge" | "none" | "host") && !mode.starts_with("container:");
+        if !n.aliases.is_empty() && !user_network {
+            return Err(ApiError::bad_request(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// Prepares the network of a container about to start: its guest-side spec, its
+    /// endpoint (address held, ports bound on the host) and the port tasks.
+    async fn connect_network(
+        &self,
+        c: &Container,
+        record: &Record,
+    ) -> Result<(Option<NetworkSpec>, Option<Endpoint>), ApiError> {
+        let n = &record.spec.network;
+        let network = match n.mode.as_str() {
+            "none" => return Ok((None, None)),
+            "host" => return Ok((Some(NetworkSpec::Host), None)),
+            m if m.starts_with("container:") => {
+                let other = self.find(&m["container:".len()..])?;
+                if !other.state().running {
+                    return Err(ApiError::conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        other.id
+                    )));
+                }
+                return Ok((
+                    Some(NetworkSpec::Container {
+                        id: other.id.clone(),
+                    }),
+                    None,
+                ));
+            }
+            name => self.networks.find(name)?,
+        };
+        let Some((subnet, prefix, gateway)) = network.subnet else {
+            return Err(ApiError::internal(format!(
+                "network {} has no subnet",
+                network.name
+            )));
+        };
+        let address = self.networks.allocate(&network)?;
+        let mut ports = Vec::new();
+        let mut tasks = Vec::new();
+        for p in &n.ports {
+            match super::ports::publish(self.guest.clone(), &record.name, address, p).await {
+                Ok((bound, task)) => {
+                    ports.push(bound);
+                    tasks.push(task);
+                }
+                Err(e) => {
+                    for t in tasks {
+                        t.abort();
+                    }
+                    self.networks.release(&network.id, address);
+                    return Err(e);
+                }
+            }
+        }
+        *c.ports.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        let mut dns_names = Vec::new();
+        if network.has_dns() {
+            dns_names.push(record.name.clone());
+            dns_names.push(record.id[..12].to_string());
+            dns_names.extend(n.aliases.iter().cloned());
+        }
+        let extra_hosts = n
+            .extra_hosts
+            .iter()
+            .map(|(name, ip)| {
+                let ip = if ip == "host-gateway" {
+                    gateway.to_string()
+                } else {
+                    ip.clone()
+                };
+                (name.clone(), ip)
+            })
+            .collect();
+        let spec = NetworkSpec::Bridge(Attachment {
+            network_id: network.id.clone(),
+            network_name: network.name.clone(),
+            bridge: network.bridge_name(),
+            subnet: subnet.to_string(),
+            prefix,
+            gateway: gateway.to_string(),
+            address: address.to_string(),
+            dns_names,
+            extra_hosts,
+        });
+        let endpoint = Endpoint {
+            network_id: network.id,
+            network_name: network.name,
+            address,
+            prefix,
+            gateway,
+            ports,
+        };
+        Ok((Some(spec), Some(endpoint)))
+    }
+
+    /// Undoes [`connect_network`](Self::connect_network) once the container has ended.
+    fn disconnect_network(&self, c: &Container) {
+        for task in c.ports.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+        if let Some(e) = c.record().endpoint {
+            self.networks.release(&e.network_id, e.address);
+            c.update(&self.store, |r| r.endpoint = None);
+        }
+    }
+
     /// `POST /containers/create`.
     pub fn create(&self, body: &Value, name: Option<&str>) -> Result<String, ApiError> {
         let image_name = body["Image"]
@@ -210,7 +356,8 @@ impl Engine {
             .map_err(|e| ApiError::internal(format!("image {image_name}: bad config: {e}")))?;
         let image_config = &config["config"];
         let id = super::random_hex(64);
-        let spec = create::run_spec(body, image_config, &id)?;
+        let mut spec = create::run_spec(body, image_config, &id)?;
+        spec.network.mode = self.resolve_network_mode(&spec.network)?;
 
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         let taken = |n: &str| all.iter().any(|c| c.name() == n);
@@ -263,6 +410,7 @@ impl Engine {
             spec,
             state: State::default(),
             restart_count: 0,
+            endpoint: None,
         };
         self.store.save(&record)?;
         all.push(Container::new(record, &self.store));
@@ -293,6 +441,21 @@ impl Engine {
             })
             .collect::<Result<_, ApiError>>()?;
         self.guest.ensure_layers(&layers).await?;
+        let (network, endpoint) = self.connect_network(c, &record).await?;
+        c.update(&self.store, |r| r.endpoint = endpoint);
+        let result = self.launch(c, &record, network).await;
+        if result.is_err() {
+            self.disconnect_network(c);
+        }
+        result
+    }
+
+    async fn launch(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        record: &Record,
+        network: Option<NetworkSpec>,
+    ) -> Result<(), ApiError> {
         let s = &record.spec;
         let spec = ExecSpec {
             argv: s.argv.clone(),
@@ -309,6 +472,7 @@ impl Engine {
                 user: s.user.clone(),
                 resources: s.resources.clone(),
                 security: s.security.clone(),
+                network,
             }),
             join: None,
         };
@@ -371,6 +535,7 @@ impl Engine {
             tracing::warn!("container {}: output still open after its exit", c.short());
         }
         c.log.lock().await.close();
+        self.disconnect_network(&c);
         *c.exec_id.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.stdin.lock().await = None;
         c.update(&self.store, |r| r.state.set_exited(code, oom, &error));

@@ -24,6 +24,10 @@ impl ApiError {
         ApiError::new(404, m)
     }
 
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(403, m)
+    }
+
     pub fn conflict(m: impl Into<String>) -> ApiError {
         ApiError::new(409, m)
     }

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_mux::{write_msg, Session, Stream};
+use berth_mux::{write_msg, Opener, Session, Stream};
 use berth_protocol::{
-    ContainerOp, ContainerResult, ExecSpec, GuestMessage, HostMessage, StdioFd, StreamOpen, TtySize,
+    ContainerOp, ContainerResult, ExecSpec, GuestMessage, HostMessage, PortProto, StdioFd,
+    StreamOpen, TtySize,
 };
 use tokio::sync::mpsc;
 
@@ -33,7 +34,7 @@ type Waiters = Arc<Mutex<HashMap<Key, mpsc::UnboundedSender<GuestMessage>>>>;
 
 /// A shared handle on the guest agent.
 pub struct Guest {
-    session: Session,
+    session: Opener,
     requests: tokio::sync::Mutex<Requests>,
     waiters: Waiters,
     next_id: AtomicU64,
@@ -54,19 +55,36 @@ pub struct GuestExec {
 
 impl Guest {
     /// Takes over a handshaken client and starts routing its replies.
-    pub fn new(client: AgentClient) -> Arc<Guest> {
+    /// Streams the guest opens are served too: `HostPort` ones only for `host_ports`.
+    pub fn new(client: AgentClient, host_ports: Vec<u16>) -> Arc<Guest> {
         let (session, requests, events) = client.into_parts();
+        let opener = session.opener();
+        tokio::spawn(accept_guest_streams(session, host_ports));
         let waiters: Waiters = Arc::default();
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(route(events, waiters.clone(), closed_tx));
         Arc::new(Guest {
-            session,
+            session: opener,
             requests: tokio::sync::Mutex::new(requests),
             waiters,
             next_id: AtomicU64::new(1),
             layers: tokio::sync::Mutex::new(()),
             closed,
         })
+    }
+
+    /// Opens a flow to `addr` inside the guest (a published port's connection).
+    pub async fn connect(&self, addr: &str, proto: PortProto) -> Result<Stream, ClientError> {
+        let mut stream = self.session.open().await?;
+        write_msg(
+            &mut stream,
+            &StreamOpen::Connect {
+                addr: addr.to_string(),
+                proto,
+            },
+        )
+        .await?;
+        Ok(stream)
     }
 
     /// Whether the connection to the guest is gone.
@@ -302,4 +320,31 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
     let mut waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
     let _ = closed.send(true);
     waiters.clear();
+}
+
+/// Serves the streams the guest opens: each `HostPort` stream is carried to the host's
+/// `127.0.0.1:port`, and only for the ports the machine forwards. Owns the session: the
+/// connection lives as long as this task.
+async fn accept_guest_streams(mut session: Session, host_ports: Vec<u16>) {
+    while let Some(mut stream) = session.accept().await {
+        let allowed = host_ports.clone();
+        tokio::spawn(async move {
+            match berth_mux::read_msg::<_, StreamOpen>(&mut stream).await {
+                Ok(Some(StreamOpen::HostPort { port })) if allowed.contains(&port) => {
+                    match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        Ok(mut tcp) => {
+                            let _ = tcp.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                        }
+                        Err(e) => tracing::info!("forwarded host port {port}: {e}"),
+                    }
+                }
+                Ok(Some(StreamOpen::HostPort { port })) => {
+                    tracing::warn!("the guest asked for host port {port}, which is not forwarded")
+                }
+                Ok(other) => tracing::warn!("unexpected stream from the guest: {other:?}"),
+                Err(e) => tracing::warn!("a stream from the guest: {e}"),
+            }
+        });
+    }
 }

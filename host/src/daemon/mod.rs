@@ -14,6 +14,8 @@ mod guest;
 mod http;
 mod images;
 mod logs;
+mod networks;
+mod ports;
 pub mod state;
 mod views;
 
@@ -111,6 +113,13 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         boot_timeout: Duration::from_secs(60),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: Some(disk),
+        uplink: crate::qemu::Uplink::parse(&config.uplink).ok_or_else(|| {
+            Error::Usage(format!(
+                "machine {}: unknown uplink {:?}",
+                machine.name, config.uplink
+            ))
+        })?,
+        host_ports: config.forward_host_ports.clone(),
     };
     tracing::info!(
         "booting machine {} ({} CPUs, {} MiB, kernel {})",
@@ -123,7 +132,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
     let client = vm.connect(vm_config.boot_timeout).await?;
     let kernel_release = client.guest.kernel_release.clone();
     tracing::info!("the guest agent answered: {}", client.guest.agent);
-    let guest = guest::Guest::new(client);
+    let guest = guest::Guest::new(client, config.forward_host_ports.clone());
     let images = ImageStore::open(&ImageStore::root_for(paths))?;
     let engine = engine::Engine::new(
         machine.clone(),
@@ -131,6 +140,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         images,
         guest.clone(),
         kernel_release,
+        networks::Networks::open(machine.dir.join("networks.json"))?,
     );
 
     let socket = machine.socket();

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use berth_protocol::{Resources, Security, TtySize};
+use berth_protocol::{PortProto, Resources, Security, TtySize};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,6 +37,58 @@ pub struct Record {
     pub state: State,
     #[serde(default)]
     pub restart_count: u32,
+    /// Where the running container is on its network; `None` while it does not run.
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+}
+
+/// A running container's place on a bridge network and its published ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub network_name: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    /// The ports as bound on the host (random ones resolved).
+    pub ports: Vec<PortSpec>,
+}
+
+/// How a container is networked, from the create request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSettings {
+    /// `bridge`, `none`, `host`, `container:<id>`, or a user network's name.
+    pub mode: String,
+    /// `--network-alias`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `-p`; a host port of 0 is picked at start.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// `--add-host`: (name, address).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+impl Default for NetSettings {
+    /// Containers made before berth had networks had none.
+    fn default() -> Self {
+        NetSettings {
+            mode: "none".into(),
+            aliases: Vec::new(),
+            ports: Vec::new(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+/// One published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub container_port: u16,
+    pub proto: PortProto,
+    pub host_ip: String,
+    pub host_port: u16,
 }
 
 /// What the guest runs for this container, derived from the create request once.
@@ -54,6 +106,8 @@ pub struct RunSpec {
     pub auto_remove: bool,
     pub resources: Resources,
     pub security: Security,
+    #[serde(default)]
+    pub network: NetSettings,
 }
 
 /// Docker's container states.
@@ -261,6 +315,7 @@ mod tests {
             spec: RunSpec::default(),
             state: State::default(),
             restart_count: 0,
+            endpoint: None,
         }
     }
 

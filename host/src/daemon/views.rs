@@ -20,7 +20,7 @@ pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
         host_config = json!({});
     }
     if let Some(h) = host_config.as_object_mut() {
-        h.entry("NetworkMode").or_insert("none".into());
+        h.insert("NetworkMode".into(), r.spec.network.mode.clone().into());
         h.entry("LogConfig")
             .or_insert(json!({"Type": "json-file", "Config": {}}));
         h.entry("RestartPolicy")
@@ -49,12 +49,60 @@ pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
         "Mounts": [],
         "Config": r.config,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": false,
-            "Ports": {}, "SandboxKey": "", "Networks": {},
-            "IPAddress": "", "Gateway": "", "MacAddress": ""
-        },
+        "NetworkSettings": network_settings(&r),
     })
+}
+
+/// Docker's `NetworkSettings`: the endpoint of a running container on a bridge network
+/// and its published ports, keyed `8080/tcp`.
+pub fn network_settings(r: &Record) -> Value {
+    let mut ports = serde_json::Map::new();
+    let mut networks = serde_json::Map::new();
+    let (mut ip, mut gateway, mut prefix) = (String::new(), String::new(), 0);
+    if let Some(e) = r.endpoint.as_ref().filter(|_| r.state.running) {
+        for p in &e.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let entry = ports.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = entry {
+                list.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+            }
+        }
+        ip = e.address.to_string();
+        gateway = e.gateway.to_string();
+        prefix = e.prefix;
+        let mut aliases = r.spec.network.aliases.clone();
+        aliases.push(r.id[..12].to_string());
+        networks.insert(
+            e.network_name.clone(),
+            json!({
+                "IPAMConfig": null, "Links": null, "Aliases": aliases,
+                "NetworkID": e.network_id, "EndpointID": r.id,
+                "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "", "DriverOpts": null,
+                "DNSNames": [r.name.clone(), r.id[..12].to_string()],
+            }),
+        );
+    }
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false,
+        "Ports": ports, "SandboxKey": "", "Networks": networks,
+        "IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": ""
+    })
+}
+
+/// `GET /containers/json`'s `Ports`: one entry per published port.
+fn list_ports(r: &Record) -> Value {
+    let Some(e) = r.endpoint.as_ref().filter(|_| r.state.running) else {
+        return json!([]);
+    };
+    e.ports
+        .iter()
+        .map(|p| {
+            json!({"IP": p.host_ip, "PrivatePort": p.container_port,
+                   "PublicPort": p.host_port, "Type": p.proto.as_str()})
+        })
+        .collect()
 }
 
 /// Docker's `Status` column: `Up 5 seconds`, `Exited (0) 3 minutes ago`, `Created`.
@@ -94,12 +142,12 @@ pub fn list_entry(c: &Container, now: SystemTime) -> Value {
         "ImageID": r.image_id,
         "Command": quote_command(&r.spec.argv),
         "Created": created,
-        "Ports": [],
+        "Ports": list_ports(&r),
         "Labels": r.config["Labels"].as_object().cloned().unwrap_or_default(),
         "State": r.state.status.as_str(),
         "Status": status_text(&r, now),
-        "HostConfig": {"NetworkMode": "none"},
-        "NetworkSettings": {"Networks": {}},
+        "HostConfig": {"NetworkMode": r.spec.network.mode},
+        "NetworkSettings": {"Networks": network_settings(&r)["Networks"].clone()},
         "Mounts": [],
     })
 }

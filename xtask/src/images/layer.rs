@@ -15,7 +15,7 @@ enum Node {
 }
 
 /// The layer's uncompressed tar.
-pub fn build(recipe: &Recipe) -> Result<Vec<u8>> {
+pub fn build(recipe: &Recipe, tools_dir: &std::path::Path) -> Result<Vec<u8>> {
     let mut tree: BTreeMap<String, Node> = BTreeMap::new();
     if recipe.busybox {
         let busybox = std::fs::read(BUSYBOX)?;
@@ -29,6 +29,15 @@ pub fn build(recipe: &Recipe) -> Result<Vec<u8>> {
         }
         add(&mut tree, "/usr/bin", Node::Symlink("../bin".into()))?;
         add(&mut tree, "/sbin", Node::Symlink("bin".into()))?;
+    }
+    for tool in &recipe.tools {
+        let binary = std::fs::read(tools_dir.join(tool))
+            .map_err(|e| anyhow::anyhow!("test tool {tool}: {e}"))?;
+        add(
+            &mut tree,
+            &format!("/usr/local/bin/{tool}"),
+            Node::File(0o755, binary),
+        )?;
     }
     for d in &recipe.dirs {
         add(&mut tree, &d.path, Node::Dir(d.mode))?;
@@ -108,8 +117,9 @@ mod tests {
         let r = recipe(
             r#"{"name":"x","tag":"t","format":"oci","files":[{"path":"/a/b/c.txt","mode":420,"content":"hi"}],"config":{}}"#,
         );
-        let one = build(&r).unwrap();
-        assert_eq!(one, build(&r).unwrap());
+        let none = std::path::Path::new("");
+        let one = build(&r, none).unwrap();
+        assert_eq!(one, build(&r, none).unwrap());
         let mut archive = tar::Archive::new(&one[..]);
         let names: Vec<String> = archive
             .entries()
@@ -124,6 +134,27 @@ mod tests {
         let r = recipe(
             r#"{"name":"x","tag":"t","format":"oci","files":[{"path":"/../x","mode":420,"content":""}],"config":{}}"#,
         );
-        assert!(build(&r).is_err());
+        assert!(build(&r, std::path::Path::new("")).is_err());
+    }
+
+    #[test]
+    fn tools_go_to_usr_local_bin_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tool"), b"\x7fELF").unwrap();
+        let r = recipe(r#"{"name":"x","tag":"t","format":"oci","tools":["tool"],"config":{}}"#);
+        let layer = build(&r, dir.path()).unwrap();
+        let mut archive = tar::Archive::new(&layer[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/tool"]
+        );
+        let missing =
+            recipe(r#"{"name":"x","tag":"t","format":"oci","tools":["nope"],"config":{}}"#);
+        assert!(build(&missing, dir.path()).is_err());
     }
 }

@@ -23,8 +23,13 @@ pub fn run() -> Result<()> {
     let out_dir = images_dir(&assets);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     println!("== images: writing into {}", out_dir.display());
-    for (name, recipe) in recipes(&workspace_root().join("images"))? {
-        let layer = layer::build(&recipe)?;
+    let recipes = recipes(&workspace_root().join("images"))?;
+    let tools_dir = match recipes.iter().any(|(_, r)| !r.tools.is_empty()) {
+        true => crate::guest::build()?.dir,
+        false => PathBuf::new(),
+    };
+    for (name, recipe) in recipes {
+        let layer = layer::build(&recipe, &tools_dir)?;
         let image = write::Image::new(&recipe, layer)?;
         let bytes = match recipe.format {
             Format::DockerSave => image.docker_save()?,

@@ -20,6 +20,10 @@ pub struct Recipe {
     pub dirs: Vec<Dir>,
     #[serde(default)]
     pub files: Vec<File>,
+    /// berth's static test tools (binaries of the guest crate, e.g. `berth-udp-echo`),
+    /// installed as `/usr/local/bin/<name>`.
+    #[serde(default)]
+    pub tools: Vec<String>,
     /// The image config's `config` object, as Docker writes it.
     pub config: serde_json::Value,
 }

@@ -1,0 +1,439 @@
+//! Container networking in the guest, all over netlink (rtnetlink for links, addresses and
+//! routes; rustables for nftables): no `ip` or `nft` binary.
+//!
+//! - The guest's uplink is QEMU's user-mode network on `eth0` (10.0.2.15/24 via
+//!   10.0.2.2), configured at boot when the host attached one (`berth.uplink=`).
+//! - A bridge network is a Linux bridge named by the host, made on first use and deleted
+//!   when its last container leaves, with the gateway address on it and a DNS server there
+//!   (`dns`). nftables masquerades what leaves through the uplink and drops what one
+//!   bridge would forward to another (`nft`): networks are isolated.
+//! - Each container on a bridge gets a network namespace kept at
+//!   `/run/berth/netns/<id>`, made before its shim starts (the shim joins it), with a veth
+//!   pair: one end on the bridge, the other its `eth0` with the address the host allocated.
+//! - `none` gets a namespace with only `lo` (up); `host` keeps the guest's;
+//!   `container:ID` joins another container's (and shares its /etc/hosts and resolver).
+
+pub mod dns;
+mod links;
+mod nft;
+pub mod ports;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_protocol::{Attachment, NetworkSpec};
+
+use crate::container::NetNs;
+
+/// Where containers' network namespaces are kept.
+pub const NETNS_DIR: &str = "/run/berth/netns";
+/// QEMU user networking's DNS proxy.
+const UPLINK_DNS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3)), 53);
+/// Names of the guest itself, as containers see it (their gateway, or 127.0.0.1 with
+/// `--network host`), where forwarded host ports are served.
+pub const HOST_NAMES: &str = "host.berth.internal host.docker.internal";
+
+/// How the host attached the guest's uplink (`berth.uplink=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uplink {
+    /// No network device.
+    None,
+    /// QEMU user networking with `restrict=on`: nothing leaves the machine.
+    Restricted,
+    /// QEMU user networking: the guest reaches what the host reaches.
+    Open,
+}
+
+/// What a container's shim needs: its namespace and its /etc files.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub netns: NetNs,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+struct Bridge {
+    names: dns::Names,
+    users: usize,
+    dns: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the agent made for one container, to undo at its end.
+struct Made {
+    netns: Option<PathBuf>,
+    veth: Option<String>,
+    bridge: Option<(String, Ipv4Addr, Vec<String>)>,
+    prepared: Prepared,
+}
+
+#[derive(Default)]
+struct State {
+    bridges: HashMap<String, Bridge>,
+    containers: HashMap<String, Made>,
+}
+
+/// The guest's networks. One per agent; every method is safe to call concurrently.
+pub struct Net {
+    uplink: Uplink,
+    handle: Option<rtnetlink::Handle>,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl Net {
+    /// Configures `lo` and the uplink. Failures are logged: the agent runs without
+    /// networks rather than not at all, and each container start then says why.
+    pub async fn start(uplink: Uplink) -> Arc<Net> {
+        let handle = match links::connect() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!("netlink: {e}; containers get no network");
+                None
+            }
+        };
+        if let Some(h) = &handle {
+            if let Err(e) = links::up(h, "lo").await {
+                tracing::warn!("lo: {e}");
+            }
+            if uplink != Uplink::None {
+                if let Err(e) = configure_uplink(h).await {
+                    tracing::error!("uplink: {e}");
+                }
+            }
+        }
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+            tracing::warn!("ip_forward: {e}");
+        }
+        let _ = std::fs::create_dir_all(NETNS_DIR);
+        let net = Arc::new(Net {
+            uplink,
+            handle,
+            state: Default::default(),
+        });
+        if let Err(e) = net.apply_rules(&[]) {
+            tracing::error!("{e}");
+        }
+        net
+    }
+
+    /// No networking at all (an agent that is not PID 1, in tests on a host): containers
+    /// get a new, empty network namespace and nothing on the machine is changed.
+    pub fn disabled() -> Arc<Net> {
+        Arc::new(Net {
+            uplink: Uplink::None,
+            handle: None,
+            state: Default::default(),
+        })
+    }
+
+    fn handle(&self) -> Result<&rtnetlink::Handle, String> {
+        self.handle
+            .as_ref()
+            .ok_or_else(|| "the guest has no netlink connection".to_string())
+    }
+
+    fn uplink_name(&self) -> Option<&'static str> {
+        (self.uplink != Uplink::None).then_some(links::UPLINK.0)
+    }
+
+    fn apply_rules(&self, bridges: &[String]) -> Result<(), String> {
+        nft::apply(self.uplink_name(), bridges).map_err(|e| e.to_string())
+    }
+
+    /// The guest's own resolver, for `--network host` containers.
+    fn host_resolv_conf(&self) -> String {
+        match self.uplink {
+            Uplink::Open => format!("nameserver {}\n", UPLINK_DNS.ip()),
+            _ => String::new(),
+        }
+    }
+
+    /// Prepares the network of container `id` before its shim starts.
+    pub async fn attach(
+        &self,
+        id: &str,
+        hostname: &str,
+        spec: Option<&NetworkSpec>,
+    ) -> Result<Prepared, String> {
+        let mut state = self.state.lock().await;
+        let made = match spec {
+            Some(NetworkSpec::Host) => Made {
+                netns: None,
+                veth: None,
+                bridge: None,
+                prepared: Prepared {
+                    netns: NetNs::Host,
+                    hosts: hosts_file(hostname, None, &[("127.0.0.1".into(), HOST_NAMES.into())]),
+                    resolv_conf: self.host_resolv_conf(),
+                },
+            },
+            Some(NetworkSpec::Container { id: other }) => {
+                let theirs = state
+                    .containers
+                    .get(other)
+                    .ok_or_else(|| format!("container {other} is not running"))?;
+                let netns = match &theirs.prepared.netns {
+                    NetNs::Join(path) => NetNs::Join(path.clone()),
+                    NetNs::Host => NetNs::Host,
+                    NetNs::New => return Err(format!("container {other} has no network to share")),
+                };
+                Made {
+                    netns: None,
+                    veth: None,
+                    bridge: None,
+                    prepared: Prepared {
+                        netns,
+                        ..theirs.prepared.clone()
+                    },
+                }
+            }
+            None if self.handle.is_none() => Made {
+                netns: None,
+                veth: None,
+                bridge: None,
+                prepared: Prepared {
+                    netns: NetNs::New,
+                    hosts: hosts_file(hostname, None, &[]),
+                    resolv_conf: String::new(),
+                },
+            },
+            None => {
+                let path = self.new_netns(id)?;
+                if let Err(e) = self.inside(&path).await {
+                    let _ = crate::sys::remove_netns(&path);
+                    return Err(e);
+                }
+                Made {
+                    netns: Some(path.clone()),
+                    veth: None,
+                    bridge: None,
+                    prepared: Prepared {
+                        netns: NetNs::Join(path),
+                        hosts: hosts_file(hostname, None, &[]),
+                        resolv_conf: String::new(),
+                    },
+                }
+            }
+            Some(NetworkSpec::Bridge(a)) => self.attach_bridge(&mut state, id, hostname, a).await?,
+        };
+        let prepared = made.prepared.clone();
+        state.containers.insert(id.to_string(), made);
+        Ok(prepared)
+    }
+
+    fn new_netns(&self, id: &str) -> Result<PathBuf, String> {
+        let path = PathBuf::from(NETNS_DIR).join(id);
+        let _ = crate::sys::remove_netns(&path);
+        crate::sys::create_netns(&path).map_err(|e| format!("network namespace: {e}"))?;
+        Ok(path)
+    }
+
+    /// A netlink handle inside the namespace at `path`, with `lo` up there. As Docker,
+    /// any user may bind any port there (`ip_unprivileged_port_start=0`): the namespace
+    /// is the container's alone.
+    async fn inside(&self, path: &std::path::Path) -> Result<rtnetlink::Handle, String> {
+        crate::sys::in_netns(path, || {
+            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+        })
+        .map_err(|e| format!("ip_unprivileged_port_start: {e}"))?;
+        let handle = links::connect_in(path).map_err(|e| format!("network namespace: {e}"))?;
+        links::up(&handle, "lo").await.map_err(|e| e.to_string())?;
+        Ok(handle)
+    }
+
+    async fn attach_bridge(
+        &self,
+        state: &mut State,
+        id: &str,
+        hostname: &str,
+        a: &Attachment,
+    ) -> Result<Made, String> {
+        let handle = self.handle()?.clone();
+        let parse = |what: &str, s: &str| -> Result<Ipv4Addr, String> {
+            s.parse()
+                .map_err(|_| format!("bad {what} {s:?} for network {}", a.network_name))
+        };
+        let gateway = parse("gateway", &a.gateway)?;
+        let address = parse("address", &a.address)?;
+        if a.bridge.is_empty() || a.bridge.len() > 15 {
+            return Err(format!("bad bridge name {:?}", a.bridge));
+        }
+        if !state.bridges.contains_key(&a.bridge) {
+            links::ensure_bridge(&handle, &a.bridge, gateway, a.prefix)
+                .await
+                .map_err(|e| format!("network {}: {e}", a.network_name))?;
+            let names = dns::Names::default();
+            let upstream = (self.uplink == Uplink::Open).then_some(UPLINK_DNS);
+            let dns = match dns::serve(gateway, names.clone(), upstream) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::warn!("DNS for network {}: {e}", a.network_name);
+                    None
+                }
+            };
+            state.bridges.insert(
+                a.bridge.clone(),
+                Bridge {
+                    names,
+                    users: 0,
+                    dns,
+                },
+            );
+            let all: Vec<String> = state.bridges.keys().cloned().collect();
+            self.apply_rules(&all)?;
+        }
+        let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
+        bridge.users += 1;
+
+        let short = &id[..12.min(id.len())];
+        let (veth, peer) = (format!("vb{short}"), format!("vp{short}"));
+        let made = async {
+            let path = self.new_netns(id)?;
+            let result = async {
+                let _ = links::delete(&handle, &veth).await;
+                links::veth_into(&handle, &veth, &peer, &a.bridge, &path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let inside = self.inside(&path).await?;
+                links::configure_inside(&inside, &peer, address, a.prefix, gateway)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match result {
+                Ok(()) => Ok(path),
+                Err(e) => {
+                    let _ = links::delete(&handle, &veth).await;
+                    let _ = crate::sys::remove_netns(&path);
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        let path = match made {
+            Ok(path) => path,
+            Err(e) => {
+                self.release_bridge(state, &a.bridge).await;
+                return Err(format!("network {}: {e}", a.network_name));
+            }
+        };
+        let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
+        {
+            let mut names = bridge.names.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &a.dns_names {
+                names
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .push(address);
+            }
+        }
+        let mut extra = vec![(a.gateway.clone(), HOST_NAMES.to_string())];
+        extra.extend(a.extra_hosts.iter().map(|(n, ip)| (ip.clone(), n.clone())));
+        Ok(Made {
+            netns: Some(path.clone()),
+            veth: Some(veth),
+            bridge: Some((a.bridge.clone(), address, a.dns_names.clone())),
+            prepared: Prepared {
+                netns: NetNs::Join(path),
+                hosts: hosts_file(hostname, Some(&a.address), &extra),
+                resolv_conf: format!("nameserver {}\noptions ndots:0\n", a.gateway),
+            },
+        })
+    }
+
+    /// Drops one user of `bridge`; the last one deletes it.
+    async fn release_bridge(&self, state: &mut State, name: &str) {
+        let Some(bridge) = state.bridges.get_mut(name) else {
+            return;
+        };
+        bridge.users = bridge.users.saturating_sub(1);
+        if bridge.users > 0 {
+            return;
+        }
+        if let Some(bridge) = state.bridges.remove(name) {
+            if let Some(task) = bridge.dns {
+                task.abort();
+            }
+        }
+        if let Ok(handle) = self.handle() {
+            if let Err(e) = links::delete(handle, name).await {
+                tracing::warn!("deleting bridge {name}: {e}");
+            }
+        }
+        let all: Vec<String> = state.bridges.keys().cloned().collect();
+        if let Err(e) = self.apply_rules(&all) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Undoes [`attach`](Self::attach) once container `id` has ended.
+    pub async fn detach(&self, id: &str) {
+        let mut state = self.state.lock().await;
+        let Some(made) = state.containers.remove(id) else {
+            return;
+        };
+        if let (Some(veth), Ok(handle)) = (&made.veth, self.handle()) {
+            if let Err(e) = links::delete(handle, veth).await {
+                tracing::warn!("deleting {veth}: {e}");
+            }
+        }
+        if let Some(path) = &made.netns {
+            if let Err(e) = crate::sys::remove_netns(path) {
+                tracing::warn!("{e}");
+            }
+        }
+        if let Some((bridge_name, address, dns_names)) = made.bridge {
+            if let Some(bridge) = state.bridges.get(&bridge_name) {
+                let mut names = bridge.names.lock().unwrap_or_else(|p| p.into_inner());
+                for name in dns_names {
+                    let key = name.to_ascii_lowercase();
+                    if let Some(addrs) = names.get_mut(&key) {
+                        addrs.retain(|a| *a != address);
+                        if addrs.is_empty() {
+                            names.remove(&key);
+                        }
+                    }
+                }
+            }
+            self.release_bridge(&mut state, &bridge_name).await;
+        }
+    }
+}
+
+async fn configure_uplink(h: &rtnetlink::Handle) -> std::io::Result<()> {
+    let (name, address, prefix, gateway) = links::UPLINK;
+    links::add_address(h, name, address, prefix).await?;
+    links::up(h, name).await?;
+    links::default_route(h, gateway).await
+}
+
+/// A container's /etc/hosts, as Docker writes it: localhost, the container's own
+/// address (or 127.0.1.1) with its hostname, then `extra` (address, names) lines.
+pub fn hosts_file(hostname: &str, address: Option<&str>, extra: &[(String, String)]) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    out.push_str(&format!("{}\t{hostname}\n", address.unwrap_or("127.0.1.1")));
+    for (ip, names) in extra {
+        out.push_str(&format!("{ip}\t{names}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_files_name_the_container_and_extras() {
+        let h = hosts_file(
+            "web",
+            Some("172.18.0.2"),
+            &[("172.18.0.1".into(), HOST_NAMES.into())],
+        );
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("172.18.0.2\tweb\n"));
+        assert!(h.ends_with("172.18.0.1\thost.berth.internal host.docker.internal\n"));
+        assert!(hosts_file("x", None, &[]).contains("127.0.1.1\tx\n"));
+    }
+}

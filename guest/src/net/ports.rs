@@ -1,0 +1,116 @@
+//! Flows between the host and the guest's networks, carried on the multiplexed transport:
+//! - published ports (`-p`): the host opens a `Connect` stream per TCP connection or UDP
+//!   flow, and the agent connects to the container's address;
+//! - forwarded host ports (`--forward-host-port`): the agent listens on the guest's
+//!   addresses and opens a `HostPort` stream to the host per connection.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use berth_mux::{write_msg, Opener, Stream};
+use berth_protocol::{PortProto, StreamOpen};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// How long connecting to a container's port may take.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// A UDP flow with no datagram either way for this long ends.
+pub const UDP_IDLE: Duration = Duration::from_secs(120);
+/// The largest datagram carried.
+const MAX_DATAGRAM: usize = 65535;
+
+/// Serves one `Connect` stream: connects to `addr` and copies both ways.
+pub async fn connect(mut stream: Stream, addr: String, proto: PortProto) {
+    let Ok(target) = addr.parse::<SocketAddr>() else {
+        tracing::warn!("published port: bad address {addr:?}");
+        return;
+    };
+    match proto {
+        PortProto::Tcp => {
+            let conn = tokio::time::timeout(CONNECT_DEADLINE, TcpStream::connect(target)).await;
+            match conn {
+                Ok(Ok(mut tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                }
+                Ok(Err(e)) => tracing::debug!("published port {addr}: {e}"),
+                Err(_) => {
+                    tracing::debug!("published port {addr}: no answer in {CONNECT_DEADLINE:?}")
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+        PortProto::Udp => {
+            if let Err(e) = udp_flow(stream, target).await {
+                tracing::debug!("published udp port {addr}: {e}");
+            }
+        }
+    }
+}
+
+/// Carries datagrams between `stream` (each as a 2-byte length and its bytes) and a UDP
+/// socket connected to `target`, until the stream ends or the flow is idle. Each
+/// direction has a task of its own (reading a length prefix is not cancel-safe).
+async fn udp_flow(stream: Stream, target: SocketAddr) -> std::io::Result<()> {
+    let socket = std::sync::Arc::new(UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?);
+    socket.connect(target).await?;
+    let (mut from_host, mut to_host) = tokio::io::split(stream);
+    let replies = socket.clone();
+    let back = tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let n = replies.recv(&mut buf).await?;
+            to_host.write_u16(n as u16).await?;
+            to_host.write_all(&buf[..n]).await?;
+            to_host.flush().await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    let mut datagram = vec![0u8; MAX_DATAGRAM];
+    let result = async {
+        while let Ok(len) = tokio::time::timeout(UDP_IDLE, from_host.read_u16()).await {
+            let Ok(len) = len else { break };
+            let d = &mut datagram[..len as usize];
+            from_host.read_exact(d).await?;
+            socket.send(d).await?;
+        }
+        Ok(())
+    }
+    .await;
+    back.abort();
+    result
+}
+
+/// Listens on every guest address at `port` and carries each connection to the host's
+/// loopback port `port` (which the host checks against the machine's forwards).
+pub async fn forward_host_port(port: u16, opener: Opener) {
+    let listener = match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("forwarding host port {port}: {e}");
+            return;
+        }
+    };
+    tracing::info!("forwarding guest port {port} to the host's 127.0.0.1:{port}");
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let opener = opener.clone();
+        tokio::spawn(async move {
+            let mut stream = match opener.open().await {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            if write_msg(&mut stream, &StreamOpen::HostPort { port })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = tcp.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+        });
+    }
+}
