@@ -59,7 +59,13 @@ async fn udp_flow(stream: Stream, target: SocketAddr) -> std::io::Result<()> {
     let back = tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
-            let n = replies.recv(&mut buf).await?;
+            let n = match replies.recv(&mut buf).await {
+                Ok(n) => n,
+                // An ICMP "port unreachable" for an earlier datagram (the server was not
+                // up yet): the flow goes on, as through a NAT.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
             to_host.write_u16(n as u16).await?;
             to_host.write_all(&buf[..n]).await?;
             to_host.flush().await?;
@@ -73,7 +79,10 @@ async fn udp_flow(stream: Stream, target: SocketAddr) -> std::io::Result<()> {
             let Ok(len) = len else { break };
             let d = &mut datagram[..len as usize];
             from_host.read_exact(d).await?;
-            socket.send(d).await?;
+            match socket.send(d).await {
+                Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }

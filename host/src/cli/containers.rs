@@ -187,7 +187,7 @@ pub async fn ps(api: &Api, a: PsArgs) -> Result<i32, Error> {
                 cmd,
                 format!("{} ago", human_duration(now - created)),
                 c["Status"].as_str().unwrap_or_default().to_string(),
-                String::new(),
+                ports_column(&c["Ports"]),
                 c["Names"][0]
                     .as_str()
                     .unwrap_or_default()
@@ -207,6 +207,30 @@ pub async fn ps(api: &Api, a: PsArgs) -> Result<i32, Error> {
     ];
     print_table(&mut out, &header, &rows)?;
     Ok(0)
+}
+
+/// Docker's PORTS column: `127.0.0.1:18080->8080/tcp, 127.0.0.1:15353->53/udp`.
+fn ports_column(ports: &Value) -> String {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = format!(
+                "{}/{}",
+                p["PrivatePort"].as_u64().unwrap_or(0),
+                p["Type"].as_str().unwrap_or("tcp")
+            );
+            match p["PublicPort"].as_u64() {
+                Some(public) => format!(
+                    "{}:{public}->{private}",
+                    p["IP"].as_str().unwrap_or_default()
+                ),
+                None => private,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_table<const N: usize>(

@@ -150,6 +150,7 @@ async fn open_flow(
         .insert(client, tx.clone());
     let (mut from_guest, mut to_guest) = tokio::io::split(stream);
     let replies = socket.clone();
+    let ended = flows.clone();
     let back = tasks.spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         while let Ok(len) = from_guest.read_u16().await {
@@ -159,6 +160,8 @@ async fn open_flow(
             }
             let _ = replies.send_to(d, client).await;
         }
+        // The guest ended the flow: the client's next datagram starts a new one.
+        ended.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
     });
     let flows = flows.clone();
     tasks.spawn(async move {
