@@ -97,6 +97,8 @@ pub struct Spec {
     pub disks: Vec<PathBuf>,
     /// The network device, if any.
     pub uplink: Uplink,
+    /// QEMU's own forwards, (host loopback port, guest port), TCP.
+    pub hostfwd: Vec<(u16, u16)>,
 }
 
 /// The whole argument list (without the program name).
@@ -115,19 +117,23 @@ pub fn args(spec: &Spec) -> Vec<String> {
     a.extend(entropy_args(spec.machine));
     a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
-    a.extend(uplink_args(spec.machine, spec.uplink));
+    a.extend(uplink_args(spec.machine, spec.uplink, &spec.hostfwd));
     a
 }
 
-fn uplink_args(machine: Machine, uplink: Uplink) -> Vec<String> {
+fn uplink_args(machine: Machine, uplink: Uplink, hostfwd: &[(u16, u16)]) -> Vec<String> {
     let restrict = match uplink {
         Uplink::None => return Vec::new(),
         Uplink::Restricted => "on",
         Uplink::Open => "off",
     };
+    let forwards: String = hostfwd
+        .iter()
+        .map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"))
+        .collect();
     vec![
         "-netdev".into(),
-        format!("user,id=uplink,restrict={restrict}"),
+        format!("user,id=uplink,restrict={restrict}{forwards}"),
         "-device".into(),
         format!("{},netdev=uplink", machine.virtio("virtio-net")),
     ]
@@ -306,6 +312,7 @@ mod tests {
             transport,
             disks: vec!["/d/layers.img".into()],
             uplink: Uplink::None,
+            hostfwd: Vec::new(),
         }
     }
 
@@ -361,6 +368,9 @@ mod tests {
             ),
             "{line}"
         );
+        s.hostfwd = vec![(18080, 80)];
+        assert!(joined(&s).contains("restrict=on,hostfwd=tcp:127.0.0.1:18080-:80 "));
+        s.hostfwd.clear();
         s.uplink = Uplink::Open;
         s.machine = Machine::Pc;
         assert!(joined(&s)

@@ -85,6 +85,8 @@ pub struct VmConfig {
     pub uplink: qemu::Uplink,
     /// Host loopback ports the agent serves inside the guest (`--forward-host-port`).
     pub host_ports: Vec<u16>,
+    /// QEMU's own forwards of host loopback ports to guest ports (`vm run -p`).
+    pub hostfwd: Vec<(u16, u16)>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -135,6 +137,7 @@ impl Vm {
             transport: transport.device(),
             disks: cfg.layer_disk.iter().cloned().collect(),
             uplink: cfg.uplink,
+            hostfwd: cfg.hostfwd.clone(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(

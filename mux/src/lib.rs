@@ -99,6 +99,22 @@ impl Session {
     }
 }
 
+/// Reads and discards what the peer still sends on `stream` until it ends or `deadline`
+/// passes. For a relay whose other side failed after it half-closed this stream: yamux
+/// resets a stream dropped while open, but one dropped after its close leaves a peer that
+/// is out of window credit blocked for good; reading gives it credit to finish.
+pub async fn drain(mut stream: Stream, deadline: std::time::Duration) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(deadline, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Opens streams on a [`Session`] (see [`Session::opener`]).
 #[derive(Clone)]
 pub struct Opener {
@@ -122,7 +138,9 @@ impl Drop for Session {
 
 fn config() -> yamux::Config {
     let mut cfg = yamux::Config::default();
-    cfg.set_max_num_streams(4096);
+    // Each stream may buffer up to the connection window over the stream count (1 GiB / 512
+    // = 2 MiB): enough for a bulk flow (a published port) to keep the link busy.
+    cfg.set_max_num_streams(512);
     cfg
 }
 

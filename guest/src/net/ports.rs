@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// A UDP flow with no datagram either way for this long ends.
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
+/// How long a failed relay keeps reading what the other side still sends.
+const RELAY_DRAIN: Duration = Duration::from_secs(30);
 /// The largest datagram carried.
 const MAX_DATAGRAM: usize = 65535;
 
@@ -119,7 +121,10 @@ pub async fn forward_host_port(port: u16, opener: Opener) {
                 return;
             }
             let _ = tcp.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+            if tokio::io::copy_bidirectional(&mut tcp, &mut stream).await.is_err() {
+                drop(tcp);
+                berth_mux::drain(stream, RELAY_DRAIN).await;
+            }
         });
     }
 }

@@ -44,6 +44,14 @@ pub struct Args {
     /// Run the command on a pseudo-terminal (stdout and stderr merged, as `docker run -t`).
     #[arg(short, long)]
     tty: bool,
+    /// A network device: `open`, `restricted` (nothing leaves the VM) or `none`
+    /// (default; `restricted` when -p is given). The guest is 10.0.2.15/24 on eth0.
+    #[arg(long)]
+    uplink: Option<String>,
+    /// Forward a host port to a guest port with QEMU's own forwarding,
+    /// `HOSTPORT:GUESTPORT` (TCP, on 127.0.0.1). Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:GUESTPORT")]
+    publish: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
@@ -57,6 +65,25 @@ pub fn run(args: Args) -> Result<i32, Error> {
             args.machine
         ))
     })?;
+    let mut hostfwd = Vec::new();
+    for p in &args.publish {
+        let pair = p
+            .split_once(':')
+            .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)))
+            .filter(|(h, g)| *h > 0 && *g > 0)
+            .ok_or_else(|| Error::Usage(format!("-p {p:?}: expected HOSTPORT:GUESTPORT")))?;
+        hostfwd.push(pair);
+    }
+    let uplink = match args.uplink.as_deref() {
+        None if hostfwd.is_empty() => crate::qemu::Uplink::None,
+        None => crate::qemu::Uplink::Restricted,
+        Some(u) => crate::qemu::Uplink::parse(u).ok_or_else(|| {
+            Error::Usage(format!("--uplink {u:?}: expected open, restricted or none"))
+        })?,
+    };
+    if uplink == crate::qemu::Uplink::None && !hostfwd.is_empty() {
+        return Err(Error::Usage("-p needs an uplink: drop --uplink none".into()));
+    }
     let cfg = VmConfig {
         kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
         cpus: args.cpus,
@@ -67,8 +94,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
         boot_timeout: Duration::from_secs(args.boot_timeout),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: None,
-        uplink: crate::qemu::Uplink::None,
+        uplink,
         host_ports: Vec::new(),
+        hostfwd,
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",

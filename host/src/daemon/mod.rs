@@ -120,6 +120,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
             ))
         })?,
         host_ports: config.forward_host_ports.clone(),
+        hostfwd: Vec::new(),
     };
     tracing::info!(
         "booting machine {} ({} CPUs, {} MiB, kernel {})",

@@ -23,6 +23,8 @@ use super::state::PortSpec;
 /// default for UDP streams).
 const UDP_IDLE: Duration = Duration::from_secs(120);
 const MAX_DATAGRAM: usize = 65535;
+/// How long a failed relay keeps reading what the guest still sends.
+const RELAY_DRAIN: Duration = Duration::from_secs(30);
 
 /// Binds `port` on the host and serves it for the container at `target_ip`. Returns the
 /// binding as made (a random host port resolved) and the task that serves it (abort it
@@ -88,7 +90,11 @@ async fn serve_tcp(listener: TcpListener, guest: Arc<Guest>, target: String) {
             let _ = tcp.set_nodelay(true);
             match guest.connect(&target, PortProto::Tcp).await {
                 Ok(mut stream) => {
-                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                    if tokio::io::copy_bidirectional(&mut tcp, &mut stream).await.is_err() {
+                        // The client is gone (or reset): let the guest finish its side.
+                        drop(tcp);
+                        berth_mux::drain(stream, RELAY_DRAIN).await;
+                    }
                 }
                 Err(e) => tracing::info!("published port to {target}: {e}"),
             }
