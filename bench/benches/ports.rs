@@ -61,16 +61,43 @@ fn throughput(c: &mut Criterion) {
     let home = tempfile::tempdir().expect("temp dir");
     let assets = berth::paths::Paths::from_env().expect("berth paths").assets;
     let busybox = assets.join("images/busybox.tar");
-    time_command(&mut berth(home.path(), &["load", "-i", busybox.to_str().expect("utf-8 path")]));
+    time_command(&mut berth(
+        home.path(),
+        &["load", "-i", busybox.to_str().expect("utf-8 path")],
+    ));
     time_command(&mut berth(home.path(), &["machine", "start"]));
     time_command(&mut berth(
         home.path(),
-        &["run", "-d", "--name", "sink", "-p", "18601:5000", "busybox", "sh", "-c", SINK],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "sink",
+            "-p",
+            "18601:5000",
+            "busybox",
+            "sh",
+            "-c",
+            SINK,
+        ],
     ));
     let kernel = bench_kernel();
     let mut vm = berth(
         home.path(),
-        &["vm", "run", "--kernel", &kernel, "--memory", "1G", "-p", "18602:5000", "--", "sh", "-c", SINK],
+        &[
+            "vm",
+            "run",
+            "--kernel",
+            &kernel,
+            "--memory",
+            "1G",
+            "-p",
+            "18602:5000",
+            "--",
+            "sh",
+            "-c",
+            SINK,
+        ],
     )
     .stdin(Stdio::null())
     .stdout(Stdio::null())

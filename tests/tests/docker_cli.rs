@@ -144,3 +144,77 @@ fn the_docker_cli_drives_berth() {
     drop(d);
     b.assert_nothing_left();
 }
+
+#[test]
+fn the_docker_cli_makes_networks_and_publishes_ports() {
+    let b = Berth::new();
+    let d = Docker::new(&b);
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    d.ok(&["load", "-i", &format!("{assets}/images/busybox.tar")]);
+    let id = d.ok(&["network", "create", "n1"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(d.ok(&["network", "ls"]).contains("n1"));
+    let serve = "mkdir -p /w && echo served-by-web > /w/index.html && exec httpd -f -p 8080 -h /w";
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "n1",
+        "--network-alias",
+        "www",
+        "-p",
+        "18081:8080",
+        "busybox",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, out, _) = d.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "n1",
+            "busybox",
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 www 8080",
+        ]);
+        if out.contains("served-by-web") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served by alias: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(d.ok(&["port", "web"]).trim(), "8080/tcp -> 127.0.0.1:18081");
+    assert!(d.ok(&["ps"]).contains("127.0.0.1:18081->8080/tcp"));
+    let curl = Command::new("curl")
+        .args(["-s", "--max-time", "20", "http://127.0.0.1:18081/"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "served-by-web\n");
+    let net: serde_json::Value =
+        serde_json::from_str(&d.ok(&["network", "inspect", "n1"])).unwrap();
+    assert_eq!(net[0]["Driver"], "bridge");
+    assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");
+    let ip = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.n1.IPAddress}}",
+        "web",
+    ]);
+    assert!(ip.trim().starts_with("172.18.0."), "{ip}");
+    let (code, _, err) = d.run(&["network", "rm", "n1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("active endpoints"), "{err}");
+    d.ok(&["rm", "-f", "web"]);
+    d.ok(&["network", "rm", "n1"]);
+    drop(d);
+    b.assert_nothing_left();
+}

@@ -53,7 +53,10 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     let machine = std::fs::read_to_string(b.home().join("machines/default/machine.json")).unwrap();
     assert!(machine.contains("\"uplink\": \"restricted\""), "{machine}");
     ok(&b, &["network", "create", "front"]);
-    ok(&b, &["network", "create", "--subnet", "10.99.0.0/24", "back"]);
+    ok(
+        &b,
+        &["network", "create", "--subnet", "10.99.0.0/24", "back"],
+    );
     let ls = ok(&b, &["network", "ls"]).stdout_text();
     for name in ["bridge", "host", "none", "front", "back"] {
         assert!(ls.contains(name), "{ls}");
@@ -73,29 +76,72 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     // By name and by alias, from another container on the same network.
     let by_name = until_output(
         &b,
-        &["run", "--rm", "--network", "front", "busybox", "sh", "-c", &format!("{GET} web 8080")],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("{GET} web 8080"),
+        ],
         "hello-from-web",
         Duration::from_secs(30),
     );
-    assert!(by_name.stdout_text().contains("200 OK"), "{}", by_name.stdout_text());
+    assert!(
+        by_name.stdout_text().contains("200 OK"),
+        "{}",
+        by_name.stdout_text()
+    );
     let by_alias = ok(
         &b,
-        &["run", "--rm", "--network", "front", "busybox", "sh", "-c", &format!("{GET} www 8080")],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("{GET} www 8080"),
+        ],
     );
     assert!(by_alias.stdout_text().contains("hello-from-web"));
 
     // The container's own files match its network.
-    let ip = ok(&b, &["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "web"])
-        .stdout_text()
-        .trim()
-        .to_string();
+    let ip = ok(
+        &b,
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.front.IPAddress}}",
+            "web",
+        ],
+    )
+    .stdout_text()
+    .trim()
+    .to_string();
     assert!(ip.starts_with("172.18.0."), "{ip}");
-    let etc = ok(&b, &["exec", "web", "sh", "-c", "cat /etc/hosts /etc/resolv.conf; hostname"]).stdout_text();
+    let etc = ok(
+        &b,
+        &[
+            "exec",
+            "web",
+            "sh",
+            "-c",
+            "cat /etc/hosts /etc/resolv.conf; hostname",
+        ],
+    )
+    .stdout_text();
     let hostname = etc.lines().last().unwrap().to_string();
     assert!(etc.contains(&format!("{ip}\t{hostname}")), "{etc}");
     assert!(etc.contains("nameserver 172.18.0.1"), "{etc}");
     let inspect = ok(&b, &["network", "inspect", "front"]).stdout_text();
-    assert!(inspect.contains(&format!("{ip}/16")) && inspect.contains("\"Name\": \"web\""), "{inspect}");
+    assert!(
+        inspect.contains(&format!("{ip}/16")) && inspect.contains("\"Name\": \"web\""),
+        "{inspect}"
+    );
 
     // Another network resolves neither the name nor reaches the address.
     let other = b.run(
@@ -107,36 +153,115 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     );
     let text = other.stdout_text();
     assert!(!text.contains("hello-from-web"), "{text}");
-    assert!(text.contains("by-name=1") && text.contains("by-ip=1"), "{text}\n{}", other.stderr);
+    assert!(
+        text.contains("by-name=1") && text.contains("by-ip=1"),
+        "{text}\n{}",
+        other.stderr
+    );
     assert!(text.contains("nameserver 10.99.0.1"), "{text}");
     // The default bridge has no name resolution either, as Docker's.
-    let bridge = ok(&b, &["run", "--rm", "busybox", "sh", "-c", &format!("{GET} web 8080; echo rc=$?")]);
-    assert!(bridge.stdout_text().contains("rc=1"), "{}", bridge.stdout_text());
+    let bridge = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("{GET} web 8080; echo rc=$?"),
+        ],
+    );
+    assert!(
+        bridge.stdout_text().contains("rc=1"),
+        "{}",
+        bridge.stdout_text()
+    );
 
     // none: only lo; host: the guest's uplink; container:web: web's stack.
-    let none = ok(&b, &["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]).stdout_text();
+    let none = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ],
+    )
+    .stdout_text();
     assert_eq!(none.lines().count(), 1, "{none}");
     assert!(none.contains("lo:") && none.contains("UP"), "{none}");
-    let host = ok(&b, &["run", "--rm", "--network", "host", "busybox", "ip", "-o", "addr"]).stdout_text();
+    let host = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "ip",
+            "-o",
+            "addr",
+        ],
+    )
+    .stdout_text();
     assert!(host.contains("10.0.2.15/24"), "{host}");
     let shared = ok(
         &b,
-        &["run", "--rm", "--network", "container:web", "busybox", "sh", "-c", &format!("{GET} 127.0.0.1 8080")],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:web",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("{GET} 127.0.0.1 8080"),
+        ],
     );
-    assert!(shared.stdout_text().contains("hello-from-web"), "{}", shared.stdout_text());
+    assert!(
+        shared.stdout_text().contains("hello-from-web"),
+        "{}",
+        shared.stdout_text()
+    );
 
     // Bad input.
-    let missing = b.run(&["run", "--rm", "--network", "nosuch", "busybox", "true"], b"");
+    let missing = b.run(
+        &["run", "--rm", "--network", "nosuch", "busybox", "true"],
+        b"",
+    );
     assert_eq!(missing.code, 125);
-    assert!(missing.stderr.contains("network nosuch not found"), "{}", missing.stderr);
-    let alias = b.run(&["run", "--rm", "--network-alias", "x", "busybox", "true"], b"");
+    assert!(
+        missing.stderr.contains("network nosuch not found"),
+        "{}",
+        missing.stderr
+    );
+    let alias = b.run(
+        &["run", "--rm", "--network-alias", "x", "busybox", "true"],
+        b"",
+    );
     assert_eq!(alias.code, 125);
-    assert!(alias.stderr.contains("user defined networks"), "{}", alias.stderr);
+    assert!(
+        alias.stderr.contains("user defined networks"),
+        "{}",
+        alias.stderr
+    );
     let in_use = b.run(&["network", "rm", "front"], b"");
     assert_ne!(in_use.code, 0);
-    assert!(in_use.stderr.contains("active endpoints"), "{}", in_use.stderr);
+    assert!(
+        in_use.stderr.contains("active endpoints"),
+        "{}",
+        in_use.stderr
+    );
     let predefined = b.run(&["network", "rm", "bridge"], b"");
-    assert!(predefined.stderr.contains("pre-defined"), "{}", predefined.stderr);
+    assert!(
+        predefined.stderr.contains("pre-defined"),
+        "{}",
+        predefined.stderr
+    );
     ok(&b, &["rm", "-f", "web"]);
     ok(&b, &["network", "rm", "front", "back"]);
     assert!(!ok(&b, &["network", "ls"]).stdout_text().contains("front"));
@@ -148,14 +273,28 @@ fn curl(url: &str) -> (bool, String) {
         .args(["-s", "--max-time", "20", url])
         .output()
         .expect("curl (cargo xtask deps installs it)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
 fn published_ports_carry_tcp_and_udp_from_the_host() {
     let b = with_images(&["busybox", "httpd"]);
     ok(&b, &["machine", "start"]);
-    ok(&b, &["run", "-d", "--name", "site", "-p", "18080:8080", "berth-test/httpd"]);
+    ok(
+        &b,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "site",
+            "-p",
+            "18080:8080",
+            "berth-test/httpd",
+        ],
+    );
     let start = Instant::now();
     let page = loop {
         let (done, body) = curl("http://127.0.0.1:18080/");
@@ -175,39 +314,95 @@ fn published_ports_carry_tcp_and_udp_from_the_host() {
         .filter(|(done, body)| *done && body == "<h1>hello from berth</h1>\n")
         .count();
     assert_eq!(good, 100, "of 100 parallel requests, {good} got the page");
-    assert_eq!(ok(&b, &["port", "site"]).stdout_text(), "8080/tcp -> 127.0.0.1:18080\n");
-    let ports = ok(&b, &["inspect", "-f", "{{json .NetworkSettings.Ports}}", "site"]).stdout_text();
+    assert_eq!(
+        ok(&b, &["port", "site"]).stdout_text(),
+        "8080/tcp -> 127.0.0.1:18080\n"
+    );
+    let ports = ok(
+        &b,
+        &["inspect", "-f", "{{json .NetworkSettings.Ports}}", "site"],
+    )
+    .stdout_text();
     assert!(ports.contains("\"HostPort\":\"18080\""), "{ports}");
-    assert!(ok(&b, &["ps"]).stdout_text().contains("127.0.0.1:18080->8080/tcp"));
+    assert!(ok(&b, &["ps"])
+        .stdout_text()
+        .contains("127.0.0.1:18080->8080/tcp"));
 
     // A port already taken is an error at run, whoever holds it.
-    let again = b.run(&["run", "-d", "--name", "site2", "-p", "18080:8080", "berth-test/httpd"], b"");
+    let again = b.run(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "site2",
+            "-p",
+            "18080:8080",
+            "berth-test/httpd",
+        ],
+        b"",
+    );
     assert_eq!(again.code, 125);
-    assert!(again.stderr.contains("port is already allocated"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("port is already allocated"),
+        "{}",
+        again.stderr
+    );
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let held_port = held.local_addr().unwrap().port().to_string();
-    let taken = b.run(&["run", "-d", "-p", &format!("{held_port}:8080"), "berth-test/httpd"], b"");
+    let taken = b.run(
+        &[
+            "run",
+            "-d",
+            "-p",
+            &format!("{held_port}:8080"),
+            "berth-test/httpd",
+        ],
+        b"",
+    );
     assert_eq!(taken.code, 125);
-    assert!(taken.stderr.contains(&format!("127.0.0.1:{held_port}")), "{}", taken.stderr);
+    assert!(
+        taken.stderr.contains(&format!("127.0.0.1:{held_port}")),
+        "{}",
+        taken.stderr
+    );
     drop(held);
 
     // -P: the image's ExposedPorts on free host ports.
-    ok(&b, &["run", "-d", "--name", "anyport", "-P", "berth-test/httpd"]);
+    ok(
+        &b,
+        &["run", "-d", "--name", "anyport", "-P", "berth-test/httpd"],
+    );
     let line = ok(&b, &["port", "anyport", "8080"]).stdout_text();
     let url = format!("http://{}/", line.trim());
     let start = Instant::now();
     while !curl(&url).1.contains("hello from berth") {
-        assert!(start.elapsed() < Duration::from_secs(30), "-P never served {url}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "-P never served {url}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 
     // UDP: an echo server behind -p 15353:53/udp.
     ok(
         &b,
-        &["run", "-d", "--name", "echo", "-p", "15353:53/udp", "--entrypoint", "berth-udp-echo", "berth-test/httpd", "53"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "echo",
+            "-p",
+            "15353:53/udp",
+            "--entrypoint",
+            "berth-udp-echo",
+            "berth-test/httpd",
+            "53",
+        ],
     );
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 64];
     let echoed = loop {
@@ -218,8 +413,12 @@ fn published_ports_carry_tcp_and_udp_from_the_host() {
         assert!(start.elapsed() < Duration::from_secs(30), "no UDP echo");
     };
     assert_eq!(echoed, b"ping over udp");
-    socket.send_to(b"second datagram", "127.0.0.1:15353").unwrap();
-    let (n, _) = socket.recv_from(&mut buf).expect("the flow carries a second datagram");
+    socket
+        .send_to(b"second datagram", "127.0.0.1:15353")
+        .unwrap();
+    let (n, _) = socket
+        .recv_from(&mut buf)
+        .expect("the flow carries a second datagram");
     assert_eq!(&buf[..n], b"second datagram");
 
     // Stopping a container gives its ports back.
@@ -235,24 +434,46 @@ fn a_forwarded_host_port_is_the_only_way_out_of_the_guest() {
     let b = with_images(&["busybox"]);
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (open_port, closed_port) = (open.local_addr().unwrap().port(), closed.local_addr().unwrap().port());
+    let (open_port, closed_port) = (
+        open.local_addr().unwrap().port(),
+        closed.local_addr().unwrap().port(),
+    );
     std::thread::spawn(move || {
         for mut conn in open.incoming().flatten() {
             let _ = conn.write_all(b"hello from the host\n");
         }
     });
     closed.set_nonblocking(true).unwrap();
-    ok(&b, &["machine", "start", "--forward-host-port", &open_port.to_string()]);
+    ok(
+        &b,
+        &[
+            "machine",
+            "start",
+            "--forward-host-port",
+            &open_port.to_string(),
+        ],
+    );
     let reached = ok(
         &b,
-        &["run", "--rm", "busybox", "sh", "-c", &format!("nc -w 5 host.berth.internal {open_port} </dev/null")],
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("nc -w 5 host.berth.internal {open_port} </dev/null"),
+        ],
     );
     assert_eq!(reached.stdout_text(), "hello from the host\n");
     // Nothing else leaves: not the other host port through QEMU's host alias, not the
     // forward's name on another port, not through the guest's own stack.
     let others = b.run(
         &[
-            "run", "--rm", "busybox", "sh", "-c",
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
             &format!(
                 "nc -w 3 10.0.2.2 {closed_port} </dev/null; echo slirp=$?; \
                  nc -w 3 host.berth.internal {closed_port} </dev/null; echo fwd=$?"
@@ -261,15 +482,35 @@ fn a_forwarded_host_port_is_the_only_way_out_of_the_guest() {
         b"",
     );
     let text = others.stdout_text();
-    assert!(text.contains("slirp=1") && text.contains("fwd=1"), "{text}\n{}", others.stderr);
+    assert!(
+        text.contains("slirp=1") && text.contains("fwd=1"),
+        "{text}\n{}",
+        others.stderr
+    );
     let host_net = b.run(
-        &["run", "--rm", "--network", "host", "busybox", "sh", "-c", &format!("nc -w 3 10.0.2.2 {closed_port} </dev/null; echo rc=$?")],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("nc -w 3 10.0.2.2 {closed_port} </dev/null; echo rc=$?"),
+        ],
         b"",
     );
-    assert!(host_net.stdout_text().contains("rc=1"), "{}", host_net.stdout_text());
+    assert!(
+        host_net.stdout_text().contains("rc=1"),
+        "{}",
+        host_net.stdout_text()
+    );
     let mut buf = [0u8; 1];
     match closed.accept() {
-        Ok((mut c, from)) => panic!("the guest reached a host port it was not given: {from} {:?}", c.read(&mut buf)),
+        Ok((mut c, from)) => panic!(
+            "the guest reached a host port it was not given: {from} {:?}",
+            c.read(&mut buf)
+        ),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
     }
     b.assert_nothing_left();

@@ -121,7 +121,10 @@ pub async fn forward_host_port(port: u16, opener: Opener) {
                 return;
             }
             let _ = tcp.set_nodelay(true);
-            if tokio::io::copy_bidirectional(&mut tcp, &mut stream).await.is_err() {
+            if tokio::io::copy_bidirectional(&mut tcp, &mut stream)
+                .await
+                .is_err()
+            {
                 drop(tcp);
                 berth_mux::drain(stream, RELAY_DRAIN).await;
             }

@@ -82,7 +82,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
         })?,
     };
     if uplink == crate::qemu::Uplink::None && !hostfwd.is_empty() {
-        return Err(Error::Usage("-p needs an uplink: drop --uplink none".into()));
+        return Err(Error::Usage(
+            "-p needs an uplink: drop --uplink none".into(),
+        ));
     }
     let cfg = VmConfig {
         kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,

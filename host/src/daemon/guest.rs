@@ -334,7 +334,10 @@ async fn accept_guest_streams(mut session: Session, host_ports: Vec<u16>) {
                     match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                         Ok(mut tcp) => {
                             let _ = tcp.set_nodelay(true);
-                            if tokio::io::copy_bidirectional(&mut stream, &mut tcp).await.is_err() {
+                            if tokio::io::copy_bidirectional(&mut stream, &mut tcp)
+                                .await
+                                .is_err()
+                            {
                                 drop(tcp);
                                 berth_mux::drain(stream, std::time::Duration::from_secs(30)).await;
                             }

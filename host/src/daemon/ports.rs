@@ -90,7 +90,10 @@ async fn serve_tcp(listener: TcpListener, guest: Arc<Guest>, target: String) {
             let _ = tcp.set_nodelay(true);
             match guest.connect(&target, PortProto::Tcp).await {
                 Ok(mut stream) => {
-                    if tokio::io::copy_bidirectional(&mut tcp, &mut stream).await.is_err() {
+                    if tokio::io::copy_bidirectional(&mut tcp, &mut stream)
+                        .await
+                        .is_err()
+                    {
                         // The client is gone (or reset): let the guest finish its side.
                         drop(tcp);
                         berth_mux::drain(stream, RELAY_DRAIN).await;
@@ -167,7 +170,10 @@ async fn open_flow(
             let _ = replies.send_to(d, client).await;
         }
         // The guest ended the flow: the client's next datagram starts a new one.
-        ended.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
+        ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&client);
     });
     let flows = flows.clone();
     tasks.spawn(async move {
