@@ -55,6 +55,7 @@ fn floor_command(dir: &Path) -> Command {
             name: berth_protocol_port_name(),
         },
         disks: Vec::new(),
+        shares: Vec::new(),
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(qemu::args(&spec));

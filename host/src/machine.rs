@@ -5,7 +5,8 @@
 //! - `disk.img`: its persistent disk (layer cache, container state in the guest);
 //! - `docker.sock`: the daemon's API socket (Docker Engine API);
 //! - `daemon.pid`, `daemon.lock`, `daemon.log`: the daemon process;
-//! - `containers/<id>/`: each container's record and logs (see `daemon::state`).
+//! - `containers/<id>/`: each container's record and logs (see `daemon::state`);
+//! - `volumes/<name>.json`: named volumes (see `daemon::volumes`).
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,9 @@ pub struct MachineConfig {
     pub kernel: Option<String>,
     /// auto, vsock, vhost-user or serial.
     pub transport: String,
+    /// Host folders shared with the guest (virtio-9p), for `-v /host/dir:/path`.
+    #[serde(default = "crate::shares::default_dirs")]
+    pub shares: Vec<PathBuf>,
 }
 
 impl Default for MachineConfig {
@@ -67,6 +71,7 @@ impl Default for MachineConfig {
             disk_bytes: crate::layer_disk::DEFAULT_SIZE,
             kernel: None,
             transport: "auto".into(),
+            shares: crate::shares::default_dirs(),
         }
     }
 }
@@ -125,6 +130,11 @@ impl MachineDir {
 
     pub fn containers_dir(&self) -> PathBuf {
         self.dir.join("containers")
+    }
+
+    /// Named volumes' metadata (`<name>.json`); their data is in the guest.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.dir.join("volumes")
     }
 
     pub fn read_config(&self) -> Result<MachineConfig, MachineError> {

@@ -81,6 +81,8 @@ pub struct VmConfig {
     pub debug_guest: bool,
     /// The persistent layer-cache disk, when this VM may have it.
     pub layer_disk: Option<PathBuf>,
+    /// Host folders shared with the guest (mounted by the agent at boot).
+    pub shares: Vec<crate::shares::Share>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -109,6 +111,7 @@ impl Vm {
         if cfg.layer_disk.is_some() {
             params.push("berth.disk=/dev/vda".into());
         }
+        params.extend(cfg.shares.iter().map(crate::shares::Share::param));
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -123,6 +126,7 @@ impl Vm {
             console_log: dir.join("console.log"),
             transport: transport.device(),
             disks: cfg.layer_disk.iter().cloned().collect(),
+            shares: cfg.shares.clone(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(

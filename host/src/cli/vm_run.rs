@@ -67,6 +67,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         boot_timeout: Duration::from_secs(args.boot_timeout),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: None,
+        shares: Vec::new(),
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",

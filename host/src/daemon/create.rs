@@ -67,6 +67,7 @@ pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiErr
         auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
         resources: resources(host)?,
         security: security(host)?,
+        mounts: Vec::new(), // filled by `Engine::prepare_mounts`
     })
 }
 

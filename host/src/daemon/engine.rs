@@ -136,6 +136,7 @@ pub struct Engine {
     pub started: SystemTime,
     containers: Mutex<Vec<Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<ExecInstance>>>,
+    pub volumes: super::volumes::VolumeStore,
 }
 
 impl Engine {
@@ -156,6 +157,7 @@ impl Engine {
                 c
             })
             .collect();
+        let volumes = super::volumes::VolumeStore::new(machine.volumes_dir());
         Arc::new(Engine {
             machine,
             config,
@@ -166,6 +168,7 @@ impl Engine {
             started: SystemTime::now(),
             containers: Mutex::new(containers),
             execs: Mutex::new(HashMap::new()),
+            volumes,
         })
     }
 
@@ -210,7 +213,8 @@ impl Engine {
             .map_err(|e| ApiError::internal(format!("image {image_name}: bad config: {e}")))?;
         let image_config = &config["config"];
         let id = super::random_hex(64);
-        let spec = create::run_spec(body, image_config, &id)?;
+        let mut spec = create::run_spec(body, image_config, &id)?;
+        spec.mounts = self.prepare_mounts(body)?;
 
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         let taken = |n: &str| all.iter().any(|c| c.name() == n);
@@ -294,6 +298,7 @@ impl Engine {
             .collect::<Result<_, ApiError>>()?;
         self.guest.ensure_layers(&layers).await?;
         let s = &record.spec;
+        self.ensure_volumes(&s.mounts)?;
         let spec = ExecSpec {
             argv: s.argv.clone(),
             env: s.env.clone(),
@@ -309,6 +314,7 @@ impl Engine {
                 user: s.user.clone(),
                 resources: s.resources.clone(),
                 security: s.security.clone(),
+                mounts: s.mounts.clone(),
             }),
             join: None,
         };
@@ -380,8 +386,8 @@ impl Engine {
             p.running = false;
             p.exits += 1;
         });
-        if c.record().spec.auto_remove {
-            let _ = self.remove(&c, true).await;
+        if c.record().spec.auto_remove && self.remove(&c, true).await.is_ok() {
+            self.remove_anonymous_volumes(&c.record()).await;
         }
     }
 

@@ -14,8 +14,10 @@ mod guest;
 mod http;
 mod images;
 mod logs;
+mod mounts;
 pub mod state;
 mod views;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +113,11 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         boot_timeout: Duration::from_secs(60),
         debug_guest: tracing::enabled!(tracing::Level::DEBUG),
         layer_disk: Some(disk),
+        shares: crate::shares::resolve(&config.shares),
     };
+    for s in &vm_config.shares {
+        tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);
+    }
     tracing::info!(
         "booting machine {} ({} CPUs, {} MiB, kernel {})",
         machine.name,

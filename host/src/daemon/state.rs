@@ -54,6 +54,9 @@ pub struct RunSpec {
     pub auto_remove: bool,
     pub resources: Resources,
     pub security: Security,
+    /// Host folders and volumes (`-v`, `--mount`), checked and named at create.
+    #[serde(default)]
+    pub mounts: Vec<berth_protocol::Mount>,
 }
 
 /// Docker's container states.
