@@ -13,6 +13,7 @@ pub mod init;
 pub mod layer;
 pub mod modules;
 pub mod process;
+pub mod shares;
 pub mod sys;
 pub mod transport;
 

@@ -102,7 +102,11 @@ fn share_args(machine: Machine, shares: &[Share]) -> Vec<String> {
                     qemu_option_value(&s.path.to_string_lossy())
                 ),
                 "-device".to_string(),
-                format!("{},fsdev=fs{i},mount_tag={}", machine.virtio("virtio-9p"), s.tag),
+                format!(
+                    "{},fsdev=fs{i},mount_tag={}",
+                    machine.virtio("virtio-9p"),
+                    s.tag
+                ),
             ]
         })
         .collect()

@@ -11,6 +11,7 @@ mod exec;
 mod join;
 mod layers;
 mod stdio;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use berth_protocol::{StdioFd, StreamOpen};
 
 use crate::process::Reaper;
 pub use stdio::StreamRegistry;
+pub use volumes::volume_dir;
 
 /// What the agent needs from the rest of berth-init.
 #[derive(Clone)]
@@ -31,6 +33,10 @@ pub struct Agent {
     pub layers_dir: PathBuf,
     /// Per-container state (overlay upper and work dirs, the rootfs mount point).
     pub containers_dir: PathBuf,
+    /// Named volumes: `<name>/_data` each (`berth_protocol::VOLUMES_DIR` in the VM).
+    pub volumes_dir: PathBuf,
+    /// Host folders shared with this guest, mounted at boot.
+    pub shares: Arc<crate::shares::Shares>,
 }
 
 /// State of one host connection.

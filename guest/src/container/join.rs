@@ -187,6 +187,7 @@ mod tests {
                     cap_drop: vec!["ALL".into()],
                     ..Default::default()
                 },
+                mounts: vec![],
             },
             init_pid: 7,
             argv: vec!["ls".into()],

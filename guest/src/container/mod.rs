@@ -13,6 +13,7 @@
 pub mod cgroup;
 mod join;
 mod launch;
+pub mod mounts;
 mod rootfs;
 mod seccomp;
 mod security;
@@ -54,6 +55,9 @@ pub struct ShimSpec {
     pub resources: berth_protocol::Resources,
     #[serde(default)]
     pub security: berth_protocol::Security,
+    /// Host folders and volumes, their sources already guest paths.
+    #[serde(default)]
+    pub mounts: Vec<mounts::BindMount>,
 }
 
 impl ShimSpec {

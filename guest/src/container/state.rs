@@ -93,6 +93,11 @@ mod tests {
             user: Some("www".into()),
             resources: Default::default(),
             security: Default::default(),
+            mounts: vec![super::super::mounts::BindMount {
+                source: "/var/lib/berth/volumes/v/_data".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
         }
     }
 

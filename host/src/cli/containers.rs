@@ -209,7 +209,7 @@ pub async fn ps(api: &Api, a: PsArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn print_table<const N: usize>(
+pub(super) fn print_table<const N: usize>(
     out: &mut impl Write,
     header: &[&str; N],
     rows: &[[String; N]],

@@ -150,10 +150,8 @@ impl Guest {
     ) -> Result<ContainerResult, ClientError> {
         let id = id.to_string();
         let reply = self
-            .request(&format!("{op:?}"), OP_DEADLINE, |request_id| HostMessage::Container {
-                request_id,
-                id,
-                op,
+            .request(&format!("{op:?}"), OP_DEADLINE, |request_id| {
+                HostMessage::Container { request_id, id, op }
             })
             .await?;
         match reply {
@@ -166,9 +164,8 @@ impl Guest {
     pub async fn remove_volume(&self, name: &str) -> Result<Result<(), String>, ClientError> {
         let name = name.to_string();
         let reply = self
-            .request("RemoveVolume", VOLUME_DEADLINE, |request_id| HostMessage::RemoveVolume {
-                request_id,
-                name,
+            .request("RemoveVolume", VOLUME_DEADLINE, |request_id| {
+                HostMessage::RemoveVolume { request_id, name }
             })
             .await?;
         match reply {

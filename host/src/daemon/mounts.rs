@@ -124,7 +124,9 @@ fn parse_mount(m: &Value) -> Result<Requested, ApiError> {
         return Err(invalid("field Target must not be empty".into()));
     }
     let source = match kind {
-        "bind" if source.is_empty() => return Err(invalid("field Source must not be empty".into())),
+        "bind" if source.is_empty() => {
+            return Err(invalid("field Source must not be empty".into()))
+        }
         "bind" if !source.starts_with('/') => {
             return Err(invalid(format!(
                 "invalid mount path: '{source}' mount path must be absolute"
@@ -196,7 +198,10 @@ pub fn host_source(
     machine: &str,
 ) -> Result<PathBuf, ApiError> {
     let not_shared = |p: &Path| {
-        let list: Vec<String> = shares.iter().map(|s| s.path.display().to_string()).collect();
+        let list: Vec<String> = shares
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect();
         ApiError::bad_request(format!(
             "bind source path {} is not shared with machine {machine} (it shares: {}); stop it and start it with `berth machine start --share DIR`",
             p.display(),
@@ -361,8 +366,10 @@ mod tests {
                 .unwrap_err()
                 .message
         };
-        assert!(mount(json!({"Type": "bind", "Source": "rel", "Target": "/x"}))
-            .contains("must be absolute"));
+        assert!(
+            mount(json!({"Type": "bind", "Source": "rel", "Target": "/x"}))
+                .contains("must be absolute")
+        );
         assert!(mount(json!({"Type": "tmpfs", "Target": "/x"})).contains("not supported"));
         assert!(mount(json!({"Type": "bind", "Source": "/a"})).contains("Target"));
     }

@@ -99,11 +99,7 @@ impl VolumeStore {
 
     /// The volume `name`, created with `labels` when missing (an existing one is kept
     /// as it is, as Docker).
-    pub fn ensure(
-        &self,
-        name: &str,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Volume, ApiError> {
+    pub fn ensure(&self, name: &str, labels: BTreeMap<String, String>) -> Result<Volume, ApiError> {
         if !super::create::valid_name(name) {
             return Err(mounts::bad_volume_name(name));
         }
@@ -280,7 +276,10 @@ fn create(engine: &Engine, body: &Value) -> Result<Volume, ApiError> {
             )))
         }
     }
-    if body["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
+    if body["DriverOpts"]
+        .as_object()
+        .is_some_and(|o| !o.is_empty())
+    {
         return Err(ApiError::bad_request(
             "volume driver options are not supported",
         ));
@@ -307,7 +306,10 @@ fn filter_values(q: &HashMap<String, String>) -> Result<HashMap<String, Vec<Stri
     let mut out = HashMap::new();
     for (k, vals) in v.as_object().into_iter().flatten() {
         let vals: Vec<String> = match vals {
-            Value::Array(a) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect(),
             Value::Object(o) => o.keys().cloned().collect(),
             _ => Vec::new(),
         };
