@@ -214,7 +214,6 @@ impl Engine {
         let image_config = &config["config"];
         let id = super::random_hex(64);
         let mut spec = create::run_spec(body, image_config, &id)?;
-        spec.mounts = self.prepare_mounts(body)?;
 
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         let taken = |n: &str| all.iter().any(|c| c.name() == n);
@@ -236,6 +235,8 @@ impl Engine {
             }
             None => create::random_name(taken),
         };
+        // After the name checks, so a refused create makes no folder or volume.
+        spec.mounts = self.prepare_mounts(body)?;
         let mut full_config = body.clone();
         if let Some(obj) = full_config.as_object_mut() {
             obj.remove("HostConfig");

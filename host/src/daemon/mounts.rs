@@ -203,7 +203,7 @@ pub fn host_source(
             .map(|s| s.path.display().to_string())
             .collect();
         ApiError::bad_request(format!(
-            "bind source path {} is not shared with machine {machine} (it shares: {}); stop it and start it with `berth machine start --share DIR`",
+            "bind source path {} is not shared with machine {machine} (it shares {}): stop the machine and start it with `berth machine start {machine} --share DIR`",
             p.display(),
             if list.is_empty() { "nothing".to_string() } else { list.join(", ") }
         ))
