@@ -299,7 +299,11 @@ pub async fn run(api: &Api, a: RunArgs) -> Result<i32, Error> {
     {
         if c.rm {
             let _ = api
-                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("/containers/{id}?force=1&v=1"),
+                    None,
+                )
                 .await;
         }
         return Err(start_error(e));

@@ -69,18 +69,8 @@ pub async fn run(api: &Api, cmd: Command) -> Result<i32, Error> {
         }
         Command::Ls(a) => ls(api, a).await,
         Command::Rm(a) => {
-            let mut failed = false;
-            for name in &a.names {
-                let path = format!("/volumes/{}?force={}", enc(name), u8::from(a.force));
-                match api.call(Method::DELETE, &path, None).await {
-                    Ok(_) => println!("{name}"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            Ok(i32::from(failed))
+            let query = format!("?force={}", u8::from(a.force));
+            super::containers::delete_each(api, "/volumes", &a.names, &query).await
         }
         Command::Inspect(a) => {
             let mut found = Vec::new();
