@@ -22,9 +22,10 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
-/// Mounts each of `mounts` in `root` (the container's root before the pivot), in order.
+/// Mounts each of `mounts` in `root` (the container's root before the pivot), shallower
+/// targets first (as Docker), so `/data` never hides a mount at `/data/sub`.
 pub fn bind_all(root: &Path, mounts: &[BindMount]) -> io::Result<()> {
-    for m in mounts {
+    for m in in_mount_order(mounts) {
         let fail = |e: io::Error| io::Error::new(e.kind(), format!("mount {}: {e}", m.target));
         let target = resolve_in_root(root, &m.target).map_err(fail)?;
         let is_dir = std::fs::metadata(&m.source)
@@ -35,6 +36,13 @@ pub fn bind_all(root: &Path, mounts: &[BindMount]) -> io::Result<()> {
         sys::bind_mount(&m.source, &target, m.read_only)?;
     }
     Ok(())
+}
+
+/// `mounts` sorted by the depth of their targets (stable: equal depths keep their order).
+fn in_mount_order(mounts: &[BindMount]) -> Vec<&BindMount> {
+    let mut sorted: Vec<&BindMount> = mounts.iter().collect();
+    sorted.sort_by_key(|m| Path::new(&m.target).components().count());
+    sorted
 }
 
 /// Creates the mount point: a directory for a directory source, an empty file otherwise
@@ -124,6 +132,21 @@ mod tests {
         assert_eq!(r("/usr/up/passwd"), root.join("etc/passwd"));
         assert_eq!(r("/../../x"), root.join("x"));
         assert!(resolve_in_root(&root, "/loop1").is_err());
+    }
+
+    #[test]
+    fn parents_are_mounted_before_children() {
+        let m = |target: &str| BindMount {
+            source: "/s".into(),
+            target: target.into(),
+            read_only: false,
+        };
+        let mounts = [m("/data/sub"), m("/data"), m("/x"), m("/a/b/c")];
+        let order: Vec<&str> = in_mount_order(&mounts)
+            .iter()
+            .map(|m| m.target.as_str())
+            .collect();
+        assert_eq!(order, ["/data", "/x", "/data/sub", "/a/b/c"]);
     }
 
     #[test]
