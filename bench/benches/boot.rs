@@ -57,6 +57,7 @@ fn floor_command(dir: &Path) -> Command {
         disks: Vec::new(),
         uplink: qemu::Uplink::None,
         hostfwd: Vec::new(),
+        shares: Vec::new(),
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(qemu::args(&spec));

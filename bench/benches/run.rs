@@ -3,10 +3,9 @@
 //! in a guest on the same kernel (timed by the guest), and against a cold
 //! `berth vm run -- true`, all measured in this process.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use berth_bench::berth_command as berth;
 use berth_bench::{bench_kernel, berth_bin, print_ratio, record, time_command};
 use criterion::{criterion_group, Criterion, SamplingMode};
 
@@ -16,23 +15,9 @@ const EXEC: &str = "berth exec box true";
 const CRUN_RUN: &str = "crun run (in the guest)";
 const CRUN_EXEC: &str = "crun exec (in the guest)";
 
-fn berth(home: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(berth_bin());
-    cmd.env("BERTH_HOME", home)
-        .env("BERTH_KERNEL", bench_kernel())
-        .args(args);
-    cmd
-}
-
 fn warm_run_and_exec(c: &mut Criterion) {
     let home = tempfile::tempdir().expect("temp dir");
-    let assets = berth::paths::Paths::from_env().expect("berth paths").assets;
-    let busybox = assets.join("images/busybox.tar");
-    time_command(&mut berth(
-        home.path(),
-        &["load", "-i", busybox.to_str().expect("utf-8 path")],
-    ));
-    time_command(&mut berth(home.path(), &["machine", "start"]));
+    let assets = berth_bench::start_machine_with_busybox(home.path());
     // The first run sends the layer; every measured run finds it cached.
     time_command(&mut berth(home.path(), &["run", "--rm", "busybox", "true"]));
     time_command(&mut berth(

@@ -5,7 +5,7 @@
 
 pub mod crun;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +25,28 @@ pub fn berth_bin() -> PathBuf {
 /// The kernel to boot: `BERTH_BENCH_KERNEL` (default 6.1).
 pub fn bench_kernel() -> String {
     std::env::var("BERTH_BENCH_KERNEL").unwrap_or_else(|_| "6.1".into())
+}
+
+/// `berth ARGS` with its own state directory `home` and the bench kernel.
+pub fn berth_command(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(berth_bin());
+    cmd.env("BERTH_HOME", home)
+        .env("BERTH_KERNEL", bench_kernel())
+        .args(args);
+    cmd
+}
+
+/// Loads the busybox test image into the installation `home` and starts its default
+/// machine; returns the assets directory.
+pub fn start_machine_with_busybox(home: &Path) -> PathBuf {
+    let assets = berth::paths::Paths::from_env().expect("berth paths").assets;
+    let busybox = assets.join("images/busybox.tar");
+    time_command(&mut berth_command(
+        home,
+        &["load", "-i", busybox.to_str().expect("utf-8 path")],
+    ));
+    time_command(&mut berth_command(home, &["machine", "start"]));
+    assets
 }
 
 /// Runs a command to completion and returns its wall time; panics if it fails, so a

@@ -28,6 +28,9 @@ pub struct Config {
     pub uplink: crate::net::Uplink,
     /// Host loopback ports to serve inside the guest (`berth.hostfwd=8000,9000`).
     pub host_ports: Vec<u16>,
+    /// Host folders shared over virtio-9p (`berth.share=TAG:PATH`, the path
+    /// percent-encoded): (mount tag, host path).
+    pub shares: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             module_params: Vec::new(),
             uplink: crate::net::Uplink::None,
             host_ports: Vec::new(),
+            shares: Vec::new(),
         }
     }
 }
@@ -81,6 +85,13 @@ impl Config {
                 "berth.hostfwd" => {
                     cfg.host_ports = value.split(',').filter_map(|p| p.parse().ok()).collect()
                 }
+                "berth.share" => {
+                    let share = value.split_once(':').and_then(|(tag, path)| {
+                        let path = percent_decode(path)?;
+                        (!tag.is_empty() && path.starts_with('/')).then(|| (tag.into(), path))
+                    });
+                    cfg.shares.extend(share);
+                }
                 _ => {
                     if let Some((module, param)) = key.split_once('.') {
                         if !module.is_empty() && !param.is_empty() && !module.starts_with("berth") {
@@ -108,6 +119,21 @@ impl Config {
     }
 }
 
+/// Undoes the host's `%XX` escapes; `None` for a malformed escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,8 +159,23 @@ mod tests {
 
     #[test]
     fn bad_values_fall_back_to_defaults() {
-        let cfg = Config::parse("berth.transport=carrier-pigeon berth.port=x berth.serial=");
+        let cfg = Config::parse(
+            "berth.transport=carrier-pigeon berth.port=x berth.serial= berth.share=x \
+             berth.share=t:rel berth.share=t:/a%2 berth.share=:/a berth.share=t:/%FF",
+        );
         assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn shares_are_decoded() {
+        let cfg = Config::parse("berth.share=berth0:/home/ann berth.share=berth1:/a%20b/%C3%A9");
+        assert_eq!(
+            cfg.shares,
+            [
+                ("berth0".to_string(), "/home/ann".to_string()),
+                ("berth1".to_string(), "/a b/é".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub fn main() -> i32 {
         }
         crate::disk::clean_state(Path::new(STATE_DIR));
     }
+    let shares = match is_init {
+        true => crate::shares::Shares::mount_all(&cfg.shares),
+        false => crate::shares::Shares::default(),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,6 +76,8 @@ pub fn main() -> i32 {
                 is_init,
                 layers_dir: Path::new(STATE_DIR).join("layers"),
                 containers_dir: Path::new(STATE_DIR).join("containers"),
+                volumes_dir: Path::new(berth_protocol::VOLUMES_DIR).to_path_buf(),
+                shares: std::sync::Arc::new(shares),
             };
             crate::transport::serve(&cfg, agent).await
         }),

@@ -14,6 +14,7 @@ pub mod layer;
 pub mod modules;
 pub mod net;
 pub mod process;
+pub mod shares;
 pub mod sys;
 pub mod transport;
 

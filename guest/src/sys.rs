@@ -401,6 +401,40 @@ pub fn remount_read_only(path: &str) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("read-only {path}: {e}")))
 }
 
+/// Bind-mounts `source` (with the mounts below it) on `target`. Read-only binds are
+/// remounted with `MS_RDONLY`, keeping the nosuid, nodev and noexec of the source.
+pub fn bind_mount(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+    let fail = |what: &str, e: Errno| {
+        io::Error::other(format!(
+            "{what} {} on {}: {e}",
+            source.display(),
+            target.display()
+        ))
+    };
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    nix::mount::mount(Some(source), target, None::<&str>, bind, None::<&str>)
+        .map_err(|e| fail("bind-mounting", e))?;
+    if !read_only {
+        return Ok(());
+    }
+    use nix::sys::statvfs::FsFlags;
+    let have = nix::sys::statvfs::statvfs(target)
+        .map_err(|e| fail("reading the flags of", e))?
+        .flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if have.contains(fs) {
+            flags |= ms;
+        }
+    }
+    nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| fail("making read-only the bind of", e))
+}
+
 /// Hides `path` (Docker's masked paths): /dev/null over files, an empty read-only tmpfs over
 /// directories. Missing paths are fine.
 pub fn mask(path: &str) -> io::Result<()> {

@@ -21,6 +21,8 @@ async fn connect() -> (Session, Stream) {
         containers_dir: state.join("containers"),
         net: berth_guest::net::Net::disabled(),
         host_ports: Vec::new(),
+        volumes_dir: state.join("volumes"),
+        shares: Default::default(),
     };
     tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
     let host = Session::client(host_io);
@@ -148,5 +150,41 @@ async fn a_malformed_frame_gets_an_error_reply() {
             ..
         } => {}
         other => panic!("expected bad request, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_volume_answers_by_request_id() {
+    let _turn = SERIAL.lock().await;
+    let (_host, mut control) = connect().await;
+    for (request_id, name) in [(21, "never-made"), (22, "../escape")] {
+        write_msg(
+            &mut control,
+            &HostMessage::RemoveVolume {
+                request_id,
+                name: name.into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut replies = [next(&mut control).await, next(&mut control).await];
+    replies.sort_by_key(|m| match m {
+        GuestMessage::VolumeRemoved { request_id, .. } => *request_id,
+        _ => 0,
+    });
+    assert_eq!(
+        replies[0],
+        GuestMessage::VolumeRemoved {
+            request_id: 21,
+            error: None
+        }
+    );
+    match &replies[1] {
+        GuestMessage::VolumeRemoved {
+            request_id: 22,
+            error: Some(e),
+        } => assert!(e.contains("invalid volume name"), "{e}"),
+        other => panic!("{other:?}"),
     }
 }

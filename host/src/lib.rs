@@ -16,6 +16,7 @@ pub mod layer_disk;
 pub mod machine;
 pub mod paths;
 pub mod qemu;
+pub mod shares;
 pub mod size;
 mod sys;
 pub mod transport;

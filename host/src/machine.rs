@@ -5,7 +5,8 @@
 //! - `disk.img`: its persistent disk (layer cache, container state in the guest);
 //! - `docker.sock`: the daemon's API socket (Docker Engine API);
 //! - `daemon.pid`, `daemon.lock`, `daemon.log`: the daemon process;
-//! - `containers/<id>/`: each container's record and logs (see `daemon::state`).
+//! - `containers/<id>/`: each container's record and logs (see `daemon::state`);
+//! - `volumes/<name>.json`: named volumes (see `daemon::volumes`).
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,9 @@ pub struct MachineConfig {
     /// Host loopback ports containers reach at `host.berth.internal:PORT`.
     #[serde(default)]
     pub forward_host_ports: Vec<u16>,
+    /// Host folders shared with the guest (virtio-9p), for `-v /host/dir:/path`.
+    #[serde(default = "crate::shares::default_dirs")]
+    pub shares: Vec<PathBuf>,
 }
 
 /// A new machine's uplink: `$BERTH_UPLINK`, else open (as Docker's containers reach the
@@ -84,6 +88,7 @@ impl Default for MachineConfig {
             transport: "auto".into(),
             uplink: default_uplink(),
             forward_host_ports: Vec::new(),
+            shares: crate::shares::default_dirs(),
         }
     }
 }
@@ -142,6 +147,11 @@ impl MachineDir {
 
     pub fn containers_dir(&self) -> PathBuf {
         self.dir.join("containers")
+    }
+
+    /// Named volumes' metadata (`<name>.json`); their data is in the guest.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.dir.join("volumes")
     }
 
     pub fn read_config(&self) -> Result<MachineConfig, MachineError> {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::accel::Accel;
+use crate::shares::Share;
 
 /// The virtual machine model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,8 @@ pub struct Spec {
     pub uplink: Uplink,
     /// QEMU's own forwards, (host loopback port, guest port), TCP.
     pub hostfwd: Vec<(u16, u16)>,
+    /// Host folders shared over virtio-9p.
+    pub shares: Vec<Share>,
 }
 
 /// The whole argument list (without the program name).
@@ -118,6 +121,7 @@ pub fn args(spec: &Spec) -> Vec<String> {
     a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
     a.extend(uplink_args(spec.machine, spec.uplink, &spec.hostfwd));
+    a.extend(share_args(spec.machine, &spec.shares));
     a
 }
 
@@ -137,6 +141,35 @@ fn uplink_args(machine: Machine, uplink: Uplink, hostfwd: &[(u16, u16)]) -> Vec<
         "-device".into(),
         format!("{},netdev=uplink", machine.virtio("virtio-net")),
     ]
+}
+
+/// One virtio-9p device per shared folder. `security_model=none`: files are created as
+/// the user running QEMU, and ownership changes the host refuses are ignored.
+fn share_args(machine: Machine, shares: &[Share]) -> Vec<String> {
+    shares
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            [
+                "-fsdev".to_string(),
+                format!(
+                    "local,id=fs{i},path={},security_model=none",
+                    qemu_option_value(&s.path.to_string_lossy())
+                ),
+                "-device".to_string(),
+                format!(
+                    "{},fsdev=fs{i},mount_tag={}",
+                    machine.virtio("virtio-9p"),
+                    s.tag
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// QEMU's option syntax: a comma inside a value is written twice.
+fn qemu_option_value(v: &str) -> String {
+    v.replace(',', ",,")
 }
 
 fn base_args() -> Vec<String> {
@@ -313,6 +346,7 @@ mod tests {
             disks: vec!["/d/layers.img".into()],
             uplink: Uplink::None,
             hostfwd: Vec::new(),
+            shares: vec![],
         }
     }
 
@@ -386,6 +420,28 @@ mod tests {
         let line = joined(&s);
         assert!(line.contains("-device vhost-vsock-device,guest-cid=42"));
         assert!(line.contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn shares_are_9p_devices() {
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
+        s.shares = vec![
+            Share {
+                tag: "berth0".into(),
+                path: "/home/ann".into(),
+            },
+            Share {
+                tag: "berth1".into(),
+                path: "/tmp/a,b".into(),
+            },
+        ];
+        let line = joined(&s);
+        assert!(line.contains(
+            "-fsdev local,id=fs0,path=/home/ann,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=berth0"
+        ), "{line}");
+        assert!(line.contains("-fsdev local,id=fs1,path=/tmp/a,,b,security_model=none"));
+        s.machine = Machine::Pc;
+        assert!(joined(&s).contains("-device virtio-9p-pci,fsdev=fs1,mount_tag=berth1"));
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct VmConfig {
     pub host_ports: Vec<u16>,
     /// QEMU's own forwards of host loopback ports to guest ports (`vm run -p`).
     pub hostfwd: Vec<(u16, u16)>,
+    /// Host folders shared with the guest (mounted by the agent at boot).
+    pub shares: Vec<crate::shares::Share>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -122,6 +124,7 @@ impl Vm {
             let ports: Vec<String> = cfg.host_ports.iter().map(u16::to_string).collect();
             params.push(format!("berth.hostfwd={}", ports.join(",")));
         }
+        params.extend(cfg.shares.iter().map(crate::shares::Share::param));
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -138,6 +141,7 @@ impl Vm {
             disks: cfg.layer_disk.iter().cloned().collect(),
             uplink: cfg.uplink,
             hostfwd: cfg.hostfwd.clone(),
+            shares: cfg.shares.clone(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(

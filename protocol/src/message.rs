@@ -85,6 +85,9 @@ pub enum HostMessage {
         id: String,
         op: ContainerOp,
     },
+    /// Deletes the data of named volume `name` in the guest (`VOLUMES_DIR/<name>`); a
+    /// volume without data succeeds too. Answered by one `VolumeRemoved`.
+    RemoveVolume { request_id: u64, name: String },
 }
 
 /// What [`HostMessage::Container`] asks for.
@@ -219,6 +222,9 @@ pub struct ContainerSpec {
     /// Privileges beyond (or below) Docker's defaults.
     #[serde(default)]
     pub security: Security,
+    /// Host folders and named volumes, bind-mounted in this order.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
     /// The container's network; `None` is Docker's `none` (only `lo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
@@ -259,6 +265,30 @@ pub struct Attachment {
     /// Extra `/etc/hosts` lines (`--add-host`): (name, address).
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+}
+
+/// Where named volumes keep their data in the guest: `<VOLUMES_DIR>/<name>/_data`.
+pub const VOLUMES_DIR: &str = "/var/lib/berth/volumes";
+
+/// A bind mount into a container (`-v`, `--mount`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: MountSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// What a [`Mount`] mounts; the guest finds the path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountSource {
+    /// A file or folder of the host, by its absolute (canonical) host path; it must lie in
+    /// a folder the machine shares.
+    Host { path: String },
+    /// A named volume on the machine's disk (created when missing).
+    Volume { name: String },
 }
 
 /// `--privileged`, `--cap-add`, `--cap-drop`, `--security-opt seccomp=unconfined`.
@@ -341,6 +371,11 @@ pub enum GuestMessage {
     ContainerReply {
         request_id: u64,
         result: ContainerResult,
+    },
+    /// Answer to `RemoveVolume`: `error` says why the data could not be deleted.
+    VolumeRemoved {
+        request_id: u64,
+        error: Option<String>,
     },
 }
 

@@ -45,6 +45,8 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
             ][op];
             HostMessage::Container { request_id, id, op }
         }),
+        (any::<u64>(), ".*")
+            .prop_map(|(request_id, name)| HostMessage::RemoveVolume { request_id, name }),
     ]
 }
 
@@ -87,6 +89,8 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         prop::collection::vec(".*", 0..3).prop_map(|digests| GuestMessage::LayerList { digests }),
         (".*", ".*").prop_map(|(digest, message)| GuestMessage::LayerFailed { digest, message }),
         Just(GuestMessage::PoweringOff),
+        (any::<u64>(), prop::option::of(".*"))
+            .prop_map(|(request_id, error)| GuestMessage::VolumeRemoved { request_id, error }),
     ]
 }
 
@@ -152,6 +156,22 @@ fn container_specs_round_trip_and_default_to_none() {
                 dns_names: vec!["web".into(), "ababababab".into()],
                 extra_hosts: vec![("db".into(), "10.0.0.9".into())],
             })),
+            mounts: vec![
+                Mount {
+                    source: MountSource::Host {
+                        path: "/home/u/src".into(),
+                    },
+                    target: "/src".into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: MountSource::Volume {
+                        name: "data".into(),
+                    },
+                    target: "/data".into(),
+                    read_only: false,
+                },
+            ],
         }),
         tty: Some(TtySize { rows: 24, cols: 80 }),
         join: None,
@@ -172,6 +192,10 @@ fn container_specs_round_trip_and_default_to_none() {
     let mut dec = FrameDecoder::new();
     dec.push(&encode(&open).unwrap());
     assert_eq!(dec.next_message::<StreamOpen>().unwrap(), Some(open));
+    // A container spec from before mounts existed has none.
+    let old: ContainerSpec =
+        serde_json::from_str(r#"{"id":"x","layers":[],"hostname":"h","user":null}"#).unwrap();
+    assert!(old.mounts.is_empty());
 }
 
 #[test]

@@ -25,6 +25,23 @@ pub fn test_kernel() -> String {
     std::env::var("BERTH_TEST_KERNEL").unwrap_or_else(|_| "6.1".into())
 }
 
+/// A fresh installation with the busybox test image loaded.
+pub fn with_busybox() -> Berth {
+    let b = Berth::new();
+    let assets = std::env::var_os("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    let file = Path::new(&assets).join("images/busybox.tar");
+    let out = b.run(&["load", "-i", file.to_str().unwrap()], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    b
+}
+
+/// Runs berth with `args` (no stdin); it must succeed.
+pub fn ok(b: &Berth, args: &[&str]) -> Outcome {
+    let out = b.run(args, b"");
+    assert_eq!(out.code, 0, "berth {args:?}: {}", out.stderr);
+    out
+}
+
 /// What a finished command left.
 #[derive(Debug)]
 pub struct Outcome {

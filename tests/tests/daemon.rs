@@ -6,22 +6,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, Outcome};
-
-fn with_busybox() -> Berth {
-    let b = Berth::new();
-    let assets = std::env::var_os("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
-    let file = std::path::Path::new(&assets).join("images/busybox.tar");
-    let out = b.run(&["load", "-i", file.to_str().unwrap()], b"");
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    b
-}
-
-fn ok(b: &Berth, args: &[&str]) -> Outcome {
-    let out = b.run(args, b"");
-    assert_eq!(out.code, 0, "berth {args:?}: {}", out.stderr);
-    out
-}
+use berth_tests::{ok, with_busybox, Berth, Outcome};
 
 fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()

@@ -6,7 +6,7 @@ use berth_mux::{read_msg, write_msg, Stream};
 use berth_protocol::{ErrorKind, GuestMessage, HostMessage, VERSION};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{containers, exec, layers, Agent, Connection};
+use super::{containers, exec, layers, volumes, Agent, Connection};
 use crate::sys;
 
 /// A reply, with an optional acknowledgement once it has been written out.
@@ -176,6 +176,9 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
         }
         HostMessage::Container { request_id, id, op } => {
             containers::spawn(replies.clone(), request_id, id, op)
+        }
+        HostMessage::RemoveVolume { request_id, name } => {
+            volumes::spawn(replies.clone(), agent.volumes_dir.clone(), request_id, name)
         }
         HostMessage::PowerOff => {
             replies.send_flushed(GuestMessage::PoweringOff).await;

@@ -15,6 +15,7 @@ use tokio::net::unix::pipe;
 use super::control::Replies;
 use super::Agent;
 use super::Connection;
+use crate::container::mounts::BindMount;
 use crate::container::ShimSpec;
 use crate::sys;
 
@@ -241,6 +242,19 @@ async fn container_spec(
             "a container needs at least one layer".into(),
         ));
     }
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let source = crate::shares::source_path(&agent.shares, &agent.volumes_dir, &m.source)?;
+            Ok(BindMount {
+                source,
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| (ErrorKind::BadRequest, e))?;
     let net = agent
         .net
         .attach(&c.id, &c.hostname, c.network.as_ref())
@@ -260,6 +274,7 @@ async fn container_spec(
         user: c.user.clone(),
         resources: c.resources.clone(),
         security: c.security.clone(),
+        mounts,
     };
     if let Err(e) = shim.prepare() {
         agent.net.detach(&c.id).await;

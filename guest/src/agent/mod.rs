@@ -11,6 +11,7 @@ mod exec;
 mod join;
 mod layers;
 mod stdio;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use berth_protocol::{StdioFd, StreamOpen};
 
 use crate::process::Reaper;
 pub use stdio::StreamRegistry;
+pub use volumes::volume_dir;
 
 /// What the agent needs from the rest of berth-init.
 #[derive(Clone)]
@@ -35,6 +37,10 @@ pub struct Agent {
     pub net: Arc<crate::net::Net>,
     /// Host loopback ports served inside the guest (`--forward-host-port`).
     pub host_ports: Vec<u16>,
+    /// Named volumes: `<name>/_data` each (`berth_protocol::VOLUMES_DIR` in the VM).
+    pub volumes_dir: PathBuf,
+    /// Host folders shared with this guest, mounted at boot.
+    pub shares: Arc<crate::shares::Shares>,
 }
 
 /// State of one host connection.

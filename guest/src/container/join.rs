@@ -190,6 +190,7 @@ mod tests {
                 netns: Default::default(),
                 hosts: None,
                 resolv_conf: None,
+                mounts: vec![],
             },
             init_pid: 7,
             argv: vec!["ls".into()],

@@ -13,6 +13,7 @@
 pub mod cgroup;
 mod join;
 mod launch;
+pub mod mounts;
 mod rootfs;
 mod seccomp;
 mod security;
@@ -63,6 +64,9 @@ pub struct ShimSpec {
     pub hosts: Option<String>,
     #[serde(default)]
     pub resolv_conf: Option<String>,
+    /// Host folders and volumes, their sources already guest paths.
+    #[serde(default)]
+    pub mounts: Vec<mounts::BindMount>,
 }
 
 /// Which network namespace a container runs in.

@@ -156,6 +156,7 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         std::os::unix::fs::symlink(target, root.join("dev").join(link))?;
     }
     write_etc(&root, spec)?;
+    super::mounts::bind_all(&root, &spec.mounts)?;
     std::env::set_current_dir(&root)?;
     sys::pivot_to_cwd()?;
     if !spec.security.privileged {

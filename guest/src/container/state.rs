@@ -96,6 +96,11 @@ mod tests {
             netns: super::super::NetNs::Join("/run/berth/netns/x".into()),
             hosts: Some("127.0.0.1\tlocalhost\n".into()),
             resolv_conf: None,
+            mounts: vec![super::super::mounts::BindMount {
+                source: "/var/lib/berth/volumes/v/_data".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
         }
     }
 

@@ -30,17 +30,24 @@ pub async fn connect(mut stream: Stream, addr: String, proto: PortProto) {
     match proto {
         PortProto::Tcp => {
             let conn = tokio::time::timeout(CONNECT_DEADLINE, TcpStream::connect(target)).await;
+            // On failure the stream is dropped unclosed: yamux resets it, and the host
+            // resets its client's connection at once.
             match conn {
                 Ok(Ok(mut tcp)) => {
                     let _ = tcp.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                    if tokio::io::copy_bidirectional(&mut stream, &mut tcp)
+                        .await
+                        .is_err()
+                    {
+                        drop(tcp);
+                        berth_mux::drain(stream, RELAY_DRAIN).await;
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!("published port {addr}: {e}"),
                 Err(_) => {
                     tracing::debug!("published port {addr}: no answer in {CONNECT_DEADLINE:?}")
                 }
             }
-            let _ = stream.shutdown().await;
         }
         PortProto::Udp => {
             if let Err(e) = udp_flow(stream, target).await {

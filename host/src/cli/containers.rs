@@ -233,7 +233,7 @@ fn ports_column(ports: &Value) -> String {
         .join(", ")
 }
 
-fn print_table<const N: usize>(
+pub(super) fn print_table<const N: usize>(
     out: &mut impl Write,
     header: &[&str; N],
     rows: &[[String; N]],
@@ -433,14 +433,21 @@ pub async fn wait(api: &Api, a: NamesArgs) -> Result<i32, Error> {
 }
 
 pub async fn rm(api: &Api, a: RmArgs) -> Result<i32, Error> {
+    let query = format!("?force={}&v={}", u8::from(a.force), u8::from(a.volumes));
+    delete_each(api, "/containers", &a.containers, &query).await
+}
+
+/// `DELETE {prefix}/{name}{query}` for each name: prints the names removed, reports the
+/// others; 1 when any failed.
+pub(super) async fn delete_each(
+    api: &Api,
+    prefix: &str,
+    names: &[String],
+    query: &str,
+) -> Result<i32, Error> {
     let mut failed = false;
-    for name in &a.containers {
-        let path = format!(
-            "/containers/{}?force={}&v={}",
-            enc(name),
-            u8::from(a.force),
-            u8::from(a.volumes)
-        );
+    for name in names {
+        let path = format!("{prefix}/{}{query}", enc(name));
         match api.call(Method::DELETE, &path, None).await {
             Ok(_) => println!("{name}"),
             Err(e) => {

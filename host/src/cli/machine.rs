@@ -69,6 +69,10 @@ pub struct StartArgs {
     /// a restricted uplink). Repeatable; replaces the machine's list.
     #[arg(long = "forward-host-port", value_name = "PORT")]
     forward_host_port: Vec<u16>,
+    /// Share a host folder with the machine (for `-v DIR:/path`), besides the home and
+    /// temp folders it shares by default; repeatable, kept for later starts.
+    #[arg(long, value_name = "DIR")]
+    share: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +150,24 @@ pub fn run(cmd: Command) -> Result<i32, Error> {
     }
 }
 
+/// Adds `dirs` (made canonical; each must be a folder) to the machine's shares.
+fn add_shares(cfg: &mut MachineConfig, dirs: &[std::path::PathBuf]) -> Result<(), Error> {
+    for d in dirs {
+        let canon = std::fs::canonicalize(d)
+            .map_err(|e| Error::Usage(format!("--share {}: {e}", d.display())))?;
+        if !canon.is_dir() {
+            return Err(Error::Usage(format!(
+                "--share {}: not a directory",
+                d.display()
+            )));
+        }
+        if !cfg.shares.contains(&canon) {
+            cfg.shares.push(canon);
+        }
+    }
+    Ok(())
+}
+
 /// The API of machine `name`, starting the machine when it is not running.
 pub async fn ensure_running(paths: &Paths, name: &str) -> Result<Api, Error> {
     let m = MachineDir::new(paths, name)?;
@@ -197,6 +219,7 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
             }
             cfg.forward_host_ports = a.forward_host_port.clone();
         }
+        add_shares(&mut cfg, &a.share)?;
     }
     if let Some(pid) = m.daemon_pid() {
         if existing.as_ref() != Some(&cfg) {

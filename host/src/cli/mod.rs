@@ -14,6 +14,7 @@ mod session;
 mod signals;
 mod terminal;
 mod vm_run;
+mod volumes;
 
 use clap::{Parser, Subcommand};
 
@@ -101,6 +102,9 @@ pub enum Command {
     /// Virtual machines without containers (the kernel-CI path).
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Named volumes: data on the machine's disk that outlives containers.
+    #[command(subcommand)]
+    Volume(volumes::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +188,7 @@ fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
             Command::Network(c) => network::run(api, c).await,
             Command::Port(a) => network::port(api, a).await,
             Command::Wait(a) => containers::wait(api, a).await,
+            Command::Volume(c) => volumes::run(api, c).await,
             other => Err(Error::Usage(format!(
                 "{other:?} is not a container command"
             ))),

@@ -98,6 +98,15 @@ pub struct CreateArgs {
     /// An /etc/hosts entry, `NAME:IP` (`host-gateway` is the guest itself).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_host: Vec<String>,
+    /// Mount a host folder or a volume: `/host/dir:/path[:ro]` (a folder the machine
+    /// shares), `NAME:/path` (a named volume, created when missing) or `/path` (an
+    /// anonymous volume).
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    volume: Vec<String>,
+    /// Mount: `type=bind,source=/host/dir,target=/path[,readonly]` (the source must
+    /// exist) or `type=volume,source=NAME,target=/path[,readonly]`.
+    #[arg(long, value_name = "SPEC")]
+    mount: Vec<String>,
     /// The image (a name such as `busybox` or `user/app:tag`, or an image id), then the
     /// command and its arguments (default: the image's Cmd). Everything after the image
     /// belongs to the command, as with `docker run`.
@@ -188,6 +197,7 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
         })
         .collect();
     let console = a.tty.then(super::terminal::size);
+    let (binds, mounts, anonymous) = super::volumes::create_fields(&a.volume, &a.mount)?;
     let entrypoint = a.entrypoint.as_ref().map(|e| vec![e.clone()]);
     Ok(json!({
         "Image": image,
@@ -198,6 +208,7 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
         "User": a.user.clone().unwrap_or_default(),
         "Hostname": a.hostname.clone().unwrap_or_default(),
         "Labels": labels,
+        "Volumes": anonymous,
         "Tty": a.tty,
         "OpenStdin": a.interactive,
         "StdinOnce": a.interactive && attach,
@@ -206,6 +217,8 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
         "AttachStderr": attach,
         "HostConfig": {
             "AutoRemove": a.rm,
+            "Binds": binds,
+            "Mounts": mounts,
             "Memory": memory,
             "NanoCpus": nano_cpus,
             "CpuShares": a.cpu_shares.unwrap_or(0),
@@ -357,7 +370,11 @@ pub async fn run(api: &Api, a: RunArgs) -> Result<i32, Error> {
     {
         if c.rm {
             let _ = api
-                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("/containers/{id}?force=1&v=1"),
+                    None,
+                )
                 .await;
         }
         return Err(start_error(e));

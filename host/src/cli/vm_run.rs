@@ -99,6 +99,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         uplink,
         host_ports: Vec::new(),
         hostfwd,
+        shares: Vec::new(),
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",

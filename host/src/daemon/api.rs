@@ -151,6 +151,9 @@ async fn route(
         [.., "containers", name] if delete => {
             let c = engine.find(name)?;
             engine.remove(&c, flag(&q, "force")).await?;
+            if flag(&q, "v") {
+                engine.remove_anonymous_volumes(&c.record()).await;
+            }
             Ok(http::no_content())
         }
         ["containers", name, "resize"] if post => {
@@ -281,6 +284,9 @@ async fn route(
         ["networks", name] if delete => {
             network_remove(engine, name)?;
             Ok(http::full(204, "", Bytes::new()))
+        }
+        ["volumes", rest @ ..] => {
+            super::volumes::route(engine, method, rest, &q, http::json_body(req.into_body())).await
         }
         ["berth", "machine"] if get => Ok(http::json(200, &machine_info(engine))),
         ["berth", "machine", "stop"] if post => {

@@ -72,6 +72,7 @@ pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiErr
         resources: resources(host)?,
         security: security(host)?,
         network: net_settings(body, image)?,
+        mounts: Vec::new(), // filled by `Engine::prepare_mounts`
     })
 }
 

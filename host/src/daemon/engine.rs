@@ -142,6 +142,7 @@ pub struct Engine {
     containers: Mutex<Vec<Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<ExecInstance>>>,
     pub networks: Networks,
+    pub volumes: super::volumes::VolumeStore,
 }
 
 impl Engine {
@@ -163,6 +164,7 @@ impl Engine {
                 c
             })
             .collect();
+        let volumes = super::volumes::VolumeStore::new(machine.volumes_dir());
         Arc::new(Engine {
             machine,
             config,
@@ -174,6 +176,7 @@ impl Engine {
             containers: Mutex::new(containers),
             execs: Mutex::new(HashMap::new()),
             networks,
+            volumes,
         })
     }
 
@@ -379,6 +382,8 @@ impl Engine {
             }
             None => create::random_name(taken),
         };
+        // After the name checks, so a refused create makes no folder or volume.
+        spec.mounts = self.prepare_mounts(body)?;
         let mut full_config = body.clone();
         if let Some(obj) = full_config.as_object_mut() {
             obj.remove("HostConfig");
@@ -457,6 +462,7 @@ impl Engine {
         network: Option<NetworkSpec>,
     ) -> Result<(), ApiError> {
         let s = &record.spec;
+        self.ensure_volumes(&s.mounts)?;
         let spec = ExecSpec {
             argv: s.argv.clone(),
             env: s.env.clone(),
@@ -473,6 +479,7 @@ impl Engine {
                 resources: s.resources.clone(),
                 security: s.security.clone(),
                 network,
+                mounts: s.mounts.clone(),
             }),
             join: None,
         };
@@ -545,8 +552,8 @@ impl Engine {
             p.running = false;
             p.exits += 1;
         });
-        if c.record().spec.auto_remove {
-            let _ = self.remove(&c, true).await;
+        if c.record().spec.auto_remove && self.remove(&c, true).await.is_ok() {
+            self.remove_anonymous_volumes(&c.record()).await;
         }
     }
 

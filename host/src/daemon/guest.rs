@@ -19,6 +19,8 @@ use crate::client::{AgentClient, ClientError, Events, Requests};
 
 /// How long a container operation (freeze, stats, top) may take in the guest.
 const OP_DEADLINE: Duration = Duration::from_secs(20);
+/// How long deleting a volume's data may take (many files, an emulated CPU).
+const VOLUME_DEADLINE: Duration = Duration::from_secs(300);
 /// How long storing one layer may take.
 const LAYER_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -164,27 +166,54 @@ impl Guest {
         id: &str,
         op: ContainerOp,
     ) -> Result<ContainerResult, ClientError> {
+        let id = id.to_string();
+        let reply = self
+            .request(&format!("{op:?}"), OP_DEADLINE, |request_id| {
+                HostMessage::Container { request_id, id, op }
+            })
+            .await?;
+        match reply {
+            GuestMessage::ContainerReply { result, .. } => Ok(result),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Deletes a volume's data in the guest; the inner error says why it could not be.
+    pub async fn remove_volume(&self, name: &str) -> Result<Result<(), String>, ClientError> {
+        let name = name.to_string();
+        let reply = self
+            .request("RemoveVolume", VOLUME_DEADLINE, |request_id| {
+                HostMessage::RemoveVolume { request_id, name }
+            })
+            .await?;
+        match reply {
+            GuestMessage::VolumeRemoved { error: None, .. } => Ok(Ok(())),
+            GuestMessage::VolumeRemoved { error: Some(e), .. } => Ok(Err(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends the request `build` makes with a fresh request id and returns the reply
+    /// routed to that id, within `deadline`.
+    async fn request(
+        &self,
+        what: &str,
+        deadline: Duration,
+        build: impl FnOnce(u64) -> HostMessage,
+    ) -> Result<GuestMessage, ClientError> {
         let request_id = self.next_id();
         let key = Key::Request(request_id);
         let mut rx = self.wait_for(key.clone());
-        let msg = HostMessage::Container {
-            request_id,
-            id: id.to_string(),
-            op,
-        };
+        let msg = build(request_id);
         let reply = async {
             self.send(&msg).await?;
-            match rx.recv().await {
-                Some(GuestMessage::ContainerReply { result, .. }) => Ok(result),
-                Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
-                None => Err(ClientError::Closed),
-            }
+            rx.recv().await.ok_or(ClientError::Closed)
         };
-        let out = tokio::time::timeout(OP_DEADLINE, reply).await;
+        let out = tokio::time::timeout(deadline, reply).await;
         self.forget(&key);
         out.unwrap_or_else(|_| {
             Err(ClientError::Unexpected(format!(
-                "no answer to {op:?} within {OP_DEADLINE:?}"
+                "no answer to {what} within {deadline:?}"
             )))
         })
     }
@@ -299,7 +328,8 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
                 exec_id: Some(exec_id),
                 ..
             } => Key::Exec(*exec_id),
-            GuestMessage::ContainerReply { request_id, .. } => Key::Request(*request_id),
+            GuestMessage::ContainerReply { request_id, .. }
+            | GuestMessage::VolumeRemoved { request_id, .. } => Key::Request(*request_id),
             GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
                 Key::Layer(digest.clone())
             }

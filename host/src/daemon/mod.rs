@@ -14,10 +14,12 @@ mod guest;
 mod http;
 mod images;
 mod logs;
+mod mounts;
 mod networks;
 mod ports;
 pub mod state;
 mod views;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +123,11 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         })?,
         host_ports: config.forward_host_ports.clone(),
         hostfwd: Vec::new(),
+        shares: crate::shares::resolve(&config.shares),
     };
+    for s in &vm_config.shares {
+        tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);
+    }
     tracing::info!(
         "booting machine {} ({} CPUs, {} MiB, kernel {})",
         machine.name,

@@ -108,6 +108,9 @@ pub struct RunSpec {
     pub security: Security,
     #[serde(default)]
     pub network: NetSettings,
+    /// Host folders and volumes (`-v`, `--mount`), checked and named at create.
+    #[serde(default)]
+    pub mounts: Vec<berth_protocol::Mount>,
 }
 
 /// Docker's container states.

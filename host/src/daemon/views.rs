@@ -47,7 +47,7 @@ pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
         "ExecIDs": Value::Null,
         "HostConfig": host_config,
         "GraphDriver": {"Name": "overlay2", "Data": Value::Null},
-        "Mounts": [],
+        "Mounts": super::mounts::view(&r.spec.mounts),
         "Config": r.config,
         "NetworkSettings": network_settings(&r),
     })
@@ -148,7 +148,7 @@ pub fn list_entry(c: &Container, now: SystemTime) -> Value {
         "Status": status_text(&r, now),
         "HostConfig": {"NetworkMode": r.spec.network.mode},
         "NetworkSettings": {"Networks": network_settings(&r)["Networks"].clone()},
-        "Mounts": [],
+        "Mounts": super::mounts::view(&r.spec.mounts),
     })
 }
 

@@ -1,0 +1,135 @@
+//! Host folders a machine shares with its guest (virtio-9p), for `-v /host/dir:/path`.
+//!
+//! A machine shares the user's home and the temp dir by default (`berth machine start
+//! --share DIR` adds more). Each shared folder becomes a QEMU 9p device with its own
+//! mount tag; the guest agent mounts it at boot at `/mnt/host<path>`, so a host path has
+//! one guest path and the guest needs no table. The host path travels on the kernel
+//! command line, percent-encoded (one token, whatever the path holds).
+
+use std::path::{Path, PathBuf};
+
+/// The kernel parameter that names a share: `berth.share=<tag>:<percent-encoded path>`.
+pub const PARAM: &str = "berth.share";
+
+/// One shared folder: a canonical host directory and the 9p mount tag of its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub path: PathBuf,
+}
+
+impl Share {
+    /// The kernel parameter announcing this share to the guest.
+    pub fn param(&self) -> String {
+        format!(
+            "{PARAM}={}:{}",
+            self.tag,
+            percent_encode(&self.path.to_string_lossy())
+        )
+    }
+}
+
+/// The folders a machine shares when none are configured: the home and the temp dir.
+pub fn default_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = home_dir().into_iter().collect();
+    dirs.push(std::env::temp_dir());
+    dirs
+}
+
+fn home_dir() -> Option<PathBuf> {
+    let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+    std::env::var_os(var)
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The shares of a machine configured with `dirs`: each made canonical (symlinks
+/// resolved, so containment checks see real paths); folders that do not exist are left
+/// out, as are folders inside another shared one (already shared through it). Tags are
+/// `berth0`, `berth1`, ... in order.
+pub fn resolve(dirs: &[PathBuf]) -> Vec<Share> {
+    let mut canon: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        match std::fs::canonicalize(d) {
+            Ok(p) if p.is_dir() => canon.push(p),
+            Ok(_) => tracing::warn!("not sharing {}: not a directory", d.display()),
+            Err(e) => tracing::warn!("not sharing {}: {e}", d.display()),
+        }
+    }
+    let kept: Vec<PathBuf> = canon
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            !canon
+                .iter()
+                .enumerate()
+                .any(|(j, q)| (p.starts_with(q) && *p != q) || (*p == q && j < *i))
+        })
+        .map(|(_, p)| p.clone())
+        .collect();
+    kept.into_iter()
+        .enumerate()
+        .map(|(i, path)| Share {
+            tag: format!("berth{i}"),
+            path,
+        })
+        .collect()
+}
+
+/// The share holding `path` (a canonical path), if any.
+pub fn containing<'a>(shares: &'a [Share], path: &Path) -> Option<&'a Share> {
+    shares.iter().find(|s| path.starts_with(&s.path))
+}
+
+/// Escapes every byte outside `[A-Za-z0-9/._~+-]` as `%XX`, so a path is one
+/// whitespace-free token of the kernel command line.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/._~+-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_keeps_paths_one_token() {
+        assert_eq!(percent_encode("/home/ann/src"), "/home/ann/src");
+        assert_eq!(percent_encode("/a b/%c:d"), "/a%20b/%25c%3Ad");
+        assert_eq!(percent_encode("/é"), "/%C3%A9");
+    }
+
+    #[test]
+    fn nested_missing_and_repeated_folders_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let (a, b) = (root.join("a"), root.join("b"));
+        std::fs::create_dir_all(a.join("inner")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(root.join("file"), "x").unwrap();
+        let shares = resolve(&[
+            a.join("inner"),
+            a.clone(),
+            root.join("missing"),
+            root.join("file"),
+            b.join("../b"),
+            b.clone(),
+        ]);
+        let paths: Vec<_> = shares.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, [a.clone(), b.clone()]);
+        assert_eq!(shares[1].tag, "berth1");
+        assert_eq!(
+            containing(&shares, &a.join("inner/x")).map(|s| &s.tag),
+            Some(&"berth0".to_string())
+        );
+        assert!(containing(&shares, &root.join("ab")).is_none());
+        assert!(shares[0].param().starts_with("berth.share=berth0:/"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Host folders (`-v`, `--mount`, virtio-9p) and named volumes on the machine's disk.
+#![cfg(feature = "vm")]
+
+use std::path::Path;
+
+use berth_tests::{ok, with_busybox, Berth, Outcome};
+
+/// Runs a command that must fail; its stderr must contain every one of `wanted`.
+fn fails(b: &Berth, args: &[&str], wanted: &[&str]) -> Outcome {
+    let out = b.run(args, b"");
+    assert_ne!(
+        out.code,
+        0,
+        "berth {args:?} succeeded: {}",
+        out.stdout_text()
+    );
+    for w in wanted {
+        assert!(
+            out.stderr.contains(w),
+            "berth {args:?}: {w:?} not in {}",
+            out.stderr
+        );
+    }
+    out
+}
+
+#[test]
+fn host_folders_both_ways_read_only_and_bad_sources() {
+    let b = with_busybox();
+    ok(&b, &["machine", "start"]);
+    // A temp dir is shared by default.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("from-host"), "written on the host\n").unwrap();
+    let vol = format!("{d}:/data");
+    let out = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/from-host && echo written in the container > /data/from-guest",
+        ],
+    );
+    assert_eq!(out.stdout_text(), "written on the host\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("from-guest")).unwrap(),
+        "written in the container\n"
+    );
+
+    // Read-only, by -v and by --mount: reads work, writes fail with EROFS.
+    let ro = format!("{d}:/data:ro");
+    let mount = format!("type=bind,source={d},target=/data,readonly");
+    for flags in [["-v", ro.as_str()], ["--mount", mount.as_str()]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend(["busybox", "sh", "-c", "cat /data/from-host; touch /data/x"]);
+        let out = fails(&b, &args, &["Read-only file system"]);
+        assert_eq!(out.stdout_text(), "written on the host\n");
+        assert!(!dir.path().join("x").exists());
+    }
+
+    // A file, and a -v folder that does not exist yet (created, as Docker).
+    let file = format!("{d}/from-host:/etc/motd:ro");
+    let out = ok(
+        &b,
+        &["run", "--rm", "-v", &file, "busybox", "cat", "/etc/motd"],
+    );
+    assert_eq!(out.stdout_text(), "written on the host\n");
+    let fresh = format!("{d}/new/deeper:/w");
+    ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &fresh,
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /w/f",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("new/deeper/f")).unwrap(),
+        "x\n"
+    );
+    // Inspect shows Docker's Binds and Mounts.
+    ok(
+        &b,
+        &["create", "--name", "shown", "-v", &ro, "busybox", "true"],
+    );
+    let seen = ok(
+        &b,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Binds}} {{.Mounts}}",
+            "shown",
+        ],
+    )
+    .stdout_text();
+    assert!(seen.contains(&ro), "{seen}");
+    assert!(
+        seen.contains("\"Type\":\"bind\"") && seen.contains("\"RW\":false"),
+        "{seen}"
+    );
+
+    // Bad sources: clear errors, exit 125, nothing run.
+    let missing = format!("type=bind,source={d}/missing,target=/x");
+    fails(
+        &b,
+        &["run", "--rm", "--mount", &missing, "busybox", "true"],
+        &["bind source path does not exist", "/missing"],
+    );
+    let out = fails(
+        &b,
+        &["run", "--rm", "-v", "relative/path:/x", "busybox", "true"],
+        &[
+            "includes invalid characters for a local volume name",
+            "use absolute path",
+        ],
+    );
+    assert_eq!(out.code, 125);
+    fails(
+        &b,
+        &["run", "--rm", "-v", &format!("{d}:data"), "busybox", "true"],
+        &["must be absolute"],
+    );
+    // A folder outside the shares (home and temp dir) until the machine shares it.
+    let outside_root = ["/dev/shm", "/var/tmp"]
+        .into_iter()
+        .find(|p| Path::new(p).is_dir())
+        .expect("/dev/shm or /var/tmp");
+    let outside = tempfile::tempdir_in(outside_root).unwrap();
+    std::fs::write(outside.path().join("f"), "outside\n").unwrap();
+    let o = outside.path().to_str().unwrap();
+    let out_vol = format!("{o}:/o");
+    fails(
+        &b,
+        &["run", "--rm", "-v", &out_vol, "busybox", "cat", "/o/f"],
+        &["is not shared with machine default", "--share"],
+    );
+    ok(&b, &["machine", "stop", "-t", "0"]);
+    ok(&b, &["machine", "start", "--share", o]);
+    let out = ok(
+        &b,
+        &["run", "--rm", "-v", &out_vol, "busybox", "cat", "/o/f"],
+    );
+    assert_eq!(out.stdout_text(), "outside\n");
+    b.assert_nothing_left();
+}
+
+#[test]
+fn named_volumes_outlive_containers_and_restarts() {
+    let b = with_busybox();
+    ok(&b, &["machine", "start"]);
+    ok(
+        &b,
+        &[
+            "run",
+            "--name",
+            "va",
+            "-v",
+            "vol1:/v",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /v/f",
+        ],
+    );
+    let listed = ok(&b, &["volume", "ls", "-q"]).stdout_text();
+    assert_eq!(listed, "vol1\n");
+    // In use by a stopped container: refused, as Docker (409).
+    fails(&b, &["volume", "rm", "vol1"], &["volume is in use", "vol1"]);
+    ok(&b, &["rm", "va"]);
+    ok(&b, &["machine", "stop", "-t", "0"]);
+    ok(&b, &["machine", "start"]);
+    let out = ok(
+        &b,
+        &["run", "--rm", "-v", "vol1:/v", "busybox", "cat", "/v/f"],
+    );
+    assert_eq!(out.stdout_text(), "kept\n");
+
+    // Refused while a running container uses it, then removed with its data.
+    ok(
+        &b,
+        &[
+            "run", "-d", "--name", "user", "-v", "vol1:/v", "busybox", "sleep", "1000",
+        ],
+    );
+    fails(&b, &["volume", "rm", "vol1"], &["volume is in use"]);
+    ok(&b, &["rm", "-f", "user"]);
+    assert_eq!(ok(&b, &["volume", "rm", "vol1"]).stdout_text(), "vol1\n");
+    assert_eq!(ok(&b, &["volume", "ls", "-q"]).stdout_text(), "");
+    fails(&b, &["volume", "inspect", "vol1"], &["no such volume"]);
+    let out = ok(
+        &b,
+        &["run", "--rm", "-v", "vol1:/v", "busybox", "ls", "-A", "/v"],
+    );
+    assert_eq!(out.stdout_text(), "", "a new vol1 starts empty");
+
+    // volume create/inspect, and anonymous volumes go with `rm -v`.
+    assert_eq!(
+        ok(&b, &["volume", "create", "made"]).stdout_text(),
+        "made\n"
+    );
+    let inspect = ok(&b, &["volume", "inspect", "made"]).stdout_text();
+    assert!(
+        inspect.contains("\"Mountpoint\": \"/var/lib/berth/volumes/made/_data\""),
+        "{inspect}"
+    );
+    ok(
+        &b,
+        &[
+            "create", "--name", "anon", "-v", "/scratch", "busybox", "true",
+        ],
+    );
+    let names = ok(&b, &["volume", "ls", "-q"]).stdout_text();
+    assert_eq!(names.lines().count(), 3, "{names}");
+    ok(&b, &["rm", "-v", "anon"]);
+    let names = ok(&b, &["volume", "ls", "-q"]).stdout_text();
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["made", "vol1"]);
+    b.assert_nothing_left();
+}
