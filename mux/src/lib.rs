@@ -115,6 +115,22 @@ pub async fn drain(mut stream: Stream, deadline: std::time::Duration) {
     .await;
 }
 
+/// Copies bytes both ways between `stream` and `other` (a TCP connection) until both
+/// directions end. When one side fails, `other` is closed at once and `stream` drained
+/// (see [`drain`]), so neither peer is left blocked.
+pub async fn relay<T>(mut stream: Stream, mut other: T, drain_deadline: std::time::Duration)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if tokio::io::copy_bidirectional(&mut stream, &mut other)
+        .await
+        .is_err()
+    {
+        drop(other);
+        drain(stream, drain_deadline).await;
+    }
+}
+
 /// Opens streams on a [`Session`] (see [`Session::opener`]).
 #[derive(Clone)]
 pub struct Opener {

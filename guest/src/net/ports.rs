@@ -22,7 +22,7 @@ const RELAY_DRAIN: Duration = Duration::from_secs(30);
 const MAX_DATAGRAM: usize = 65535;
 
 /// Serves one `Connect` stream: connects to `addr` and copies both ways.
-pub async fn connect(mut stream: Stream, addr: String, proto: PortProto) {
+pub async fn connect(stream: Stream, addr: String, proto: PortProto) {
     let Ok(target) = addr.parse::<SocketAddr>() else {
         tracing::warn!("published port: bad address {addr:?}");
         return;
@@ -33,15 +33,9 @@ pub async fn connect(mut stream: Stream, addr: String, proto: PortProto) {
             // On failure the stream is dropped unclosed: yamux resets it, and the host
             // resets its client's connection at once.
             match conn {
-                Ok(Ok(mut tcp)) => {
+                Ok(Ok(tcp)) => {
                     let _ = tcp.set_nodelay(true);
-                    if tokio::io::copy_bidirectional(&mut stream, &mut tcp)
-                        .await
-                        .is_err()
-                    {
-                        drop(tcp);
-                        berth_mux::drain(stream, RELAY_DRAIN).await;
-                    }
+                    berth_mux::relay(stream, tcp, RELAY_DRAIN).await;
                 }
                 Ok(Err(e)) => tracing::debug!("published port {addr}: {e}"),
                 Err(_) => {
@@ -112,7 +106,7 @@ pub async fn forward_host_port(port: u16, opener: Opener) {
     };
     tracing::info!("forwarding guest port {port} to the host's 127.0.0.1:{port}");
     loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
+        let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let opener = opener.clone();
@@ -128,13 +122,7 @@ pub async fn forward_host_port(port: u16, opener: Opener) {
                 return;
             }
             let _ = tcp.set_nodelay(true);
-            if tokio::io::copy_bidirectional(&mut tcp, &mut stream)
-                .await
-                .is_err()
-            {
-                drop(tcp);
-                berth_mux::drain(stream, RELAY_DRAIN).await;
-            }
+            berth_mux::relay(stream, tcp, RELAY_DRAIN).await;
         });
     }
 }

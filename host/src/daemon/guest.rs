@@ -362,15 +362,9 @@ async fn accept_guest_streams(mut session: Session, host_ports: Vec<u16>) {
             match berth_mux::read_msg::<_, StreamOpen>(&mut stream).await {
                 Ok(Some(StreamOpen::HostPort { port })) if allowed.contains(&port) => {
                     match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                        Ok(mut tcp) => {
+                        Ok(tcp) => {
                             let _ = tcp.set_nodelay(true);
-                            if tokio::io::copy_bidirectional(&mut stream, &mut tcp)
-                                .await
-                                .is_err()
-                            {
-                                drop(tcp);
-                                berth_mux::drain(stream, std::time::Duration::from_secs(30)).await;
-                            }
+                            berth_mux::relay(stream, tcp, std::time::Duration::from_secs(30)).await;
                         }
                         Err(e) => tracing::info!("forwarded host port {port}: {e}"),
                     }

@@ -79,7 +79,7 @@ async fn serve_tcp(listener: TcpListener, guest: Arc<Guest>, target: String) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
-        let Ok((mut tcp, _)) = listener.accept().await else {
+        let Ok((tcp, _)) = listener.accept().await else {
             // Out of descriptors and the like: do not spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -89,16 +89,7 @@ async fn serve_tcp(listener: TcpListener, guest: Arc<Guest>, target: String) {
         conns.spawn(async move {
             let _ = tcp.set_nodelay(true);
             match guest.connect(&target, PortProto::Tcp).await {
-                Ok(mut stream) => {
-                    if tokio::io::copy_bidirectional(&mut tcp, &mut stream)
-                        .await
-                        .is_err()
-                    {
-                        // The client is gone (or reset): let the guest finish its side.
-                        drop(tcp);
-                        berth_mux::drain(stream, RELAY_DRAIN).await;
-                    }
-                }
+                Ok(stream) => berth_mux::relay(stream, tcp, RELAY_DRAIN).await,
                 Err(e) => tracing::info!("published port to {target}: {e}"),
             }
         });
