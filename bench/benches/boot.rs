@@ -58,6 +58,8 @@ fn floor_command(dir: &Path) -> Command {
         uplink: qemu::Uplink::None,
         hostfwd: Vec::new(),
         shares: Vec::new(),
+        share_fs: berth::shares::ShareFs::NineP,
+        virtiofs_dir: dir.to_path_buf(),
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(qemu::args(&spec));

@@ -1,6 +1,6 @@
 //! Host folders against the guest's own disk: writing and reading a 256 MiB file with
-//! `dd` in a container, on a `-v` host folder (virtio-9p) and on a named volume (ext4 on
-//! the machine's virtio-blk disk). Times are taken around `dd` in the guest (its uptime
+//! `dd` in a container, on a `-v` host folder (virtio-9p, and virtiofs on a second
+//! machine) and on a named volume (ext4 on the machine's virtio-blk disk). Times are taken around `dd` in the guest (its uptime
 //! clock, 10 ms steps), so container start-up is left out; writes end with an fsync, and
 //! reads start with the guest's page cache dropped, so both sides reach the host each time.
 
@@ -17,6 +17,8 @@ const WRITE_9P: &str = "9p write 256 MiB (-v host folder)";
 const WRITE_DISK: &str = "disk write 256 MiB (named volume)";
 const READ_9P: &str = "9p read 256 MiB (-v host folder)";
 const READ_DISK: &str = "disk read 256 MiB (named volume)";
+const WRITE_VIRTIOFS: &str = "virtiofs write 256 MiB (-v host folder)";
+const READ_VIRTIOFS: &str = "virtiofs read 256 MiB (-v host folder)";
 
 /// Runs `script` in the bench container and returns how long its `dd` took by the
 /// guest's clock.
@@ -68,10 +70,36 @@ impl Drop for Running<'_> {
 }
 
 fn nine_p_against_disk(c: &mut Criterion) {
+    measure(
+        c,
+        "9p",
+        &[
+            (WRITE_9P, "/host", true),
+            (WRITE_DISK, "/vol", true),
+            (READ_9P, "/host", false),
+            (READ_DISK, "/vol", false),
+        ],
+    );
+}
+
+fn virtiofs_against_disk(c: &mut Criterion) {
+    measure(
+        c,
+        "virtiofs",
+        &[
+            (WRITE_VIRTIOFS, "/host", true),
+            (READ_VIRTIOFS, "/host", false),
+        ],
+    );
+}
+
+/// On a machine sharing folders over `share_fs`: each case is (name, directory, whether
+/// it writes).
+fn measure(c: &mut Criterion, share_fs: &str, cases: &[(&'static str, &str, bool)]) {
     let home = tempfile::tempdir().expect("temp dir");
     // Under the temp dir, which machines share by default.
     let shared = tempfile::tempdir().expect("shared temp dir");
-    berth_bench::start_machine_with_busybox(home.path());
+    berth_bench::start_machine_with_busybox_and(home.path(), &["--share-fs", share_fs]);
     let running = Running(home.path());
     let host_mount = format!("{}:/host", shared.path().display());
     // Privileged: the read benchmarks drop the guest's page cache.
@@ -104,13 +132,11 @@ fn nine_p_against_disk(c: &mut Criterion) {
             &format!("if={dir}/f of=/dev/null bs=1M"),
         )
     };
-    let cases = [
-        (WRITE_9P, write("/host")),
-        (WRITE_DISK, write("/vol")),
-        (READ_9P, read("/host")),
-        (READ_DISK, read("/vol")),
-    ];
-    let mut group = c.benchmark_group("host folder vs guest disk");
+    let cases: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, dir, writes)| (*name, if *writes { write(dir) } else { read(dir) }))
+        .collect();
+    let mut group = c.benchmark_group(format!("host folder ({share_fs}) vs guest disk"));
     group
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
@@ -131,15 +157,19 @@ fn nine_p_against_disk(c: &mut Criterion) {
     assert_eq!(
         written.ok(),
         Some(u64::from(SIZE_MIB) << 20),
-        "the 9p file on the host"
+        "the {share_fs} file on the host"
     );
 }
 
-criterion_group!(benches, nine_p_against_disk);
+criterion_group!(benches, nine_p_against_disk, virtiofs_against_disk);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_ratio(WRITE_9P, WRITE_DISK);
     print_ratio(READ_9P, READ_DISK);
+    print_ratio(WRITE_VIRTIOFS, WRITE_DISK);
+    print_ratio(READ_VIRTIOFS, READ_DISK);
+    print_ratio(WRITE_VIRTIOFS, WRITE_9P);
+    print_ratio(READ_VIRTIOFS, READ_9P);
 }

@@ -39,13 +39,20 @@ pub fn berth_command(home: &Path, args: &[&str]) -> Command {
 /// Loads the busybox test image into the installation `home` and starts its default
 /// machine; returns the assets directory.
 pub fn start_machine_with_busybox(home: &Path) -> PathBuf {
+    start_machine_with_busybox_and(home, &[])
+}
+
+/// [`start_machine_with_busybox`], with more `machine start` flags.
+pub fn start_machine_with_busybox_and(home: &Path, flags: &[&str]) -> PathBuf {
     let assets = berth::paths::Paths::from_env().expect("berth paths").assets;
     let busybox = assets.join("images/busybox.tar");
     time_command(&mut berth_command(
         home,
         &["load", "-i", busybox.to_str().expect("utf-8 path")],
     ));
-    time_command(&mut berth_command(home, &["machine", "start"]));
+    let mut start = vec!["machine", "start"];
+    start.extend(flags);
+    time_command(&mut berth_command(home, &start));
     assets
 }
 

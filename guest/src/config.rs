@@ -31,6 +31,8 @@ pub struct Config {
     /// Host folders shared over virtio-9p (`berth.share=TAG:PATH`, the path
     /// percent-encoded): (mount tag, host path).
     pub shares: Vec<(String, String)>,
+    /// The shares are virtiofs devices, not 9p (`berth.sharefs=virtiofs`).
+    pub shares_virtiofs: bool,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             uplink: crate::net::Uplink::None,
             host_ports: Vec::new(),
             shares: Vec::new(),
+            shares_virtiofs: false,
         }
     }
 }
@@ -85,6 +88,7 @@ impl Config {
                 "berth.hostfwd" => {
                     cfg.host_ports = value.split(',').filter_map(|p| p.parse().ok()).collect()
                 }
+                "berth.sharefs" => cfg.shares_virtiofs = value == "virtiofs",
                 "berth.share" => {
                     let share = value.split_once(':').and_then(|(tag, path)| {
                         let path = percent_decode(path)?;

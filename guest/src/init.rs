@@ -54,7 +54,7 @@ pub fn main() -> i32 {
         crate::disk::clean_state(Path::new(STATE_DIR));
     }
     let shares = match is_init {
-        true => crate::shares::Shares::mount_all(&cfg.shares),
+        true => crate::shares::Shares::mount_all(&cfg.shares, cfg.shares_virtiofs),
         false => crate::shares::Shares::default(),
     };
 

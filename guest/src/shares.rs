@@ -1,4 +1,4 @@
-//! Host folders shared by QEMU over virtio-9p, mounted at boot at `/mnt/host<host path>`,
+//! Host folders shared by QEMU over virtio-9p (or by virtiofsd over virtiofs), mounted at boot at `/mnt/host<host path>`,
 //! and how a container's mount source (a host path, a volume name) becomes a guest path.
 
 use std::path::{Path, PathBuf};
@@ -40,16 +40,21 @@ impl Default for Shares {
 impl Shares {
     /// Mounts each `(tag, host path)` under [`PREFIX`], parents first. Failures are kept
     /// (and logged): a container that needs the share then fails with the reason.
-    pub fn mount_all(shares: &[(String, String)]) -> Shares {
+    pub fn mount_all(shares: &[(String, String)], virtiofs: bool) -> Shares {
         let mut sorted: Vec<&(String, String)> = shares.iter().collect();
         sorted.sort_by_key(|(_, path)| path.len());
         let list = sorted
             .into_iter()
             .map(|(tag, host_path)| {
                 let target = format!("{PREFIX}{host_path}");
-                let error = mount_9p(tag, &target)
-                    .err()
-                    .map(|e| explain(&e.to_string()));
+                let mounted = match virtiofs {
+                    true => mount_virtiofs(tag, &target),
+                    false => mount_9p(tag, &target),
+                };
+                let error = mounted.err().map(|e| match virtiofs {
+                    true => e.to_string(),
+                    false => explain(&e.to_string()),
+                });
                 match &error {
                     None => tracing::info!("host folder {host_path} at {target}"),
                     Some(e) => tracing::error!("host folder {host_path}: {e}"),
@@ -116,6 +121,17 @@ pub fn source_path(
     }
 }
 
+/// virtiofs: the host's virtiofsd serves the folder; no options needed.
+fn mount_virtiofs(tag: &str, target: &str) -> std::io::Result<()> {
+    sys::mount_fs(
+        tag,
+        target,
+        "virtiofs",
+        MountFlags::MS_NODEV | MountFlags::MS_NOSUID,
+        None,
+    )
+}
+
 fn mount_9p(tag: &str, target: &str) -> std::io::Result<()> {
     let options = format!("trans=virtio,version=9p2000.L,msize={MSIZE},cache=mmap");
     sys::mount_fs(
@@ -135,7 +151,8 @@ fn explain(error: &str) -> String {
     }
     format!(
         "{error} (kernel {} has no 9p support: it needs CONFIG_NET_9P, CONFIG_NET_9P_VIRTIO and CONFIG_9P_FS; \
-         berth's own kernels have them, e.g. `berth machine start --kernel 6.1`)",
+         berth's own kernels have them, e.g. `berth machine start --kernel 6.1`; or share over virtiofs: \
+         install virtiofsd and `berth machine start --share-fs virtiofs`)",
         sys::kernel_release()
     )
 }

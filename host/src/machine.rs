@@ -67,6 +67,14 @@ pub struct MachineConfig {
     /// Host folders shared with the guest (virtio-9p), for `-v /host/dir:/path`.
     #[serde(default = "crate::shares::default_dirs")]
     pub shares: Vec<PathBuf>,
+    /// How shared folders reach the guest: auto (virtiofs where virtiofsd is installed,
+    /// else 9p), 9p or virtiofs.
+    #[serde(default = "default_share_fs")]
+    pub share_fs: String,
+}
+
+fn default_share_fs() -> String {
+    "auto".into()
 }
 
 /// A new machine's uplink: `$BERTH_UPLINK`, else open (as Docker's containers reach the
@@ -89,6 +97,7 @@ impl Default for MachineConfig {
             uplink: default_uplink(),
             forward_host_ports: Vec::new(),
             shares: crate::shares::default_dirs(),
+            share_fs: default_share_fs(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::accel::Accel;
-use crate::shares::Share;
+use crate::shares::{Share, ShareFs};
 
 /// The virtual machine model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,10 @@ pub struct Spec {
     pub hostfwd: Vec<(u16, u16)>,
     /// Host folders shared over virtio-9p.
     pub shares: Vec<Share>,
+    /// How the shares are served: virtio-9p by QEMU, or virtiofs by a virtiofsd per share
+    /// listening on `<virtiofs_dir>/<tag>.sock`.
+    pub share_fs: ShareFs,
+    pub virtiofs_dir: PathBuf,
 }
 
 /// The whole argument list (without the program name).
@@ -121,7 +125,10 @@ pub fn args(spec: &Spec) -> Vec<String> {
     a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
     a.extend(uplink_args(spec.machine, spec.uplink, &spec.hostfwd));
-    a.extend(share_args(spec.machine, &spec.shares));
+    a.extend(match spec.share_fs {
+        ShareFs::NineP => share_args(spec.machine, &spec.shares),
+        ShareFs::Virtiofs => virtiofs_args(spec.machine, &spec.shares, &spec.virtiofs_dir),
+    });
     a
 }
 
@@ -141,6 +148,34 @@ fn uplink_args(machine: Machine, uplink: Uplink, hostfwd: &[(u16, u16)]) -> Vec<
         "-device".into(),
         format!("{},netdev=uplink", machine.virtio("virtio-net")),
     ]
+}
+
+/// One vhost-user-fs device per shared folder, its virtiofsd at `<dir>/<tag>.sock`.
+fn virtiofs_args(machine: Machine, shares: &[Share], dir: &std::path::Path) -> Vec<String> {
+    shares
+        .iter()
+        .flat_map(|s| {
+            [
+                "-chardev".to_string(),
+                format!(
+                    "socket,id=vfs-{0},path={1}",
+                    s.tag,
+                    qemu_option_value(&virtiofs_socket(dir, &s.tag).to_string_lossy())
+                ),
+                "-device".to_string(),
+                format!(
+                    "{},chardev=vfs-{1},tag={1}",
+                    machine.virtio("vhost-user-fs"),
+                    s.tag
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// Where the virtiofsd of the share tagged `tag` listens.
+pub fn virtiofs_socket(dir: &std::path::Path, tag: &str) -> PathBuf {
+    dir.join(format!("{tag}.sock"))
 }
 
 /// One virtio-9p device per shared folder. `security_model=none`: files are created as
@@ -185,8 +220,10 @@ fn base_args() -> Vec<String> {
     .to_vec()
 }
 
-fn needs_shared_memory(t: &TransportDevice) -> bool {
-    matches!(t, TransportDevice::VhostUser { .. })
+/// vhost-user backends (the vsock device, virtiofsd) map guest memory.
+fn needs_shared_memory(spec: &Spec) -> bool {
+    matches!(spec.transport, TransportDevice::VhostUser { .. })
+        || (spec.share_fs == ShareFs::Virtiofs && !spec.shares.is_empty())
 }
 
 fn machine_args(spec: &Spec) -> Vec<String> {
@@ -195,7 +232,7 @@ fn machine_args(spec: &Spec) -> Vec<String> {
         Machine::Pc => "pc".to_string(),
     };
     let mut a = Vec::new();
-    if needs_shared_memory(&spec.transport) {
+    if needs_shared_memory(spec) {
         // vhost-user backends map guest memory: it must be a shareable memfd.
         machine.push_str(",memory-backend=mem0");
         a.push("-object".into());
@@ -347,6 +384,8 @@ mod tests {
             uplink: Uplink::None,
             hostfwd: Vec::new(),
             shares: vec![],
+            share_fs: ShareFs::NineP,
+            virtiofs_dir: "/run/x".into(),
         }
     }
 
@@ -442,6 +481,18 @@ mod tests {
         assert!(line.contains("-fsdev local,id=fs1,path=/tmp/a,,b,security_model=none"));
         s.machine = Machine::Pc;
         assert!(joined(&s).contains("-device virtio-9p-pci,fsdev=fs1,mount_tag=berth1"));
+        assert!(!joined(&s).contains("memory-backend"));
+        s.machine = Machine::Microvm;
+        s.share_fs = ShareFs::Virtiofs;
+        let line = joined(&s);
+        assert!(line.contains(
+            "-chardev socket,id=vfs-berth0,path=/run/x/berth0.sock -device vhost-user-fs-device,chardev=vfs-berth0,tag=berth0"
+        ), "{line}");
+        assert!(!line.contains("-fsdev"));
+        assert!(
+            line.contains("-M microvm,memory-backend=mem0"),
+            "virtiofsd maps guest memory"
+        );
     }
 
     #[test]

@@ -29,6 +29,47 @@ impl Share {
     }
 }
 
+/// How shared folders reach the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareFs {
+    /// virtio-9p, served by QEMU itself: every QEMU host OS, kernels with 9p.
+    NineP,
+    /// virtiofs, one `virtiofsd` (vhost-user) per folder: kernels without 9p (Debian's
+    /// cloud kernel), Linux hosts where virtiofsd is installed.
+    Virtiofs,
+}
+
+impl ShareFs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareFs::NineP => "9p",
+            ShareFs::Virtiofs => "virtiofs",
+        }
+    }
+
+    /// Resolves a machine's `--share-fs` (`auto`, `9p` or `virtiofs`): `auto` is virtiofs
+    /// where virtiofsd is installed, else 9p.
+    pub fn choose(setting: &str) -> Result<ShareFs, String> {
+        match setting {
+            "9p" => Ok(ShareFs::NineP),
+            "virtiofs" if virtiofsd().is_some() => Ok(ShareFs::Virtiofs),
+            "virtiofs" => Err("--share-fs virtiofs: virtiofsd not found (`cargo install virtiofsd`, or set BERTH_VIRTIOFSD)".into()),
+            "auto" if virtiofsd().is_some() && cfg!(target_os = "linux") => Ok(ShareFs::Virtiofs),
+            "auto" => Ok(ShareFs::NineP),
+            other => Err(format!("--share-fs {other:?}: expected auto, 9p or virtiofs")),
+        }
+    }
+}
+
+/// The virtiofsd binary: `$BERTH_VIRTIOFSD`, the PATH, cargo's bin folder, or where
+/// distributions put it.
+pub fn virtiofsd() -> Option<PathBuf> {
+    let mut extra: Vec<PathBuf> = crate::paths::cargo_bin_dir().into_iter().collect();
+    extra.push("/usr/libexec".into());
+    extra.push("/usr/lib/qemu".into());
+    crate::paths::find_program("BERTH_VIRTIOFSD", "virtiofsd", &extra)
+}
+
 /// The folders a machine shares when none are configured: the home and the temp dir.
 pub fn default_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = home_dir().into_iter().collect();

@@ -89,6 +89,8 @@ pub struct VmConfig {
     pub hostfwd: Vec<(u16, u16)>,
     /// Host folders shared with the guest (mounted by the agent at boot).
     pub shares: Vec<crate::shares::Share>,
+    /// How the shares are served (virtio-9p, or virtiofs with a virtiofsd per share).
+    pub share_fs: crate::shares::ShareFs,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -96,6 +98,8 @@ pub struct VmConfig {
 pub struct Vm {
     qemu: Child,
     transport: Box<dyn Transport>,
+    /// One virtiofsd per shared folder, when shares are served over virtiofs.
+    virtiofsd: Vec<Child>,
     dir: PathBuf,
     logs_dir: PathBuf,
 }
@@ -125,6 +129,9 @@ impl Vm {
             params.push(format!("berth.hostfwd={}", ports.join(",")));
         }
         params.extend(cfg.shares.iter().map(crate::shares::Share::param));
+        if cfg.share_fs == crate::shares::ShareFs::Virtiofs && !cfg.shares.is_empty() {
+            params.push("berth.sharefs=virtiofs".into());
+        }
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -142,6 +149,12 @@ impl Vm {
             uplink: cfg.uplink,
             hostfwd: cfg.hostfwd.clone(),
             shares: cfg.shares.clone(),
+            share_fs: cfg.share_fs,
+            virtiofs_dir: dir.clone(),
+        };
+        let virtiofsd = match cfg.share_fs {
+            crate::shares::ShareFs::Virtiofs => start_virtiofsd(&cfg.shares, &dir)?,
+            crate::shares::ShareFs::NineP => Vec::new(),
         };
         let args = qemu::args(&spec);
         tracing::debug!(
@@ -162,6 +175,7 @@ impl Vm {
         Ok(Vm {
             qemu,
             transport,
+            virtiofsd,
             dir,
             logs_dir: paths.logs_dir()?,
         })
@@ -264,9 +278,82 @@ impl Drop for Vm {
             let _ = self.qemu.kill();
         }
         let _ = self.qemu.wait();
+        for d in &mut self.virtiofsd {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
         // The transport (and its backend process) is dropped after this, with the fields.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// How long a virtiofsd gets to create its socket.
+const VIRTIOFSD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Starts a virtiofsd for each share, listening on `qemu::virtiofs_socket(dir, tag)`
+/// (QEMU connects at start-up, so each socket must exist first). `--sandbox none`: it
+/// runs as the user, with the user's access to the folder, as QEMU's 9p server does.
+fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Child>, VmError> {
+    let bin = crate::shares::virtiofsd().ok_or_else(|| VmError::Spawn {
+        what: "virtiofsd".into(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not installed (`cargo install virtiofsd`, or set BERTH_VIRTIOFSD)",
+        ),
+    })?;
+    let mut started: Vec<Child> = Vec::new();
+    for s in shares {
+        let socket = qemu::virtiofs_socket(dir, &s.tag);
+        let log = std::fs::File::create(dir.join(format!("{}.virtiofsd.log", s.tag)))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--socket-path")
+            .arg(&socket)
+            .arg("--shared-dir")
+            .arg(&s.path)
+            .args(["--sandbox", "none", "--cache", "never", "--allow-mmap"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        crate::sys::kill_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|source| VmError::Spawn {
+            what: bin.display().to_string(),
+            source,
+        })?;
+        let start = Instant::now();
+        let ready = loop {
+            if socket.exists() {
+                break Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                break Err(format!(
+                    "virtiofsd for {} exited ({status})",
+                    s.path.display()
+                ));
+            }
+            if start.elapsed() > VIRTIOFSD_DEADLINE {
+                break Err(format!(
+                    "virtiofsd for {} did not create its socket within {VIRTIOFSD_DEADLINE:?}",
+                    s.path.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Err(what) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            for mut c in started {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let log = last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10);
+            return Err(VmError::Spawn {
+                what,
+                source: std::io::Error::other(log),
+            });
+        }
+        started.push(child);
+    }
+    Ok(started)
 }
 
 /// QEMU exits 0 when the guest reboots or powers off (-no-reboot), so before the agent

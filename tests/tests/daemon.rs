@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_tests::{ok, with_busybox, Berth, Outcome};
+use berth_tests::{ok, with_busybox, Berth};
 
 fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()

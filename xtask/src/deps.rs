@@ -30,11 +30,15 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libclang-dev",
     // The tests' HTTP client on the host (busybox wget crashes).
     "curl",
+    // virtiofsd links them (cargo builds it).
+    "libseccomp-dev",
+    "libcap-ng-dev",
 ];
 
-/// The vhost-user vsock device QEMU talks to; not packaged by Debian 12.
-const VHOST_VSOCK: &str = "vhost-device-vsock";
-const VHOST_VSOCK_VERSION: &str = "0.3.0";
+/// vhost-user backends QEMU talks to, not packaged by Debian 12, installed with cargo:
+/// (crate and binary, version). The vsock device is one of berth's transports; virtiofsd
+/// shares host folders over virtiofs (kernels without 9p, such as Debian's cloud kernel).
+const CARGO_TOOLS: &[(&str, &str)] = &[("vhost-device-vsock", "0.3.0"), ("virtiofsd", "1.14.0")];
 
 pub fn run() -> Result<()> {
     platform::install()
@@ -72,7 +76,7 @@ mod platform {
             println!("warning: no apt-get here; install the equivalents of these Debian packages yourself:");
             println!("  {}", DEBIAN_PACKAGES.join(" "));
         }
-        install_vhost_vsock()?;
+        install_cargo_tools()?;
         println!("deps: all installed");
         Ok(())
     }
@@ -138,27 +142,24 @@ mod platform {
         Ok(sudo)
     }
 
-    fn install_vhost_vsock() -> Result<()> {
-        let cargo_bin = std::env::var_os("CARGO_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")))
-            .map(|home| home.join("bin").join(VHOST_VSOCK));
-        let found = find_on_path(VHOST_VSOCK).or(cargo_bin.filter(|p| p.is_file()));
-        if let Some(path) = found {
-            println!("{VHOST_VSOCK}: found at {}", path.display());
-            return Ok(());
+    fn install_cargo_tools() -> Result<()> {
+        for (tool, version) in CARGO_TOOLS {
+            let cargo_bin = std::env::var_os("CARGO_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")))
+                .map(|home| home.join("bin").join(tool));
+            let found = find_on_path(tool).or(cargo_bin.filter(|p| p.is_file()));
+            if let Some(path) = found {
+                println!("{tool}: found at {}", path.display());
+                continue;
+            }
+            println!("{tool}: not found, installing with cargo");
+            Cmd::cargo()
+                .args(["install", tool, "--version", version, "--locked"])
+                .run()?;
         }
-        println!("{VHOST_VSOCK}: not found, installing with cargo");
-        Cmd::cargo()
-            .args([
-                "install",
-                VHOST_VSOCK,
-                "--version",
-                VHOST_VSOCK_VERSION,
-                "--locked",
-            ])
-            .run()
+        Ok(())
     }
 }
 

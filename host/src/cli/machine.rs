@@ -73,6 +73,10 @@ pub struct StartArgs {
     /// temp folders it shares by default; repeatable, kept for later starts.
     #[arg(long, value_name = "DIR")]
     share: Vec<std::path::PathBuf>,
+    /// How shared folders reach the guest: `auto` (virtiofs where virtiofsd is installed,
+    /// else 9p), `9p` (QEMU's own server; every host OS) or `virtiofs` (kernels without 9p).
+    #[arg(long, value_name = "FS")]
+    share_fs: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +224,10 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
             cfg.forward_host_ports = a.forward_host_port.clone();
         }
         add_shares(&mut cfg, &a.share)?;
+        if let Some(fs) = &a.share_fs {
+            crate::shares::ShareFs::choose(fs).map_err(Error::Usage)?;
+            cfg.share_fs = fs.clone();
+        }
     }
     if let Some(pid) = m.daemon_pid() {
         if existing.as_ref() != Some(&cfg) {

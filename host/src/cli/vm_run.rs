@@ -100,6 +100,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
         host_ports: Vec::new(),
         hostfwd,
         shares: Vec::new(),
+        share_fs: crate::shares::ShareFs::NineP,
     };
     tracing::debug!(
         "booting {} ({}) with {} on {}",

@@ -124,6 +124,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         host_ports: config.forward_host_ports.clone(),
         hostfwd: Vec::new(),
         shares: crate::shares::resolve(&config.shares),
+        share_fs: crate::shares::ShareFs::choose(&config.share_fs).map_err(Error::Usage)?,
     };
     for s in &vm_config.shares {
         tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);
