@@ -8,13 +8,15 @@ use std::path::Path;
 
 use crate::sys::{self, NodeKind};
 
-/// Copies `from` to `to` (which must not exist), without following symlinks.
+/// Copies `from` to `to` (which must not exist), without following symlinks, keeping
+/// modes and owners.
 pub fn tree(from: &Path, to: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
     let kind = meta.file_type();
     let mode = meta.mode() & 0o7777;
     if kind.is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+        return std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()));
     } else if kind.is_dir() {
         fs::create_dir(to)?;
         for entry in fs::read_dir(from)? {
@@ -41,6 +43,11 @@ pub fn tree(from: &Path, to: &Path) -> io::Result<()> {
             libc::major(rdev).into(),
             libc::minor(rdev).into(),
         )?;
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    // chown clears set-id bits: put the mode back.
+    if !kind.is_symlink() {
+        fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
 }

@@ -171,6 +171,60 @@ fn host_folders_both_ways_read_only_and_bad_sources() {
 fn named_volumes_outlive_containers_and_restarts() {
     let b = with_busybox();
     ok(&b, &["machine", "start"]);
+    // An empty named volume first gets what the image has at its target (copy-up).
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    ok(&b, &["load", "-i", &format!("{assets}/images/httpd.tar")]);
+    let page = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "webroot:/www",
+            "--entrypoint",
+            "cat",
+            "berth-test/httpd",
+            "/www/index.html",
+        ],
+    );
+    assert_eq!(page.stdout_text(), "<h1>hello from berth</h1>\n");
+    let listed = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "webroot:/w",
+            "busybox",
+            "sh",
+            "-c",
+            "echo changed > /w/index.html; ls -ln /w",
+        ],
+    );
+    assert!(
+        listed.stdout_text().contains("-rw-r--r--"),
+        "modes are kept: {}",
+        listed.stdout_text()
+    );
+    let kept = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "webroot:/www",
+            "--entrypoint",
+            "cat",
+            "berth-test/httpd",
+            "/www/index.html",
+        ],
+    );
+    assert_eq!(
+        kept.stdout_text(),
+        "changed\n",
+        "a volume with content is not copied over again"
+    );
+    ok(&b, &["volume", "rm", "webroot"]);
     ok(
         &b,
         &[

@@ -251,6 +251,7 @@ async fn container_spec(
                 source,
                 target: m.target.clone(),
                 read_only: m.read_only,
+                copy_up: matches!(m.source, berth_protocol::MountSource::Volume { .. }),
             })
         })
         .collect::<Result<Vec<_>, String>>()

@@ -20,6 +20,10 @@ pub struct BindMount {
     /// Absolute path inside the container.
     pub target: String,
     pub read_only: bool,
+    /// A named volume: when it is empty, it first gets what the image has at the target
+    /// (Docker's copy-up), owners and modes included.
+    #[serde(default)]
+    pub copy_up: bool,
 }
 
 /// Mounts each of `mounts` in `root` (the container's root before the pivot), shallower
@@ -32,10 +36,35 @@ pub fn bind_all(root: &Path, mounts: &[BindMount]) -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", m.source.display())))
             .map_err(fail)?
             .is_dir();
+        if m.copy_up && is_dir {
+            copy_up(&target, &m.source).map_err(fail)?;
+        }
         make_target(&target, is_dir).map_err(fail)?;
         sys::bind_mount(&m.source, &target, m.read_only)?;
     }
     Ok(())
+}
+
+/// Fills the empty volume directory `volume` with what the image has at `target` (a
+/// path already resolved inside the root): its entries, and the directory's own mode and
+/// owner. Nothing happens when the volume has content or the image has no such directory.
+fn copy_up(target: &Path, volume: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if !meta.is_dir() || std::fs::read_dir(volume)?.next().is_some() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(target)? {
+        let entry = entry?;
+        crate::copy::tree(&entry.path(), &volume.join(entry.file_name()))?;
+    }
+    std::os::unix::fs::chown(volume, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(
+        volume,
+        std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+    )
 }
 
 /// `mounts` sorted by the depth of their targets (stable: equal depths keep their order).
@@ -135,11 +164,39 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_volume_gets_the_images_files_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, volume) = (tmp.path().join("image/etc/app"), tmp.path().join("vol"));
+        std::fs::create_dir_all(image.join("conf.d")).unwrap();
+        std::fs::write(image.join("conf.d/a.conf"), "a=1\n").unwrap();
+        std::os::unix::fs::symlink("conf.d/a.conf", image.join("link")).unwrap();
+        std::fs::create_dir_all(&volume).unwrap();
+        copy_up(&image, &volume).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(volume.join("conf.d/a.conf")).unwrap(),
+            "a=1\n"
+        );
+        assert_eq!(
+            std::fs::read_link(volume.join("link")).unwrap(),
+            Path::new("conf.d/a.conf")
+        );
+        // A volume with content keeps it; a missing image directory copies nothing.
+        std::fs::write(image.join("new"), "x").unwrap();
+        copy_up(&image, &volume).unwrap();
+        assert!(!volume.join("new").exists());
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        copy_up(&tmp.path().join("image/missing"), &other).unwrap();
+        assert!(std::fs::read_dir(&other).unwrap().next().is_none());
+    }
+
+    #[test]
     fn parents_are_mounted_before_children() {
         let m = |target: &str| BindMount {
             source: "/s".into(),
             target: target.into(),
             read_only: false,
+            copy_up: false,
         };
         let mounts = [m("/data/sub"), m("/data"), m("/x"), m("/a/b/c")];
         let order: Vec<&str> = in_mount_order(&mounts)

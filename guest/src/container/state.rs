@@ -100,6 +100,7 @@ mod tests {
                 source: "/var/lib/berth/volumes/v/_data".into(),
                 target: "/data".into(),
                 read_only: true,
+                copy_up: true,
             }],
         }
     }
