@@ -115,6 +115,33 @@ pub async fn drain(mut stream: Stream, deadline: std::time::Duration) {
     .await;
 }
 
+/// The largest UDP datagram a stream carries.
+pub const MAX_DATAGRAM: usize = 65535;
+
+/// Writes one datagram on a UDP flow's stream: a 2-byte big-endian length, then its
+/// bytes (`StreamOpen::Connect` with `PortProto::Udp`). Longer datagrams are cut.
+pub async fn write_datagram<W: AsyncWrite + Unpin>(w: &mut W, datagram: &[u8]) -> io::Result<()> {
+    let d = &datagram[..datagram.len().min(MAX_DATAGRAM)];
+    w.write_u16(d.len() as u16).await?;
+    w.write_all(d).await?;
+    w.flush().await
+}
+
+/// Reads one datagram written by [`write_datagram`] into `buf` (at least
+/// [`MAX_DATAGRAM`] bytes); its length, or `None` when the stream ended.
+pub async fn read_datagram<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> io::Result<Option<usize>> {
+    let len = match r.read_u16().await {
+        Ok(len) => len as usize,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    r.read_exact(&mut buf[..len]).await?;
+    Ok(Some(len))
+}
+
 /// The copy buffer of a relay, and the largest yamux frame.
 const RELAY_BUFFER: usize = 128 * 1024;
 
@@ -250,6 +277,26 @@ where
 mod tests {
     use super::*;
     use berth_protocol::{HostMessage, StreamOpen};
+
+    #[tokio::test]
+    async fn datagrams_keep_their_bounds_and_end_cleanly() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 18);
+        write_datagram(&mut a, b"one").await.unwrap();
+        write_datagram(&mut a, b"").await.unwrap();
+        write_datagram(&mut a, &vec![7u8; MAX_DATAGRAM + 10])
+            .await
+            .unwrap();
+        drop(a);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        assert_eq!(read_datagram(&mut b, &mut buf).await.unwrap(), Some(3));
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(read_datagram(&mut b, &mut buf).await.unwrap(), Some(0));
+        assert_eq!(
+            read_datagram(&mut b, &mut buf).await.unwrap(),
+            Some(MAX_DATAGRAM)
+        );
+        assert_eq!(read_datagram(&mut b, &mut buf).await.unwrap(), None);
+    }
 
     #[tokio::test]
     async fn streams_carry_messages_and_bulk_bytes_both_ways() {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use berth_mux::{write_msg, Opener, Stream};
 use berth_protocol::{PortProto, StreamOpen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// How long connecting to a container's port may take.
@@ -18,8 +17,6 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
 /// How long a failed relay keeps reading what the other side still sends.
 const RELAY_DRAIN: Duration = Duration::from_secs(30);
-/// The largest datagram carried.
-const MAX_DATAGRAM: usize = 65535;
 
 /// Serves one `Connect` stream: connects to `addr` and copies both ways.
 pub async fn connect(stream: Stream, addr: String, proto: PortProto) {
@@ -60,7 +57,7 @@ async fn udp_flow(stream: Stream, target: SocketAddr) -> std::io::Result<()> {
     let (mut from_host, mut to_host) = tokio::io::split(stream);
     let replies = socket.clone();
     let back = tokio::spawn(async move {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = vec![0u8; berth_mux::MAX_DATAGRAM];
         loop {
             let n = match replies.recv(&mut buf).await {
                 Ok(n) => n,
@@ -69,20 +66,22 @@ async fn udp_flow(stream: Stream, target: SocketAddr) -> std::io::Result<()> {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            to_host.write_u16(n as u16).await?;
-            to_host.write_all(&buf[..n]).await?;
-            to_host.flush().await?;
+            berth_mux::write_datagram(&mut to_host, &buf[..n]).await?;
         }
         #[allow(unreachable_code)]
         Ok::<(), std::io::Error>(())
     });
-    let mut datagram = vec![0u8; MAX_DATAGRAM];
+    let mut datagram = vec![0u8; berth_mux::MAX_DATAGRAM];
     let result = async {
-        while let Ok(len) = tokio::time::timeout(UDP_IDLE, from_host.read_u16()).await {
-            let Ok(len) = len else { break };
-            let d = &mut datagram[..len as usize];
-            from_host.read_exact(d).await?;
-            match socket.send(d).await {
+        loop {
+            let next = berth_mux::read_datagram(&mut from_host, &mut datagram);
+            let len = match tokio::time::timeout(UDP_IDLE, next).await {
+                Ok(Ok(Some(len))) => len,
+                Ok(Err(e)) => return Err(e),
+                // Idle, or the host ended the flow.
+                Ok(Ok(None)) | Err(_) => break,
+            };
+            match socket.send(&datagram[..len]).await {
                 Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => return Err(e),
                 _ => {}
             }

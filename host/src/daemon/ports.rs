@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_protocol::PortProto;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,7 +22,6 @@ use super::state::PortSpec;
 /// A UDP flow with no datagram from its client for this long ends (as conntrack's
 /// default for UDP streams).
 const UDP_IDLE: Duration = Duration::from_secs(120);
-const MAX_DATAGRAM: usize = 65535;
 /// How long a failed relay keeps reading what the guest still sends.
 const RELAY_DRAIN: Duration = Duration::from_secs(30);
 
@@ -103,7 +102,7 @@ type Flows = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 async fn serve_udp(socket: Arc<UdpSocket>, guest: Arc<Guest>, target: String) {
     let flows: Flows = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf = vec![0u8; berth_mux::MAX_DATAGRAM];
     loop {
         while tasks.try_join_next().is_some() {}
         let Ok((n, client)) = socket.recv_from(&mut buf).await else {
@@ -152,13 +151,9 @@ async fn open_flow(
     let replies = socket.clone();
     let ended = flows.clone();
     let back = tasks.spawn(async move {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        while let Ok(len) = from_guest.read_u16().await {
-            let d = &mut buf[..len as usize];
-            if from_guest.read_exact(d).await.is_err() {
-                break;
-            }
-            let _ = replies.send_to(d, client).await;
+        let mut buf = vec![0u8; berth_mux::MAX_DATAGRAM];
+        while let Ok(Some(len)) = berth_mux::read_datagram(&mut from_guest, &mut buf).await {
+            let _ = replies.send_to(&buf[..len], client).await;
         }
         // The guest ended the flow: the client's next datagram starts a new one.
         ended
@@ -169,11 +164,7 @@ async fn open_flow(
     let flows = flows.clone();
     tasks.spawn(async move {
         while let Ok(Some(d)) = tokio::time::timeout(UDP_IDLE, rx.recv()).await {
-            let len = d.len().min(MAX_DATAGRAM) as u16;
-            if to_guest.write_u16(len).await.is_err()
-                || to_guest.write_all(&d[..len as usize]).await.is_err()
-                || to_guest.flush().await.is_err()
-            {
+            if berth_mux::write_datagram(&mut to_guest, &d).await.is_err() {
                 break;
             }
         }
