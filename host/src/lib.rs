@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 #[cfg(unix)]
 pub mod daemon;
+pub mod docker_context;
 pub mod error;
 pub mod image;
 pub mod kernels;

@@ -5,6 +5,7 @@
 //! - `disk.img`: its persistent disk (layer cache, container state in the guest);
 //! - `docker.sock`: the daemon's API socket (Docker Engine API);
 //! - `daemon.pid`, `daemon.lock`, `daemon.log`: the daemon process;
+//! - `daemon.phase`: what a starting daemon is doing (see [`Phase`]);
 //! - `containers/<id>/`: each container's record and logs (see `daemon::state`);
 //! - `volumes/<name>.json`: named volumes (see `daemon::volumes`).
 
@@ -25,7 +26,7 @@ pub const DEFAULT: &str = "default";
 pub enum MachineError {
     #[error("invalid machine name {0:?}: use letters, digits, '-' and '_' (at most 32)")]
     BadName(String),
-    #[error("machine {0:?} does not exist")]
+    #[error("no machine named {0}; create it with `berth machine start {0}`")]
     NotFound(String),
     #[error("cannot read {path}")]
     Read {
@@ -150,6 +151,38 @@ impl MachineDir {
         self.dir.join("daemon.log")
     }
 
+    pub fn phase_file(&self) -> PathBuf {
+        self.dir.join("daemon.phase")
+    }
+
+    /// Records what the daemon is doing, for `machine start` to show.
+    pub fn write_phase(&self, phase: Phase) {
+        if let Err(e) = write_atomic(&self.phase_file(), phase.as_str().as_bytes()) {
+            tracing::debug!("writing {}: {e}", self.phase_file().display());
+        }
+    }
+
+    /// What the daemon last said it is doing.
+    pub fn read_phase(&self) -> Option<Phase> {
+        Phase::parse(std::fs::read_to_string(self.phase_file()).ok()?.trim())
+    }
+
+    /// The names of the machine's volumes (named and anonymous), from their metadata.
+    pub fn volume_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.volumes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                Some(name.strip_suffix(".json")?.to_string())
+            })
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn disk(&self) -> PathBuf {
         self.dir.join("disk.img")
     }
@@ -192,6 +225,46 @@ impl MachineDir {
             .parse()
             .ok()?;
         process_alive(pid).then_some(pid)
+    }
+}
+
+/// The smallest persistent disk a machine may have: room for ext4's journal and a few
+/// layers.
+pub const MIN_DISK_BYTES: u64 = 256 << 20;
+
+/// What a starting daemon is doing; written to `daemon.phase` as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Making and formatting the persistent disk (first start only).
+    Disk,
+    /// QEMU is booting the kernel.
+    Booting,
+    /// The agent answered; the API socket is being opened.
+    Serving,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Disk => "disk",
+            Phase::Booting => "booting",
+            Phase::Serving => "serving",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        [Phase::Disk, Phase::Booting, Phase::Serving]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// For people: what is happening now.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Disk => "making its disk",
+            Phase::Booting => "booting the VM",
+            Phase::Serving => "connecting to the guest",
+        }
     }
 }
 
@@ -285,6 +358,29 @@ mod tests {
         assert_eq!(list(&p).len(), 1);
         std::fs::write(m.config_path(), b"{half").unwrap();
         assert!(matches!(m.read_config(), Err(MachineError::Damaged { .. })));
+    }
+
+    #[test]
+    fn volumes_are_listed_from_their_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = MachineDir::new(&paths(tmp.path()), "one").unwrap();
+        assert!(m.volume_names().is_empty());
+        std::fs::create_dir_all(m.volumes_dir()).unwrap();
+        for f in ["data.json", "cache.json", ".tmp-x", "notes.txt"] {
+            std::fs::write(m.volumes_dir().join(f), b"{}").unwrap();
+        }
+        assert_eq!(m.volume_names(), ["cache", "data"]);
+    }
+
+    #[test]
+    fn phases_round_trip_through_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = MachineDir::new(&paths(tmp.path()), "one").unwrap();
+        assert_eq!(m.read_phase(), None);
+        for p in [Phase::Disk, Phase::Booting, Phase::Serving] {
+            m.write_phase(p);
+            assert_eq!(m.read_phase(), Some(p));
+        }
     }
 
     #[test]

@@ -82,6 +82,24 @@ impl Berth {
         self.home.path()
     }
 
+    /// The docker CLI configuration directory (`DOCKER_CONFIG`) berth is given.
+    pub fn docker_config(&self) -> PathBuf {
+        self.home.path().join("docker-config")
+    }
+
+    /// Names of this installation's machines (those with a `machine.json`).
+    pub fn machines(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.home.path().join("machines"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("machine.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(berth_bin());
         cmd.args(args)
@@ -90,6 +108,9 @@ impl Berth {
             // No test may send a packet beyond this machine: every machine a test starts
             // has a restricted uplink (host ports come only through explicit forwards).
             .env("BERTH_UPLINK", "restricted")
+            // The docker CLI contexts `machine start` writes go to this installation's own
+            // docker config, never the user's.
+            .env("DOCKER_CONFIG", self.docker_config())
             .env_remove("BERTH_MACHINE");
         if let Some(assets) = std::env::var_os("BERTH_ASSETS") {
             cmd.env("BERTH_ASSETS", assets);
@@ -104,7 +125,13 @@ impl Berth {
 
     /// Runs berth with `args`, feeding `stdin`, and waits (with the deadline).
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Outcome {
+        self.run_env(args, &[], stdin)
+    }
+
+    /// As [`Berth::run`], with extra environment variables (`BERTH_MACHINE`, say).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
         let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

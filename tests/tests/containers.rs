@@ -162,6 +162,8 @@ fn image_config_is_honoured_and_flags_override_it() {
 #[test]
 fn stdin_and_separate_output_streams() {
     let b = with_images();
+    // Started first, so its "creating machine" line is not in the container's stderr.
+    berth_tests::ok(&b, &["machine", "start"]);
     let out = run_stdin(
         &b,
         &["--rm", "-i", "busybox", "sh", "-c", "cat; echo err >&2"],

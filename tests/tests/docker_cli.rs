@@ -4,30 +4,45 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use berth_tests::{Berth, COMMAND_DEADLINE};
+use berth_tests::{ok, Berth, COMMAND_DEADLINE};
 
 struct Docker {
-    host: String,
-    config: tempfile::TempDir,
+    /// `DOCKER_HOST`; `None` leaves the docker CLI to its contexts.
+    host: Option<String>,
+    /// The installation's docker config, where `machine start` writes its context.
+    config: PathBuf,
 }
 
 impl Docker {
+    /// The docker CLI with `DOCKER_HOST` set to the default machine's socket.
     fn new(b: &Berth) -> Docker {
         let out = b.run(&["machine", "start"], b"");
         assert_eq!(out.code, 0, "{}", out.stderr);
         let socket = b.run(&["machine", "socket"], b"");
         Docker {
-            host: format!("unix://{}", socket.stdout_text().trim()),
-            config: tempfile::tempdir().unwrap(),
+            host: Some(format!("unix://{}", socket.stdout_text().trim())),
+            config: b.docker_config(),
+        }
+    }
+
+    /// The docker CLI with neither `DOCKER_HOST` nor `DOCKER_CONTEXT`: only its config.
+    fn without_host(b: &Berth) -> Docker {
+        Docker {
+            host: None,
+            config: b.docker_config(),
         }
     }
 
     /// Runs `docker ARGS` with the deadline; (exit code, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut child = Command::new(docker_bin())
+        let mut cmd = Command::new(docker_bin());
+        match &self.host {
+            Some(h) => cmd.env("DOCKER_HOST", h),
+            None => cmd.env_remove("DOCKER_HOST"),
+        };
+        let mut child = cmd
             .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
+            .env("DOCKER_CONFIG", &self.config)
             .env_remove("DOCKER_CONTEXT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -121,6 +136,23 @@ fn the_docker_cli_drives_berth() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // `machine start` wrote a docker CLI context: the docker CLI finds berth without
+    // DOCKER_HOST once it is the current context.
+    let ctx = Docker::without_host(&b);
+    let socket = ok(&b, &["machine", "socket"]).stdout_text();
+    let contexts = ctx.ok(&["context", "ls"]);
+    let line = contexts
+        .lines()
+        .find(|l| l.starts_with("berth "))
+        .unwrap_or_else(|| panic!("no berth context: {contexts}"));
+    assert!(
+        line.contains(&format!("unix://{}", socket.trim())),
+        "{line}"
+    );
+    ctx.ok(&["context", "use", "berth"]);
+    let names = ctx.ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(names, "d1\n", "docker ps through the berth context");
+
     let (code, out, _) = d.run(&["exec", "d1", "sh", "-c", "echo in; exit 5"]);
     assert_eq!((code, out.as_str()), (5, "in\n"));
     let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", "d1"])).unwrap();

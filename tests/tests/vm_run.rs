@@ -102,7 +102,7 @@ fn cpus_memory_and_the_pc_machine() {
         kib > 150_000 && kib <= 262_144,
         "MemTotal {kib} kB for 256M"
     );
-    let out = b.vm_run(&["--machine", "pc"], &["cat", "/proc/cmdline"]);
+    let out = b.vm_run(&["--machine-type", "pc"], &["cat", "/proc/cmdline"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout_text().contains("berth.transport="),

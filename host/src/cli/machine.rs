@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use hyper::Method;
 
 use super::api::Api;
+use super::select::Selection;
 use super::Format;
-use crate::machine::{self, MachineConfig, MachineDir};
+use crate::docker_context::{self, DockerConfig, Written};
+use crate::machine::{self, MachineConfig, MachineDir, Phase};
 use crate::paths::Paths;
 use crate::{size, Error};
 
@@ -26,23 +28,25 @@ pub enum Command {
     Stop(StopArgs),
     /// List machines.
     Ls(LsArgs),
-    /// Remove a machine and its disk (its containers and their logs).
+    /// Remove a machine and its disk (its containers, their logs and its volumes).
     Rm(RmArgs),
     /// Print the path of a machine's API socket (for DOCKER_HOST=unix://...).
     Socket(NameArg),
 }
 
+/// Help for every verb's NAME.
+const NAME_HELP: &str = "The machine (default: --machine, else $BERTH_MACHINE, else `default`)";
+
 #[derive(Debug, clap::Args)]
 pub struct NameArg {
-    /// The machine (default: `default`).
-    #[arg(default_value = machine::DEFAULT)]
-    name: String,
+    #[arg(help = NAME_HELP)]
+    name: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    #[arg(default_value = machine::DEFAULT)]
-    name: String,
+    #[arg(help = NAME_HELP)]
+    name: Option<String>,
     /// Virtual CPUs.
     #[arg(long)]
     cpus: Option<u32>,
@@ -81,8 +85,8 @@ pub struct StartArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
-    #[arg(default_value = machine::DEFAULT)]
-    name: String,
+    #[arg(help = NAME_HELP)]
+    name: Option<String>,
     /// Seconds containers get to stop before they are killed.
     #[arg(short, long, default_value_t = 10)]
     time: u64,
@@ -96,31 +100,29 @@ pub struct LsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
-    #[arg(default_value = machine::DEFAULT)]
-    name: String,
-    /// Stop it first when it runs.
+    #[arg(help = NAME_HELP)]
+    name: Option<String>,
+    /// Stop it first when it runs, and delete its volumes without asking.
     #[arg(short, long)]
     force: bool,
 }
 
-pub fn run(cmd: Command) -> Result<i32, Error> {
+pub fn run(cmd: Command, sel: &Selection) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
     match cmd {
         Command::Start(a) => {
-            let m = MachineDir::new(&paths, &a.name)?;
+            let m = MachineDir::new(&paths, &sel.for_verb(a.name.as_deref())?)?;
             let was_running = m.daemon_pid().is_some();
             super::block_on(start(&paths, &m, Some(&a)))?;
             match was_running {
                 true => println!("machine {} is already running", m.name),
                 false => println!("machine {} is running", m.name),
             }
+            offer_context(&m);
             Ok(0)
         }
         Command::Stop(a) => {
-            let m = MachineDir::new(&paths, &a.name)?;
-            if !m.exists() {
-                return Err(machine::MachineError::NotFound(m.name).into());
-            }
+            let m = existing(&paths, sel, a.name.as_deref())?;
             match super::block_on(stop(&m, a.time))? {
                 true => println!("machine {} stopped", m.name),
                 false => println!("machine {} is not running", m.name),
@@ -128,29 +130,111 @@ pub fn run(cmd: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Ls(a) => ls(&paths, a.format),
-        Command::Rm(a) => {
-            let m = MachineDir::new(&paths, &a.name)?;
-            if !m.exists() {
-                return Err(machine::MachineError::NotFound(m.name).into());
-            }
-            if m.daemon_pid().is_some() {
-                if !a.force {
-                    return Err(Error::Usage(format!(
-                        "machine {} is running: stop it first or use --force",
-                        m.name
-                    )));
-                }
-                super::block_on(stop(&m, 0))?;
-            }
-            std::fs::remove_dir_all(&m.dir)?;
-            println!("{}", m.name);
-            Ok(0)
-        }
+        Command::Rm(a) => rm(&paths, sel, a),
         Command::Socket(a) => {
-            let m = MachineDir::new(&paths, &a.name)?;
+            let m = existing(&paths, sel, a.name.as_deref())?;
             println!("{}", m.socket().display());
             Ok(0)
         }
+    }
+}
+
+/// The machine a verb names, which must exist.
+fn existing(paths: &Paths, sel: &Selection, named: Option<&str>) -> Result<MachineDir, Error> {
+    let m = MachineDir::new(paths, &sel.for_verb(named)?)?;
+    if !m.exists() {
+        return Err(machine::MachineError::NotFound(m.name).into());
+    }
+    Ok(m)
+}
+
+/// `machine rm`: refused while the machine runs unless `-f`; a disk that holds volumes is
+/// deleted only after a yes on a terminal, or with `-f`.
+fn rm(paths: &Paths, sel: &Selection, a: RmArgs) -> Result<i32, Error> {
+    let m = existing(paths, sel, a.name.as_deref())?;
+    let running = m.daemon_pid().is_some();
+    if running && !a.force {
+        return Err(Error::Usage(format!(
+            "machine {} is running: stop it first (`berth machine stop {}`) or use --force",
+            m.name, m.name
+        )));
+    }
+    let volumes = m.volume_names();
+    if !volumes.is_empty() && !a.force {
+        let what = format!(
+            "machine {}'s disk holds {} volume{} ({})",
+            m.name,
+            volumes.len(),
+            if volumes.len() == 1 { "" } else { "s" },
+            volumes.join(", ")
+        );
+        if !super::prompt::interactive() {
+            return Err(Error::Usage(format!(
+                "{what}: use --force to delete them with the machine"
+            )));
+        }
+        if !super::prompt::confirm(&format!("{what}. Delete them with the machine?"))? {
+            eprintln!("machine {} kept", m.name);
+            return Ok(1);
+        }
+    }
+    if running {
+        super::block_on(stop(&m, 0))?;
+    }
+    std::fs::remove_dir_all(&m.dir)?;
+    if let Some(docker) = DockerConfig::from_env() {
+        let name = docker_context::context_name(&m.name);
+        match docker.remove(&name) {
+            Ok(true) => eprintln!("removed the docker CLI context {name}"),
+            Ok(false) => {}
+            Err(e) => eprintln!("berth: removing the docker CLI context {name}: {e}"),
+        }
+    }
+    println!("{}", m.name);
+    Ok(0)
+}
+
+/// Writes the machine's docker CLI context and, the first time, offers to make it the
+/// docker CLI's current one (asks on a terminal, else says how).
+fn offer_context(m: &MachineDir) {
+    let Some(docker) = DockerConfig::from_env() else {
+        return;
+    };
+    let name = docker_context::context_name(&m.name);
+    match docker.write(&name, &m.name, &m.socket()) {
+        Ok(Written::Created) => {}
+        Ok(Written::Updated | Written::Unchanged) => return,
+        Ok(Written::Foreign) => {
+            eprintln!(
+                "berth: the docker CLI has a context named {name} that berth did not write; left it alone"
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("berth: writing the docker CLI context {name}: {e}");
+            return;
+        }
+    }
+    if docker.current().as_deref() == Some(name.as_str()) {
+        return;
+    }
+    let question = format!(
+        "Wrote the docker CLI context {name} (machine {}). Make it the docker CLI's current context?",
+        m.name
+    );
+    if super::prompt::interactive() {
+        match super::prompt::confirm(&question) {
+            Ok(true) => match docker.set_current(Some(&name)) {
+                Ok(()) => eprintln!("the docker CLI now uses {name}"),
+                Err(e) => eprintln!("berth: setting the docker CLI context: {e}"),
+            },
+            Ok(false) => eprintln!("`docker context use {name}` makes it current later"),
+            Err(e) => eprintln!("berth: {e}"),
+        }
+    } else {
+        eprintln!(
+            "wrote the docker CLI context {name}: `docker --context {name} ps`, or `docker context use {name}` to make it current"
+        );
     }
 }
 
@@ -172,9 +256,14 @@ fn add_shares(cfg: &mut MachineConfig, dirs: &[std::path::PathBuf]) -> Result<()
     Ok(())
 }
 
-/// The API of machine `name`, starting the machine when it is not running.
+/// The API of machine `name`, starting the machine when it is not running. Only
+/// `default` is created on first use; any other machine must have been made with
+/// `berth machine start NAME`, so a typo never boots a new machine.
 pub async fn ensure_running(paths: &Paths, name: &str) -> Result<Api, Error> {
     let m = MachineDir::new(paths, name)?;
+    if !m.exists() && m.name != machine::DEFAULT {
+        return Err(machine::MachineError::NotFound(m.name).into());
+    }
     start(paths, &m, None).await?;
     Ok(Api::new(&m.socket()))
 }
@@ -198,7 +287,22 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
             cfg.memory_mib = size::parse_mib(mem).map_err(Error::Usage)?;
         }
         if let Some(d) = &a.disk {
-            cfg.disk_bytes = size::parse_bytes(d).map_err(Error::Usage)?;
+            let bytes = size::parse_bytes(d).map_err(Error::Usage)?;
+            if bytes < machine::MIN_DISK_BYTES {
+                return Err(Error::Usage(format!(
+                    "--disk {d}: a machine's disk must be at least {} MiB",
+                    machine::MIN_DISK_BYTES >> 20
+                )));
+            }
+            if m.disk().exists() && bytes != cfg.disk_bytes {
+                return Err(Error::Usage(format!(
+                    "--disk {d}: machine {} already has its disk ({} MiB), which cannot be resized; `berth machine rm {}` makes a new one",
+                    m.name,
+                    cfg.disk_bytes >> 20,
+                    m.name
+                )));
+            }
+            cfg.disk_bytes = bytes;
         }
         if a.kernel.is_some() {
             cfg.kernel = a.kernel.clone();
@@ -236,15 +340,26 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
                 m.name
             )));
         }
-        return wait_ready(&api, m, pid, START_DEADLINE).await;
+        return wait_ready(&api, m, pid, START_DEADLINE, &mut StartProgress::quiet(m)).await;
     }
     // Checked here so a bad kernel is a clear error before anything starts.
     crate::kernels::resolve(&paths.assets, cfg.kernel.as_deref())?;
     if cfg.memory_mib < crate::vm::MIN_MEMORY_MIB {
         return Err(crate::vm::VmError::TooLittleMemory(cfg.memory_mib).into());
     }
+    match existing.is_some() {
+        true => eprintln!("starting machine {} ...", m.name),
+        false => eprintln!(
+            "creating machine {} ({} CPUs, {} MiB memory, {} MiB disk) ...",
+            m.name,
+            cfg.cpus,
+            cfg.memory_mib,
+            cfg.disk_bytes >> 20
+        ),
+    }
     std::fs::create_dir_all(&m.dir)?;
     m.write_config(&cfg)?;
+    let _ = std::fs::remove_file(m.phase_file());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -268,15 +383,25 @@ async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> Resul
         let mut child = child;
         let _ = child.wait();
     });
-    wait_ready(&api, m, pid, START_DEADLINE).await
+    let mut progress = StartProgress::new(m);
+    let ready = wait_ready(&api, m, pid, START_DEADLINE, &mut progress).await;
+    progress.finish(ready.is_ok());
+    ready
 }
 
-async fn wait_ready(api: &Api, m: &MachineDir, pid: u32, deadline: Duration) -> Result<(), Error> {
+async fn wait_ready(
+    api: &Api,
+    m: &MachineDir,
+    pid: u32,
+    deadline: Duration,
+    progress: &mut StartProgress,
+) -> Result<(), Error> {
     let started = Instant::now();
     loop {
         if m.socket().exists() && api.call_status(Method::GET, "/_ping").await.is_ok() {
             return Ok(());
         }
+        progress.update(m.read_phase());
         if !machine::process_alive(pid) {
             return Err(Error::Daemon(format!(
                 "the daemon of machine {} stopped before it answered; the end of {}:\n{}",
@@ -295,6 +420,75 @@ async fn wait_ready(api: &Api, m: &MachineDir, pid: u32, deadline: Duration) -> 
             )));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// What a starting machine is doing, on stderr: a spinner with the phase on a terminal,
+/// a line per phase otherwise.
+struct StartProgress {
+    name: String,
+    started: Instant,
+    phase: Option<Phase>,
+    spinner: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+impl StartProgress {
+    fn new(m: &MachineDir) -> StartProgress {
+        let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            s.set_message(format!("machine {}: starting the daemon", m.name));
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        });
+        StartProgress {
+            name: m.name.clone(),
+            started: Instant::now(),
+            phase: None,
+            spinner,
+            quiet: false,
+        }
+    }
+
+    /// For a machine that is already starting (another command started it): no output.
+    fn quiet(m: &MachineDir) -> StartProgress {
+        StartProgress {
+            name: m.name.clone(),
+            started: Instant::now(),
+            phase: None,
+            spinner: None,
+            quiet: true,
+        }
+    }
+
+    fn update(&mut self, phase: Option<Phase>) {
+        if self.quiet || phase.is_none() || phase == self.phase {
+            return;
+        }
+        self.phase = phase;
+        let Some(p) = phase else { return };
+        let text = format!("machine {}: {}", self.name, p.describe());
+        match &self.spinner {
+            Some(s) => s.set_message(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&mut self, ok: bool) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+        if ok && !self.quiet {
+            eprintln!(
+                "machine {} started in {:.1}s",
+                self.name,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
     }
 }
 

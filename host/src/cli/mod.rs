@@ -9,7 +9,9 @@ mod kernel;
 mod load;
 mod machine;
 mod network;
+mod prompt;
 mod run;
+pub mod select;
 mod session;
 mod signals;
 mod terminal;
@@ -30,9 +32,11 @@ pub struct Cli {
     /// Log what berth does (the QEMU command line among it) to stderr.
     #[arg(long, global = true, env = "BERTH_DEBUG")]
     pub debug: bool,
-    /// The machine container commands talk to (started when it is not running).
-    #[arg(long, global = true, env = "BERTH_MACHINE", default_value = crate::machine::DEFAULT)]
-    pub machine: String,
+    /// The machine commands act on: container commands talk to it (starting it when it
+    /// is not running; only `default` is created on first use) and `berth machine` verbs
+    /// use it when no NAME is given. Default: $BERTH_MACHINE, else `default`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub machine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,7 +132,8 @@ pub fn parse() -> Result<Cli, i32> {
 
 pub fn run(cli: Cli) -> Result<i32, Error> {
     init_logging(cli.debug);
-    let machine = cli.machine;
+    let sel = select::Selection::new(cli.machine);
+    let machine = sel.machine().to_string();
     match cli.command {
         Command::Images(args) => images::run(args),
         Command::Info(args) => info::run(args),
@@ -137,7 +142,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Rmi(args) => images::rmi(args),
         Command::Tag(args) => images::tag(args),
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
-        Command::Machine(cmd) => machine::run(cmd),
+        Command::Machine(cmd) => machine::run(cmd, &sel),
         Command::Daemon { name } => daemon(&name),
         Command::Version => {
             let paths = crate::paths::Paths::from_env()?;

@@ -32,9 +32,9 @@ pub struct Args {
     /// How the host reaches the guest: auto, vsock, vhost-user or serial.
     #[arg(long, default_value = "auto")]
     transport: String,
-    /// Machine type: microvm (PVH boot, virtio-mmio) or pc (BIOS, virtio-pci).
-    #[arg(long, default_value = "microvm")]
-    machine: String,
+    /// QEMU machine type: microvm (PVH boot, virtio-mmio) or pc (BIOS, virtio-pci).
+    #[arg(long, value_name = "TYPE", default_value = "microvm")]
+    machine_type: String,
     /// Seconds to wait for the VM to boot and its agent to answer.
     #[arg(long, default_value_t = 30)]
     boot_timeout: u64,
@@ -59,10 +59,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
-    let machine = Machine::parse(&args.machine).ok_or_else(|| {
+    let machine = Machine::parse(&args.machine_type).ok_or_else(|| {
         Error::Usage(format!(
-            "unknown machine {:?}: expected microvm or pc",
-            args.machine
+            "--machine-type {:?}: expected microvm or pc",
+            args.machine_type
         ))
     })?;
     let mut hostfwd = Vec::new();

@@ -360,6 +360,7 @@ impl Engine {
         let image_config = &config["config"];
         let id = super::random_hex(64);
         let mut spec = create::run_spec(body, image_config, &id)?;
+        super::limits::check(&spec.resources, self.config.cpus)?;
         spec.network.mode = self.resolve_network_mode(&spec.network)?;
 
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,7 @@ mod exec;
 mod guest;
 mod http;
 mod images;
+mod limits;
 mod logs;
 mod mounts;
 mod networks;
@@ -96,6 +97,7 @@ pub fn main(paths: &Paths, name: &str) -> Result<i32, Error> {
     rt.shutdown_timeout(Duration::from_secs(2));
     let _ = std::fs::remove_file(machine.socket());
     let _ = std::fs::remove_file(machine.pid_file());
+    let _ = std::fs::remove_file(machine.phase_file());
     drop(lock);
     result
 }
@@ -103,6 +105,7 @@ pub fn main(paths: &Paths, name: &str) -> Result<i32, Error> {
 async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Result<i32, Error> {
     let disk = machine.disk();
     if !disk.exists() {
+        machine.write_phase(crate::machine::Phase::Disk);
         crate::layer_disk::create(&disk, config.disk_bytes)?;
     }
     let vm_config = VmConfig {
@@ -136,8 +139,10 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         config.memory_mib,
         vm_config.kernel.name
     );
+    machine.write_phase(crate::machine::Phase::Booting);
     let mut vm = Vm::launch(paths, &vm_config)?;
     let client = vm.connect(vm_config.boot_timeout).await?;
+    machine.write_phase(crate::machine::Phase::Serving);
     let kernel_release = client.guest.kernel_release.clone();
     tracing::info!("the guest agent answered: {}", client.guest.agent);
     let guest = guest::Guest::new(client, config.forward_host_ports.clone());

@@ -1,0 +1,176 @@
+//! Machine selection: every command acts on the machine the user named (`--machine`,
+//! `$BERTH_MACHINE`, or a verb's NAME), never on another; only `default` is created on
+//! first use; resource requests are checked up front.
+#![cfg(feature = "vm")]
+
+use berth_tests::{ok, with_busybox, Berth, Outcome};
+
+const DEV: &[(&str, &str)] = &[("BERTH_MACHINE", "dev")];
+
+fn dev(b: &Berth, args: &[&str]) -> Outcome {
+    b.run_env(args, DEV, b"")
+}
+
+fn refused(out: &Outcome, code: i32, needles: &[&str]) {
+    assert_eq!(out.code, code, "{}", out.stderr);
+    for n in needles {
+        assert!(out.stderr.contains(n), "expected {n:?} in: {}", out.stderr);
+    }
+}
+
+/// The docker CLI's context names, as `docker context ls` lists them from berth's config.
+fn docker_contexts(b: &Berth) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["context", "ls", "--format", "{{.Name}}"])
+        .env("DOCKER_CONFIG", b.docker_config())
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("the docker CLI is installed (see machine-facts.md)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(" *").to_string())
+        .collect()
+}
+
+#[test]
+fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
+    let b = with_busybox();
+    let start = ok(&b, &["machine", "start"]);
+    assert!(
+        start.stderr.contains("creating machine default"),
+        "{}",
+        start.stderr
+    );
+    ok(&b, &["volume", "create", "keep"]);
+
+    // Requests no container of this machine (2 CPUs) can have are refused before anything
+    // is created, with the limit named.
+    let tiny = b.run(&["run", "--rm", "--memory", "1", "busybox", "true"], b"");
+    refused(&tiny, 125, &["Minimum memory limit allowed is 6MB"]);
+    let cpus = b.run(&["run", "--rm", "--cpus", "3", "busybox", "true"], b"");
+    refused(&cpus, 125, &["only 2 CPUs available"]);
+    let set = b.run(&["create", "--cpuset-cpus", "5", "busybox", "true"], b"");
+    refused(&set, 125, &["requested 5, available: 0-1"]);
+    assert_eq!(
+        ok(&b, &["ps", "-aq"]).stdout_text(),
+        "",
+        "nothing was created"
+    );
+
+    // A second machine, selected by the environment alone.
+    let made = dev(&b, &["machine", "start", "--memory", "384M", "--cpus", "1"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert!(
+        made.stderr.contains("creating machine dev"),
+        "{}",
+        made.stderr
+    );
+    assert_eq!(b.running_machines().len(), 2);
+    let contexts = docker_contexts(&b);
+    assert!(contexts.contains(&"berth".to_string()), "{contexts:?}");
+    assert!(contexts.contains(&"berth-dev".to_string()), "{contexts:?}");
+    let info = dev(&b, &["run", "--rm", "busybox", "nproc"]);
+    assert_eq!(info.code, 0, "{}", info.stderr);
+    assert_eq!(info.stdout_text(), "1\n", "the container ran on dev");
+
+    // `machine rm` with no NAME removes the selected machine, and only after -f while it runs.
+    let running = dev(&b, &["machine", "rm"]);
+    refused(&running, 125, &["machine dev is running", "--force"]);
+    assert_eq!(b.machines(), ["default", "dev"]);
+    let gone = dev(&b, &["machine", "rm", "-f"]);
+    assert_eq!(gone.code, 0, "{}", gone.stderr);
+    assert_eq!(gone.stdout_text(), "dev\n");
+    assert_eq!(b.machines(), ["default"]);
+    assert_eq!(b.running_machines(), ["default"]);
+    let contexts = docker_contexts(&b);
+    assert!(
+        contexts.contains(&"berth".to_string()) && !contexts.contains(&"berth-dev".to_string()),
+        "machine rm removes only its own docker CLI context: {contexts:?}"
+    );
+    let volumes = ok(&b, &["volume", "ls", "-q"]).stdout_text();
+    assert_eq!(volumes, "keep\n", "default keeps its volume");
+    let after = dev(&b, &["ps"]);
+    refused(&after, 125, &["no machine named dev"]);
+
+    // A disk with volumes is not deleted without -f when no one can be asked.
+    ok(&b, &["machine", "stop", "-t", "0"]);
+    let keep = b.run(&["machine", "rm"], b"");
+    refused(&keep, 125, &["holds 1 volume (keep)", "--force"]);
+    assert_eq!(b.machines(), ["default"]);
+    let again = ok(&b, &["machine", "start"]);
+    assert!(
+        again.stderr.contains("starting machine default"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(ok(&b, &["volume", "ls", "-q"]).stdout_text(), "keep\n");
+    b.assert_nothing_left();
+}
+
+#[test]
+fn a_machine_that_does_not_exist_is_an_error_and_never_created() {
+    let b = with_busybox();
+    let typo = b.run(&["--machine", "nosuch", "ps"], b"");
+    refused(
+        &typo,
+        125,
+        &["no machine named nosuch; create it with `berth machine start nosuch`"],
+    );
+    let env = b.run_env(
+        &["run", "--rm", "busybox", "true"],
+        &[("BERTH_MACHINE", "nosuch")],
+        b"",
+    );
+    refused(&env, 125, &["no machine named nosuch"]);
+    for verb in [
+        &["machine", "stop"][..],
+        &["machine", "rm", "-f"],
+        &["machine", "socket"],
+    ] {
+        let out = b.run_env(verb, &[("BERTH_MACHINE", "nosuch")], b"");
+        refused(&out, 125, &["no machine named nosuch"]);
+    }
+    let both = b.run(&["--machine", "dev", "machine", "rm", "default"], b"");
+    refused(
+        &both,
+        125,
+        &["--machine dev and the machine name default disagree"],
+    );
+    assert!(b.machines().is_empty(), "{:?}", b.machines());
+    assert!(!b.home().join("machines/nosuch").exists());
+    assert_eq!(
+        ok(&b, &["machine", "ls", "--format", "json"])
+            .stdout_text()
+            .trim(),
+        "[]"
+    );
+
+    // `vm run` has no machine: $BERTH_MACHINE does not concern it, and QEMU's machine type
+    // has a flag of its own.
+    let vm = b.run_env(
+        &[
+            "vm",
+            "run",
+            "--kernel",
+            &berth_tests::test_kernel(),
+            "--",
+            "true",
+        ],
+        DEV,
+        b"",
+    );
+    assert_eq!(vm.code, 0, "{}", vm.stderr);
+    let bad = b.run(&["vm", "run", "--machine-type", "q35", "--", "true"], b"");
+    refused(
+        &bad,
+        125,
+        &["--machine-type \"q35\": expected microvm or pc"],
+    );
+    assert!(b.machines().is_empty());
+}
