@@ -11,10 +11,19 @@ fn dev(b: &Berth, args: &[&str]) -> Outcome {
     b.run_env(args, DEV, b"")
 }
 
-fn refused(out: &Outcome, code: i32, needles: &[&str]) {
-    assert_eq!(out.code, code, "{}", out.stderr);
+/// `what` must have been refused with exit `code` and a message holding every needle.
+fn refused(what: &str, out: &Outcome, code: i32, needles: &[&str]) {
+    assert_eq!(
+        out.code, code,
+        "{what} must be refused with exit {code} saying {needles:?}; stderr: {}",
+        out.stderr
+    );
     for n in needles {
-        assert!(out.stderr.contains(n), "expected {n:?} in: {}", out.stderr);
+        assert!(
+            out.stderr.contains(n),
+            "{what}: expected {n:?} in: {}",
+            out.stderr
+        );
     }
 }
 
@@ -52,11 +61,26 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     // Requests no container of this machine (2 CPUs) can have are refused before anything
     // is created, with the limit named.
     let tiny = b.run(&["run", "--rm", "--memory", "1", "busybox", "true"], b"");
-    refused(&tiny, 125, &["Minimum memory limit allowed is 6MB"]);
+    refused(
+        "--memory 1 (below Docker's 6 MiB floor)",
+        &tiny,
+        125,
+        &["Minimum memory limit allowed is 6MB"],
+    );
     let cpus = b.run(&["run", "--rm", "--cpus", "3", "busybox", "true"], b"");
-    refused(&cpus, 125, &["only 2 CPUs available"]);
+    refused(
+        "--cpus 3 on a 2-CPU machine",
+        &cpus,
+        125,
+        &["only 2 CPUs available"],
+    );
     let set = b.run(&["create", "--cpuset-cpus", "5", "busybox", "true"], b"");
-    refused(&set, 125, &["requested 5, available: 0-1"]);
+    refused(
+        "--cpuset-cpus 5 on a 2-CPU machine",
+        &set,
+        125,
+        &["requested 5, available: 0-1"],
+    );
     assert_eq!(
         ok(&b, &["ps", "-aq"]).stdout_text(),
         "",
@@ -65,7 +89,11 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
 
     // A second machine, selected by the environment alone.
     let made = dev(&b, &["machine", "start", "--memory", "384M", "--cpus", "1"]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(
+        made.code, 0,
+        "BERTH_MACHINE=dev machine start must make machine dev: {}",
+        made.stderr
+    );
     assert!(
         made.stderr.contains("creating machine dev"),
         "{}",
@@ -81,10 +109,19 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
 
     // `machine rm` with no NAME removes the selected machine, and only after -f while it runs.
     let running = dev(&b, &["machine", "rm"]);
-    refused(&running, 125, &["machine dev is running", "--force"]);
+    refused(
+        "machine rm of a running machine without -f",
+        &running,
+        125,
+        &["machine dev is running", "--force"],
+    );
     assert_eq!(b.machines(), ["default", "dev"]);
     let gone = dev(&b, &["machine", "rm", "-f"]);
-    assert_eq!(gone.code, 0, "{}", gone.stderr);
+    assert_eq!(
+        gone.code, 0,
+        "BERTH_MACHINE=dev machine rm -f must remove dev: {}",
+        gone.stderr
+    );
     assert_eq!(gone.stdout_text(), "dev\n");
     assert_eq!(b.machines(), ["default"]);
     assert_eq!(b.running_machines(), ["default"]);
@@ -96,12 +133,22 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     let volumes = ok(&b, &["volume", "ls", "-q"]).stdout_text();
     assert_eq!(volumes, "keep\n", "default keeps its volume");
     let after = dev(&b, &["ps"]);
-    refused(&after, 125, &["no machine named dev"]);
+    refused(
+        "ps on the removed machine dev",
+        &after,
+        125,
+        &["no machine named dev"],
+    );
 
     // A disk with volumes is not deleted without -f when no one can be asked.
     ok(&b, &["machine", "stop", "-t", "0"]);
     let keep = b.run(&["machine", "rm"], b"");
-    refused(&keep, 125, &["holds 1 volume (keep)", "--force"]);
+    refused(
+        "machine rm of a disk with volumes, without -f or a terminal",
+        &keep,
+        125,
+        &["holds 1 volume (keep)", "--force"],
+    );
     assert_eq!(b.machines(), ["default"]);
     let again = ok(&b, &["machine", "start"]);
     assert!(
@@ -118,6 +165,7 @@ fn a_machine_that_does_not_exist_is_an_error_and_never_created() {
     let b = with_busybox();
     let typo = b.run(&["--machine", "nosuch", "ps"], b"");
     refused(
+        "--machine nosuch ps",
         &typo,
         125,
         &["no machine named nosuch; create it with `berth machine start nosuch`"],
@@ -127,17 +175,28 @@ fn a_machine_that_does_not_exist_is_an_error_and_never_created() {
         &[("BERTH_MACHINE", "nosuch")],
         b"",
     );
-    refused(&env, 125, &["no machine named nosuch"]);
+    refused(
+        "BERTH_MACHINE=nosuch run",
+        &env,
+        125,
+        &["no machine named nosuch"],
+    );
     for verb in [
         &["machine", "stop"][..],
         &["machine", "rm", "-f"],
         &["machine", "socket"],
     ] {
         let out = b.run_env(verb, &[("BERTH_MACHINE", "nosuch")], b"");
-        refused(&out, 125, &["no machine named nosuch"]);
+        refused(
+            &format!("BERTH_MACHINE=nosuch {verb:?}"),
+            &out,
+            125,
+            &["no machine named nosuch"],
+        );
     }
     let both = b.run(&["--machine", "dev", "machine", "rm", "default"], b"");
     refused(
+        "--machine dev machine rm default",
         &both,
         125,
         &["--machine dev and the machine name default disagree"],
@@ -168,6 +227,7 @@ fn a_machine_that_does_not_exist_is_an_error_and_never_created() {
     assert_eq!(vm.code, 0, "{}", vm.stderr);
     let bad = b.run(&["vm", "run", "--machine-type", "q35", "--", "true"], b"");
     refused(
+        "vm run --machine-type q35",
         &bad,
         125,
         &["--machine-type \"q35\": expected microvm or pc"],

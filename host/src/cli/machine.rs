@@ -397,12 +397,19 @@ async fn wait_ready(
     progress: &mut StartProgress,
 ) -> Result<(), Error> {
     let started = Instant::now();
+    let mut pid = pid;
     loop {
         if m.socket().exists() && api.call_status(Method::GET, "/_ping").await.is_ok() {
             return Ok(());
         }
         progress.update(m.read_phase());
         if !machine::process_alive(pid) {
+            // Another command started the machine at the same moment and its daemon took
+            // the lock: wait for that one.
+            if let Some(other) = m.daemon_pid().filter(|p| *p != pid) {
+                pid = other;
+                continue;
+            }
             return Err(Error::Daemon(format!(
                 "the daemon of machine {} stopped before it answered; the end of {}:\n{}",
                 m.name,
