@@ -118,7 +118,7 @@ pub fn run(cmd: Command, sel: &Selection) -> Result<i32, Error> {
                 true => println!("machine {} is already running", m.name),
                 false => println!("machine {} is running", m.name),
             }
-            offer_context(&m);
+            offer_context(&m, true);
             Ok(0)
         }
         Command::Stop(a) => {
@@ -173,7 +173,8 @@ fn rm(paths: &Paths, sel: &Selection, a: RmArgs) -> Result<i32, Error> {
                 "{what}: use --force to delete them with the machine"
             )));
         }
-        if !super::prompt::confirm(&format!("{what}. Delete them with the machine?"))? {
+        let them = if volumes.len() == 1 { "it" } else { "them" };
+        if !super::prompt::confirm(&format!("{what}. Delete {them} with the machine?"))? {
             eprintln!("machine {} kept", m.name);
             return Ok(1);
         }
@@ -195,8 +196,8 @@ fn rm(paths: &Paths, sel: &Selection, a: RmArgs) -> Result<i32, Error> {
 }
 
 /// Writes the machine's docker CLI context and, the first time, offers to make it the
-/// docker CLI's current one (asks on a terminal, else says how).
-fn offer_context(m: &MachineDir) {
+/// docker CLI's current one: asks when `ask` and a person is at a terminal, else says how.
+fn offer_context(m: &MachineDir, ask: bool) {
     let Some(docker) = DockerConfig::from_env() else {
         return;
     };
@@ -222,7 +223,7 @@ fn offer_context(m: &MachineDir) {
         "Wrote the docker CLI context {name} (machine {}). Make it the docker CLI's current context?",
         m.name
     );
-    if super::prompt::interactive() {
+    if ask && super::prompt::interactive() {
         match super::prompt::confirm(&question) {
             Ok(true) => match docker.set_current(Some(&name)) {
                 Ok(()) => eprintln!("the docker CLI now uses {name}"),
@@ -265,6 +266,7 @@ pub async fn ensure_running(paths: &Paths, name: &str) -> Result<Api, Error> {
         return Err(machine::MachineError::NotFound(m.name).into());
     }
     start(paths, &m, None).await?;
+    offer_context(&m, false);
     Ok(Api::new(&m.socket()))
 }
 
