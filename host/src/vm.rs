@@ -282,7 +282,9 @@ impl Drop for Vm {
             let _ = d.kill();
             let _ = d.wait();
         }
-        // The transport (and its backend process) is dropped after this, with the fields.
+        // The vhost-user backend listens again on its socket once QEMU is gone: stop it
+        // first, or it can put a file into the directory while it is being removed.
+        self.transport.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -168,6 +168,9 @@ pub trait Transport: Send {
     fn diagnostics(&self) -> String {
         String::new()
     }
+    /// Ends any helper process (and waits for it), so nothing writes into the VM's run
+    /// directory once the VM removes it. Called again by `Drop`; must be idempotent.
+    fn stop(&mut self) {}
 }
 
 /// Sets up a transport of `kind` for a VM whose run directory is `dir`. Must be called

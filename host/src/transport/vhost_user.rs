@@ -60,6 +60,13 @@ impl Transport for VhostUser {
         Box::pin(async move { Ok(Box::new(self.listener.accept().await?.0) as super::BoxIo) })
     }
 
+    fn stop(&mut self) {
+        if let Ok(None) = self.backend.try_wait() {
+            let _ = self.backend.kill();
+        }
+        let _ = self.backend.wait();
+    }
+
     fn diagnostics(&self) -> String {
         let tail = last_lines(&self.log, 5);
         if tail.trim().is_empty() {
@@ -72,10 +79,7 @@ impl Transport for VhostUser {
 
 impl Drop for VhostUser {
     fn drop(&mut self) {
-        if let Ok(None) = self.backend.try_wait() {
-            let _ = self.backend.kill();
-        }
-        let _ = self.backend.wait();
+        self.stop();
     }
 }
 
