@@ -12,7 +12,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::machine::{write_atomic, DEFAULT};
 
@@ -84,14 +83,12 @@ impl DockerConfig {
         DockerConfig { dir: dir.into() }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn meta_file(&self, name: &str) -> PathBuf {
-        let hash = Sha256::digest(name.as_bytes());
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join("contexts/meta").join(hex).join("meta.json")
+        let hash = crate::image::Digest::of(name.as_bytes());
+        self.dir
+            .join("contexts/meta")
+            .join(hash.hex())
+            .join("meta.json")
     }
 
     fn read_meta(&self, name: &str) -> Option<Meta> {

@@ -42,8 +42,11 @@ pub async fn ensure_running(paths: &Paths, name: &str) -> Result<Api, Error> {
     if !m.exists() && m.name != machine::DEFAULT {
         return Err(machine::MachineError::NotFound(m.name).into());
     }
+    let was_running = m.daemon_pid().is_some();
     start(paths, &m, None).await?;
-    super::context::offer(&m, false);
+    if !was_running {
+        super::context::offer(&m, false);
+    }
     Ok(Api::new(&m.socket()))
 }
 
