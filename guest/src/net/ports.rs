@@ -11,8 +11,11 @@ use berth_mux::{write_msg, Opener, Stream};
 use berth_protocol::{PortProto, StreamOpen};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// How long connecting to a container's port may take.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long connecting to a container's port may take. A server whose accept queue is
+/// full drops SYNs and the kernel retries them after 1, 3, 7, 15 and 31 s, so a burst of
+/// connections to a slow server (a forking httpd under TCG) needs longer than 10 s; Docker's
+/// proxy waits as long as the kernel does.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(75);
 /// A UDP flow with no datagram either way for this long ends.
 pub const UDP_IDLE: Duration = Duration::from_secs(120);
 /// How long a failed relay keeps reading what the other side still sends.
