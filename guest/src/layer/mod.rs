@@ -48,16 +48,21 @@ pub struct Unpacked {
     pub whiteouts: u64,
 }
 
-/// Unpacks a layer from `input` (gzip-compressed or plain tar) into `dest`, which must
-/// exist. On error the directory is left partly written: the caller discards it.
+/// Unpacks a layer from `input` (a plain tar, or gzip- or zstd-compressed) into `dest`,
+/// which must exist. On error the directory is left partly written: the caller discards it.
 pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     let mut input = BufReader::new(input);
-    let gzip = input
-        .fill_buf()
-        .map_err(LayerError::Read)?
-        .starts_with(&[0x1f, 0x8b]);
-    if gzip {
+    let head = input.fill_buf().map_err(LayerError::Read)?;
+    if head.starts_with(&[0x1f, 0x8b]) {
         unpack_tar(flate2::read::MultiGzDecoder::new(input), dest)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let zstd = ruzstd::decoding::StreamingDecoder::new(input).map_err(|e| {
+            LayerError::Read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("zstd: {e}"),
+            ))
+        })?;
+        unpack_tar(zstd, dest)
     } else {
         unpack_tar(input, dest)
     }

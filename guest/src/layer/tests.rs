@@ -132,6 +132,20 @@ fn unpacks_files_dirs_links_and_modes_from_gzip() {
 }
 
 #[test]
+fn unpacks_zstd_layers() {
+    let s = Sandbox::new();
+    let tar = Crafted::new().file("etc/hostname", "zbox\n").bytes();
+    let zstd =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let done = unpack(&zstd[..], &s.layer()).unwrap();
+    assert_eq!(done.entries, 1);
+    assert_eq!(
+        fs::read_to_string(s.layer().join("etc/hostname")).unwrap(),
+        "zbox\n"
+    );
+}
+
+#[test]
 fn dot_dot_entries_refuse_the_layer() {
     let s = Sandbox::new();
     let err = s

@@ -225,6 +225,7 @@ mod tests {
             size,
             created: Some("2024-01-01T00:00:00Z".into()),
             tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+            repo_digests: vec![],
         };
         let a = record(b"a", &["busybox", "localhost:5000/x/y:t"], 4_261_550);
         let b = record(b"b", &[], 10);

@@ -36,6 +36,10 @@ pub struct ImageRecord {
     /// Normalized `name:tag` references; empty for an untagged (`<none>`) image.
     #[serde(default)]
     pub tags: Vec<Reference>,
+    /// `repository@digest` of the manifest (or index) a registry served it under, as
+    /// Docker's `RepoDigests`: `localhost:5000/busybox@sha256:…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageRecord {
@@ -97,6 +101,7 @@ impl Images {
         }
         let image = self.images.entry(id).or_insert_with(|| ImageRecord {
             tags: Vec::new(),
+            repo_digests: Vec::new(),
             ..record.clone()
         });
         for tag in record.tags {
@@ -104,6 +109,21 @@ impl Images {
                 image.tags.push(tag);
             }
         }
+        for digest in record.repo_digests {
+            // One digest per repository: a newer pull's replaces the older.
+            let repo = digest.split('@').next().unwrap_or_default().to_string();
+            image
+                .repo_digests
+                .retain(|d| d.split('@').next() != Some(repo.as_str()));
+            image.repo_digests.push(digest);
+        }
+    }
+
+    /// The image a `repository@digest` reference names (after a pull by that digest).
+    pub fn find_repo_digest(&self, reference: &Reference) -> Option<&ImageRecord> {
+        let digest = reference.digest()?;
+        let wanted = format!("{}@{digest}", reference.familiar_repository());
+        self.iter().find(|r| r.repo_digests.contains(&wanted))
     }
 }
 

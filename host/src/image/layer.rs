@@ -65,6 +65,7 @@ pub(crate) struct StoredLayer {
     pub size: u64,
     pub diff_id: Digest,
     pub gzip: bool,
+    pub zstd: bool,
 }
 
 /// The index record of an image whose manifest, config and layers are stored.
@@ -83,6 +84,7 @@ pub(crate) fn record(
         layers: layers.into_iter().map(|l| l.digest).collect(),
         created,
         tags,
+        repo_digests: Vec::new(),
     }
 }
 
@@ -120,7 +122,10 @@ pub(crate) fn store_layer(
     let mut magic = [0u8; 6];
     let n = read_up_to(&mut source, &mut magic).map_err(failed)?;
     let kind = Compression::sniff(&magic[..n]);
-    if !matches!(kind, Compression::Gzip | Compression::Plain) {
+    if !matches!(
+        kind,
+        Compression::Gzip | Compression::Zstd | Compression::Plain
+    ) {
         return Err(ImageError::Unsupported(format!(
             "{what}: {} compressed layers are not supported",
             kind.name()
@@ -156,6 +161,7 @@ pub(crate) fn store_layer(
         size,
         diff_id: diff_id.unwrap_or(source_digest),
         gzip: kind == Compression::Gzip || compress,
+        zstd: kind == Compression::Zstd,
     })
 }
 
@@ -176,6 +182,19 @@ fn copy_layer(
             });
             io::copy(&mut gz, &mut diff)?;
             io::copy(&mut gz.into_inner(), &mut io::sink())?;
+            Ok(Some(diff.finish().0))
+        }
+        Compression::Zstd => {
+            let mut diff = HashingSink::default();
+            let tee = Tee {
+                inner: &mut *input,
+                out: &mut *blob,
+            };
+            let mut zstd = ruzstd::decoding::StreamingDecoder::new(tee)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            io::copy(&mut zstd, &mut diff)
+                .map_err(|e| io::Error::new(e.kind(), format!("corrupt zstd data: {e}")))?;
+            io::copy(&mut zstd.into_inner(), &mut io::sink())?;
             Ok(Some(diff.finish().0))
         }
         _ if compress => {
@@ -249,7 +268,9 @@ pub(crate) fn oci_manifest(
     let layers = layers
         .iter()
         .map(|l| {
-            let media = if l.gzip {
+            let media = if l.zstd {
+                MediaType::ImageLayerZstd
+            } else if l.gzip {
                 MediaType::ImageLayerGzip
             } else {
                 MediaType::ImageLayer

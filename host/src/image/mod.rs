@@ -135,7 +135,10 @@ impl ImageStore {
     pub fn find(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {
         let images = self.index().read()?;
         if let Ok(reference) = Reference::parse(name) {
-            if let Some(found) = images.find_tag(&reference) {
+            let found = images
+                .find_tag(&reference)
+                .or_else(|| images.find_repo_digest(&reference));
+            if let Some(found) = found {
                 return Ok(Some(found.clone()));
             }
         }

@@ -183,11 +183,6 @@ fn import_manifest(
     for (desc, diff_id) in manifest.layers().iter().zip(&diff_ids) {
         let (path, digest) = blob_of(desc)?;
         let what = format!("{}: layer {path}", src.name());
-        if desc.media_type().to_string().contains("zstd") {
-            return Err(ImageError::Unsupported(format!(
-                "{what}: zstd layers are not supported"
-            )));
-        }
         let (reader, _) = src.open(&path)?;
         let stored = layer::store_layer(
             blobs,

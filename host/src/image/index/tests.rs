@@ -11,6 +11,7 @@ fn record(config: &[u8], tags: &[&str]) -> ImageRecord {
         size: 42,
         created: Some("2024-01-01T00:00:00Z".into()),
         tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
+        repo_digests: vec![],
     }
 }
 
@@ -118,4 +119,23 @@ fn a_corrupt_or_newer_index_is_refused() {
         .unwrap_err()
         .to_string()
         .contains("newer berth"));
+}
+
+#[test]
+fn repo_digests_are_one_per_repository_and_find_by_digest() {
+    let mut images = Images::default();
+    let mut a = record(b"a", &["localhost:5000/x:1"]);
+    a.repo_digests = vec![format!("localhost:5000/x@{}", Digest::of(b"old"))];
+    images.add(a.clone());
+    a.repo_digests = vec![format!("localhost:5000/x@{}", Digest::of(b"new"))];
+    images.add(a);
+    let r = images.get(&Digest::of(b"a")).unwrap();
+    assert_eq!(
+        r.repo_digests,
+        vec![format!("localhost:5000/x@{}", Digest::of(b"new"))]
+    );
+    let by_new = Reference::parse(&format!("localhost:5000/x@{}", Digest::of(b"new"))).unwrap();
+    let by_old = Reference::parse(&format!("localhost:5000/x@{}", Digest::of(b"old"))).unwrap();
+    assert_eq!(images.find_repo_digest(&by_new).unwrap().config, Digest::of(b"a"));
+    assert!(images.find_repo_digest(&by_old).is_none());
 }

@@ -113,8 +113,23 @@ fn corrupt_gzip_and_other_compressions_are_refused() {
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
     let err = store_layer(&blobs, "l", &zstd[..], None, None, false).unwrap_err();
-    assert!(err.to_string().contains("zstd"), "{err}");
+    let err = crate::error::chain(&err);
+    assert!(err.contains("zstd"), "{err}");
+    let xz = [0xfd, b'7', b'z', b'X', b'Z', 0x00, 0, 0];
+    let err = store_layer(&blobs, "l", &xz[..], None, None, false).unwrap_err();
+    assert!(err.to_string().contains("xz"), "{err}");
     assert_eq!(blob_count(&tmp), 0);
+}
+
+#[test]
+fn zstd_layers_are_stored_as_is_with_the_tar_as_diff_id() {
+    let (_tmp, blobs) = store();
+    let zstd = ruzstd::encoding::compress_to_vec(TAR, ruzstd::encoding::CompressionLevel::Fastest);
+    let stored = store_layer(&blobs, "l", &zstd[..], Some(&Digest::of(&zstd)), None, false).unwrap();
+    assert_eq!(stored.digest, Digest::of(&zstd));
+    assert_eq!(stored.diff_id, Digest::of(TAR));
+    assert!(stored.zstd);
+    assert_eq!(blobs.get(&stored.digest).unwrap(), zstd);
 }
 
 #[test]
