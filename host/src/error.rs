@@ -17,6 +17,8 @@ pub enum Error {
     Agent(#[from] crate::client::ClientError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Registry(#[from] crate::image::registry::RegistryError),
     #[error("invalid argument: {0}")]
     Usage(String),
     #[error("{message}")]
@@ -38,6 +40,8 @@ impl Error {
             Error::Exec { code, .. } => *code,
             // As the docker CLI: a daemon's refusal of a plain command exits 1.
             Error::Api { .. } => 1,
+            // As `docker pull` and `docker push`: a registry's refusal exits 1.
+            Error::Registry(_) => 1,
             _ => 125,
         }
     }

@@ -30,6 +30,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libclang-dev",
     // The tests' HTTP client on the host (busybox wget crashes).
     "curl",
+    // The registry tests: the CNCF distribution registry, skopeo as an independent
+    // client, openssl to sign the bearer-token test's tokens, apache2-utils for htpasswd.
+    "docker-registry",
+    "skopeo",
+    "openssl",
+    "apache2-utils",
     // virtiofsd links them (cargo builds it).
     "libseccomp-dev",
     "libcap-ng-dev",

@@ -103,6 +103,73 @@ pub fn rmi(args: RmiArgs) -> Result<i32, Error> {
     Ok(i32::from(failed))
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    force: bool,
+    /// `until=TIMESTAMP|DURATION` (other filters are refused).
+    #[arg(long, value_name = "FILTER")]
+    filter: Vec<String>,
+}
+
+/// `berth image prune [-a]`: untagged (or, with `-a`, all) images no container of any
+/// machine uses, and the blobs only they needed.
+pub fn prune(args: PruneArgs) -> Result<i32, Error> {
+    use crate::image::manage::{prune, PruneFilter, Removal};
+    let mut filter = PruneFilter {
+        all: args.all,
+        until: None,
+    };
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("until", v)) => {
+                filter.until = Some(time::until(v, SystemTime::now()).map_err(Error::Usage)?)
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "invalid filter {f:?}: image prune takes until=TIMESTAMP|DURATION"
+                )))
+            }
+        }
+    }
+    if !args.force {
+        let what = if args.all {
+            "WARNING! This will remove all images without at least one container associated to them."
+        } else {
+            "WARNING! This will remove all dangling images."
+        };
+        if !super::prompt::interactive() {
+            return Err(Error::Usage(format!(
+                "{what} Not a terminal to ask on: use --force"
+            )));
+        }
+        eprintln!("{what}");
+        if !super::prompt::confirm("Are you sure you want to continue?")? {
+            return Ok(1);
+        }
+    }
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    let in_use = crate::daemon_state_in_use(&paths);
+    let pruned = prune(&store, &filter, &in_use).map_err(|e| Error::Daemon(e.to_string()))?;
+    if !pruned.removed.is_empty() {
+        println!("Deleted Images:");
+        for r in &pruned.removed {
+            match r {
+                Removal::Untagged(t) => println!("untagged: {t}"),
+                Removal::Deleted(id) => println!("deleted: {id}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(pruned.reclaimed));
+    Ok(0)
+}
+
 /// `berth tag SOURCE TARGET`.
 pub fn tag(args: TagArgs) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
@@ -141,14 +208,23 @@ fn table(images: &[&ImageRecord], now: SystemTime) -> String {
             rows.push([repository, tag, id.clone(), created.clone(), size.clone()]);
         }
     }
-    let mut widths = [0usize; 5];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count() + 3).max(10);
+    tabulate(&rows)
+}
+
+/// Rows laid out as Docker's tabwriter does (columns at least 10 wide, 3 spaces apart).
+pub fn tabulate<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(10);
+            }
+            widths[i] = widths[i].max(cell.chars().count() + 3);
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
+        let row = row.as_ref();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == row.len() {
                 out.push_str(cell);
@@ -162,7 +238,7 @@ fn table(images: &[&ImageRecord], now: SystemTime) -> String {
 }
 
 /// Docker's image size: three significant digits, decimal units (`4.26MB`, `512B`, `1.2GB`).
-fn human_size(bytes: u64) -> String {
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -3,14 +3,18 @@
 
 mod api;
 mod containers;
+mod history;
 mod images;
 mod info;
 mod kernel;
 mod load;
+mod login;
 mod machine;
 mod network;
 mod prompt;
+mod pull;
 mod run;
+mod save;
 pub mod select;
 mod session;
 mod signals;
@@ -54,12 +58,23 @@ pub enum Command {
     Exec(containers::ExecArgs),
     /// List the stored images.
     Images(images::Args),
+    /// Images: the grouped forms of the image verbs.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Make a one-layer image from a root file system tarball.
+    Import(save::ImportArgs),
+    /// Show an image's history.
+    History(history::HistoryArgs),
     /// Show low-level information on containers (or images) as JSON.
     Inspect(containers::InspectArgs),
     /// Send a signal to containers (default KILL).
     Kill(containers::KillArgs),
     /// Show a container's output (kept after it exits).
     Logs(containers::LogsArgs),
+    /// Log in to a registry (credentials go where the docker CLI keeps them).
+    Login(login::LoginArgs),
+    /// Forget a registry's credentials.
+    Logout(login::LogoutArgs),
     /// Persistent machines and their daemons.
     #[command(subcommand)]
     Machine(machine::Command),
@@ -74,10 +89,16 @@ pub enum Command {
     Ps(containers::PsArgs),
     /// Restart containers.
     Restart(containers::StopArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(pull::PushArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Remove images.
     Rmi(images::RmiArgs),
+    /// Write images to a tar archive (`docker save`'s format).
+    Save(save::SaveArgs),
     /// Start stopped or created containers.
     Start(run::StartArgs),
     /// CPU, memory and process counts of running containers.
@@ -112,6 +133,32 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List the stored images.
+    #[command(alias = "list")]
+    Ls(images::Args),
+    /// Remove images.
+    #[command(alias = "remove")]
+    Rm(images::RmiArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(pull::PushArgs),
+    /// Write images to a tar archive.
+    Save(save::SaveArgs),
+    /// Load images from a `docker save` archive or an OCI image layout.
+    Load(load::Args),
+    /// Make a one-layer image from a root file system tarball.
+    Import(save::ImportArgs),
+    /// Show an image's history.
+    History(history::HistoryArgs),
+    /// Remove untagged (with -a, all unused) images.
+    Prune(images::PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// Boot a fresh VM, run a command directly in the guest, power off; exits with its code.
     Run(vm_run::Args),
@@ -136,6 +183,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     let machine = sel.machine().to_string();
     match cli.command {
         Command::Images(args) => images::run(args),
+        Command::Image(cmd) => image_command(cmd),
+        Command::Pull(args) => pull::pull(args),
+        Command::Push(args) => pull::push(args),
+        Command::Save(args) => save::save(args),
+        Command::Import(args) => save::import(args),
+        Command::History(args) => history::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Info(args) => info::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Load(args) => load::run(args),
@@ -151,6 +206,22 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             block_on(containers::version(api.as_ref()))
         }
         other => with_api(&machine, other),
+    }
+}
+
+/// `berth image VERB`: on the host's store, as the short forms.
+fn image_command(cmd: ImageCommand) -> Result<i32, Error> {
+    match cmd {
+        ImageCommand::Ls(a) => images::run(a),
+        ImageCommand::Rm(a) => images::rmi(a),
+        ImageCommand::Tag(a) => images::tag(a),
+        ImageCommand::Pull(a) => pull::pull(a),
+        ImageCommand::Push(a) => pull::push(a),
+        ImageCommand::Save(a) => save::save(a),
+        ImageCommand::Load(a) => load::run(a),
+        ImageCommand::Import(a) => save::import(a),
+        ImageCommand::History(a) => history::run(a),
+        ImageCommand::Prune(a) => images::prune(a),
     }
 }
 

@@ -246,6 +246,25 @@ async fn route(
                 .collect();
             Ok(http::json(200, &Value::Array(list)))
         }
+        ["images", "create"] if post => super::registry::create(engine.clone(), req, &q).await,
+        ["images", "get"] if get => {
+            super::registry::save(engine, super::registry::save_names(&req))
+        }
+        ["images", "prune"] if post => super::registry::prune(engine, &q),
+        ["images", rest @ .., "push"] if post && !rest.is_empty() => {
+            let name = rest.join("/");
+            super::registry::push(engine.clone(), req, &name, &q).await
+        }
+        ["images", rest @ .., "get"] if get && !rest.is_empty() => {
+            super::registry::save(engine, vec![rest.join("/")])
+        }
+        ["images", rest @ .., "history"] if get && !rest.is_empty() => {
+            super::registry::history(engine, &rest.join("/"))
+        }
+        ["distribution", rest @ .., "json"] if get && !rest.is_empty() => {
+            super::registry::distribution(engine, &req, &rest.join("/")).await
+        }
+        ["auth"] if post => super::registry::auth(engine, req.into_body()).await,
         ["images", "load"] if post => {
             super::images::load(engine.clone(), req.into_body(), flag(&q, "quiet")).await
         }

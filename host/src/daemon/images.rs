@@ -15,6 +15,28 @@ use super::http::{self, Body};
 use super::views;
 use crate::image::manage::{self, ManageError, Removal};
 
+/// Copies a request body to a temporary file beside the blobs (deleted when dropped).
+pub async fn spool_body(
+    engine: &Engine,
+    mut body: Incoming,
+) -> Result<tempfile::NamedTempFile, ApiError> {
+    let tmp_dir = engine.images.root().join("tmp");
+    std::fs::create_dir_all(&tmp_dir)?;
+    let spool = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempfile_in(&tmp_dir)?;
+    let mut file = tokio::fs::File::from_std(spool.reopen()?);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            file.write_all(data).await?;
+        }
+    }
+    file.flush().await?;
+    Ok(spool)
+}
+
 impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         match e {
@@ -29,24 +51,10 @@ impl From<ManageError> for ApiError {
 /// a file, then imported; the answer is Docker's JSON message stream.
 pub async fn load(
     engine: Arc<Engine>,
-    mut body: Incoming,
+    body: Incoming,
     quiet: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let tmp_dir = engine.images.root().join("tmp");
-    std::fs::create_dir_all(&tmp_dir)?;
-    let spool = tempfile::Builder::new()
-        .prefix("load-")
-        .tempfile_in(&tmp_dir)?;
-    let mut file = tokio::fs::File::from_std(spool.reopen()?);
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
-        if let Some(data) = frame.data_ref() {
-            file.write_all(data).await?;
-        }
-    }
-    file.flush().await?;
-    drop(file);
+    let spool = spool_body(&engine, body).await?;
     let store = engine.images.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let r = crate::image::load_path(&store, spool.path());

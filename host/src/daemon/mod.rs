@@ -18,6 +18,7 @@ mod logs;
 mod mounts;
 mod networks;
 mod ports;
+mod registry;
 pub mod state;
 mod views;
 mod volumes;

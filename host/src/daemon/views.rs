@@ -210,7 +210,7 @@ pub fn image_entry(i: &ImageRecord, containers: i64) -> Value {
         "Id": i.id().to_string(),
         "ParentId": "",
         "RepoTags": tags,
-        "RepoDigests": [],
+        "RepoDigests": i.repo_digests,
         "Created": created,
         "Size": i.size,
         "SharedSize": -1,
@@ -226,7 +226,7 @@ pub fn image_inspect(i: &ImageRecord, config: &Value) -> Value {
     json!({
         "Id": i.id().to_string(),
         "RepoTags": tags,
-        "RepoDigests": [],
+        "RepoDigests": i.repo_digests,
         "Parent": "",
         "Comment": "",
         "Created": i.created.clone().unwrap_or_default(),

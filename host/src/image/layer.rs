@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
+};
 
 use super::digest::{HashingReader, HashingSink};
 use super::{BlobStore, BlobWriter, Digest, ImageError, ImageRecord, Reference};
@@ -257,6 +259,34 @@ fn descriptor(media_type: MediaType, size: u64, digest: &Digest) -> Result<Descr
     let digest = oci_spec::image::Digest::from_str(&digest.to_string())
         .map_err(|e| ImageError::invalid(digest.to_string(), e.to_string()))?;
     Ok(Descriptor::new(media_type, size, digest))
+}
+
+/// Stores an image's manifest as berth keeps every image's: as it came when it is
+/// OCI-typed throughout, else rewritten as an OCI manifest of the same config and layers.
+/// Returns the stored manifest's digest.
+pub(crate) fn store_manifest(
+    blobs: &BlobStore,
+    media_type: &str,
+    manifest: &ImageManifest,
+    bytes: &[u8],
+    digest: &Digest,
+    config: &[u8],
+    layers: &[StoredLayer],
+) -> Result<Digest, ImageError> {
+    let oci_typed = media_type == MediaType::ImageManifest.to_string()
+        && manifest.config().media_type().to_string() == MediaType::ImageConfig.to_string()
+        && manifest.layers().iter().all(|l| {
+            l.media_type()
+                .to_string()
+                .starts_with("application/vnd.oci.")
+        });
+    if oci_typed {
+        blobs.put(bytes, Some(digest))
+    } else {
+        let config_digest = Digest::of(config);
+        let rewritten = oci_manifest(&config_digest, config.len() as u64, layers)?;
+        blobs.put(&rewritten[..], None)
+    }
 }
 
 /// An OCI image manifest (OCI media types) for a config and its stored layers.

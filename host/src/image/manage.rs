@@ -118,3 +118,70 @@ pub fn remove(
     }
     Ok(out)
 }
+
+/// What `image prune` may remove.
+#[derive(Debug, Clone, Default)]
+pub struct PruneFilter {
+    /// `-a`: every image no container uses, not only untagged ones.
+    pub all: bool,
+    /// `until=`: only images created before this (unix seconds).
+    pub until: Option<i64>,
+}
+
+/// What `image prune` removed.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    pub removed: Vec<Removal>,
+    /// Bytes of blobs deleted.
+    pub reclaimed: u64,
+}
+
+/// `docker image prune [-a]`: removes untagged images (with `all`, every image) that no
+/// container uses, and the blobs no image still needs.
+pub fn prune(
+    store: &ImageStore,
+    filter: &PruneFilter,
+    in_use: &[(String, String)],
+) -> Result<Pruned, ManageError> {
+    let mut out = Pruned::default();
+    let doomed_blobs = store.index().update(|images| {
+        let doomed: Vec<_> = images
+            .iter()
+            .filter(|r| filter.all || r.tags.is_empty())
+            .filter(|r| !in_use.iter().any(|(img, _)| *img == r.id().to_string()))
+            .filter(|r| match filter.until {
+                None => true,
+                Some(until) => r
+                    .created
+                    .as_deref()
+                    .and_then(super::time::parse_rfc3339)
+                    .is_some_and(|c| c < until),
+            })
+            .cloned()
+            .collect();
+        let mut blobs: Vec<Digest> = Vec::new();
+        for record in &doomed {
+            for t in &record.tags {
+                out.removed.push(Removal::Untagged(t.familiar()));
+            }
+            images.remove(record.id());
+            out.removed.push(Removal::Deleted(record.id().to_string()));
+        }
+        for record in &doomed {
+            let all = std::iter::once(&record.manifest)
+                .chain(std::iter::once(&record.config))
+                .chain(&record.layers);
+            for b in all {
+                if !images.uses_blob(b) && !blobs.contains(b) {
+                    blobs.push(b.clone());
+                }
+            }
+        }
+        Ok(blobs)
+    })?;
+    for blob in doomed_blobs {
+        out.reclaimed += store.blobs().size(&blob).unwrap_or(0);
+        let _ = std::fs::remove_file(store.blobs().path(&blob));
+    }
+    Ok(out)
+}

@@ -9,12 +9,16 @@
 mod archive;
 mod digest;
 mod docker;
+pub mod history;
+pub mod import;
 mod index;
 mod layer;
 mod load;
 pub mod manage;
 mod oci;
 mod reference;
+pub mod registry;
+pub mod save;
 mod store;
 pub mod time;
 

@@ -196,19 +196,15 @@ fn import_manifest(
         layers.push(stored);
     }
     blobs.put(&config_bytes[..], Some(&config_digest))?;
-    let oci_typed = media_type(desc, bytes) == MediaType::ImageManifest.to_string()
-        && config_media == MediaType::ImageConfig.to_string()
-        && manifest.layers().iter().all(|l| {
-            l.media_type()
-                .to_string()
-                .starts_with("application/vnd.oci.")
-        });
-    let manifest = if oci_typed {
-        blobs.put(bytes, Some(&manifest_digest))?
-    } else {
-        let rewritten = layer::oci_manifest(&config_digest, config_bytes.len() as u64, &layers)?;
-        blobs.put(&rewritten[..], None)?
-    };
+    let manifest = layer::store_manifest(
+        blobs,
+        &media_type(desc, bytes),
+        &manifest,
+        bytes,
+        &manifest_digest,
+        &config_bytes,
+        &layers,
+    )?;
     Ok(layer::record(
         manifest,
         config_digest,

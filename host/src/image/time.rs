@@ -82,6 +82,35 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// `t` as Docker writes times in its API: RFC 3339 in UTC with nanoseconds,
 /// `2024-09-26T21:31:42.360133735Z`. Times before 1970 print as the zero time.
+/// A filter's `until=`: an RFC 3339 time, unix seconds, or a duration before `now`
+/// (`90s`, `30m`, `24h`), as unix seconds.
+pub fn until(value: &str, now: SystemTime) -> Result<i64, String> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some(t) = parse_rfc3339(value) {
+        return Ok(t);
+    }
+    if let Ok(t) = value.parse::<i64>() {
+        return Ok(t);
+    }
+    let bad = || {
+        format!("invalid until value {value:?}: a time, unix seconds, or a duration such as 24h")
+    };
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    };
+    Ok(now - seconds)
+}
+
 pub fn rfc3339_nanos(t: SystemTime) -> String {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         return "0001-01-01T00:00:00Z".into();

@@ -136,6 +136,9 @@ fn repo_digests_are_one_per_repository_and_find_by_digest() {
     );
     let by_new = Reference::parse(&format!("localhost:5000/x@{}", Digest::of(b"new"))).unwrap();
     let by_old = Reference::parse(&format!("localhost:5000/x@{}", Digest::of(b"old"))).unwrap();
-    assert_eq!(images.find_repo_digest(&by_new).unwrap().config, Digest::of(b"a"));
+    assert_eq!(
+        images.find_repo_digest(&by_new).unwrap().config,
+        Digest::of(b"a")
+    );
     assert!(images.find_repo_digest(&by_old).is_none());
 }

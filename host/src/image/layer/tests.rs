@@ -125,7 +125,15 @@ fn corrupt_gzip_and_other_compressions_are_refused() {
 fn zstd_layers_are_stored_as_is_with_the_tar_as_diff_id() {
     let (_tmp, blobs) = store();
     let zstd = ruzstd::encoding::compress_to_vec(TAR, ruzstd::encoding::CompressionLevel::Fastest);
-    let stored = store_layer(&blobs, "l", &zstd[..], Some(&Digest::of(&zstd)), None, false).unwrap();
+    let stored = store_layer(
+        &blobs,
+        "l",
+        &zstd[..],
+        Some(&Digest::of(&zstd)),
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(stored.digest, Digest::of(&zstd));
     assert_eq!(stored.diff_id, Digest::of(TAR));
     assert!(stored.zstd);

@@ -1,0 +1,69 @@
+//! `berth history`: an image's steps, newest first, as `docker history` prints them.
+
+use std::time::SystemTime;
+
+use crate::image::{history::history as steps, time, ImageStore};
+use crate::paths::Paths;
+use crate::Error;
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Show whole IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only show IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Sizes and dates in a human-readable form (the default; `-H=false` prints raw ones).
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
+    image: String,
+}
+
+pub fn run(args: HistoryArgs) -> Result<i32, Error> {
+    let paths = Paths::from_env()?;
+    let store = ImageStore::open(&ImageStore::root_for(&paths))?;
+    let image = store.find(&args.image)?.ok_or_else(|| Error::Api {
+        status: 404,
+        message: format!("No such image: {}", args.image),
+    })?;
+    let steps = steps(&store, &image)?;
+    let short = |id: &str| -> String {
+        if args.no_trunc || id == "<missing>" {
+            id.to_string()
+        } else {
+            id.trim_start_matches("sha256:").chars().take(12).collect()
+        }
+    };
+    if args.quiet {
+        for s in &steps {
+            println!("{}", short(&s.id));
+        }
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from)];
+    for s in &steps {
+        let created = if args.human {
+            let when =
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s.created.max(0) as u64);
+            time::created_since(Some(&time::rfc3339_nanos(when)), now)
+        } else {
+            time::rfc3339_nanos(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s.created.max(0) as u64),
+            )
+        };
+        let mut by = s.created_by.replace('\t', " ");
+        if !args.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        let size = if args.human {
+            super::images::human_size(s.size)
+        } else {
+            s.size.to_string()
+        };
+        rows.push([short(&s.id), created, by, size, s.comment.clone()]);
+    }
+    print!("{}", super::images::tabulate(&rows));
+    Ok(0)
+}

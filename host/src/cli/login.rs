@@ -1,0 +1,113 @@
+//! `berth login` / `berth logout`: credentials checked against the registry and kept
+//! where the docker CLI keeps them (`$DOCKER_CONFIG/config.json` or its credential
+//! helper), so berth, the docker CLI and docker-py share one login.
+
+use std::io::{IsTerminal, Read};
+
+use crate::image::registry::{self, auth_store, Settings};
+use crate::image::DEFAULT_DOMAIN;
+use crate::paths::Paths;
+use crate::Error;
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    username: Option<String>,
+    /// The password (visible to other users in the process list: prefer --password-stdin).
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Read the password from stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The registry (default: Docker Hub).
+    server: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogoutArgs {
+    server: Option<String>,
+}
+
+/// `https://host/` or `host`, as typed, to the registry's domain.
+fn domain(server: Option<&str>) -> String {
+    let s = server.unwrap_or(DEFAULT_DOMAIN);
+    let s = s
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let s = s
+        .strip_suffix("/v1")
+        .or_else(|| s.strip_suffix("/v2"))
+        .unwrap_or(s);
+    match s {
+        "index.docker.io" | "registry-1.docker.io" => DEFAULT_DOMAIN.to_string(),
+        other => other.to_string(),
+    }
+}
+
+pub fn login(args: LoginArgs) -> Result<i32, Error> {
+    let paths = Paths::from_env()?;
+    let settings = Settings::load(&paths.home)?;
+    let domain = domain(args.server.as_deref());
+    let password = match (&args.password, args.password_stdin) {
+        (Some(_), true) => {
+            return Err(Error::Usage(
+                "--password and --password-stdin are mutually exclusive".into(),
+            ))
+        }
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            if std::io::stdin().is_terminal() {
+                return Err(Error::Usage(
+                    "--password-stdin: stdin is a terminal; pipe the password in".into(),
+                ));
+            }
+            let mut p = String::new();
+            std::io::stdin().read_to_string(&mut p)?;
+            p.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => {
+            return Err(Error::Usage(
+                "give the password with --password-stdin (or -p)".into(),
+            ))
+        }
+    };
+    let Some(username) = args.username else {
+        return Err(Error::Usage("give the username with -u".into()));
+    };
+    if args.password.is_some() {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+    }
+    super::block_on(async {
+        registry::login(&settings, &domain, &username, &password).await?;
+        Ok(())
+    })?;
+    let kept = auth_store::save(&domain, &username, &password)?;
+    eprintln!("Credentials kept in {kept}");
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(args: LogoutArgs) -> Result<i32, Error> {
+    let domain = domain(args.server.as_deref());
+    let key = registry::config_key(&domain);
+    if auth_store::remove(&domain)? {
+        println!("Removing login credentials for {key}");
+    } else {
+        println!("Not logged in to {key}");
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_named_by_domain() {
+        assert_eq!(domain(None), "docker.io");
+        assert_eq!(domain(Some("https://index.docker.io/v1/")), "docker.io");
+        assert_eq!(domain(Some("localhost:5000")), "localhost:5000");
+        assert_eq!(domain(Some("http://127.0.0.1:5000/")), "127.0.0.1:5000");
+    }
+}
