@@ -4,6 +4,9 @@
 //! The tests themselves are in `tests/*.rs` and are compiled only with the `vm` feature,
 //! which `cargo xtask test` turns on (plain `cargo test` never boots a VM).
 
+pub mod docker;
+pub mod registry;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

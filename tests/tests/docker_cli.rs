@@ -1,85 +1,10 @@
 //! The stock docker CLI, pointed at a berth machine's socket.
 #![cfg(feature = "vm")]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use berth_tests::{ok, Berth, COMMAND_DEADLINE};
-
-struct Docker {
-    /// `DOCKER_HOST`; `None` leaves the docker CLI to its contexts.
-    host: Option<String>,
-    /// The installation's docker config, where `machine start` writes its context.
-    config: PathBuf,
-}
-
-impl Docker {
-    /// The docker CLI with `DOCKER_HOST` set to the default machine's socket.
-    fn new(b: &Berth) -> Docker {
-        let out = b.run(&["machine", "start"], b"");
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        let socket = b.run(&["machine", "socket"], b"");
-        Docker {
-            host: Some(format!("unix://{}", socket.stdout_text().trim())),
-            config: b.docker_config(),
-        }
-    }
-
-    /// The docker CLI with neither `DOCKER_HOST` nor `DOCKER_CONTEXT`: only its config.
-    fn without_host(b: &Berth) -> Docker {
-        Docker {
-            host: None,
-            config: b.docker_config(),
-        }
-    }
-
-    /// Runs `docker ARGS` with the deadline; (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = Command::new(docker_bin());
-        match &self.host {
-            Some(h) => cmd.env("DOCKER_HOST", h),
-            None => cmd.env_remove("DOCKER_HOST"),
-        };
-        let mut child = cmd
-            .args(args)
-            .env("DOCKER_CONFIG", &self.config)
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the docker CLI is installed (see machine-facts.md)");
-        let started = std::time::Instant::now();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if started.elapsed() > COMMAND_DEADLINE {
-                let _ = child.kill();
-                panic!("docker {args:?} did not finish within {COMMAND_DEADLINE:?}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "docker {args:?}: {err}");
-        out
-    }
-}
-
-fn docker_bin() -> PathBuf {
-    std::env::var_os("BERTH_TEST_DOCKER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("docker"))
-}
+use berth_tests::docker::Docker;
+use berth_tests::{ok, Berth};
 
 #[test]
 fn the_docker_cli_drives_berth() {

@@ -107,6 +107,12 @@ pub struct CreateArgs {
     /// exist) or `type=volume,source=NAME,target=/path[,readonly]`.
     #[arg(long, value_name = "SPEC")]
     mount: Vec<String>,
+    /// Pull the image first: `missing` (when the store lacks it), `always`, or `never`.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pull: PullPolicy,
+    /// The image's platform: linux/amd64, the machines' (others are refused).
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
     /// The image (a name such as `busybox` or `user/app:tag`, or an image id), then the
     /// command and its arguments (default: the image's Cmd). Everything after the image
     /// belongs to the command, as with `docker run`.
@@ -116,6 +122,14 @@ pub struct CreateArgs {
         value_name = "IMAGE [COMMAND [ARG...]]"
     )]
     image_and_command: Vec<String>,
+}
+
+/// `--pull`: when `run` and `create` pull the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Debug, clap::Args)]
@@ -288,29 +302,86 @@ pub fn port_bindings(publish: &[String]) -> Result<Value, Error> {
     Ok(Value::Object(map))
 }
 
-/// Creates the container; a missing image is Docker's "Unable to find image" (125).
+/// Creates the container, pulling its image first as `--pull` says (a missing image is
+/// pulled by default, with progress on stderr, as `docker run` does).
 async fn create(api: &Api, a: &CreateArgs, attach: bool) -> Result<String, Error> {
     let body = create_body(a, attach)?;
+    let image = body["Image"].as_str().unwrap_or_default().to_string();
+    let platform = super::pull::platform(a.platform.as_deref()).map_err(exec_error)?;
+    if !platform.runnable() {
+        return Err(Error::Exec {
+            code: 125,
+            message: format!("--platform {platform}: berth's machines run linux/amd64 images only"),
+        });
+    }
+    if a.pull == PullPolicy::Always {
+        pull_for_run(&image, &platform).await?;
+    }
+    match create_call(api, a, &body).await {
+        Err(Error::Api {
+            status: 404,
+            message,
+        }) if message.starts_with("No such image") && a.pull == PullPolicy::Missing => {
+            eprintln!("Unable to find image '{}' locally", familiar(&image));
+            pull_for_run(&image, &platform).await?;
+            create_call(api, a, &body).await.map_err(exec_error)
+        }
+        Err(Error::Api {
+            status: 404,
+            message,
+        }) if message.starts_with("No such image") => Err(Error::Exec {
+            code: 125,
+            message: format!(
+                "Unable to find image '{}' locally, and --pull never forbids pulling it",
+                familiar(&image)
+            ),
+        }),
+        other => other.map_err(exec_error),
+    }
+}
+
+/// `busybox` as Docker names it in messages: `busybox:latest`.
+fn familiar(image: &str) -> String {
+    crate::image::Reference::parse(image)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| image.to_string())
+}
+
+async fn pull_for_run(
+    image: &str,
+    platform: &crate::image::registry::Platform,
+) -> Result<(), Error> {
+    super::pull::pull_image(image, platform.clone(), true, false)
+        .await
+        .map(drop)
+        .map_err(exec_error)
+}
+
+async fn create_call(api: &Api, a: &CreateArgs, body: &Value) -> Result<String, Error> {
     let path = match &a.name {
         Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),
     };
-    match api.call(Method::POST, &path, Some(&body)).await {
-        Ok(v) => Ok(v["Id"].as_str().unwrap_or_default().to_string()),
-        Err(Error::Api { status: 404, message }) if message.starts_with("No such image") => {
-            Err(Error::Exec {
-                code: 125,
-                message: format!(
-                    "Unable to find image '{}' locally: load it with `berth load -i FILE` (registry pulls come later)",
-                    body["Image"].as_str().unwrap_or_default()
-                ),
-            })
-        }
-        Err(Error::Api { message, .. }) => Err(Error::Exec {
+    let v = api.call(Method::POST, &path, Some(body)).await?;
+    Ok(v["Id"].as_str().unwrap_or_default().to_string())
+}
+
+/// `run`'s own failures exit 125, with Docker's words.
+fn exec_error(e: Error) -> Error {
+    match e {
+        Error::Api { message, .. } => Error::Exec {
             code: 125,
             message: format!("Error response from daemon: {message}"),
-        }),
-        Err(e) => Err(e),
+        },
+        Error::Registry(r) => Error::Exec {
+            code: 125,
+            message: format!("Error response from daemon: {}", crate::error::chain(&r)),
+        },
+        Error::Exec { .. } => e,
+        other => Error::Exec {
+            code: 125,
+            message: crate::error::chain(&other),
+        },
     }
 }
 

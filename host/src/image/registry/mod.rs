@@ -149,11 +149,16 @@ pub(crate) fn classify(
         detail,
     };
     match e {
-        E::RequestError(r) if r.is_connect() || r.is_timeout() => RegistryError::Unreachable {
+        // A request that could not be built, or an answer that could not be read, is the
+        // protocol's fault; everything else (connect, send, a connection that closed or went
+        // quiet) is the registry being unreachable.
+        E::RequestError(r) if r.is_builder() || r.is_redirect() || r.is_decode() => {
+            protocol(crate::error::chain(&r))
+        }
+        E::RequestError(r) => RegistryError::Unreachable {
             registry: registry.to_string(),
             detail: crate::error::chain(&r),
         },
-        E::RequestError(r) => protocol(crate::error::chain(&r)),
         E::IoError(io) => RegistryError::Unreachable {
             registry: registry.to_string(),
             detail: io.to_string(),
