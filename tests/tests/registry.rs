@@ -383,6 +383,37 @@ fn pull_push_save_import_history_prune_on_the_host_store() {
         bad.stderr
     );
 
+    // registry-mirrors in daemon.json: Docker Hub names come from the mirror first.
+    r.skopeo_copy(
+        &format!("docker-archive:{}", image_file("busybox")),
+        "library/busybox:latest",
+        &["--format", "v2s2"],
+    );
+    let m = Berth::new();
+    std::fs::write(
+        m.home().join("daemon.json"),
+        format!(r#"{{"registry-mirrors": ["http://{host}"]}}"#),
+    )
+    .unwrap();
+    let mirrored = ok(&m, &["pull", "busybox"]).stdout_text();
+    assert!(mirrored.contains("Using default tag: latest"), "{mirrored}");
+    assert!(
+        mirrored.contains("Status: Downloaded newer image for busybox:latest"),
+        "the mirror serves Docker Hub names: {mirrored}"
+    );
+    assert!(
+        r.log().contains("GET /v2/library/busybox/manifests/latest"),
+        "the pull went to the mirror"
+    );
+    std::fs::write(m.home().join("daemon.json"), r#"{"registry-mirror": []}"#).unwrap();
+    let bad = m.run(&["pull", "busybox"], b"");
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("registry-mirror"),
+        "an unknown daemon.json key is named: {}",
+        bad.stderr
+    );
+
     // Prune: only the untagged image goes, unless -a.
     let dangling = ok(&b, &["import", tgz.to_str().unwrap()]).stdout_text();
     let pruned = ok(&b, &["image", "prune", "-f"]).stdout_text();
@@ -1015,6 +1046,42 @@ fn pulled_images_run_and_the_docker_cli_pulls_pushes_and_saves() {
     assert!(
         history.contains("cargo xtask images"),
         "docker history: {history}"
+    );
+    // docker import: a tarball on stdin becomes a one-layer image with the changes.
+    let root = b.home().join("rootfs");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/greeting"), "imported by docker\n").unwrap();
+    let tgz = b.home().join("rootfs.tgz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status();
+    assert!(tar.unwrap().success());
+    let imported = d.ok(&[
+        "import",
+        "-c",
+        "ENV IMPORTED=yes",
+        "-m",
+        "by docker import",
+        tgz.to_str().unwrap(),
+        "dimp:1",
+    ]);
+    assert!(
+        imported.trim().starts_with("sha256:"),
+        "docker import prints the id: {imported}"
+    );
+    let env = d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", "dimp:1"]);
+    assert!(
+        env.contains("IMPORTED=yes"),
+        "docker import applies -c: {env}"
+    );
+    let comment = d.ok(&["history", "--format", "{{.Comment}}", "dimp:1"]);
+    assert!(
+        comment.contains("by docker import"),
+        "docker import's -m: {comment}"
     );
 
     // docker login against a basic-auth registry, then a pull with its credentials.

@@ -31,6 +31,38 @@ pub fn run() -> Result<()> {
     }
     println!("exit code 3 as expected");
 
+    println!("== demo: a container (the busybox test image, on a machine of its own)");
+    let busybox = assets.join("images/busybox.tar");
+    berth(&["load", "-i", &busybox.display().to_string()]).run()?;
+    // A machine named `demo`, so the user's `default` keeps its own settings; its uplink is
+    // restricted: the demo reaches nothing beyond this computer.
+    berth(&[
+        "machine",
+        "start",
+        "demo",
+        "--kernel",
+        "cloud",
+        "--uplink",
+        "restricted",
+    ])
+    .run()?;
+    let ran = berth(&[
+        "--machine",
+        "demo",
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello from a container; echo pid $$ of $(ls /proc | grep -c '^[0-9]') processes; hostname",
+    ])
+    .status();
+    berth(&["machine", "stop", "demo"]).run()?;
+    if !ran?.success() {
+        bail!("berth run in the demo machine failed");
+    }
+    println!("(the demo machine is stopped; `berth machine rm demo` removes it)");
+
     println!("== demo: done");
     println!("next: `cargo xtask test` builds the tuned 6.1 kernel (10+ minutes the first time,");
     println!("cached after that) and runs the VM tests against it.");

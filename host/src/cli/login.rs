@@ -49,6 +49,12 @@ pub fn login(args: LoginArgs) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
     let settings = Settings::load(&paths.home)?;
     let domain = domain(args.server.as_deref());
+    let interactive = super::prompt::interactive();
+    let username = match args.username {
+        Some(u) => u,
+        None if interactive && !args.password_stdin => prompt_line("Username: ", true)?,
+        None => return Err(Error::Usage("give the username with -u".into())),
+    };
     let password = match (&args.password, args.password_stdin) {
         (Some(_), true) => {
             return Err(Error::Usage(
@@ -66,15 +72,15 @@ pub fn login(args: LoginArgs) -> Result<i32, Error> {
             std::io::stdin().read_to_string(&mut p)?;
             p.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => {
-            return Err(Error::Usage(
-                "give the password with --password-stdin (or -p)".into(),
-            ))
-        }
+        (None, false) if interactive => prompt_line("Password: ", false)?,
+        (None, false) => return Err(Error::Usage(
+            "give the password with --password-stdin (or -p): stdin is not a terminal to ask on"
+                .into(),
+        )),
     };
-    let Some(username) = args.username else {
-        return Err(Error::Usage("give the username with -u".into()));
-    };
+    if password.is_empty() {
+        return Err(Error::Usage("the password is empty".into()));
+    }
     if args.password.is_some() {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
@@ -86,6 +92,48 @@ pub fn login(args: LoginArgs) -> Result<i32, Error> {
     eprintln!("Credentials kept in {kept}");
     println!("Login Succeeded");
     Ok(0)
+}
+
+/// Asks on stderr and reads a line from the terminal; without `echo`, typing is hidden
+/// (the terminal's echo is off while the line is read).
+fn prompt_line(question: &str, echo: bool) -> Result<String, Error> {
+    use std::io::{BufRead, Write};
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    if echo {
+        std::io::stdin().lock().read_line(&mut line)?;
+    } else {
+        let mut bytes = Vec::new();
+        crossterm::terminal::enable_raw_mode()?;
+        let read = (|| -> std::io::Result<()> {
+            let mut byte = [0u8; 1];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                if stdin.read(&mut byte)? == 0 {
+                    return Ok(());
+                }
+                match byte[0] {
+                    b'\r' | b'\n' => return Ok(()),
+                    3 => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::Interrupted,
+                            "interrupted",
+                        ))
+                    }
+                    127 | 8 => {
+                        bytes.pop();
+                    }
+                    b => bytes.push(b),
+                }
+            }
+        })();
+        crossterm::terminal::disable_raw_mode()?;
+        eprintln!();
+        read?;
+        line = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 pub fn logout(args: LogoutArgs) -> Result<i32, Error> {

@@ -12,7 +12,7 @@ use oci_spec::image::{
 };
 
 use super::digest::{HashingReader, HashingSink};
-use super::{BlobStore, BlobWriter, Digest, ImageError, ImageRecord, Reference};
+use super::{BlobStore, Digest, ImageError, ImageRecord, Reference};
 
 /// How a stream is compressed, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,64 @@ pub(crate) fn store_layer(
     expected_size: Option<u64>,
     compress: bool,
 ) -> Result<StoredLayer, ImageError> {
+    let mut blob = blobs.writer()?;
+    let read = read_layer(what, reader, expected, expected_size, &mut blob, compress)?;
+    let size = blob.written();
+    let digest = blob.commit(None)?;
+    Ok(StoredLayer {
+        digest,
+        size,
+        diff_id: read.diff_id,
+        gzip: read.kind == Compression::Gzip || compress,
+        zstd: read.kind == Compression::Zstd,
+    })
+}
+
+/// Verifies the layer in `path` (digest, size, and that it decompresses), then moves the
+/// file itself into the store: for downloads, which are already on the store's file system.
+pub(crate) fn adopt_layer(
+    blobs: &BlobStore,
+    what: &str,
+    path: &std::path::Path,
+    expected: &Digest,
+    expected_size: u64,
+) -> Result<StoredLayer, ImageError> {
+    let file = std::fs::File::open(path).map_err(ImageError::io("cannot open", path))?;
+    let reader = io::BufReader::with_capacity(1 << 17, file);
+    let read = read_layer(
+        what,
+        reader,
+        Some(expected),
+        Some(expected_size),
+        &mut io::sink(),
+        false,
+    )?;
+    blobs.adopt(path, expected)?;
+    Ok(StoredLayer {
+        digest: expected.clone(),
+        size: expected_size,
+        diff_id: read.diff_id,
+        gzip: read.kind == Compression::Gzip,
+        zstd: read.kind == Compression::Zstd,
+    })
+}
+
+/// What reading a layer found.
+struct ReadLayer {
+    diff_id: Digest,
+    kind: Compression,
+}
+
+/// Reads a layer once, writing it (or, with `compress`, its gzip) to `out`, checking its
+/// digest and size and finding its diff_id.
+fn read_layer(
+    what: &str,
+    reader: impl Read,
+    expected: Option<&Digest>,
+    expected_size: Option<u64>,
+    out: &mut dyn Write,
+    compress: bool,
+) -> Result<ReadLayer, ImageError> {
     let failed = |source| ImageError::Io {
         context: format!("cannot import {what}"),
         source,
@@ -134,8 +192,7 @@ pub(crate) fn store_layer(
         )));
     }
     let mut input = (&magic[..n]).chain(&mut source);
-    let mut blob = blobs.writer()?;
-    let copied = copy_layer(kind, &mut input, &mut blob, compress);
+    let copied = copy_layer(kind, &mut input, out, compress);
     if copied.is_err() && expected.is_some() {
         // Corrupt content shows as bad gzip first; the digest names the real problem.
         let _ = io::copy(&mut input, &mut io::sink());
@@ -156,14 +213,9 @@ pub(crate) fn store_layer(
             actual: source_size,
         });
     }
-    let size = blob.written();
-    let digest = blob.commit(None)?;
-    Ok(StoredLayer {
-        digest,
-        size,
+    Ok(ReadLayer {
         diff_id: diff_id.unwrap_or(source_digest),
-        gzip: kind == Compression::Gzip || compress,
-        zstd: kind == Compression::Zstd,
+        kind,
     })
 }
 
@@ -172,7 +224,7 @@ pub(crate) fn store_layer(
 fn copy_layer(
     kind: Compression,
     input: &mut impl Read,
-    blob: &mut BlobWriter,
+    blob: &mut dyn Write,
     compress: bool,
 ) -> io::Result<Option<Digest>> {
     match kind {

@@ -71,6 +71,27 @@ impl BlobStore {
         writer.commit(expected)
     }
 
+    /// Moves `path`, a file on the store's file system whose content the caller verified
+    /// to be `digest`, into the store (fsynced first); a blob already there is kept.
+    pub(crate) fn adopt(&self, path: &Path, digest: &Digest) -> Result<(), ImageError> {
+        let target = self.path(digest);
+        if target.is_file() {
+            let _ = std::fs::remove_file(path);
+            return Ok(());
+        }
+        let file = File::open(path).map_err(ImageError::io("cannot open", path))?;
+        file.sync_all()
+            .map_err(ImageError::io("cannot write blob", &target))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+        }
+        std::fs::rename(path, &target).map_err(ImageError::io("cannot store blob", &target))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
     /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, ImageError> {
         let file = temp_builder(".tmp-")

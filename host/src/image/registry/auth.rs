@@ -100,31 +100,33 @@ impl Credentials {
         Ok(None)
     }
 
-    /// The credentials the docker CLI's config holds for `domain` (anonymous when none).
+    /// The credentials the docker CLI's config holds for `domain` (anonymous when none):
+    /// its `credHelpers`, `credsStore` or `auths`, read by the `docker_credential` crate.
     pub fn from_config(domain: &str) -> Result<Credentials, RegistryError> {
+        use docker_credential::{CredentialRetrievalError as E, DockerCredential};
         let key = config_key(domain);
-        let config = read_config()?;
-        if config.is_null() {
-            return Ok(Credentials::Anonymous);
-        }
-        let helper = config["credHelpers"][&key]
-            .as_str()
-            .or_else(|| config["credHelpers"][domain].as_str())
-            .or_else(|| config["credsStore"].as_str());
-        if let Some(helper) = helper {
-            return helper_get(helper, &key);
-        }
-        let auths = &config["auths"];
-        let entry = auths
-            .get(&key)
-            .or_else(|| auths.get(domain))
-            .or_else(|| auths.get(format!("https://{domain}")))
-            .or_else(|| auths.get(format!("http://{domain}")));
-        match entry.and_then(|e| e["auth"].as_str()) {
-            Some(auth) if !auth.is_empty() => decode_auth(auth).map_err(|e| {
-                RegistryError::Config(format!("{}: auths.{key}: {e}", config_path().display()))
-            }),
-            _ => Ok(Credentials::Anonymous),
+        match docker_credential::get_credential(&key) {
+            Ok(DockerCredential::UsernamePassword(username, password)) => {
+                Ok(Credentials::Basic { username, password })
+            }
+            Ok(DockerCredential::IdentityToken(_)) => Err(RegistryError::Invalid(format!(
+                "{}: the credentials for {key} are an identity token (an OAuth refresh \
+                 token), which berth does not support: log in with a username and password",
+                config_path().display()
+            ))),
+            Err(E::NoCredentialConfigured | E::ConfigNotFound | E::ConfigReadError) => {
+                Ok(Credentials::Anonymous)
+            }
+            // Helpers answer "credentials not found" with a failure: that is anonymous.
+            Err(E::HelperFailure { stdout, stderr, .. })
+                if stdout.contains("not found") || stderr.contains("not found") =>
+            {
+                Ok(Credentials::Anonymous)
+            }
+            Err(e) => Err(RegistryError::Config(format!(
+                "{}: credentials for {key}: {e}",
+                config_path().display()
+            ))),
         }
     }
 }
@@ -245,38 +247,6 @@ pub fn remove(domain: &str) -> Result<bool, RegistryError> {
         write_config(&config)?;
     }
     Ok(had)
-}
-
-fn helper_get(helper: &str, key: &str) -> Result<Credentials, RegistryError> {
-    #[derive(Deserialize)]
-    struct Reply {
-        #[serde(rename = "Username")]
-        username: String,
-        #[serde(rename = "Secret")]
-        secret: String,
-    }
-    let out = match run_helper(helper, "get", key) {
-        Ok(out) => out,
-        // Helpers answer "credentials not found" with a failure: that is anonymous.
-        Err(RegistryError::Helper { output, .. }) if output.contains("not found") => {
-            return Ok(Credentials::Anonymous)
-        }
-        Err(e) => return Err(e),
-    };
-    let reply: Reply = serde_json::from_str(&out).map_err(|e| RegistryError::Helper {
-        helper: helper.into(),
-        output: format!("unreadable answer: {e}"),
-    })?;
-    if reply.username == "<token>" {
-        return Err(RegistryError::Invalid(format!(
-            "docker-credential-{helper} holds an identity token for {key}: identity tokens \
-             are not supported, log in with a username and password"
-        )));
-    }
-    Ok(Credentials::Basic {
-        username: reply.username,
-        password: reply.secret,
-    })
 }
 
 fn run_helper(helper: &str, verb: &str, input: &str) -> Result<String, RegistryError> {

@@ -538,19 +538,12 @@ async fn fetch_layer(
     let blobs = store.blobs().clone();
     let (file, what2, expected) = (partial.clone(), what.clone(), digest.clone());
     let stored = tokio::task::spawn_blocking(move || {
-        let reader = std::fs::File::open(&file).map_err(ImageError::io("cannot open", &file))?;
-        layer::store_layer(
-            &blobs,
-            &what2,
-            std::io::BufReader::with_capacity(1 << 17, reader),
-            Some(&expected),
-            Some(total),
-            false,
-        )
+        layer::adopt_layer(&blobs, &what2, &file, &expected, total)
     })
     .await
     .map_err(|e| RegistryError::Invalid(format!("{what}: {e}")));
-    // Verified or not, the download is done with: bad content must not be resumed.
+    // Verified and moved, or refused: either way the download is done with (bad content
+    // must not be resumed).
     let _ = std::fs::remove_file(&partial);
     let stored = stored??;
     layer::check_diff_id(&what, diff_id, &stored.diff_id)?;
@@ -657,9 +650,6 @@ async fn download(
         }
     }
     file.flush()
-        .await
-        .map_err(ImageError::io("cannot write", partial))?;
-    file.sync_all()
         .await
         .map_err(ImageError::io("cannot write", partial))?;
     report(LayerState::Downloading {
