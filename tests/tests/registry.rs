@@ -817,7 +817,7 @@ fn faults_give_clear_errors_and_leave_the_store_as_it_was() {
         })
         .collect();
     for mut p in pulls {
-        assert!(p.wait().unwrap().success(), "both concurrent pulls succeed");
+        assert!(p.wait().unwrap().success(), "two concurrent pulls of one layer must both succeed (one downloads it, the other waits)");
     }
     assert_eq!(
         big.blob_gets(&big_layer) - before_gets,
@@ -1047,7 +1047,37 @@ fn pulled_images_run_and_the_docker_cli_pulls_pushes_and_saves() {
         history.contains("cargo xtask images"),
         "docker history: {history}"
     );
-    // docker import: a tarball on stdin becomes a one-layer image with the changes.
+    // GET /distribution: what a reference names, without pulling it.
+    let socket = d
+        .host
+        .as_ref()
+        .unwrap()
+        .trim_start_matches("unix://")
+        .to_string();
+    let out = Command::new("curl")
+        .args(["-sS", "--unix-socket", &socket])
+        .arg(format!(
+            "http://berth/v1.43/distribution/{host}/multi:1/json"
+        ))
+        .output()
+        .unwrap();
+    let dist: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "distribution: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        dist["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{dist}"
+    );
+    assert_eq!(
+        dist["Platforms"].as_array().map(Vec::len),
+        Some(2),
+        "{dist}"
+    );
+
+    // docker import: a tarball becomes a one-layer image with the changes.
     let root = b.home().join("rootfs");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/greeting"), "imported by docker\n").unwrap();
@@ -1077,6 +1107,12 @@ fn pulled_images_run_and_the_docker_cli_pulls_pushes_and_saves() {
     assert!(
         env.contains("IMPORTED=yes"),
         "docker import applies -c: {env}"
+    );
+    let dangling = d.ok(&["import", tgz.to_str().unwrap()]);
+    let pruned = d.ok(&["image", "prune", "-f"]);
+    assert!(
+        pruned.contains(dangling.trim()),
+        "docker image prune removes the untagged import: {pruned}"
     );
     let comment = d.ok(&["history", "--format", "{{.Comment}}", "dimp:1"]);
     assert!(

@@ -122,11 +122,16 @@ impl Display {
             }
         }
         bar.set_message(status.to_string());
+        // A finished layer leaves the live bars for a plain line above them, so lines read
+        // in order once everything is done.
         if matches!(
             state,
             LayerState::Complete | LayerState::Exists | LayerState::Pushed | LayerState::Mounted
         ) {
-            bar.finish();
+            if let Some(bar) = bars.remove(id) {
+                bar.finish_and_clear();
+            }
+            let _ = multi.println(format!("{id}: {status}"));
         }
     }
 }
