@@ -36,6 +36,27 @@ fn the_docker_cli_drives_berth() {
     assert_eq!(out, "hi\n");
     assert_eq!(err, "oops\n");
 
+    // Options berth does not honour yet are refused by name, never accepted and ignored.
+    for (flags, field) in [
+        (&["--read-only"][..], "HostConfig.ReadonlyRootfs"),
+        (&["--tmpfs", "/run"][..], "HostConfig.Tmpfs"),
+        (
+            &["--restart", "always"][..],
+            "HostConfig.RestartPolicy.Name",
+        ),
+        (&["--dns", "10.9.9.9"][..], "HostConfig.Dns"),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(flags);
+        args.extend(["busybox", "true"]);
+        let (code, _, err) = d.run(&args);
+        assert_eq!(code, 125, "docker {args:?} must be refused: {err}");
+        assert!(
+            err.contains(field),
+            "docker {args:?}: the refusal names {field}: {err}"
+        );
+    }
+
     let id = d.ok(&[
         "run",
         "-d",

@@ -347,6 +347,7 @@ impl Engine {
 
     /// `POST /containers/create`.
     pub fn create(&self, body: &Value, name: Option<&str>) -> Result<String, ApiError> {
+        super::fields::check_create(body)?;
         let image_name = body["Image"]
             .as_str()
             .filter(|s| !s.is_empty())

@@ -10,6 +10,7 @@ mod create;
 mod engine;
 mod error;
 mod exec;
+mod fields;
 mod guest;
 mod http;
 mod images;
