@@ -401,6 +401,13 @@ pub fn remount_read_only(path: &str) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("read-only {path}: {e}")))
 }
 
+/// Makes the mount at `path` read-only (that mount only, not the ones below it).
+pub fn remount_mount_read_only(path: &Path) -> io::Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(|e| io::Error::other(format!("read-only root {}: {e}", path.display())))
+}
+
 /// Bind-mounts `source` (with the mounts below it) on `target`. Read-only binds are
 /// remounted with `MS_RDONLY`, keeping the nosuid, nodev and noexec of the source.
 pub fn bind_mount(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {

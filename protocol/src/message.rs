@@ -225,6 +225,12 @@ pub struct ContainerSpec {
     /// Host folders and named volumes, bind-mounted in this order.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Fresh tmpfs mounts (`--tmpfs`), mounted after `mounts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    /// `--read-only`: the root file system is read-only (mounts keep their own modes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_rootfs: bool,
     /// The container's network; `None` is Docker's `none` (only `lo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
@@ -269,6 +275,22 @@ pub struct Attachment {
 
 /// Where named volumes keep their data in the guest: `<VOLUMES_DIR>/<name>/_data`.
 pub const VOLUMES_DIR: &str = "/var/lib/berth/volumes";
+
+/// A tmpfs mount in a container (`--tmpfs /run:size=64m,mode=1777`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    /// Absolute path inside the container.
+    pub target: String,
+    /// tmpfs's own options, checked by the host: `size=`, `mode=`, `uid=`, `gid=`,
+    /// `nr_inodes=`, comma-separated.
+    #[serde(default)]
+    pub data: String,
+    pub read_only: bool,
+    /// Docker's defaults are noexec, nosuid and nodev; `exec`, `suid` and `dev` lift them.
+    pub noexec: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+}
 
 /// A bind mount into a container (`-v`, `--mount`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

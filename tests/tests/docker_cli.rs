@@ -36,10 +36,68 @@ fn the_docker_cli_drives_berth() {
     assert_eq!(out, "hi\n");
     assert_eq!(err, "oops\n");
 
+    // --read-only and --tmpfs: the root refuses writes, a tmpfs and a volume take them.
+    let script = "if touch /x 2>/dev/null; then echo root-writable; else echo root-read-only; fi; \
+                  touch /scratch/y && echo tmpfs-writable; touch /data/z && echo volume-writable; \
+                  grep ' /scratch ' /proc/mounts | grep -o 'tmpfs.*size=1024k'";
+    let expected = "root-read-only\ntmpfs-writable\nvolume-writable\n";
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "-v",
+        "rodata:/data",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.starts_with(expected),
+        "docker run --read-only --tmpfs: {out}"
+    );
+    assert!(out.contains("tmpfs"), "the tmpfs has its size: {out}");
+    let out = ok(
+        &b,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "-v",
+            "rodata:/data",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .stdout_text();
+    assert!(
+        out.starts_with(expected),
+        "berth run --read-only --tmpfs: {out}"
+    );
+    let (code, _, err) = d.run(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=lots",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "a bad tmpfs option is refused: {err}");
+    assert!(err.contains("--tmpfs /scratch"), "{err}");
+
     // Options berth does not honour yet are refused by name, never accepted and ignored.
     for (flags, field) in [
-        (&["--read-only"][..], "HostConfig.ReadonlyRootfs"),
-        (&["--tmpfs", "/run"][..], "HostConfig.Tmpfs"),
+        (&["--ulimit", "nofile=64:64"][..], "HostConfig.Ulimits"),
+        (
+            &["--sysctl", "net.core.somaxconn=1024"][..],
+            "HostConfig.Sysctls",
+        ),
         (
             &["--restart", "always"][..],
             "HostConfig.RestartPolicy.Name",

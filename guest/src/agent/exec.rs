@@ -276,6 +276,8 @@ async fn container_spec(
         resources: c.resources.clone(),
         security: c.security.clone(),
         mounts,
+        tmpfs: c.tmpfs.clone(),
+        read_only_rootfs: c.read_only_rootfs,
     };
     if let Err(e) = shim.prepare() {
         agent.net.detach(&c.id).await;

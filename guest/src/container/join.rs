@@ -191,6 +191,8 @@ mod tests {
                 hosts: None,
                 resolv_conf: None,
                 mounts: vec![],
+                tmpfs: vec![],
+                read_only_rootfs: false,
             },
             init_pid: 7,
             argv: vec!["ls".into()],

@@ -67,6 +67,12 @@ pub struct ShimSpec {
     /// Host folders and volumes, their sources already guest paths.
     #[serde(default)]
     pub mounts: Vec<mounts::BindMount>,
+    /// `--tmpfs` mounts, after `mounts`.
+    #[serde(default)]
+    pub tmpfs: Vec<berth_protocol::Tmpfs>,
+    /// `--read-only`: the root is remounted read-only once everything is in place.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
 }
 
 /// Which network namespace a container runs in.

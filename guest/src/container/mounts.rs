@@ -45,6 +45,31 @@ pub fn bind_all(root: &Path, mounts: &[BindMount]) -> io::Result<()> {
     Ok(())
 }
 
+/// Mounts a fresh tmpfs on each target (resolved inside `root`, made when missing).
+pub fn tmpfs_all(root: &Path, mounts: &[berth_protocol::Tmpfs]) -> io::Result<()> {
+    use nix::mount::MsFlags;
+    for t in mounts {
+        let fail = |e: io::Error| io::Error::new(e.kind(), format!("tmpfs {}: {e}", t.target));
+        let target = resolve_in_root(root, &t.target).map_err(fail)?;
+        make_target(&target, true).map_err(fail)?;
+        let mut flags = MsFlags::empty();
+        for (on, flag) in [
+            (t.read_only, MsFlags::MS_RDONLY),
+            (t.noexec, MsFlags::MS_NOEXEC),
+            (t.nosuid, MsFlags::MS_NOSUID),
+            (t.nodev, MsFlags::MS_NODEV),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        let data = (!t.data.is_empty()).then_some(t.data.as_str());
+        sys::mount_fs("tmpfs", &target.display().to_string(), "tmpfs", flags, data)
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// Fills the empty volume directory `volume` with what the image has at `target` (a
 /// path already resolved inside the root): its entries, and the directory's own mode and
 /// owner. Nothing happens when the volume has content or the image has no such directory.

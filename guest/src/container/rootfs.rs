@@ -157,6 +157,11 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     }
     write_etc(&root, spec)?;
     super::mounts::bind_all(&root, &spec.mounts)?;
+    super::mounts::tmpfs_all(&root, &spec.tmpfs)?;
+    if spec.read_only_rootfs {
+        // The root's own mount only: /proc, /dev, binds and tmpfs mounts keep their modes.
+        sys::remount_mount_read_only(&root)?;
+    }
     std::env::set_current_dir(&root)?;
     sys::pivot_to_cwd()?;
     if !spec.security.privileged {

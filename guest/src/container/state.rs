@@ -102,6 +102,8 @@ mod tests {
                 read_only: true,
                 copy_up: true,
             }],
+            tmpfs: vec![],
+            read_only_rootfs: true,
         }
     }
 

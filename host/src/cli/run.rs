@@ -62,6 +62,13 @@ pub struct CreateArgs {
     /// Give the container every capability, no seccomp filter and no masked paths.
     #[arg(long)]
     privileged: bool,
+    /// Mount the container's root file system read-only (volumes, binds and tmpfs
+    /// mounts keep their own modes).
+    #[arg(long)]
+    read_only: bool,
+    /// A fresh tmpfs at PATH, with options (`/run:size=64m,mode=1777,exec`).
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    tmpfs: Vec<String>,
     /// Add a capability (`NET_ADMIN`, `ALL`).
     #[arg(long, value_name = "CAP")]
     cap_add: Vec<String>,
@@ -241,6 +248,11 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
             "BlkioDeviceReadBps": a.device_read_bps.iter().map(|v| rate("--device-read-bps", v)).collect::<Result<Vec<_>, _>>()?,
             "BlkioDeviceWriteBps": a.device_write_bps.iter().map(|v| rate("--device-write-bps", v)).collect::<Result<Vec<_>, _>>()?,
             "Privileged": a.privileged,
+            "ReadonlyRootfs": a.read_only,
+            "Tmpfs": a.tmpfs.iter().map(|t| match t.split_once(':') {
+                Some((path, opts)) => (path.to_string(), json!(opts)),
+                None => (t.clone(), json!("")),
+            }).collect::<serde_json::Map<String, Value>>(),
             "CapAdd": a.cap_add,
             "CapDrop": a.cap_drop,
             "SecurityOpt": a.security_opt,

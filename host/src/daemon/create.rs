@@ -73,7 +73,76 @@ pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiErr
         security: security(host)?,
         network: net_settings(body, image)?,
         mounts: Vec::new(), // filled by `Engine::prepare_mounts`
+        tmpfs: tmpfs(host)?,
+        read_only_rootfs: host["ReadonlyRootfs"].as_bool().unwrap_or(false),
     })
+}
+
+/// `HostConfig.Tmpfs`: `{"/run": "size=64m,mode=1777,noexec"}`, with Docker's option names.
+/// Mounts are noexec, nosuid and nodev unless `exec`, `suid` or `dev` says otherwise.
+pub fn tmpfs(host: &Value) -> Result<Vec<berth_protocol::Tmpfs>, ApiError> {
+    let mut out = Vec::new();
+    let Some(map) = host["Tmpfs"].as_object() else {
+        return Ok(out);
+    };
+    for (target, options) in map {
+        let bad = |why: String| ApiError::bad_request(format!("--tmpfs {target}: {why}"));
+        if !target.starts_with('/') || target == "/" {
+            return Err(bad(
+                "the target must be an absolute path other than /".into()
+            ));
+        }
+        let mut t = berth_protocol::Tmpfs {
+            target: target.clone(),
+            data: String::new(),
+            read_only: false,
+            noexec: true,
+            nosuid: true,
+            nodev: true,
+        };
+        let mut data = Vec::new();
+        for opt in options
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter(|o| !o.is_empty())
+        {
+            match opt.split_once('=') {
+                None => match opt {
+                    "ro" => t.read_only = true,
+                    "rw" => t.read_only = false,
+                    "exec" => t.noexec = false,
+                    "noexec" => t.noexec = true,
+                    "suid" => t.nosuid = false,
+                    "nosuid" => t.nosuid = true,
+                    "dev" => t.nodev = false,
+                    "nodev" => t.nodev = true,
+                    other => return Err(bad(format!("unsupported option {other:?}"))),
+                },
+                Some((key @ ("size" | "nr_inodes"), value))
+                    if !value.is_empty()
+                        && value
+                            .trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G', '%'])
+                            .bytes()
+                            .all(|b| b.is_ascii_digit()) =>
+                {
+                    data.push(format!("{key}={value}"))
+                }
+                Some((key @ ("uid" | "gid"), value)) if value.parse::<u32>().is_ok() => {
+                    data.push(format!("{key}={value}"))
+                }
+                Some(("mode", value))
+                    if u32::from_str_radix(value, 8).is_ok_and(|m| m <= 0o7777) =>
+                {
+                    data.push(format!("mode={value}"))
+                }
+                Some(_) => return Err(bad(format!("invalid option {opt:?}"))),
+            }
+        }
+        t.data = data.join(",");
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// `HostConfig.NetworkMode`, `PortBindings`, `PublishAllPorts` (over the image's and the
@@ -443,6 +512,27 @@ mod tests {
         assert!(net_settings(&bad, &json!({})).is_err());
         let host = json!({"HostConfig": {"NetworkMode": "host"}});
         assert_eq!(net_settings(&host, &json!({})).unwrap().mode, "host");
+    }
+
+    #[test]
+    fn tmpfs_options_follow_docker() {
+        let host = json!({"Tmpfs": {"/run": "size=64m,mode=1777,exec", "/ro": "ro"}});
+        let mounts = tmpfs(&host).unwrap();
+        let run = mounts.iter().find(|t| t.target == "/run").unwrap();
+        assert_eq!(run.data, "size=64m,mode=1777");
+        assert!(!run.noexec && run.nosuid && run.nodev && !run.read_only);
+        let ro = mounts.iter().find(|t| t.target == "/ro").unwrap();
+        assert!(ro.read_only && ro.noexec);
+        for bad in [
+            json!({"Tmpfs": {"/x": "size=lots"}}),
+            json!({"Tmpfs": {"/x": "mode=999"}}),
+            json!({"Tmpfs": {"/x": "huge"}}),
+            json!({"Tmpfs": {"relative": ""}}),
+            json!({"Tmpfs": {"/": ""}}),
+        ] {
+            let err = tmpfs(&bad).unwrap_err();
+            assert!(err.message.starts_with("--tmpfs"), "{}", err.message);
+        }
     }
 
     #[test]

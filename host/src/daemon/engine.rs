@@ -482,6 +482,8 @@ impl Engine {
                 security: s.security.clone(),
                 network,
                 mounts: s.mounts.clone(),
+                tmpfs: s.tmpfs.clone(),
+                read_only_rootfs: s.read_only_rootfs,
             }),
             join: None,
         };

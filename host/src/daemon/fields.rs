@@ -55,6 +55,8 @@ const HOST: &[&str] = &[
     "UsernsMode",
     "ExtraHosts",
     "ConsoleSize",
+    "ReadonlyRootfs",
+    "Tmpfs",
 ];
 
 /// Endpoint fields berth honours.
@@ -202,8 +204,7 @@ mod tests {
     #[test]
     fn a_field_berth_would_drop_is_refused_by_name() {
         for (path, value) in [
-            ("HostConfig.ReadonlyRootfs", json!(true)),
-            ("HostConfig.Tmpfs", json!({"/run": ""})),
+            ("HostConfig.Sysctls", json!({"net.core.somaxconn": "1024"})),
             (
                 "HostConfig.Ulimits",
                 json!([{"Name": "nofile", "Soft": 10, "Hard": 10}]),

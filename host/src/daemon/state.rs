@@ -111,6 +111,12 @@ pub struct RunSpec {
     /// Host folders and volumes (`-v`, `--mount`), checked and named at create.
     #[serde(default)]
     pub mounts: Vec<berth_protocol::Mount>,
+    /// `--tmpfs` mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<berth_protocol::Tmpfs>,
+    /// `--read-only`.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
 }
 
 /// Docker's container states.
