@@ -1,4 +1,5 @@
-//! Sizes as users write them: `512M`, `2G`, `1024` (MiB when no unit is given, as QEMU).
+//! Sizes as users write them: `512M`, `2G`, `1024` (MiB when no unit is given, as QEMU),
+//! and as Docker prints them (`4.26MB`).
 
 /// Parses a memory size into MiB.
 pub fn parse_mib(text: &str) -> Result<u64, String> {
@@ -42,6 +43,39 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// Docker's image size: three significant digits, decimal units (`4.26MB`, `512B`, `1.2GB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let mut text = significant(value, 3);
+    if text == "1000" && unit < UNITS.len() - 1 {
+        text = "1".into();
+        unit += 1;
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// `value` (below 1000) with `digits` significant digits and no trailing zeros, like Go's `%g`.
+fn significant(value: f64, digits: usize) -> String {
+    let int_digits = if value < 1.0 {
+        1
+    } else {
+        value.log10().floor() as usize + 1
+    };
+    let decimals = digits.saturating_sub(int_digits);
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +105,19 @@ mod tests {
         assert!(parse_mib("12Q").is_err());
         assert!(parse_mib("0").is_err());
         assert!(parse_mib("").is_err());
+    }
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(4_261_550), "4.26MB");
+        assert_eq!(human_size(77_800_000), "77.8MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(human_size(1_234_567_890), "1.23GB");
+        assert_eq!(human_size(999_999), "1MB");
     }
 }

@@ -5,6 +5,7 @@
 //! which `cargo xtask test` turns on (plain `cargo test` never boots a VM).
 
 pub mod docker;
+pub mod fixtures;
 pub mod registry;
 
 use std::io::{Read, Write};

@@ -1,35 +1,21 @@
 //! Registries, for real: Debian's `docker-registry` on 127.0.0.1 (started by each test
 //! with its own config), skopeo as an independent writer and reader, a bearer-token server
-//! in the test, and a TCP proxy that breaks or stalls a download on purpose. All but the
-//! last test work on the host's store and boot no VM; the last runs pulled images on a
-//! machine and drives the docker CLI.
+//! in the test, and a TCP proxy that breaks or stalls a download on purpose. These tests work on the
+//! host's store and boot no VM; `registry_vm.rs` runs pulled images on a machine.
 #![cfg(feature = "vm")]
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use berth_tests::docker::Docker;
+use berth_tests::fixtures::{
+    image_file, multi_platform, registry_with_busybox, rootfs_tarball, Proxy, CUT, PASS, STALL,
+};
 use berth_tests::registry::{Auth, Registry, PASSWORD, USER};
 use berth_tests::{ok, Berth, Outcome};
-use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
-
-fn assets() -> PathBuf {
-    PathBuf::from(std::env::var_os("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS"))
-}
-
-/// A test image tarball that `cargo xtask images` built.
-fn image_file(name: &str) -> String {
-    assets()
-        .join(format!("images/{name}.tar"))
-        .display()
-        .to_string()
-}
+use serde_json::Value;
 
 /// Runs berth; it must fail (exit `code`) with `needle` in its stderr.
 fn fails(b: &Berth, args: &[&str], code: i32, needle: &str) -> Outcome {
@@ -71,173 +57,6 @@ fn partials(b: &Berth) -> Vec<(PathBuf, u64)> {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
         .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
         .collect()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
-
-/// An OCI image layout being written by the test.
-struct Layout {
-    dir: PathBuf,
-    top: Vec<Value>,
-}
-
-impl Layout {
-    /// The httpd test image's layout (an OCI layout tar), unpacked.
-    fn from_httpd(dir: &Path) -> Layout {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("tar")
-            .args(["-xf", &image_file("httpd"), "-C"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Layout {
-            dir: dir.to_path_buf(),
-            top: Vec::new(),
-        }
-    }
-
-    fn blob(&self, bytes: &[u8]) -> (String, usize) {
-        let digest = sha256(bytes);
-        let path = self
-            .dir
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
-        std::fs::write(path, bytes).unwrap();
-        (digest, bytes.len())
-    }
-
-    fn read(&self, digest: &str) -> Vec<u8> {
-        std::fs::read(
-            self.dir
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    }
-
-    /// The original image's manifest and config.
-    fn original(&self) -> (Value, Value) {
-        let index: Value =
-            serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
-        let manifest: Value =
-            serde_json::from_slice(&self.read(index["manifests"][0]["digest"].as_str().unwrap()))
-                .unwrap();
-        let config: Value =
-            serde_json::from_slice(&self.read(manifest["config"]["digest"].as_str().unwrap()))
-                .unwrap();
-        (manifest, config)
-    }
-
-    /// Stores `config` and a manifest naming it and `manifest`'s layers; the descriptor.
-    fn image(&self, manifest: &Value, config: &Value) -> (Value, String) {
-        let (cd, cs) = self.blob(config.to_string().as_bytes());
-        let mut m = manifest.clone();
-        m["config"]["digest"] = json!(cd);
-        m["config"]["size"] = json!(cs);
-        let (md, ms) = self.blob(m.to_string().as_bytes());
-        (
-            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}),
-            cd,
-        )
-    }
-
-    fn name(&mut self, mut desc: Value, name: &str) {
-        desc["annotations"] = json!({"org.opencontainers.image.ref.name": name});
-        self.top.push(desc);
-    }
-
-    fn write_index(&self) {
-        let index = json!({"schemaVersion": 2, "manifests": self.top});
-        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
-    }
-}
-
-/// Image ids (config digests) of the layout written by `multi_platform`.
-struct Multi {
-    amd64: String,
-    arm64: String,
-}
-
-/// Writes `multi` (an index of linux/amd64 and linux/arm64), `arm` (an arm64-only
-/// manifest), `zstd` and `plain` (the image with a zstd and an uncompressed layer), and
-/// `corrupt` (a gzip layer that is not gzip, with its true digest).
-fn multi_platform(dir: &Path) -> Multi {
-    let mut l = Layout::from_httpd(dir);
-    let (manifest, config) = l.original();
-    let (amd_desc, amd64) = l.image(&manifest, &config);
-    let mut arm_config = config.clone();
-    arm_config["architecture"] = json!("arm64");
-    arm_config["variant"] = json!("v8");
-    let (arm_desc, arm64) = l.image(&manifest, &arm_config);
-    let platform = |mut d: Value, arch: &str, variant: Option<&str>| {
-        d["platform"] = json!({"os": "linux", "architecture": arch});
-        if let Some(v) = variant {
-            d["platform"]["variant"] = json!(v);
-        }
-        d
-    };
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [platform(arm_desc.clone(), "arm64", Some("v8")), platform(amd_desc, "amd64", None)],
-    });
-    let (id, is) = l.blob(index.to_string().as_bytes());
-    l.name(
-        json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is}),
-        "multi",
-    );
-    l.name(arm_desc, "arm");
-
-    let gz = l.read(manifest["layers"][0]["digest"].as_str().unwrap());
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut tar)
-        .unwrap();
-    let zst =
-        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
-    for (name, media, bytes) in [
-        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd", &zst),
-        ("plain", "application/vnd.oci.image.layer.v1.tar", &tar),
-    ] {
-        let (d, size) = l.blob(bytes);
-        let mut m = manifest.clone();
-        m["layers"] = json!([{"mediaType": media, "digest": d, "size": size}]);
-        // Its own config, so each is an image of its own (ids are config digests).
-        let mut c = config.clone();
-        c["config"]["Labels"] = json!({"compression": name});
-        let (desc, _) = l.image(&m, &c);
-        l.name(desc, name);
-    }
-
-    let mut not_gzip = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
-    not_gzip.extend(std::iter::repeat_n(0xab, 512));
-    let (ld, ls) = l.blob(&not_gzip);
-    let mut bad_manifest = manifest.clone();
-    bad_manifest["layers"] = json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}]);
-    let mut bad_config = config.clone();
-    bad_config["rootfs"]["diff_ids"] = json!([sha256(b"whatever")]);
-    let (bad_desc, _) = l.image(&bad_manifest, &bad_config);
-    l.name(bad_desc, "corrupt");
-    l.write_index();
-    Multi { amd64, arm64 }
-}
-
-/// A registry holding the busybox test image as Docker v2 schema 2 (`lib/busybox:v2s2`).
-fn registry_with_busybox(auth: Auth) -> Registry {
-    let r = Registry::start(auth);
-    r.skopeo_copy(
-        &format!("docker-archive:{}", image_file("busybox")),
-        "lib/busybox:v2s2",
-        &["--format", "v2s2"],
-    );
-    r
 }
 
 #[test]
@@ -338,19 +157,7 @@ fn pull_push_save_import_history_prune_on_the_host_store() {
     );
 
     // Import: a tarball becomes a one-layer image with the changes applied.
-    let root = b.home().join("rootfs");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/greeting"), "imported\n").unwrap();
-    let tgz = b.home().join("rootfs.tgz");
-    assert!(Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    let tgz = rootfs_tarball(b.home(), "etc/greeting", "imported\n");
     let imported = ok(
         &b,
         &[
@@ -438,18 +245,9 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
     let r = Registry::start(Auth::None);
     let host = r.host();
     let work = tempfile::tempdir().unwrap();
-    let multi = multi_platform(&work.path().join("layout"));
-    let layout = work.path().join("layout").display().to_string();
-    r.skopeo_copy(
-        &format!("oci:{layout}:multi"),
-        "multi:1",
-        &["--all", "--preserve-digests"],
-    );
-    r.skopeo_copy(
-        &format!("oci:{layout}:arm"),
-        "armonly:1",
-        &["--preserve-digests"],
-    );
+    let layout = multi_platform(&work.path().join("layout"));
+    layout.copy(&r, "multi", "multi:1");
+    layout.copy(&r, "arm", "armonly:1");
     let raw = r.skopeo_inspect("multi:1", true);
     assert_eq!(
         raw["manifests"].as_array().map(Vec::len),
@@ -461,9 +259,9 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
     ok(&b, &["pull", &format!("{host}/multi:1")]);
     let ids = ok(&b, &["images", "-q"]).stdout_text();
     assert!(
-        multi.amd64.contains(ids.trim()),
+        layout.amd64.contains(ids.trim()),
         "an index gives linux/amd64: {ids} vs {}",
-        multi.amd64
+        layout.amd64
     );
     ok(
         &b,
@@ -476,7 +274,7 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
     );
     let tagged = ok(&b, &["images", "--format", "json"]).stdout_text();
     assert!(
-        tagged.contains(&multi.arm64),
+        tagged.contains(&layout.arm64),
         "--platform linux/arm64 is honoured: {tagged}"
     );
 
@@ -512,16 +310,8 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
 
     // zstd and uncompressed layers (copied as they are: skopeo would otherwise reuse
     // the gzip blob it knows for the same content).
-    r.skopeo_copy(
-        &format!("oci:{layout}:zstd"),
-        "zstd:1",
-        &["--preserve-digests"],
-    );
-    r.skopeo_copy(
-        &format!("oci:{layout}:plain"),
-        "plain:1",
-        &["--preserve-digests"],
-    );
+    layout.copy(&r, "zstd", "zstd:1");
+    layout.copy(&r, "plain", "plain:1");
     for name in ["zstd:1", "plain:1"] {
         let raw = r.skopeo_inspect(name, true);
         let media = raw["layers"][0]["mediaType"].as_str().unwrap().to_string();
@@ -548,121 +338,16 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
     );
 }
 
-/// Forwards 127.0.0.1:port to the registry; can cut or stall downloads after a byte budget.
-struct Proxy {
-    port: u16,
-    /// 0 passes everything, 1 cuts connections past the budget, 2 stalls them.
-    mode: Arc<AtomicU8>,
-    sent: Arc<AtomicU64>,
-    saw_range: Arc<AtomicBool>,
-}
-
-const PASS: u8 = 0;
-const CUT: u8 = 1;
-const STALL: u8 = 2;
-
-impl Proxy {
-    fn start(target: u16, budget: u64) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mode = Arc::new(AtomicU8::new(PASS));
-        let sent = Arc::new(AtomicU64::new(0));
-        let saw_range = Arc::new(AtomicBool::new(false));
-        let (m, s, r) = (mode.clone(), sent.clone(), saw_range.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let r = r.clone();
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (c2, u2);
-                    let mut buf = vec![0u8; 64 << 10];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                        if text.contains("range: bytes=") {
-                            r.store(true, Ordering::SeqCst);
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-                let (m, s) = (m.clone(), s.clone());
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (upstream, client);
-                    let mut buf = vec![0u8; 64 << 10];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        let total = s.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                        if total > budget {
-                            match m.load(Ordering::SeqCst) {
-                                CUT => {
-                                    let _ = to.shutdown(Shutdown::Both);
-                                    let _ = from.shutdown(Shutdown::Both);
-                                    return;
-                                }
-                                STALL => {
-                                    while m.load(Ordering::SeqCst) == STALL {
-                                        std::thread::sleep(Duration::from_millis(50));
-                                    }
-                                    let _ = to.shutdown(Shutdown::Both);
-                                    return;
-                                }
-                                _ => {}
-                            }
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-            }
-        });
-        Proxy {
-            port,
-            mode,
-            sent,
-            saw_range,
-        }
-    }
-
-    fn set(&self, mode: u8) {
-        self.sent.store(0, Ordering::SeqCst);
-        self.mode.store(mode, Ordering::SeqCst);
-    }
-}
-
 /// A registry holding `big:1`: one 24 MiB layer of random bytes (so it does not compress).
 fn registry_with_big_image() -> (Registry, String) {
     let r = Registry::start(Auth::None);
     let b = Berth::new();
-    let root = b.home().join("big");
-    std::fs::create_dir_all(&root).unwrap();
     let mut data = vec![0u8; 24 << 20];
     std::fs::File::open("/dev/urandom")
         .unwrap()
         .read_exact(&mut data)
         .unwrap();
-    std::fs::write(root.join("noise"), &data).unwrap();
-    let tgz = b.home().join("big.tgz");
-    let tar = Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(tar.success());
+    let tgz = rootfs_tarball(b.home(), "noise", &data);
     let name = format!("{}/big:1", r.host());
     ok(&b, &["import", tgz.to_str().unwrap(), &name]);
     ok(&b, &["push", &name]);
@@ -709,18 +394,9 @@ fn faults_give_clear_errors_and_leave_the_store_as_it_was() {
 
     // A blob whose bytes are not its digest, and a gzip layer that is not gzip.
     let work = tempfile::tempdir().unwrap();
-    multi_platform(&work.path().join("layout"));
-    let layout = work.path().join("layout").display().to_string();
-    r.skopeo_copy(
-        &format!("oci:{layout}:zstd"),
-        "tampered:1",
-        &["--preserve-digests"],
-    );
-    r.skopeo_copy(
-        &format!("oci:{layout}:corrupt"),
-        "corrupt:1",
-        &["--preserve-digests"],
-    );
+    let layout = multi_platform(&work.path().join("layout"));
+    layout.copy(&r, "zstd", "tampered:1");
+    layout.copy(&r, "corrupt", "corrupt:1");
     let layer = r.skopeo_inspect("tampered:1", true)["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -885,257 +561,4 @@ fn basic_and_bearer_auth_with_berth_login() {
             "pull access denied",
         );
     }
-}
-
-#[test]
-fn pulled_images_run_and_the_docker_cli_pulls_pushes_and_saves() {
-    let r = registry_with_busybox(Auth::None);
-    let host = r.host();
-    let work = tempfile::tempdir().unwrap();
-    multi_platform(&work.path().join("layout"));
-    let layout = work.path().join("layout").display().to_string();
-    r.skopeo_copy(
-        &format!("oci:{layout}:multi"),
-        "multi:1",
-        &["--all", "--preserve-digests"],
-    );
-    r.skopeo_copy(
-        &format!("oci:{layout}:zstd"),
-        "zstd:1",
-        &["--preserve-digests"],
-    );
-    let busybox = format!("docker-archive:{}", image_file("busybox"));
-    r.skopeo_copy(&busybox, "lib/busybox:other", &["--format", "v2s2"]);
-    r.skopeo_copy(&busybox, "fresh:1", &["--format", "v2s2"]);
-
-    let b = Berth::new();
-    ok(&b, &["machine", "start"]);
-    // run of a missing image pulls it first (the index's linux/amd64 image).
-    let page = b.run(
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "cat",
-            &format!("{host}/multi:1"),
-            "/www/index.html",
-        ],
-        b"",
-    );
-    assert_eq!(page.code, 0, "run pulls a missing image: {}", page.stderr);
-    assert!(
-        page.stderr
-            .contains(&format!("Unable to find image '{host}/multi:1' locally")),
-        "{}",
-        page.stderr
-    );
-    assert_eq!(page.stdout_text(), "<h1>hello from berth</h1>\n");
-    let z = ok(
-        &b,
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "cat",
-            &format!("{host}/zstd:1"),
-            "/www/index.html",
-        ],
-    );
-    assert_eq!(
-        z.stdout_text(),
-        "<h1>hello from berth</h1>\n",
-        "a zstd layer unpacks in the guest"
-    );
-    let never = b.run(
-        &[
-            "run",
-            "--rm",
-            "--pull",
-            "never",
-            &format!("{host}/lib/busybox:v2s2"),
-            "true",
-        ],
-        b"",
-    );
-    assert_eq!(
-        never.code, 125,
-        "--pull never does not pull: {}",
-        never.stderr
-    );
-    let missing = b.run(
-        &["run", "--rm", &format!("{host}/lib/busybox:nosuch"), "true"],
-        b"",
-    );
-    assert_eq!(missing.code, 125, "{}", missing.stderr);
-    assert!(missing.stderr.contains("not found"), "{}", missing.stderr);
-    let arm = b.run(
-        &[
-            "run",
-            "--rm",
-            "--platform",
-            "linux/arm64",
-            &format!("{host}/multi:1"),
-            "true",
-        ],
-        b"",
-    );
-    assert_eq!(arm.code, 125, "{}", arm.stderr);
-    assert!(
-        arm.stderr.contains("linux/amd64 images only"),
-        "{}",
-        arm.stderr
-    );
-
-    // The docker CLI: pull (with RepoDigests), run of a missing image, push, save, history.
-    let d = Docker::new(&b);
-    let (code, out, _) = d.run(&["pull", &format!("{host}/lib/busybox:other")]);
-    assert_eq!(code, 0, "docker pull: {out}");
-    assert!(out.contains("Downloaded newer image"), "docker pull: {out}");
-    let digests = d.ok(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{json .RepoDigests}}",
-        &format!("{host}/lib/busybox:other"),
-    ]);
-    assert!(
-        digests.contains(&format!("{host}/lib/busybox@sha256:")),
-        "RepoDigests after a pull: {digests}"
-    );
-    let (code, _, err) = d.run(&["pull", &format!("{host}/lib/busybox:nosuch")]);
-    assert_eq!(code, 1, "docker pull of a missing tag exits 1: {err}");
-    assert!(err.contains("not found"), "{err}");
-    let hi = d.ok(&[
-        "run",
-        "--rm",
-        &format!("{host}/fresh:1"),
-        "echo",
-        "pulled by docker run",
-    ]);
-    assert_eq!(hi, "pulled by docker run\n");
-    d.ok(&[
-        "tag",
-        &format!("{host}/fresh:1"),
-        &format!("{host}/dpush:1"),
-    ]);
-    let pushed = d.ok(&["push", &format!("{host}/dpush:1")]);
-    assert!(pushed.contains("digest: sha256:"), "docker push: {pushed}");
-    assert_eq!(r.skopeo_inspect("dpush:1", false)["Architecture"], "amd64");
-    let saved = b.home().join("docker-saved.tar");
-    d.ok(&[
-        "save",
-        "-o",
-        saved.to_str().unwrap(),
-        &format!("{host}/fresh:1"),
-    ]);
-    let id = d.ok(&[
-        "image",
-        "inspect",
-        "-f",
-        "{{.Id}}",
-        &format!("{host}/fresh:1"),
-    ]);
-    let other = Berth::new();
-    ok(&other, &["load", "-i", saved.to_str().unwrap()]);
-    let reloaded = ok(&other, &["images", "--format", "json"]).stdout_text();
-    assert!(
-        reloaded.contains(id.trim()),
-        "docker save then berth load: the same id {id}: {reloaded}"
-    );
-    let history = d.ok(&["history", &format!("{host}/fresh:1")]);
-    assert!(
-        history.contains("cargo xtask images"),
-        "docker history: {history}"
-    );
-    // GET /distribution: what a reference names, without pulling it.
-    let socket = d
-        .host
-        .as_ref()
-        .unwrap()
-        .trim_start_matches("unix://")
-        .to_string();
-    let out = Command::new("curl")
-        .args(["-sS", "--unix-socket", &socket])
-        .arg(format!(
-            "http://berth/v1.43/distribution/{host}/multi:1/json"
-        ))
-        .output()
-        .unwrap();
-    let dist: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "distribution: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    assert_eq!(
-        dist["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json",
-        "{dist}"
-    );
-    assert_eq!(
-        dist["Platforms"].as_array().map(Vec::len),
-        Some(2),
-        "{dist}"
-    );
-
-    // docker import: a tarball becomes a one-layer image with the changes.
-    let root = b.home().join("rootfs");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/greeting"), "imported by docker\n").unwrap();
-    let tgz = b.home().join("rootfs.tgz");
-    let tar = Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status();
-    assert!(tar.unwrap().success());
-    let imported = d.ok(&[
-        "import",
-        "-c",
-        "ENV IMPORTED=yes",
-        "-m",
-        "by docker import",
-        tgz.to_str().unwrap(),
-        "dimp:1",
-    ]);
-    assert!(
-        imported.trim().starts_with("sha256:"),
-        "docker import prints the id: {imported}"
-    );
-    let env = d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", "dimp:1"]);
-    assert!(
-        env.contains("IMPORTED=yes"),
-        "docker import applies -c: {env}"
-    );
-    let dangling = d.ok(&["import", tgz.to_str().unwrap()]);
-    let pruned = d.ok(&["image", "prune", "-f"]);
-    assert!(
-        pruned.contains(dangling.trim()),
-        "docker image prune removes the untagged import: {pruned}"
-    );
-    let comment = d.ok(&["history", "--format", "{{.Comment}}", "dimp:1"]);
-    assert!(
-        comment.contains("by docker import"),
-        "docker import's -m: {comment}"
-    );
-
-    // docker login against a basic-auth registry, then a pull with its credentials.
-    let locked = registry_with_busybox(Auth::Basic);
-    let (code, _, err) = d.run(&["pull", &format!("{}/lib/busybox:v2s2", locked.host())]);
-    assert_eq!(code, 1, "no credentials, no pull: {err}");
-    let login = Command::new(berth_tests::docker::docker_bin())
-        .env("DOCKER_HOST", d.host.as_ref().unwrap())
-        .env("DOCKER_CONFIG", &d.config)
-        .args(["login", "-u", USER, "-p", PASSWORD, &locked.host()])
-        .output()
-        .unwrap();
-    assert!(
-        login.status.success(),
-        "docker login: {}",
-        String::from_utf8_lossy(&login.stderr)
-    );
-    assert!(String::from_utf8_lossy(&login.stdout).contains("Login Succeeded"));
-    d.ok(&["pull", &format!("{}/lib/busybox:v2s2", locked.host())]);
-    ok(&b, &["machine", "stop"]);
 }

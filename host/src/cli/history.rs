@@ -58,7 +58,7 @@ pub fn run(args: HistoryArgs) -> Result<i32, Error> {
             by = by.chars().take(44).collect::<String>() + "…";
         }
         let size = if args.human {
-            super::images::human_size(s.size)
+            crate::size::human_size(s.size)
         } else {
             s.size.to_string()
         };

@@ -28,21 +28,9 @@ pub struct LogoutArgs {
     server: Option<String>,
 }
 
-/// `https://host/` or `host`, as typed, to the registry's domain.
+/// The registry a `login`/`logout` SERVER names (default: Docker Hub).
 fn domain(server: Option<&str>) -> String {
-    let s = server.unwrap_or(DEFAULT_DOMAIN);
-    let s = s
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let s = s
-        .strip_suffix("/v1")
-        .or_else(|| s.strip_suffix("/v2"))
-        .unwrap_or(s);
-    match s {
-        "index.docker.io" | "registry-1.docker.io" => DEFAULT_DOMAIN.to_string(),
-        other => other.to_string(),
-    }
+    registry::server_domain(server.unwrap_or(DEFAULT_DOMAIN))
 }
 
 pub fn login(args: LoginArgs) -> Result<i32, Error> {

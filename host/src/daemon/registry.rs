@@ -350,17 +350,7 @@ pub async fn auth(engine: &Engine, body: Incoming) -> Result<Response<Body>, Api
         .to_bytes();
     let auth: Auth = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let server = auth
-        .server
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .trim_end_matches("/v1")
-        .to_string();
-    let domain = match server.as_str() {
-        "" | "index.docker.io" | "registry-1.docker.io" => crate::image::DEFAULT_DOMAIN.to_string(),
-        other => other.to_string(),
-    };
+    let domain = registry::server_domain(&auth.server);
     let settings = settings(engine)?;
     registry::login(&settings, &domain, &auth.username, &auth.password).await?;
     Ok(http::json(

@@ -155,6 +155,23 @@ pub fn config_key(domain: &str) -> String {
     }
 }
 
+/// The registry a login's server address names: `https://host/`, `host/v1/`, `host` as
+/// typed; Docker Hub's addresses (and an empty one) are `docker.io`.
+pub fn server_domain(server: &str) -> String {
+    let s = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let s = s
+        .strip_suffix("/v1")
+        .or_else(|| s.strip_suffix("/v2"))
+        .unwrap_or(s);
+    match s {
+        "" | "index.docker.io" | "registry-1.docker.io" => DEFAULT_DOMAIN.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 pub fn config_path() -> PathBuf {
     let dir = match std::env::var_os("DOCKER_CONFIG") {

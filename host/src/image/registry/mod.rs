@@ -18,10 +18,10 @@ mod settings;
 
 use std::time::Duration;
 
-pub use auth::{config_key, config_path, Credentials};
+pub use auth::{config_key, config_path, server_domain, Credentials};
 pub use login::{credentials, login};
 pub use platform::Platform;
-pub use progress::{human, Event, LayerState, Progress, Silent};
+pub use progress::{Event, LayerState, Progress, Silent};
 pub use pull::{distribution, pull, resolve, PullOptions, Pulled, Resolved};
 pub use push::{push, Pushed};
 pub use settings::{Endpoint, Settings};

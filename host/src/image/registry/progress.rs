@@ -118,25 +118,11 @@ fn bar(current: u64, total: u64) -> String {
         });
     }
     s.push(']');
-    format!("{s} {}/{}", human(current), human(total))
-}
-
-/// Sizes as Docker prints them (decimal units).
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        let number = format!("{value:.3}");
-        let number = number.trim_end_matches('0').trim_end_matches('.');
-        format!("{number}{}", units[unit])
-    }
+    format!(
+        "{s} {}/{}",
+        crate::size::human_size(current),
+        crate::size::human_size(total)
+    )
 }
 
 #[cfg(test)]
@@ -172,13 +158,5 @@ mod tests {
         }
         .docker_json();
         assert_eq!(pulling[0]["status"], "Pulling from library/busybox");
-    }
-
-    #[test]
-    fn sizes_are_decimal() {
-        assert_eq!(human(999), "999B");
-        assert_eq!(human(1_500), "1.5kB");
-        assert_eq!(human(2_000_000), "2MB");
-        assert_eq!(human(4_261_550), "4.262MB");
     }
 }

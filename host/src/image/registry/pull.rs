@@ -335,7 +335,8 @@ impl Resolved {
         }
         let what = format!("{named}: config {config_digest}");
         let config = layer::parse_config(&config_bytes, &what)?;
-        if shared_platforms_empty(&self) {
+        // No index chose the platform: the image's own must be the one asked for.
+        if self.platforms.is_empty() {
             check_platform(&named, &self.platform, &config)?;
         }
         let diff_ids = layer::diff_ids(&config, self.manifest.layers().len(), &what)?;
@@ -417,11 +418,6 @@ impl Resolved {
             fresh,
         })
     }
-}
-
-/// Whether the reference named a single manifest (no index chose the platform).
-fn shared_platforms_empty(r: &Resolved) -> bool {
-    r.platforms.is_empty()
 }
 
 /// Checks that a single-platform image's config is the platform asked for (a config
