@@ -342,6 +342,14 @@ pub async fn auth(engine: &Engine, body: Incoming) -> Result<Response<Body>, Api
         password: String,
         #[serde(default, rename = "serveraddress")]
         server: String,
+        /// Logins by token are refused below rather than ignored.
+        #[serde(default, rename = "identitytoken")]
+        identity_token: String,
+        #[serde(default, rename = "registrytoken")]
+        registry_token: String,
+        /// `auth` (base64 user:password), as some clients send instead of the two fields.
+        #[serde(default)]
+        auth: String,
     }
     let bytes = body
         .collect()
@@ -350,9 +358,26 @@ pub async fn auth(engine: &Engine, body: Incoming) -> Result<Response<Body>, Api
         .to_bytes();
     let auth: Auth = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    if !auth.identity_token.is_empty() || !auth.registry_token.is_empty() {
+        return Err(ApiError::bad_request(
+            "POST /auth: logging in with identitytoken or registrytoken is not supported: \
+             send username and password",
+        ));
+    }
+    let (username, password) = match (auth.username.is_empty(), auth.auth.is_empty()) {
+        (true, false) => match Credentials::from_header_auth(&auth.auth)? {
+            Credentials::Basic { username, password } => (username, password),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "POST /auth: auth is not user:password",
+                ))
+            }
+        },
+        _ => (auth.username, auth.password),
+    };
     let domain = registry::server_domain(&auth.server);
     let settings = settings(engine)?;
-    registry::login(&settings, &domain, &auth.username, &auth.password).await?;
+    registry::login(&settings, &domain, &username, &password).await?;
     Ok(http::json(
         200,
         &json!({"Status": "Login Succeeded", "IdentityToken": ""}),

@@ -100,6 +100,11 @@ impl Credentials {
         Ok(None)
     }
 
+    /// The `auth` field clients send: base64 of `user:password`.
+    pub fn from_header_auth(auth: &str) -> Result<Credentials, RegistryError> {
+        decode_auth(auth).map_err(RegistryError::Invalid)
+    }
+
     /// The credentials the docker CLI's config holds for `domain` (anonymous when none):
     /// its `credHelpers`, `credsStore` or `auths`, read by the `docker_credential` crate.
     pub fn from_config(domain: &str) -> Result<Credentials, RegistryError> {
@@ -316,6 +321,15 @@ mod tests {
             })
         );
         assert_eq!(Credentials::from_header("e30=").unwrap(), None);
+        let user_pass = base64::engine::general_purpose::STANDARD.encode("u:p:q");
+        let by_auth = Credentials::from_header(&b64url(&json!({ "auth": user_pass }))).unwrap();
+        let expected = Credentials::Basic {
+            username: "u".into(),
+            password: "p:q".into(),
+        };
+        assert_eq!(by_auth, Some(expected.clone()));
+        assert_eq!(Credentials::from_header_auth(&user_pass).unwrap(), expected);
+        assert!(Credentials::from_header_auth("bm9jb2xvbg==").is_err());
         assert_eq!(Credentials::from_header("").unwrap(), None);
         let token = Credentials::from_header(&b64url(&json!({"registrytoken": "t"}))).unwrap();
         assert_eq!(token, Some(Credentials::Token("t".into())));
