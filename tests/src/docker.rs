@@ -34,7 +34,27 @@ impl Docker {
 
     /// Runs `docker ARGS` with the deadline; (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = Command::new(docker_bin());
+        self.run_program(Command::new(docker_bin()), args)
+    }
+
+    /// Runs `docker-compose ARGS` in the project folder `dir`, with the same daemon.
+    pub fn compose(&self, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = Command::new(
+            std::env::var_os("BERTH_TEST_COMPOSE").unwrap_or_else(|| "docker-compose".into()),
+        );
+        cmd.current_dir(dir);
+        self.run_program(cmd, args)
+    }
+
+    /// `docker-compose ARGS` that must succeed; its stdout and stderr together (compose
+    /// reports progress on stderr).
+    pub fn compose_ok(&self, dir: &std::path::Path, args: &[&str]) -> String {
+        let (code, out, err) = self.compose(dir, args);
+        assert_eq!(code, 0, "docker-compose {args:?}: {out}{err}");
+        format!("{out}{err}")
+    }
+
+    fn run_program(&self, mut cmd: Command, args: &[&str]) -> (i32, String, String) {
         match &self.host {
             Some(h) => cmd.env("DOCKER_HOST", h),
             None => cmd.env_remove("DOCKER_HOST"),
@@ -47,7 +67,7 @@ impl Docker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("the docker CLI is installed (see machine-facts.md)");
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e} (cargo xtask deps installs it)"));
         let started = std::time::Instant::now();
         loop {
             if child.try_wait().unwrap().is_some() {
@@ -55,7 +75,7 @@ impl Docker {
             }
             if started.elapsed() > COMMAND_DEADLINE {
                 let _ = child.kill();
-                panic!("docker {args:?} did not finish within {COMMAND_DEADLINE:?}");
+                panic!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

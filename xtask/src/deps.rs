@@ -36,6 +36,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "skopeo",
     "openssl",
     "apache2-utils",
+    // A real Docker API client suite: compose 1.29 (with docker-py underneath).
+    "docker-compose",
     // virtiofsd links them (cargo builds it).
     "libseccomp-dev",
     "libcap-ng-dev",

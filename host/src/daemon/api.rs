@@ -10,10 +10,13 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 
+use super::attach_net::{ConnectBody, DisconnectBody};
 use super::engine::{Container, Engine};
 use super::error::ApiError;
 use super::http::{self, flag, Body};
 use super::logs::{self, Filter};
+use super::models::exec::{ExecBody, ExecStartBody};
+use super::models::CreateBody;
 use super::views;
 
 pub use crate::machine::{API_VERSION, MIN_API_VERSION};
@@ -68,18 +71,19 @@ async fn route(
         ["version"] if get => Ok(http::json(200, &version(engine))),
         ["info"] if get => Ok(http::json(200, &info(engine))),
         ["containers", "json"] if get => {
-            let filters: Value = q
-                .get("filters")
-                .and_then(|f| serde_json::from_str(f).ok())
-                .unwrap_or(Value::Null);
-            let all = flag(&q, "all");
+            let all_containers = engine.all();
+            let filter = views::ContainerFilter::parse(
+                q.get("filters").map(String::as_str),
+                &all_containers,
+                &engine.images,
+            )?;
+            let all = flag(&q, "all") || filter.selects_stopped();
             let now = SystemTime::now();
-            let mut list: Vec<Value> = engine
-                .all()
+            let mut list: Vec<Value> = all_containers
                 .iter()
                 .rev()
                 .filter(|c| all || c.state().running)
-                .filter(|c| views::matches_filters(c, &filters))
+                .filter(|c| filter.matches(&c.record()))
                 .map(|c| views::list_entry(c, now))
                 .collect();
             if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {
@@ -90,7 +94,7 @@ async fn route(
             Ok(http::json(200, &Value::Array(list)))
         }
         ["containers", "create"] if post => {
-            let body = http::json_body(req.into_body()).await?;
+            let body: CreateBody = http::typed_body(req.into_body()).await?;
             let id = engine.create(&body, q.get("name").map(String::as_str))?;
             Ok(http::json(201, &json!({"Id": id, "Warnings": []})))
         }
@@ -100,6 +104,22 @@ async fn route(
                 200,
                 &views::inspect(&c, &engine.store.log_path(&c.id)),
             ))
+        }
+        ["containers", name, "rename"] if post => {
+            let c = engine.find(name)?;
+            engine.rename(&c, q.get("name").map(String::as_str).unwrap_or(""))?;
+            Ok(http::no_content())
+        }
+        ["events"] if get => super::events::route(engine, &q),
+        ["networks", name, "connect"] if post => {
+            let body: ConnectBody = http::typed_body(req.into_body()).await?;
+            engine.connect(name, &body)?;
+            Ok(full_ok())
+        }
+        ["networks", name, "disconnect"] if post => {
+            let body: DisconnectBody = http::typed_body(req.into_body()).await?;
+            engine.disconnect(name, &body)?;
+            Ok(full_ok())
         }
         ["containers", name, "start"] if post => {
             let c = engine.find(name)?;
@@ -199,17 +219,19 @@ async fn route(
         }
         ["containers", name, "exec"] if post => {
             let c = engine.find(name)?;
-            let body = http::json_body(req.into_body()).await?;
+            let body: ExecBody = http::typed_body(req.into_body()).await?;
             let id = engine.exec_create(&c, &body)?;
             Ok(http::json(201, &json!({"Id": id})))
         }
         ["exec", id, "start"] if post => {
             let e = engine.exec_find(id)?;
             let on_upgrade = hyper::upgrade::on(&mut req);
-            let body = http::json_body(req.into_body()).await?;
-            let detach = body["Detach"].as_bool().unwrap_or(false);
-            let tty = body["Tty"].as_bool().unwrap_or(e.config.tty);
-            let exec = engine.exec_start(&e, Some(tty)).await?;
+            let body: ExecStartBody = http::typed_body(req.into_body()).await?;
+            super::fields::check_other("", &body.other)?;
+            let detach = body.detach.unwrap_or(false);
+            let tty = body.tty.unwrap_or(e.config.tty);
+            let console = super::exec::console_size(body.console_size.as_deref());
+            let exec = engine.exec_start(&e, Some(tty), console).await?;
             let engine = engine.clone();
             if detach {
                 tokio::spawn(super::exec::run_exec::<http::Upgraded>(
@@ -341,9 +363,14 @@ fn ping() -> Response<Body> {
     resp
 }
 
-fn timeout(q: &std::collections::HashMap<String, String>) -> Duration {
-    let secs = q.get("t").and_then(|t| t.parse::<i64>().ok()).unwrap_or(10);
-    Duration::from_secs(secs.max(0) as u64)
+/// `t`: seconds between the stop signal and SIGKILL; `-1` waits without limit. Absent,
+/// the container's own stop timeout applies.
+fn timeout(q: &std::collections::HashMap<String, String>) -> Option<Duration> {
+    let secs = q.get("t").and_then(|t| t.parse::<i64>().ok())?;
+    Some(match secs {
+        s if s < 0 => Duration::from_secs(u32::MAX as u64),
+        s => Duration::from_secs(s as u64),
+    })
 }
 
 fn size_of(
@@ -682,6 +709,7 @@ fn network_create(engine: &Engine, body: &Value) -> Result<Value, ApiError> {
     let n = engine
         .networks
         .create(name, driver, subnet, gateway, labels, internal)?;
+    engine.events.network(&n.id, &n.name, "create", None);
     Ok(json!({"Id": n.id, "Warning": ""}))
 }
 
@@ -710,7 +738,9 @@ fn network_remove(engine: &Engine, name: &str) -> Result<(), ApiError> {
             users.join(", ")
         )));
     }
-    engine.networks.remove(&n.id)
+    engine.networks.remove(&n.id)?;
+    engine.events.network(&n.id, &n.name, "destroy", None);
+    Ok(())
 }
 
 fn network_prune(engine: &Engine) -> Vec<String> {

@@ -1,10 +1,12 @@
 //! `POST /containers/create`: Docker's `Config` + `HostConfig` body, merged with the
 //! image's config, into what the guest will run ([`RunSpec`]).
 
+use std::collections::BTreeMap;
+
 use berth_protocol::{PortProto, Resources, Security, TtySize};
-use serde_json::Value;
 
 use super::error::ApiError;
+use super::models::create::{ContainerConfig, CreateBody, DeviceRate, HostConfig, StrOrList};
 use super::state::{NetSettings, PortSpec, RunSpec};
 
 /// Where published ports listen when the request names no address: the host's loopback
@@ -14,17 +16,21 @@ pub const DEFAULT_HOST_IP: &str = "127.0.0.1";
 /// Docker's rule: an `Entrypoint` in the request replaces the image's and drops its
 /// `Cmd`; a `Cmd` in the request replaces the image's. `[""]` is an explicitly empty
 /// entrypoint.
-pub fn command(request: &Value, image: &Value) -> Result<(Vec<String>, Vec<String>), ApiError> {
-    let entry = strings_or_string(&request["Entrypoint"]);
-    let cmd = strings_or_string(&request["Cmd"]);
-    let (entrypoint, cmd) = match entry {
+pub fn command(
+    request: &ContainerConfig,
+    image: &ContainerConfig,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let list = |v: &Option<StrOrList>| v.as_ref().map(StrOrList::to_vec);
+    let (entrypoint, cmd) = match list(&request.entrypoint) {
         Some(e) => {
             let e: Vec<String> = e.into_iter().filter(|s| !s.is_empty()).collect();
-            (e, cmd.unwrap_or_default())
+            (e, list(&request.cmd).unwrap_or_default())
         }
         None => (
-            strings(&image["Entrypoint"]),
-            cmd.unwrap_or_else(|| strings(&image["Cmd"])),
+            list(&image.entrypoint).unwrap_or_default(),
+            list(&request.cmd)
+                .or_else(|| list(&image.cmd))
+                .unwrap_or_default(),
         ),
     };
     if entrypoint.is_empty() && cmd.is_empty() {
@@ -45,44 +51,52 @@ pub fn environment(image: &[String], request: &[String]) -> Vec<String> {
     env
 }
 
-/// The run spec of a create request: `body` is Docker's create body, `image` the image
-/// config's `config` object, `id` the new container id.
-pub fn run_spec(body: &Value, image: &Value, id: &str) -> Result<RunSpec, ApiError> {
-    let (entrypoint, cmd) = command(body, image)?;
-    let host = &body["HostConfig"];
-    let console = host["ConsoleSize"]
-        .as_array()
-        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
-        .filter(|(h, w)| *h > 0 && *w > 0)
-        .map(|(h, w)| TtySize {
-            rows: h.min(u16::MAX as u64) as u16,
-            cols: w.min(u16::MAX as u64) as u16,
-        });
+/// The run spec of a create request: `image` is the image config's `config` object,
+/// `id` the new container id.
+pub fn run_spec(body: &CreateBody, image: &ContainerConfig, id: &str) -> Result<RunSpec, ApiError> {
+    let c = &body.config;
+    let (entrypoint, cmd) = command(c, image)?;
+    let host = body.host();
+    let console = match host.console_size.as_deref() {
+        Some([h, w]) if *h > 0 && *w > 0 => Some(TtySize {
+            rows: (*h).min(u16::MAX as u64) as u16,
+            cols: (*w).min(u16::MAX as u64) as u16,
+        }),
+        _ => None,
+    };
     Ok(RunSpec {
         argv: entrypoint.into_iter().chain(cmd).collect(),
-        env: environment(&strings(&image["Env"]), &strings(&body["Env"])),
-        cwd: string(&body["WorkingDir"]).or_else(|| string(&image["WorkingDir"])),
-        user: string(&body["User"]).or_else(|| string(&image["User"])),
-        hostname: string(&body["Hostname"]).unwrap_or_else(|| id[..12].to_string()),
-        tty: body["Tty"].as_bool().unwrap_or(false),
-        open_stdin: body["OpenStdin"].as_bool().unwrap_or(false),
-        stdin_once: body["StdinOnce"].as_bool().unwrap_or(false),
+        env: environment(
+            image.env.as_deref().unwrap_or_default(),
+            c.env.as_deref().unwrap_or_default(),
+        ),
+        cwd: string(&c.working_dir).or_else(|| string(&image.working_dir)),
+        user: string(&c.user).or_else(|| string(&image.user)),
+        hostname: string(&c.hostname).unwrap_or_else(|| id[..12].to_string()),
+        tty: c.tty.unwrap_or(false),
+        open_stdin: c.open_stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
         console,
-        auto_remove: host["AutoRemove"].as_bool().unwrap_or(false),
-        resources: resources(host)?,
-        security: security(host)?,
+        auto_remove: host.auto_remove.unwrap_or(false),
+        resources: resources(&host)?,
+        security: security(&host)?,
         network: net_settings(body, image)?,
         mounts: Vec::new(), // filled by `Engine::prepare_mounts`
-        tmpfs: tmpfs(host)?,
-        read_only_rootfs: host["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        tmpfs: tmpfs(&host)?,
+        read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
+        // Filled by `Engine::create`, which also sees the image's config.
+        restart: Default::default(),
+        stop_signal: None,
+        stop_timeout: None,
+        health: None,
     })
 }
 
 /// `HostConfig.Tmpfs`: `{"/run": "size=64m,mode=1777,noexec"}`, with Docker's option names.
 /// Mounts are noexec, nosuid and nodev unless `exec`, `suid` or `dev` says otherwise.
-pub fn tmpfs(host: &Value) -> Result<Vec<berth_protocol::Tmpfs>, ApiError> {
+pub fn tmpfs(host: &HostConfig) -> Result<Vec<berth_protocol::Tmpfs>, ApiError> {
     let mut out = Vec::new();
-    let Some(map) = host["Tmpfs"].as_object() else {
+    let Some(map) = &host.tmpfs else {
         return Ok(out);
     };
     for (target, options) in map {
@@ -101,12 +115,7 @@ pub fn tmpfs(host: &Value) -> Result<Vec<berth_protocol::Tmpfs>, ApiError> {
             nodev: true,
         };
         let mut data = Vec::new();
-        for opt in options
-            .as_str()
-            .unwrap_or("")
-            .split(',')
-            .filter(|o| !o.is_empty())
-        {
+        for opt in options.split(',').filter(|o| !o.is_empty()) {
             match opt.split_once('=') {
                 None => match opt {
                     "ro" => t.read_only = true,
@@ -147,33 +156,32 @@ pub fn tmpfs(host: &Value) -> Result<Vec<berth_protocol::Tmpfs>, ApiError> {
 
 /// `HostConfig.NetworkMode`, `PortBindings`, `PublishAllPorts` (over the image's and the
 /// request's `ExposedPorts`), `ExtraHosts`, and the aliases of `NetworkingConfig`.
-pub fn net_settings(body: &Value, image: &Value) -> Result<NetSettings, ApiError> {
-    let host = &body["HostConfig"];
-    let mode = match host["NetworkMode"].as_str().unwrap_or("") {
+pub fn net_settings(body: &CreateBody, image: &ContainerConfig) -> Result<NetSettings, ApiError> {
+    let host = body.host();
+    let mode = match host.network_mode.as_deref().unwrap_or("") {
         "" | "default" => "bridge".to_string(),
         m => m.to_string(),
     };
-    let aliases: Vec<String> = body["NetworkingConfig"]["EndpointsConfig"]
-        .as_object()
-        .map(|m| m.values().flat_map(|v| strings(&v["Aliases"])).collect())
-        .unwrap_or_default();
+    let aliases: Vec<String> = body
+        .endpoints()
+        .values()
+        .flat_map(|e| e.aliases.clone().unwrap_or_default())
+        .collect();
     let mut ports = Vec::new();
-    for (key, bindings) in host["PortBindings"].as_object().into_iter().flatten() {
+    for (key, bindings) in host.port_bindings.iter().flatten() {
         let (container_port, proto) = port_key(key)?;
-        let list = bindings.as_array().cloned().unwrap_or_default();
-        let list = if list.is_empty() {
-            vec![Value::Null]
-        } else {
-            list
-        };
+        let mut list = bindings.clone().unwrap_or_default();
+        if list.is_empty() {
+            list.push(Default::default());
+        }
         for b in list {
-            let host_ip = string(&b["HostIp"]).unwrap_or_else(|| DEFAULT_HOST_IP.to_string());
+            let host_ip = string(&b.host_ip).unwrap_or_else(|| DEFAULT_HOST_IP.to_string());
             if host_ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(ApiError::bad_request(format!(
                     "invalid host address {host_ip:?} for port {key}"
                 )));
             }
-            let host_port = match b["HostPort"].as_str().unwrap_or("") {
+            let host_port = match b.host_port.as_deref().unwrap_or("") {
                 "" => 0,
                 p => p.parse::<u16>().map_err(|_| {
                     ApiError::bad_request(format!(
@@ -189,12 +197,12 @@ pub fn net_settings(body: &Value, image: &Value) -> Result<NetSettings, ApiError
             });
         }
     }
-    if host["PublishAllPorts"].as_bool().unwrap_or(false) {
-        let exposed = [&image["ExposedPorts"], &body["ExposedPorts"]];
+    if host.publish_all_ports.unwrap_or(false) {
+        let exposed = [&image.exposed_ports, &body.config.exposed_ports];
         for key in exposed
             .iter()
-            .filter_map(|v| v.as_object())
-            .flat_map(|m| m.keys())
+            .filter_map(|v| v.as_ref())
+            .flat_map(BTreeMap::keys)
         {
             let (container_port, proto) = port_key(key)?;
             if !ports
@@ -212,7 +220,7 @@ pub fn net_settings(body: &Value, image: &Value) -> Result<NetSettings, ApiError
     }
     ports.sort_by_key(|p| (p.container_port, p.proto.as_str(), p.host_port));
     let mut extra_hosts = Vec::new();
-    for entry in strings(&host["ExtraHosts"]) {
+    for entry in host.extra_hosts.iter().flatten() {
         let (name, ip) = entry
             .split_once(['=', ':'])
             .filter(|(n, ip)| !n.is_empty() && !ip.is_empty())
@@ -249,43 +257,44 @@ pub fn port_key(key: &str) -> Result<(u16, PortProto), ApiError> {
     Ok((port, proto))
 }
 
-fn resources(host: &Value) -> Result<Resources, ApiError> {
-    let positive = |v: &Value| v.as_u64().filter(|n| *n > 0);
-    let rates = |v: &Value| -> Result<Vec<(String, u64)>, ApiError> {
+fn resources(host: &HostConfig) -> Result<Resources, ApiError> {
+    let positive = |v: Option<i64>| v.filter(|n| *n > 0).map(|n| n as u64);
+    let rates = |v: &Option<Vec<DeviceRate>>| -> Result<Vec<(String, u64)>, ApiError> {
         let mut out = Vec::new();
-        for r in v.as_array().into_iter().flatten() {
-            let path = r["Path"]
-                .as_str()
+        for r in v.iter().flatten() {
+            let path = r
+                .path
+                .clone()
                 .ok_or_else(|| ApiError::bad_request("a device rate needs a Path"))?;
-            let rate = r["Rate"]
-                .as_u64()
+            let rate = r
+                .rate
                 .ok_or_else(|| ApiError::bad_request("a device rate needs a Rate"))?;
-            out.push((path.to_string(), rate));
+            out.push((path, rate));
         }
         Ok(out)
     };
-    let nano = positive(&host["NanoCpus"]);
-    let quota = positive(&host["CpuQuota"]);
-    let period = positive(&host["CpuPeriod"]).unwrap_or(100_000);
+    let nano = positive(host.nano_cpus);
+    let quota = positive(host.cpu_quota);
+    let period = positive(host.cpu_period).unwrap_or(100_000);
     let millicpus = match (nano, quota) {
         (Some(n), _) => Some(n / 1_000_000),
         (None, Some(q)) => Some(q * 1000 / period),
         _ => None,
     };
     Ok(Resources {
-        memory: positive(&host["Memory"]),
+        memory: positive(host.memory),
         millicpus,
-        cpu_shares: positive(&host["CpuShares"]),
-        cpuset_cpus: string(&host["CpusetCpus"]),
-        pids_limit: host["PidsLimit"].as_i64().filter(|n| *n != 0),
-        device_read_bps: rates(&host["BlkioDeviceReadBps"])?,
-        device_write_bps: rates(&host["BlkioDeviceWriteBps"])?,
+        cpu_shares: positive(host.cpu_shares),
+        cpuset_cpus: string(&host.cpuset_cpus),
+        pids_limit: host.pids_limit.filter(|n| *n != 0),
+        device_read_bps: rates(&host.blkio_device_read_bps)?,
+        device_write_bps: rates(&host.blkio_device_write_bps)?,
     })
 }
 
-fn security(host: &Value) -> Result<Security, ApiError> {
+fn security(host: &HostConfig) -> Result<Security, ApiError> {
     let mut seccomp_unconfined = false;
-    for opt in strings(&host["SecurityOpt"]) {
+    for opt in host.security_opt.iter().flatten() {
         match opt.replace(':', "=").as_str() {
             "seccomp=unconfined" => seccomp_unconfined = true,
             "no-new-privileges" | "no-new-privileges=true" => {}
@@ -297,7 +306,7 @@ fn security(host: &Value) -> Result<Security, ApiError> {
             }
         }
     }
-    let userns_private = match host["UsernsMode"].as_str().unwrap_or("") {
+    let userns_private = match host.userns_mode.as_deref().unwrap_or("") {
         "" | "host" => false,
         "private" => true,
         other => {
@@ -307,9 +316,9 @@ fn security(host: &Value) -> Result<Security, ApiError> {
         }
     };
     Ok(Security {
-        privileged: host["Privileged"].as_bool().unwrap_or(false),
-        cap_add: strings(&host["CapAdd"]),
-        cap_drop: strings(&host["CapDrop"]),
+        privileged: host.privileged.unwrap_or(false),
+        cap_add: host.cap_add.clone().unwrap_or_default(),
+        cap_drop: host.cap_drop.clone().unwrap_or_default(),
         seccomp_unconfined,
         userns_private,
     })
@@ -372,40 +381,33 @@ pub fn random_name(taken: impl Fn(&str) -> bool) -> String {
     unreachable!("the loop above returns")
 }
 
-pub fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// An array of strings, or one string (Docker accepts both for Cmd and Entrypoint);
-/// `None` when absent or null.
-fn strings_or_string(v: &Value) -> Option<Vec<String>> {
-    match v {
-        Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(_) => Some(strings(v)),
-        _ => None,
-    }
-}
-
-pub fn string(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.is_empty()).map(String::from)
+/// A string that is present and not empty.
+pub fn string(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn body(v: Value) -> CreateBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn image(v: Value) -> ContainerConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn host(v: Value) -> HostConfig {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn command_follows_docker() {
-        let img = json!({"Entrypoint": ["httpd", "-f"], "Cmd": ["-h", "/www"]});
+        let img = image(json!({"Entrypoint": ["httpd", "-f"], "Cmd": ["-h", "/www"]}));
         let argv = |req: Value| {
-            command(&req, &img)
+            command(&image(req), &img)
                 .map(|(e, c)| e.into_iter().chain(c).collect::<Vec<_>>())
                 .unwrap()
         };
@@ -420,7 +422,7 @@ mod tests {
             ["sh", "-c", "x"]
         );
         assert_eq!(argv(json!({"Entrypoint": [""], "Cmd": ["ls"]})), ["ls"]);
-        assert!(command(&json!({}), &json!({})).is_err());
+        assert!(command(&image(json!({})), &image(json!({}))).is_err());
     }
 
     #[test]
@@ -436,7 +438,7 @@ mod tests {
 
     #[test]
     fn host_config_becomes_limits_and_security() {
-        let body = json!({
+        let body = body(json!({
             "Cmd": ["true"], "Tty": true, "OpenStdin": true,
             "HostConfig": {
                 "Memory": 33554432, "NanoCpus": 500000000, "CpuShares": 512,
@@ -445,9 +447,9 @@ mod tests {
                 "CapAdd": ["SYS_ADMIN"], "SecurityOpt": ["seccomp=unconfined"],
                 "AutoRemove": true, "ConsoleSize": [30, 100], "UsernsMode": "private"
             }
-        });
+        }));
         let id = "0123456789abcdef".repeat(4);
-        let s = run_spec(&body, &json!({"Env": ["A=1"]}), &id).unwrap();
+        let s = run_spec(&body, &image(json!({"Env": ["A=1"]})), &id).unwrap();
         assert_eq!(s.hostname, "0123456789ab");
         assert_eq!(s.resources.memory, Some(32 << 20));
         assert_eq!(s.resources.millicpus, Some(500));
@@ -467,21 +469,21 @@ mod tests {
             })
         );
         let bad = json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": ["apparmor=x"]}});
-        assert!(run_spec(&bad, &json!({}), &id).is_err());
+        assert!(run_spec(&super::tests::body(bad), &image(json!({})), &id).is_err());
     }
 
     #[test]
     fn ports_and_network_modes_follow_docker() {
-        let body = json!({
+        let req = body(json!({
             "Cmd": ["x"], "ExposedPorts": {"9000/tcp": {}},
             "HostConfig": {
                 "PortBindings": {"8080/tcp": [{"HostIp": "", "HostPort": "18080"}], "53/udp": [{"HostPort": ""}]},
                 "PublishAllPorts": true, "ExtraHosts": ["db:10.0.0.9"]
             },
             "NetworkingConfig": {"EndpointsConfig": {"net1": {"Aliases": ["www"]}}}
-        });
-        let image = json!({"ExposedPorts": {"8080/tcp": {}, "7000/udp": {}}});
-        let n = net_settings(&body, &image).unwrap();
+        }));
+        let img = image(json!({"ExposedPorts": {"8080/tcp": {}, "7000/udp": {}}}));
+        let n = net_settings(&req, &img).unwrap();
         assert_eq!(n.mode, "bridge");
         assert_eq!(n.aliases, ["www"]);
         let got: Vec<(u16, &str, &str, u16)> = n
@@ -507,17 +509,22 @@ mod tests {
         );
         assert_eq!(n.extra_hosts, [("db".to_string(), "10.0.0.9".to_string())]);
         let bad = json!({"HostConfig": {"PortBindings": {"80/sctp": []}}});
-        assert!(net_settings(&bad, &json!({})).is_err());
+        assert!(net_settings(&body(bad), &image(json!({}))).is_err());
         let bad = json!({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}});
-        assert!(net_settings(&bad, &json!({})).is_err());
+        assert!(net_settings(&body(bad), &image(json!({}))).is_err());
         let host = json!({"HostConfig": {"NetworkMode": "host"}});
-        assert_eq!(net_settings(&host, &json!({})).unwrap().mode, "host");
+        assert_eq!(
+            net_settings(&body(host), &image(json!({}))).unwrap().mode,
+            "host"
+        );
     }
 
     #[test]
     fn tmpfs_options_follow_docker() {
-        let host = json!({"Tmpfs": {"/run": "size=64m,mode=1777,exec", "/ro": "ro"}});
-        let mounts = tmpfs(&host).unwrap();
+        let mounts = tmpfs(&host(
+            json!({"Tmpfs": {"/run": "size=64m,mode=1777,exec", "/ro": "ro"}}),
+        ))
+        .unwrap();
         let run = mounts.iter().find(|t| t.target == "/run").unwrap();
         assert_eq!(run.data, "size=64m,mode=1777");
         assert!(!run.noexec && run.nosuid && run.nodev && !run.read_only);
@@ -530,7 +537,7 @@ mod tests {
             json!({"Tmpfs": {"relative": ""}}),
             json!({"Tmpfs": {"/": ""}}),
         ] {
-            let err = tmpfs(&bad).unwrap_err();
+            let err = tmpfs(&host(bad)).unwrap_err();
             assert!(err.message.starts_with("--tmpfs"), "{}", err.message);
         }
     }

@@ -2,7 +2,7 @@
 //! remove. Every container has an in-memory handle ([`Container`]) around its persisted
 //! [`Record`]; its output goes to its log and to whoever is attached.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,16 +13,19 @@ use berth_protocol::{
     TtySize,
 };
 use bytes::Bytes;
-use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, watch};
 
 use super::create;
 use super::error::ApiError;
+use super::events::Events;
 use super::exec::ExecInstance;
-use super::guest::{Guest, GuestExec};
+use super::guest::{GuestApi, GuestExec};
+use super::health::{Check, Health, Probe};
 use super::logs::{Entry, LineSplitter, LogWriter, StreamKind};
+use super::models::{ContainerConfig, CreateBody};
 use super::networks::Networks;
+use super::restart::{Backoff, Policy};
 use super::state::{Endpoint, Record, State, Store};
 use crate::image::time::rfc3339_nanos;
 use crate::image::ImageStore;
@@ -34,6 +37,8 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a container has to die after SIGKILL.
 const KILL_DEADLINE: Duration = Duration::from_secs(15);
+/// Docker's grace period between the stop signal and SIGKILL.
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A piece of live output, for attached clients.
 #[derive(Debug, Clone)]
@@ -68,6 +73,12 @@ pub struct Container {
     ops: tokio::sync::Mutex<()>,
     /// The tasks serving its published ports while it runs.
     ports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When its current run began, for the restart back-off.
+    started_at: Mutex<Option<tokio::time::Instant>>,
+    backoff: Mutex<Backoff>,
+    /// Bumped by every user start, stop, kill or remove: a policy restart scheduled
+    /// before one of those is dropped.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Container {
@@ -86,6 +97,9 @@ impl Container {
             stdin: tokio::sync::Mutex::new(None),
             ops: tokio::sync::Mutex::new(()),
             ports: Mutex::new(Vec::new()),
+            started_at: Mutex::new(None),
+            backoff: Mutex::new(Backoff::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -128,6 +142,59 @@ impl Container {
     fn short(&self) -> &str {
         &self.id[..12]
     }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A user action: any policy restart scheduled before it is dropped.
+    fn user_action(&self) -> u64 {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    pub(super) fn set_health(&self, store: &Store, health: Option<Health>) {
+        self.update(store, |r| r.state.health = health);
+    }
+
+    /// Records a healthcheck result; the new status when it changed.
+    pub(super) fn record_probe(
+        &self,
+        store: &Store,
+        probe: Probe,
+        check: &Check,
+        in_start_period: bool,
+    ) -> Option<String> {
+        let mut changed = None;
+        self.update(store, |r| {
+            let h = r.state.health.get_or_insert_with(Health::starting);
+            changed = h.record(probe, check, in_start_period);
+        });
+        changed
+    }
+
+    /// Docker's event attributes of a container: its labels, image and name.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let r = self.record();
+        let mut a = r.config.labels.clone().unwrap_or_default();
+        a.insert("image".into(), r.image.clone());
+        a.insert("name".into(), r.name.clone());
+        a
+    }
+
+    pub(super) fn update_spec(
+        &self,
+        store: &Store,
+        change: impl FnOnce(&mut super::state::RunSpec),
+    ) {
+        self.update(store, |r| change(&mut r.spec));
+    }
+
+    /// Renames the container (the caller checked the name is free).
+    pub(super) fn set_name(&self, store: &Store, name: &str) {
+        self.update(store, |r| r.name = name.to_string());
+    }
 }
 
 /// Everything the daemon serves.
@@ -135,7 +202,7 @@ pub struct Engine {
     pub machine: MachineDir,
     pub config: MachineConfig,
     pub images: ImageStore,
-    pub guest: Arc<Guest>,
+    pub guest: Arc<dyn GuestApi>,
     pub store: Store,
     pub kernel_release: String,
     pub started: SystemTime,
@@ -143,6 +210,9 @@ pub struct Engine {
     pub execs: Mutex<HashMap<String, Arc<ExecInstance>>>,
     pub networks: Networks,
     pub volumes: super::volumes::VolumeStore,
+    pub events: Events,
+    /// Set when the machine stops: exits from now on are not restarted.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -150,7 +220,7 @@ impl Engine {
         machine: MachineDir,
         config: MachineConfig,
         images: ImageStore,
-        guest: Arc<Guest>,
+        guest: Arc<dyn GuestApi>,
         kernel_release: String,
         networks: Networks,
     ) -> Arc<Engine> {
@@ -177,7 +247,30 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             networks,
             volumes,
+            events: Events::default(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Starts what the restart policies bring back with the daemon: `always`
+    /// containers, and `unless-stopped` ones the user had not stopped.
+    pub fn restore(self: &Arc<Self>) {
+        for c in self.all() {
+            let r = c.record();
+            if r.spec.restart.starts_with_daemon(r.stopped_by_user) {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = engine.start_policy(&c).await {
+                        tracing::warn!("restarting container {}: {e}", c.short());
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs `f` with the container list locked.
+    pub(super) fn with_containers<T>(&self, f: impl FnOnce(&[Arc<Container>]) -> T) -> T {
+        f(&self.containers.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn all(&self) -> Vec<Arc<Container>> {
@@ -250,7 +343,7 @@ impl Engine {
     ) -> Result<(Option<NetworkSpec>, Option<Endpoint>), ApiError> {
         let n = &record.spec.network;
         let network = match n.mode.as_str() {
-            "none" => return Ok((None, None)),
+            "none" | super::attach_net::DISCONNECTED => return Ok((None, None)),
             "host" => return Ok((Some(NetworkSpec::Host), None)),
             m if m.starts_with("container:") => {
                 let other = self.find(&m["container:".len()..])?;
@@ -346,23 +439,47 @@ impl Engine {
     }
 
     /// `POST /containers/create`.
-    pub fn create(&self, body: &Value, name: Option<&str>) -> Result<String, ApiError> {
+    pub fn create(&self, body: &CreateBody, name: Option<&str>) -> Result<String, ApiError> {
         super::fields::check_create(body)?;
-        let image_name = body["Image"]
-            .as_str()
+        let image_name = body
+            .config
+            .image
+            .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::bad_request("no image given"))?;
         let image = self
             .images
             .find(image_name)?
             .ok_or_else(|| ApiError::not_found(format!("No such image: {image_name}")))?;
-        let config: Value = serde_json::from_slice(&self.images.blobs().get(&image.config)?)
+        let image_config = image_run_config(&self.images.blobs().get(&image.config)?)
             .map_err(|e| ApiError::internal(format!("image {image_name}: bad config: {e}")))?;
-        let image_config = &config["config"];
         let id = super::random_hex(64);
-        let mut spec = create::run_spec(body, image_config, &id)?;
+        let mut spec = create::run_spec(body, &image_config, &id)?;
         super::limits::check(&spec.resources, self.config.cpus)?;
         spec.network.mode = self.resolve_network_mode(&spec.network)?;
+        let host = body.host().into_owned();
+        if let Some(p) = &host.restart_policy {
+            spec.restart = Policy::from_request(p)?;
+        }
+        if spec.auto_remove && spec.restart != Policy::No {
+            return Err(ApiError::bad_request(
+                "conflicting options: cannot specify both --restart and --rm",
+            ));
+        }
+        spec.stop_signal = match body
+            .config
+            .stop_signal
+            .as_deref()
+            .or(image_config.stop_signal.as_deref())
+        {
+            None | Some("") => None,
+            Some(s) => Some(super::api::parse_signal(s)?),
+        };
+        spec.stop_timeout = body.config.stop_timeout;
+        spec.health = super::health::Check::merged(
+            body.config.healthcheck.as_ref(),
+            image_config.healthcheck.as_ref(),
+        )?;
 
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         let taken = |n: &str| all.iter().any(|c| c.name() == n);
@@ -375,10 +492,7 @@ impl Engine {
                     )));
                 }
                 if let Some(other) = all.iter().find(|c| c.name() == n) {
-                    return Err(ApiError::conflict(format!(
-                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                        other.id
-                    )));
+                    return Err(name_in_use(n, &other.id));
                 }
                 n.to_string()
             }
@@ -386,24 +500,28 @@ impl Engine {
         };
         // After the name checks, so a refused create makes no folder or volume.
         spec.mounts = self.prepare_mounts(body)?;
-        let mut full_config = body.clone();
-        if let Some(obj) = full_config.as_object_mut() {
-            obj.remove("HostConfig");
-            obj.remove("NetworkingConfig");
-            obj.insert("Hostname".into(), spec.hostname.clone().into());
-            obj.insert("Env".into(), spec.env.clone().into());
-            obj.insert("Image".into(), image_name.into());
-            if obj.get("Cmd").is_none_or(Value::is_null) {
-                obj.insert("Cmd".into(), image_config["Cmd"].clone());
-            }
-            if obj.get("Entrypoint").is_none_or(Value::is_null) {
-                obj.insert("Entrypoint".into(), image_config["Entrypoint"].clone());
-            }
-            if spec.cwd.is_some() {
-                obj.insert("WorkingDir".into(), spec.cwd.clone().into());
-            }
-            obj.insert("User".into(), spec.user.clone().unwrap_or_default().into());
-            obj.insert("Labels".into(), body["Labels"].clone());
+        let mut config = body.config.clone();
+        config.hostname = Some(spec.hostname.clone());
+        config.env = Some(spec.env.clone());
+        config.image = Some(image_name.to_string());
+        if config.cmd.is_none() {
+            config.cmd = image_config.cmd.clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = image_config.entrypoint.clone();
+        }
+        if spec.cwd.is_some() {
+            config.working_dir = spec.cwd.clone();
+        }
+        config.user = Some(spec.user.clone().unwrap_or_default());
+        let mut labels = image_config.labels.clone().unwrap_or_default();
+        labels.extend(body.config.labels.clone().unwrap_or_default());
+        config.labels = Some(labels);
+        if config.stop_signal.is_none() {
+            config.stop_signal = image_config.stop_signal.clone();
+        }
+        if config.healthcheck.is_none() {
+            config.healthcheck = image_config.healthcheck.clone();
         }
         let record = Record {
             id: id.clone(),
@@ -412,20 +530,39 @@ impl Engine {
             image: image_name.to_string(),
             image_id: image.id().to_string(),
             layers: image.layers.iter().map(|d| d.to_string()).collect(),
-            config: full_config,
-            host_config: body["HostConfig"].clone(),
+            config,
+            host_config: host,
             spec,
             state: State::default(),
             restart_count: 0,
+            stopped_by_user: false,
             endpoint: None,
         };
         self.store.save(&record)?;
-        all.push(Container::new(record, &self.store));
+        let c = Container::new(record, &self.store);
+        all.push(c.clone());
+        drop(all);
+        self.events.container(&c, "create");
         Ok(id)
     }
 
     /// `POST /containers/{id}/start`. Returns once the guest runs the process.
     pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ApiError> {
+        let _op = c.ops.lock().await;
+        c.user_action();
+        if c.state().restarting {
+            return Err(ApiError::not_modified());
+        }
+        c.update(&self.store, |r| {
+            r.stopped_by_user = false;
+            r.restart_count = 0;
+        });
+        *c.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Backoff::default();
+        self.start_locked(c).await
+    }
+
+    /// A start by the restart policy (after an exit, or when the daemon comes up).
+    async fn start_policy(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ApiError> {
         let _op = c.ops.lock().await;
         self.start_locked(c).await
     }
@@ -515,8 +652,16 @@ impl Engine {
         *c.exec_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(exec.id);
         *c.stdin.lock().await = exec.stdin.take();
         c.update(&self.store, |r| r.state.set_running(pid));
+        *c.started_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
         c.phase.send_modify(|p| p.running = true);
+        self.events.container(c, "start");
         tokio::spawn(self.clone().supervise(c.clone(), exec));
+        match &record.spec.health {
+            Some(check) => {
+                tokio::spawn(self.clone().run_health(c.clone(), check.clone()));
+            }
+            None => c.set_health(&self.store, None),
+        }
         Ok(())
     }
 
@@ -551,18 +696,118 @@ impl Engine {
         *c.stdin.lock().await = None;
         c.update(&self.store, |r| r.state.set_exited(code, oom, &error));
         tracing::info!("container {} exited with {code}", c.short());
+        if oom {
+            self.events.container(&c, "oom");
+        }
+        self.events
+            .container_with(&c, "die", &[("exitCode", code.to_string())]);
         let _ = c.out_tx.send(Chunk::End);
+        let record = c.record();
+        let ran_for = c
+            .started_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        let restart = !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+            && record.spec.restart.should_restart(
+                code,
+                record.restart_count,
+                record.stopped_by_user,
+            );
+        if restart {
+            // Marked before waiters learn of the exit, so they see `restarting`.
+            c.update(&self.store, |r| r.state.set_restarting());
+        }
         c.phase.send_modify(|p| {
             p.running = false;
             p.exits += 1;
         });
-        if c.record().spec.auto_remove && self.remove(&c, true).await.is_ok() {
-            self.remove_anonymous_volumes(&c.record()).await;
+        if record.spec.auto_remove {
+            if self.remove(&c, true).await.is_ok() {
+                self.remove_anonymous_volumes(&c.record()).await;
+            }
+        } else if restart {
+            let delay = c
+                .backoff
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next(ran_for);
+            let generation = c.generation();
+            tracing::info!(
+                "container {}: restarting in {delay:?} ({} policy)",
+                c.short(),
+                record.spec.restart.name()
+            );
+            tokio::spawn(self.clone().restart_later(c.clone(), delay, generation));
         }
     }
 
-    /// Sends a signal to the container's first process.
+    /// The restart policy's start after `delay`, unless the user acted meanwhile.
+    /// (Boxed: it starts the container, whose supervisor may schedule this again.)
+    fn restart_later(
+        self: Arc<Self>,
+        c: Arc<Container>,
+        delay: Duration,
+        generation: u64,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.restart_later_inner(c, delay, generation))
+    }
+
+    async fn restart_later_inner(
+        self: Arc<Self>,
+        c: Arc<Container>,
+        delay: Duration,
+        generation: u64,
+    ) {
+        tokio::time::sleep(delay).await;
+        let _op = c.ops.lock().await;
+        if c.generation() != generation
+            || c.phase.borrow().removed
+            || self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        c.update(&self.store, |r| r.restart_count += 1);
+        if let Err(e) = self.start_locked(&c).await {
+            tracing::warn!("container {}: restart failed: {e}", c.short());
+            c.update(&self.store, |r| {
+                let code = r.state.exit_code;
+                r.state.set_exited(code, false, &e.message);
+            });
+        }
+    }
+
+    /// `docker kill`: a signal to the container's first process, from the user, so the
+    /// restart policy leaves the container alone. SIGKILL answers once it is dead.
     pub async fn kill(&self, c: &Container, signal: i32) -> Result<(), ApiError> {
+        if !c.state().running {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        c.user_action();
+        c.update(&self.store, |r| r.stopped_by_user = true);
+        let mut phase = c.phase.subscribe();
+        self.signal(c, signal).await?;
+        self.events
+            .container_with(c, "kill", &[("signal", signal.to_string())]);
+        if signal == 9
+            && tokio::time::timeout(KILL_DEADLINE, phase.wait_for(|p| !p.running))
+                .await
+                .is_err()
+        {
+            return Err(ApiError::internal(format!(
+                "container {} did not die within {KILL_DEADLINE:?} of SIGKILL",
+                c.short()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a signal to the container's first process.
+    async fn signal(&self, c: &Container, signal: i32) -> Result<(), ApiError> {
         let exec_id = c
             .exec_id()
             .filter(|_| c.state().running)
@@ -575,23 +820,59 @@ impl Engine {
         Ok(())
     }
 
-    /// `docker stop`: SIGTERM, then SIGKILL after `timeout`.
-    pub async fn stop(&self, c: &Arc<Container>, timeout: Duration) -> Result<(), ApiError> {
-        if !c.state().running {
+    /// `docker stop`: the stop signal (SIGTERM unless the container names another), then
+    /// SIGKILL after `timeout` (the request's, else the container's `StopTimeout`, else
+    /// 10 s). A container waiting to be restarted just stays stopped.
+    pub async fn stop(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        c.user_action();
+        let state = c.state();
+        if state.restarting {
+            c.update(&self.store, |r| {
+                r.stopped_by_user = true;
+                let code = r.state.exit_code;
+                r.state.set_exited(code, false, "");
+            });
+            self.events.container(c, "stop");
+            return Ok(());
+        }
+        if !state.running {
             return Err(ApiError::not_modified());
         }
+        c.update(&self.store, |r| r.stopped_by_user = true);
+        self.stop_process(c, timeout).await?;
+        self.events.container(c, "stop");
+        Ok(())
+    }
+
+    async fn stop_process(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        let spec = c.record().spec;
+        let timeout = timeout
+            .or_else(|| {
+                spec.stop_timeout
+                    .map(|t| Duration::from_secs(t.max(0) as u64))
+            })
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
         if c.state().paused {
             self.set_paused(c, false).await?;
         }
         let mut phase = c.phase.subscribe();
-        if self.kill(c, 15).await.is_ok()
+        let signal = spec.stop_signal.unwrap_or(15);
+        if self.signal(c, signal).await.is_ok()
             && tokio::time::timeout(timeout, phase.wait_for(|p| !p.running))
                 .await
                 .is_ok()
         {
             return Ok(());
         }
-        let _ = self.kill(c, 9).await;
+        let _ = self.signal(c, 9).await;
         let stopped = tokio::time::timeout(KILL_DEADLINE, phase.wait_for(|p| !p.running))
             .await
             .is_ok();
@@ -604,18 +885,20 @@ impl Engine {
         }
     }
 
+    /// `docker restart`: stop (if running), then start; the restart count starts over.
     pub async fn restart(
         self: &Arc<Self>,
         c: &Arc<Container>,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<(), ApiError> {
         match self.stop(c, timeout).await {
             Ok(()) => {}
             Err(e) if e.status == 304 => {}
             Err(e) => return Err(e),
         }
-        c.update(&self.store, |r| r.restart_count += 1);
-        self.start(c).await
+        self.start(c).await?;
+        self.events.container(c, "restart");
+        Ok(())
     }
 
     /// `docker pause` / `unpause`: the cgroup freezer in the guest.
@@ -642,6 +925,8 @@ impl Engine {
         match self.guest.container_op(&c.id, op).await? {
             ContainerResult::Done => {
                 c.update(&self.store, |r| r.state.set_paused(paused));
+                self.events
+                    .container(c, if paused { "pause" } else { "unpause" });
                 Ok(())
             }
             ContainerResult::Failed { message } => Err(ApiError::internal(message)),
@@ -665,6 +950,13 @@ impl Engine {
 
     /// `DELETE /containers/{id}`.
     pub async fn remove(&self, c: &Arc<Container>, force: bool) -> Result<(), ApiError> {
+        c.user_action();
+        if c.state().restarting && !force {
+            return Err(ApiError::conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                c.id
+            )));
+        }
         if c.state().running {
             if !force {
                 return Err(ApiError::conflict(format!(
@@ -673,7 +965,8 @@ impl Engine {
                 )));
             }
             let mut phase = c.phase.subscribe();
-            let _ = self.kill(c, 9).await;
+            c.update(&self.store, |r| r.stopped_by_user = true);
+            let _ = self.signal(c, 9).await;
             if tokio::time::timeout(KILL_DEADLINE, phase.wait_for(|p| !p.running))
                 .await
                 .is_err()
@@ -693,7 +986,9 @@ impl Engine {
         }
         self.store.remove(&c.id)?;
         all.retain(|o| !Arc::ptr_eq(o, c));
+        drop(all);
         c.phase.send_modify(|p| p.removed = true);
+        self.events.container(c, "destroy");
         Ok(())
     }
 
@@ -731,12 +1026,14 @@ impl Engine {
 
     /// Stops every container (SIGTERM, then SIGKILL after `timeout`), for machine stop.
     pub async fn stop_all(&self, timeout: Duration) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let running: Vec<_> = self
             .all()
             .into_iter()
             .filter(|c| c.state().running)
             .collect();
-        let stops = running.iter().map(|c| self.stop(c, timeout));
+        let stops = running.iter().map(|c| self.stop_process(c, Some(timeout)));
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r {
                 tracing::warn!("stopping a container: {e}");
@@ -786,4 +1083,23 @@ async fn write_entries(c: &Container, entries: &[Entry]) {
         }
         let _ = c.log_tx.send(e.clone());
     }
+}
+
+/// The `config` object of an image's config blob (Docker's `ContainerConfig` shape).
+pub fn image_run_config(blob: &[u8]) -> Result<ContainerConfig, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct ImageConfigBlob {
+        #[serde(default)]
+        config: Option<ContainerConfig>,
+    }
+    Ok(serde_json::from_slice::<ImageConfigBlob>(blob)?
+        .config
+        .unwrap_or_default())
+}
+
+/// Docker's answer when a name is taken.
+pub fn name_in_use(name: &str, id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
 }

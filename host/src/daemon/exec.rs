@@ -10,10 +10,11 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 
-use super::create::{string, strings};
+use super::create::string;
 use super::engine::{Chunk, Container, Engine};
 use super::error::ApiError;
 use super::logs::{frame, StreamKind};
+use super::models::exec::ExecBody;
 
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -31,31 +32,34 @@ pub struct ExecConfig {
 }
 
 impl ExecConfig {
-    pub fn from_body(body: &Value) -> Result<ExecConfig, ApiError> {
-        let argv = strings(&body["Cmd"]);
+    pub fn from_body(body: &ExecBody) -> Result<ExecConfig, ApiError> {
+        super::fields::check_other("", &body.other)?;
+        let argv = body.cmd.clone().unwrap_or_default();
         if argv.is_empty() {
             return Err(ApiError::bad_request("No exec command specified"));
         }
         Ok(ExecConfig {
             argv,
-            env: strings(&body["Env"]),
-            cwd: string(&body["WorkingDir"]),
-            user: string(&body["User"]),
-            tty: body["Tty"].as_bool().unwrap_or(false),
-            attach_stdin: body["AttachStdin"].as_bool().unwrap_or(false),
-            privileged: body["Privileged"].as_bool().unwrap_or(false),
-            console: console_size(&body["ConsoleSize"]),
+            env: body.env.clone().unwrap_or_default(),
+            cwd: string(&body.working_dir),
+            user: string(&body.user),
+            tty: body.tty.unwrap_or(false),
+            attach_stdin: body.attach_stdin.unwrap_or(false),
+            privileged: body.privileged.unwrap_or(false),
+            console: console_size(body.console_size.as_deref()),
         })
     }
 }
 
-pub fn console_size(v: &Value) -> Option<TtySize> {
-    let a = v.as_array()?;
-    let (h, w) = (a.first()?.as_u64()?, a.get(1)?.as_u64()?);
-    (h > 0 && w > 0).then(|| TtySize {
-        rows: h.min(u16::MAX as u64) as u16,
-        cols: w.min(u16::MAX as u64) as u16,
-    })
+/// `ConsoleSize: [rows, cols]`; zeros mean none.
+pub fn console_size(v: Option<&[u64]>) -> Option<TtySize> {
+    match v? {
+        [h, w] if *h > 0 && *w > 0 => Some(TtySize {
+            rows: (*h).min(u16::MAX as u64) as u16,
+            cols: (*w).min(u16::MAX as u64) as u16,
+        }),
+        _ => None,
+    }
 }
 
 /// Where an exec is in its life.
@@ -108,7 +112,7 @@ impl ExecInstance {
 
 impl Engine {
     /// `POST /containers/{id}/exec`.
-    pub fn exec_create(&self, c: &Arc<Container>, body: &Value) -> Result<String, ApiError> {
+    pub fn exec_create(&self, c: &Arc<Container>, body: &ExecBody) -> Result<String, ApiError> {
         if !c.state().running {
             return Err(ApiError::conflict(format!(
                 "Container {} is not running",
@@ -150,6 +154,7 @@ impl Engine {
         &self,
         e: &ExecInstance,
         tty_override: Option<bool>,
+        console_override: Option<TtySize>,
     ) -> Result<super::guest::GuestExec, ApiError> {
         {
             let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,7 +180,11 @@ impl Engine {
             cwd: cfg.cwd.clone(),
             stdin: cfg.attach_stdin,
             container: None,
-            tty: tty.then(|| cfg.console.unwrap_or(TtySize { rows: 24, cols: 80 })),
+            tty: tty.then(|| {
+                console_override
+                    .or(cfg.console)
+                    .unwrap_or(TtySize { rows: 24, cols: 80 })
+            }),
             join: Some(JoinSpec {
                 id: e.container.id.clone(),
                 user: cfg.user.clone(),

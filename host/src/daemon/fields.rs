@@ -8,114 +8,74 @@
 use serde_json::Value;
 
 use super::error::ApiError;
-
-/// Top-level fields berth honours (`HostConfig` and `NetworkingConfig` are checked below).
-const TOP: &[&str] = &[
-    "Hostname",
-    "User",
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "Tty",
-    "OpenStdin",
-    "StdinOnce",
-    "Env",
-    "Cmd",
-    "Entrypoint",
-    "Image",
-    "WorkingDir",
-    "ExposedPorts",
-    "Volumes",
-    "Labels",
-    "HostConfig",
-    "NetworkingConfig",
-];
-
-/// `HostConfig` fields berth honours.
-const HOST: &[&str] = &[
-    "Binds",
-    "Mounts",
-    "NetworkMode",
-    "PortBindings",
-    "PublishAllPorts",
-    "AutoRemove",
-    "Memory",
-    "NanoCpus",
-    "CpuShares",
-    "CpuQuota",
-    "CpuPeriod",
-    "CpusetCpus",
-    "PidsLimit",
-    "BlkioDeviceReadBps",
-    "BlkioDeviceWriteBps",
-    "Privileged",
-    "CapAdd",
-    "CapDrop",
-    "SecurityOpt",
-    "UsernsMode",
-    "ExtraHosts",
-    "ConsoleSize",
-    "ReadonlyRootfs",
-    "Tmpfs",
-];
-
-/// Endpoint fields berth honours.
-const ENDPOINT: &[&str] = &["Aliases"];
+use super::models::create::{CreateBody, Other};
 
 /// Refuses a create body with a field berth would otherwise ignore.
-pub fn check_create(body: &Value) -> Result<(), ApiError> {
-    let Some(top) = body.as_object() else {
-        return Err(ApiError::bad_request(
-            "the create body must be a JSON object",
-        ));
-    };
-    for (key, value) in top {
-        if !TOP.contains(&key.as_str()) {
-            refuse_unless_zero(key, value)?;
-        }
+pub fn check_create(body: &CreateBody) -> Result<(), ApiError> {
+    let c = &body.config;
+    check_other("", &c.other)?;
+    if let Some(d) = c.domainname.as_ref().filter(|d| !d.is_empty()) {
+        refuse("Domainname", &Value::from(d.as_str()))?;
     }
-    if let Some(host) = body["HostConfig"].as_object() {
-        for (key, value) in host {
+    if let Some(host) = &body.host_config {
+        for (key, value) in &host.other {
             let path = format!("HostConfig.{key}");
-            match key.as_str() {
-                k if HOST.contains(&k) => {}
-                // What berth does anyway: Docker's defaults, spelled out.
-                "LogConfig" => {
-                    let kind = value["Type"].as_str().unwrap_or("");
-                    if !matches!(kind, "" | "json-file") {
-                        refuse(&format!("{path}.Type"), &value["Type"])?;
-                    }
-                    refuse_unless_zero(&format!("{path}.Config"), &value["Config"])?;
-                }
-                "RestartPolicy" => {
-                    if !matches!(value["Name"].as_str().unwrap_or(""), "" | "no") {
-                        refuse(&format!("{path}.Name"), &value["Name"])?;
-                    }
-                    refuse_unless_zero(
-                        &format!("{path}.MaximumRetryCount"),
-                        &value["MaximumRetryCount"],
-                    )?;
-                }
-                // Containers get private IPC and cgroup namespaces.
-                "IpcMode" | "CgroupnsMode" if value.as_str() == Some("private") => {}
-                "Isolation" if value.as_str() == Some("default") => {}
-                // -1 is "the kernel's default".
-                "MemorySwappiness" if value.as_i64() == Some(-1) => {}
-                _ => refuse_unless_zero(&path, value)?,
+            refuse_unless_zero(&path, value)?;
+        }
+        if let Some(log) = &host.log_config {
+            if !matches!(log.kind.as_deref().unwrap_or(""), "" | "json-file") {
+                refuse("HostConfig.LogConfig.Type", &Value::from(log.kind.clone()))?;
             }
+            if log.config.as_ref().is_some_and(|c| !c.is_empty()) {
+                refuse(
+                    "HostConfig.LogConfig.Config",
+                    &serde_json::to_value(&log.config).unwrap_or_default(),
+                )?;
+            }
+        }
+        if let Some(policy) = &host.restart_policy {
+            super::restart::Policy::from_request(policy)?;
+        }
+        // Containers get private IPC and cgroup namespaces.
+        for (name, value) in [
+            ("IpcMode", &host.ipc_mode),
+            ("CgroupnsMode", &host.cgroupns_mode),
+        ] {
+            match value.as_deref().unwrap_or("") {
+                "" | "private" => {}
+                other => refuse(&format!("HostConfig.{name}"), &Value::from(other))?,
+            }
+        }
+        if !matches!(host.isolation.as_deref().unwrap_or(""), "" | "default") {
+            refuse("HostConfig.Isolation", &Value::from(host.isolation.clone()))?;
+        }
+        // -1 is "the kernel's default".
+        if !matches!(host.memory_swappiness, None | Some(-1)) {
+            refuse(
+                "HostConfig.MemorySwappiness",
+                &Value::from(host.memory_swappiness),
+            )?;
+        }
+        for (i, m) in host.mounts.iter().flatten().enumerate() {
+            check_other(&format!("HostConfig.Mounts.{i}."), &m.other)?;
         }
     }
-    if let Some(endpoints) = body["NetworkingConfig"]["EndpointsConfig"].as_object() {
-        for (network, endpoint) in endpoints {
-            for (key, value) in endpoint.as_object().into_iter().flatten() {
-                if !ENDPOINT.contains(&key.as_str()) {
-                    refuse_unless_zero(
-                        &format!("NetworkingConfig.EndpointsConfig.{network}.{key}"),
-                        value,
-                    )?;
-                }
-            }
-        }
+    if let Some(net) = &body.networking_config {
+        check_other("NetworkingConfig.", &net.other)?;
+    }
+    for (network, endpoint) in body.endpoints() {
+        check_other(
+            &format!("NetworkingConfig.EndpointsConfig.{network}."),
+            &endpoint.other,
+        )?;
+    }
+    Ok(())
+}
+
+/// Every field no struct member honours must hold its zero value.
+pub fn check_other(prefix: &str, other: &Other) -> Result<(), ApiError> {
+    for (key, value) in other {
+        refuse_unless_zero(&format!("{prefix}{key}"), value)?;
     }
     Ok(())
 }
@@ -196,9 +156,13 @@ mod tests {
         .unwrap()
     }
 
+    fn check(v: &Value) -> Result<(), ApiError> {
+        check_create(&serde_json::from_value(v.clone()).unwrap())
+    }
+
     #[test]
     fn what_the_docker_cli_sends_by_default_passes() {
-        check_create(&docker_cli_default()).unwrap();
+        check(&docker_cli_default()).unwrap();
     }
 
     #[test]
@@ -213,35 +177,30 @@ mod tests {
             ("HostConfig.ShmSize", json!(1 << 20)),
             ("HostConfig.Init", json!(true)),
             ("HostConfig.IpcMode", json!("host")),
-            ("Healthcheck", json!({"Test": ["CMD", "true"]})),
-            ("StopSignal", json!("SIGINT")),
+            ("Domainname", json!("example.com")),
         ] {
             let mut body = docker_cli_default();
             match path.strip_prefix("HostConfig.") {
                 Some(k) => body["HostConfig"][k] = value.clone(),
                 None => body[path] = value.clone(),
             }
-            let err = check_create(&body)
+            let err = check(&body)
                 .err()
                 .unwrap_or_else(|| panic!("{path} = {value} must be refused"));
             assert_eq!(err.status, 400);
             assert!(err.message.starts_with(path), "{path}: {}", err.message);
         }
         let mut restart = docker_cli_default();
-        restart["HostConfig"]["RestartPolicy"]["Name"] = json!("always");
-        let err = check_create(&restart).unwrap_err();
-        assert!(
-            err.message.contains("RestartPolicy.Name"),
-            "{}",
-            err.message
-        );
+        restart["HostConfig"]["RestartPolicy"]["Name"] = json!("sometimes");
+        let err = check(&restart).unwrap_err();
+        assert!(err.message.contains("sometimes"), "{}", err.message);
         let mut log = docker_cli_default();
         log["HostConfig"]["LogConfig"]["Type"] = json!("syslog");
-        assert!(check_create(&log).is_err());
+        assert!(check(&log).is_err());
         let mut endpoint = docker_cli_default();
         endpoint["NetworkingConfig"]["EndpointsConfig"]["app"]["IPAMConfig"] =
             json!({"IPv4Address": "10.0.0.9"});
-        let err = check_create(&endpoint).unwrap_err();
+        let err = check(&endpoint).unwrap_err();
         assert!(
             err.message.contains("EndpointsConfig.app.IPAMConfig"),
             "{}",
@@ -256,6 +215,6 @@ mod tests {
         body["HostConfig"]["CgroupnsMode"] = json!("private");
         body["HostConfig"]["LogConfig"]["Type"] = json!("json-file");
         body["HostConfig"]["MemorySwappiness"] = json!(-1);
-        check_create(&body).unwrap();
+        check(&body).unwrap();
     }
 }

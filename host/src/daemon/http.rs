@@ -82,15 +82,27 @@ pub fn flag(q: &HashMap<String, String>, key: &str) -> bool {
 
 /// The request body as JSON (`null` when empty).
 pub async fn json_body(body: Incoming) -> Result<Value, ApiError> {
-    let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
-        .to_bytes();
+    let bytes = body_bytes(body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// A request body of at most the JSON limit.
+pub async fn body_bytes(body: Incoming) -> Result<Bytes, ApiError> {
+    Ok(http_body_util::Limited::new(body, MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
+        .to_bytes())
+}
+
+/// A JSON request body as a typed model (see [`super::models::parse`]).
+pub async fn typed_body<T: serde::de::DeserializeOwned + Default>(
+    body: Incoming,
+) -> Result<T, ApiError> {
+    super::models::parse(&body_bytes(body).await?)
 }
 
 /// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it

@@ -106,7 +106,11 @@ pub fn tag(
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
     };
-    Ok(manage::tag(&engine.images, name, &target)?)
+    manage::tag(&engine.images, name, &target)?;
+    if let Ok(Some(i)) = engine.images.find(&target) {
+        engine.events.image(&i.id().to_string(), &target, "tag");
+    }
+    Ok(())
 }
 
 pub fn remove(engine: &Engine, name: &str, force: bool) -> Result<Value, ApiError> {
@@ -116,8 +120,14 @@ pub fn remove(engine: &Engine, name: &str, force: bool) -> Result<Value, ApiErro
         removed
             .into_iter()
             .map(|r| match r {
-                Removal::Untagged(t) => json!({"Untagged": t}),
-                Removal::Deleted(id) => json!({"Deleted": id}),
+                Removal::Untagged(t) => {
+                    engine.events.image(&t, &t, "untag");
+                    json!({"Untagged": t})
+                }
+                Removal::Deleted(id) => {
+                    engine.events.image(&id, &id, "delete");
+                    json!({"Deleted": id})
+                }
             })
             .collect(),
     ))

@@ -6,20 +6,28 @@
 //! output in the machine's `daemon.log`.
 
 mod api;
+mod attach_net;
 mod create;
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod error;
+mod events;
 mod exec;
 mod fields;
+mod filters;
 mod guest;
+mod health;
 mod http;
 mod images;
 mod limits;
 mod logs;
+mod models;
 mod mounts;
 mod networks;
 mod ports;
 mod registry;
+mod restart;
 pub mod state;
 mod views;
 mod volumes;
@@ -157,6 +165,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         kernel_release,
         networks::Networks::open(machine.dir.join("networks.json"))?,
     );
+    engine.restore();
 
     let socket = machine.socket();
     let _ = std::fs::remove_file(&socket);

@@ -8,6 +8,7 @@ use berth_protocol::{Mount, MountSource, VOLUMES_DIR};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::models::create::{CreateBody, MountRequest};
 use crate::shares::Share;
 
 /// One mount as requested, before its source is checked.
@@ -38,16 +39,16 @@ pub fn bad_volume_name(name: &str) -> ApiError {
 /// The mounts of a create request (`body` is Docker's create body), in the order Docker
 /// applies them: binds, then `Mounts`, then anonymous volumes for `Config.Volumes` paths
 /// that nothing else mounts.
-pub fn parse(body: &Value) -> Result<Vec<Requested>, ApiError> {
-    let host = &body["HostConfig"];
+pub fn parse(body: &CreateBody) -> Result<Vec<Requested>, ApiError> {
+    let host = body.host();
     let mut out = Vec::new();
-    for bind in super::create::strings(&host["Binds"]) {
-        out.push(parse_bind(&bind)?);
+    for bind in host.binds.iter().flatten() {
+        out.push(parse_bind(bind)?);
     }
-    for m in host["Mounts"].as_array().into_iter().flatten() {
+    for m in host.mounts.iter().flatten() {
         out.push(parse_mount(m)?);
     }
-    if let Some(volumes) = body["Volumes"].as_object() {
+    if let Some(volumes) = &body.config.volumes {
         for target in volumes.keys() {
             if !out.iter().any(|m| m.target == clean_target(target)) {
                 out.push(Requested {
@@ -113,10 +114,10 @@ fn parse_bind(spec: &str) -> Result<Requested, ApiError> {
 }
 
 /// One entry of `HostConfig.Mounts`: `{Type, Source, Target, ReadOnly}`.
-fn parse_mount(m: &Value) -> Result<Requested, ApiError> {
-    let kind = m["Type"].as_str().unwrap_or("volume");
-    let source = m["Source"].as_str().unwrap_or("");
-    let target = m["Target"].as_str().unwrap_or("");
+fn parse_mount(m: &MountRequest) -> Result<Requested, ApiError> {
+    let kind = m.kind.as_deref().unwrap_or("volume");
+    let source = m.source.as_deref().unwrap_or("");
+    let target = m.target.as_deref().unwrap_or("");
     let invalid = |why: String| {
         ApiError::bad_request(format!("invalid mount config for type \"{kind}\": {why}"))
     };
@@ -147,7 +148,7 @@ fn parse_mount(m: &Value) -> Result<Requested, ApiError> {
     Ok(Requested {
         source,
         target: check_target(target).map_err(|e| invalid(e.message))?,
-        read_only: m["ReadOnly"].as_bool().unwrap_or(false),
+        read_only: m.read_only.unwrap_or(false),
     })
 }
 
@@ -289,7 +290,7 @@ mod tests {
     use super::*;
 
     fn requested(body: Value) -> Result<Vec<Requested>, ApiError> {
-        parse(&body)
+        parse(&serde_json::from_value(body).unwrap())
     }
 
     #[test]

@@ -330,8 +330,10 @@ pub fn view(n: &Network, containers: &[(String, String, Ipv4Addr)]) -> Value {
             )
         })
         .collect();
+    // Docker names the bridge of its predefined network only; user networks show the
+    // options they were created with (compose compares them), and berth takes none.
     let mut options = serde_json::Map::new();
-    if n.driver == "bridge" {
+    if n.driver == "bridge" && n.is_predefined() {
         options.insert(
             "com.docker.network.bridge.name".into(),
             Value::String(n.bridge_name()),

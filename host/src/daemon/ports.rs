@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::error::ApiError;
-use super::guest::Guest;
+use super::guest::GuestApi;
 use super::state::PortSpec;
 
 /// A UDP flow with no datagram from its client for this long ends (as conntrack's
@@ -29,7 +29,7 @@ const RELAY_DRAIN: Duration = Duration::from_secs(30);
 /// binding as made (a random host port resolved) and the task that serves it (abort it
 /// to unpublish). A port already taken is Docker's error.
 pub async fn publish(
-    guest: Arc<Guest>,
+    guest: Arc<dyn GuestApi>,
     container: &str,
     target_ip: std::net::Ipv4Addr,
     port: &PortSpec,
@@ -74,7 +74,7 @@ pub async fn publish(
 
 /// Every connection is a task of `conns`: when the port is unpublished (this future is
 /// dropped), they all end with it.
-async fn serve_tcp(listener: TcpListener, guest: Arc<Guest>, target: String) {
+async fn serve_tcp(listener: TcpListener, guest: Arc<dyn GuestApi>, target: String) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -99,7 +99,7 @@ type Flows = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
 /// Like [`serve_tcp`], the flows' tasks live in a set this future owns, so none keeps
 /// the socket bound once the port is unpublished.
-async fn serve_udp(socket: Arc<UdpSocket>, guest: Arc<Guest>, target: String) {
+async fn serve_udp(socket: Arc<UdpSocket>, guest: Arc<dyn GuestApi>, target: String) {
     let flows: Flows = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; berth_mux::MAX_DATAGRAM];
@@ -129,7 +129,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, guest: Arc<Guest>, target: String) {
 /// Starts the flow of one UDP client: a stream to the guest and two pumps.
 async fn open_flow(
     socket: &Arc<UdpSocket>,
-    guest: &Arc<Guest>,
+    guest: &Arc<dyn GuestApi>,
     target: &str,
     client: SocketAddr,
     flows: &Flows,

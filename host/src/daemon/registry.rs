@@ -129,8 +129,9 @@ pub async fn create(
     let resolved = registry::resolve(&settings, &reference, &opts).await?;
     let (stream, resp) = Stream::new("application/json");
     tokio::spawn(async move {
-        if let Err(e) = resolved.fetch(&engine.images, &settings, &stream).await {
-            stream.error(&crate::error::chain(&e));
+        match resolved.fetch(&engine.images, &settings, &stream).await {
+            Ok(_) => engine.events.image(&name, &name, "pull"),
+            Err(e) => stream.error(&crate::error::chain(&e)),
         }
     });
     Ok(resp)
@@ -176,6 +177,9 @@ async fn import(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??
     .map_err(|e| ApiError::bad_request(crate::error::chain(&e)))?;
+    engine
+        .events
+        .image(&id.to_string(), &id.to_string(), "import");
     Ok(http::json(200, &json!({"status": id.to_string()})))
 }
 

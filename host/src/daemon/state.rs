@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::health::{Check, Health};
+use super::models::{ContainerConfig, HostConfig};
+use super::restart::Policy;
 use berth_protocol::{PortProto, Resources, Security, TtySize};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::image::time::rfc3339_nanos;
 use crate::machine::write_atomic;
@@ -30,13 +32,16 @@ pub struct Record {
     /// Layer digests, base first.
     pub layers: Vec<String>,
     /// Docker's `Config` as created (image defaults filled in).
-    pub config: Value,
+    pub config: ContainerConfig,
     /// Docker's `HostConfig` as created.
-    pub host_config: Value,
+    pub host_config: HostConfig,
     pub spec: RunSpec,
     pub state: State,
     #[serde(default)]
     pub restart_count: u32,
+    /// Stopped or killed by the user: the restart policy leaves it alone.
+    #[serde(default)]
+    pub stopped_by_user: bool,
     /// Where the running container is on its network; `None` while it does not run.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
@@ -117,6 +122,18 @@ pub struct RunSpec {
     /// `--read-only`.
     #[serde(default)]
     pub read_only_rootfs: bool,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: Policy,
+    /// `--stop-signal` (or the image's `STOPSIGNAL`); SIGTERM when absent.
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
+    /// `--stop-timeout` in seconds; the stop request's or 10 s when absent.
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// The healthcheck, merged from the request and the image.
+    #[serde(default)]
+    pub health: Option<Check>,
 }
 
 /// Docker's container states.
@@ -162,6 +179,8 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 impl Default for State {
@@ -178,6 +197,7 @@ impl Default for State {
             error: String::new(),
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
+            health: None,
         }
     }
 }
@@ -186,6 +206,7 @@ impl State {
     pub fn set_running(&mut self, pid: u32) {
         self.status = Status::Running;
         self.running = true;
+        self.restarting = false;
         self.paused = false;
         self.oom_killed = false;
         self.pid = pid;
@@ -198,12 +219,22 @@ impl State {
     pub fn set_exited(&mut self, code: i32, oom_killed: bool, error: &str) {
         self.status = Status::Exited;
         self.running = false;
+        self.restarting = false;
+        if let Some(h) = &mut self.health {
+            h.status = "unhealthy".into();
+        }
         self.paused = false;
         self.pid = 0;
         self.exit_code = code;
         self.oom_killed = oom_killed;
         self.error = error.into();
         self.finished_at = rfc3339_nanos(SystemTime::now());
+    }
+
+    /// Exited, waiting for the restart policy's next start.
+    pub fn set_restarting(&mut self) {
+        self.status = Status::Restarting;
+        self.restarting = true;
     }
 
     pub fn set_paused(&mut self, paused: bool) {
@@ -263,7 +294,7 @@ impl Store {
                 .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
             match record {
                 Ok(mut r) => {
-                    if r.state.running || r.state.status == Status::Removing {
+                    if r.state.running || r.state.restarting || r.state.status == Status::Removing {
                         r.state
                             .set_exited(255, false, "the machine stopped while it ran");
                         let _ = self.save(&r);
@@ -319,11 +350,12 @@ mod tests {
             image: "busybox".into(),
             image_id: "sha256:00".into(),
             layers: vec![],
-            config: Value::Null,
-            host_config: Value::Null,
+            config: ContainerConfig::default(),
+            host_config: HostConfig::default(),
             spec: RunSpec::default(),
             state: State::default(),
             restart_count: 0,
+            stopped_by_user: false,
             endpoint: None,
         }
     }

@@ -6,7 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use berth_protocol::{CgroupStats, ProcessInfo};
 use serde_json::{json, Value};
 
+use std::collections::BTreeMap;
+
 use super::engine::Container;
+use super::error::ApiError;
 use super::state::{Record, Status};
 use crate::image::time::{human_duration, parse_rfc3339, rfc3339_nanos};
 use crate::image::{ImageRecord, Reference};
@@ -15,16 +18,15 @@ use crate::image::{ImageRecord, Reference};
 pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
     let r = c.record();
     let argv = &r.spec.argv;
-    let mut host_config = r.host_config.clone();
-    if !host_config.is_object() {
-        host_config = json!({});
-    }
+    let mut host = r.host_config.clone();
+    host.network_mode = Some(r.spec.network.mode.clone());
+    host.restart_policy = Some(r.spec.restart.to_request());
+    let mut host_config = serde_json::to_value(&host).unwrap_or_else(|_| json!({}));
     if let Some(h) = host_config.as_object_mut() {
-        h.insert("NetworkMode".into(), r.spec.network.mode.clone().into());
-        h.entry("LogConfig")
-            .or_insert(json!({"Type": "json-file", "Config": {}}));
-        h.entry("RestartPolicy")
-            .or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
+        h.insert(
+            "LogConfig".into(),
+            json!({"Type": "json-file", "Config": {}}),
+        );
     }
     json!({
         "Id": r.id,
@@ -117,7 +119,16 @@ pub fn status_text(r: &Record, now: SystemTime) -> String {
             .unwrap_or_default()
     };
     match r.state.status {
-        Status::Running => format!("Up {}", since(&r.state.started_at)),
+        Status::Running => format!(
+            "Up {}{}",
+            since(&r.state.started_at),
+            match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            }
+        ),
         Status::Paused => format!("Up {} (Paused)", since(&r.state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -143,7 +154,7 @@ pub fn list_entry(c: &Container, now: SystemTime) -> Value {
         "Command": quote_command(&r.spec.argv),
         "Created": created,
         "Ports": list_ports(&r),
-        "Labels": r.config["Labels"].as_object().cloned().unwrap_or_default(),
+        "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status.as_str(),
         "Status": status_text(&r, now),
         "HostConfig": {"NetworkMode": r.spec.network.mode},
@@ -166,40 +177,140 @@ fn quote_command(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// `docker ps --filter`: Docker's JSON filter map, in the `{"name":{"web":true}}` or
-/// `{"name":["web"]}` form. Supported keys: name, id, status.
-pub fn matches_filters(c: &Container, filters: &Value) -> bool {
-    let Some(map) = filters.as_object() else {
-        return true;
-    };
-    let r = c.record();
-    for (key, values) in map {
-        let wanted: Vec<String> = match values {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => continue,
+/// `docker ps --filter`: Docker's keys, each value an alternative, every key required.
+#[derive(Debug)]
+pub struct ContainerFilter {
+    keys: BTreeMap<String, Vec<String>>,
+    /// `before` / `since`: the places in creation order of the containers they name.
+    before: Option<usize>,
+    since: Option<usize>,
+    order: std::collections::HashMap<String, usize>,
+    /// `ancestor`: the image ids they name.
+    ancestors: Vec<String>,
+}
+
+impl ContainerFilter {
+    pub fn parse(
+        json: Option<&str>,
+        all: &[std::sync::Arc<Container>],
+        images: &crate::image::ImageStore,
+    ) -> Result<ContainerFilter, ApiError> {
+        let keys = super::filters::parse(json)?;
+        super::filters::only(
+            &keys,
+            &[
+                "ancestor", "before", "exited", "health", "id", "label", "name", "network",
+                "since", "status", "volume", "publish", "expose", "is-task",
+            ],
+        )?;
+        // `all` is in creation order.
+        let created_of = |key: &str| -> Result<Option<usize>, ApiError> {
+            let Some(name) = keys.get(key).and_then(|v| v.first()) else {
+                return Ok(None);
+            };
+            let bare = name.trim_start_matches('/');
+            all.iter()
+                .position(|c| c.id.starts_with(bare) || c.name() == bare)
+                .map(Some)
+                .ok_or_else(|| ApiError::not_found(format!("No such container: {name}")))
         };
-        if wanted.is_empty() {
-            continue;
+        let mut ancestors = Vec::new();
+        for name in keys.get("ancestor").into_iter().flatten() {
+            match images.find(name) {
+                Ok(Some(i)) => ancestors.push(i.id().to_string()),
+                _ => ancestors.push(name.clone()),
+            }
         }
-        let ok = match key.as_str() {
-            "name" => wanted.iter().any(|w| {
-                let w = w.trim_start_matches('/');
-                r.name
-                    .contains(w.trim_start_matches('^').trim_end_matches('$'))
-            }),
-            "id" => wanted.iter().any(|w| r.id.starts_with(w.as_str())),
-            "status" => wanted.iter().any(|w| w == r.state.status.as_str()),
-            _ => true,
-        };
-        if !ok {
+        for code in keys.get("exited").into_iter().flatten() {
+            code.parse::<i32>()
+                .map_err(|_| ApiError::bad_request(format!("invalid filter 'exited={code}'")))?;
+        }
+        for status in keys.get("status").into_iter().flatten() {
+            if !matches!(
+                status.as_str(),
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={status}'"
+                )));
+            }
+        }
+        Ok(ContainerFilter {
+            before: created_of("before")?,
+            since: created_of("since")?,
+            keys,
+            ancestors,
+            order: all
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id.clone(), i))
+                .collect(),
+        })
+    }
+
+    /// `status`, `exited`, `before` and `since` look at stopped containers too.
+    pub fn selects_stopped(&self) -> bool {
+        ["status", "exited", "before", "since"]
+            .iter()
+            .any(|k| self.keys.contains_key(*k))
+    }
+
+    pub fn matches(&self, r: &Record) -> bool {
+        let labels = r.config.labels.clone().unwrap_or_default();
+        let place = self.order.get(&r.id).copied().unwrap_or(usize::MAX);
+        if self.before.is_some_and(|b| place >= b) || self.since.is_some_and(|s| place <= s) {
             return false;
         }
+        self.keys.iter().all(|(key, wanted)| {
+            // Every label must be there (Docker's rule); other keys' values are alternatives.
+            if key == "label" {
+                return wanted.iter().all(|w| super::filters::label_matches(w, &labels));
+            }
+            wanted.iter().any(|w| match key.as_str() {
+                "name" => {
+                    let w = w.trim_start_matches('/');
+                    match (w.strip_prefix('^'), w.strip_suffix('$')) {
+                        (Some(p), _) if p.ends_with('$') => r.name == p[..p.len() - 1],
+                        (Some(p), None) => r.name.starts_with(p),
+                        (None, Some(s)) => r.name.ends_with(s),
+                        _ => r.name.contains(w),
+                    }
+                }
+                "id" => r.id.starts_with(w.as_str()),
+                "status" => w == r.state.status.as_str(),
+                "label" => super::filters::label_matches(w, &labels),
+                "exited" => {
+                    r.state.status == Status::Exited && w.parse() == Ok(r.state.exit_code)
+                }
+                "health" => {
+                    let status = r.state.health.as_ref().map(|h| h.status.as_str());
+                    status.unwrap_or("none") == w
+                }
+                "ancestor" => {
+                    r.image == *w
+                        || self.ancestors.contains(&r.image_id)
+                        || r.image_id.trim_start_matches("sha256:").starts_with(w.as_str())
+                }
+                "network" => {
+                    r.spec.network.mode == *w
+                        || r.endpoint.as_ref().is_some_and(|e| e.network_id.starts_with(w.as_str()))
+                }
+                "volume" => r.spec.mounts.iter().any(|m| {
+                    m.target == *w
+                        || matches!(&m.source, berth_protocol::MountSource::Volume { name } if name == w)
+                }),
+                "publish" | "expose" => r.spec.network.ports.iter().any(|p| {
+                    let (port, proto) = w.split_once('/').unwrap_or((w, "tcp"));
+                    let number = if key == "publish" { p.host_port } else { p.container_port };
+                    port.parse() == Ok(number) && proto == p.proto.as_str()
+                }),
+                "is-task" => w == "false",
+                // Checked above, against the creation order.
+                "before" | "since" => true,
+                _ => false,
+            })
+        })
     }
-    true
 }
 
 /// One entry of `GET /images/json`.
@@ -231,6 +342,9 @@ pub fn image_inspect(i: &ImageRecord, config: &Value) -> Value {
         "Comment": "",
         "Created": i.created.clone().unwrap_or_default(),
         "Config": config["config"],
+        // API 1.43 still has it (compose 1.x reads its `Volumes`): the config the image
+        // was made with, which is what berth knows of it.
+        "ContainerConfig": config["container_config"].as_object().map_or_else(|| config["config"].clone(), |_| config["container_config"].clone()),
         "Architecture": config["architecture"],
         "Os": config["os"],
         "Size": i.size,

@@ -141,7 +141,7 @@ fn no_such_volume(name: &str) -> ApiError {
 impl Engine {
     /// The mounts of a create request, ready for the guest: host paths checked against
     /// the machine's shares (missing `-v` folders made), volumes created when missing.
-    pub fn prepare_mounts(&self, body: &Value) -> Result<Vec<Mount>, ApiError> {
+    pub fn prepare_mounts(&self, body: &super::models::CreateBody) -> Result<Vec<Mount>, ApiError> {
         let requested = mounts::parse(body)?;
         let shares = crate::shares::resolve(&self.config.shares);
         let mut out = Vec::with_capacity(requested.len());
@@ -159,13 +159,13 @@ impl Engine {
                     }
                 }
                 Source::Volume(name) => {
-                    self.volumes.ensure(&name, BTreeMap::new())?;
+                    self.ensure_volume(&name, BTreeMap::new())?;
                     MountSource::Volume { name }
                 }
                 Source::Anonymous => {
                     let name = super::random_hex(64);
                     let labels = BTreeMap::from([(ANONYMOUS_LABEL.to_string(), String::new())]);
-                    self.volumes.ensure(&name, labels)?;
+                    self.ensure_volume(&name, labels)?;
                     MountSource::Volume { name }
                 }
             };
@@ -183,10 +183,24 @@ impl Engine {
     pub fn ensure_volumes(&self, mounts: &[Mount]) -> Result<(), ApiError> {
         for m in mounts {
             if let MountSource::Volume { name } = &m.source {
-                self.volumes.ensure(name, BTreeMap::new())?;
+                self.ensure_volume(name, BTreeMap::new())?;
             }
         }
         Ok(())
+    }
+
+    /// The volume `name`, created (with a `create` event) when missing.
+    pub fn ensure_volume(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Volume, ApiError> {
+        let existed = self.volumes.get(name).is_some();
+        let v = self.volumes.ensure(name, labels)?;
+        if !existed {
+            self.events.volume(name, "create", None);
+        }
+        Ok(v)
     }
 
     /// Removes a volume and its data; refused while a container uses it.
@@ -215,6 +229,7 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         tracing::info!("removed volume {name}");
+        self.events.volume(name, "destroy", None);
         Ok(())
     }
 
@@ -284,8 +299,12 @@ fn create(engine: &Engine, body: &Value) -> Result<Volume, ApiError> {
             "volume driver options are not supported",
         ));
     }
-    let name = super::create::string(&body["Name"]).unwrap_or_else(|| super::random_hex(64));
-    engine.volumes.ensure(&name, labels(&body["Labels"]))
+    let name = body["Name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| super::random_hex(64));
+    engine.ensure_volume(&name, labels(&body["Labels"]))
 }
 
 fn labels(v: &Value) -> BTreeMap<String, String> {
@@ -296,31 +315,19 @@ fn labels(v: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Docker's `filters` query parameter: `{"key": ["value", ...]}` or `{"key": {"value": true}}`.
-fn filter_values(q: &HashMap<String, String>) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
-        return Ok(HashMap::new());
-    };
-    let v: Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("bad filters {raw:?}: {e}")))?;
-    let mut out = HashMap::new();
-    for (k, vals) in v.as_object().into_iter().flatten() {
-        let vals: Vec<String> = match vals {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
+/// Docker's `filters` query parameter, with only the `known` keys.
+fn filter_values(
+    q: &HashMap<String, String>,
+    known: &[&str],
+) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    let keys = super::filters::parse(q.get("filters").map(String::as_str))?;
+    super::filters::only(&keys, known)?;
+    Ok(keys)
 }
 
 /// `GET /volumes`: filters `name` (substring), `dangling` and `label`.
 fn list(engine: &Engine, q: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let filters = filter_values(q)?;
+    let filters = filter_values(q, &["name", "dangling", "label", "driver"])?;
     let in_use: Vec<Vec<Mount>> = engine
         .all()
         .iter()
@@ -337,12 +344,11 @@ fn list(engine: &Engine, q: &HashMap<String, String>) -> Result<Value, ApiError>
                 "dangling" => vals
                     .iter()
                     .any(|d| matches!(d.as_str(), "true" | "1") != used(&v.name)),
-                "label" => vals.iter().all(|l| match l.split_once('=') {
-                    Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
-                    None => v.labels.contains_key(l),
-                }),
+                "label" => vals
+                    .iter()
+                    .all(|l| super::filters::label_matches(l, &v.labels)),
                 "driver" => vals.iter().any(|d| d == "local"),
-                _ => true,
+                _ => false,
             })
         })
         .map(|v| v.view())
@@ -353,13 +359,23 @@ fn list(engine: &Engine, q: &HashMap<String, String>) -> Result<Value, ApiError>
 /// `POST /volumes/prune`: unused anonymous volumes; every unused one with the filter
 /// `all=true` (Docker 23's rule).
 async fn prune(engine: &Engine, q: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let filters = filter_values(q)?;
+    let filters = filter_values(q, &["all", "label"])?;
     let all = filters
         .get("all")
         .is_some_and(|v| v.iter().any(|a| matches!(a.as_str(), "true" | "1")));
+    let labelled = |v: &Volume| {
+        filters
+            .get("label")
+            .into_iter()
+            .flatten()
+            .all(|l| match l.split_once("!=") {
+                Some((k, val)) => v.labels.get(k).is_none_or(|x| x != val),
+                None => super::filters::label_matches(l, &v.labels),
+            })
+    };
     let mut deleted = Vec::new();
     for v in engine.volumes.list() {
-        if (all || v.anonymous()) && users(engine, &v.name).is_empty() {
+        if (all || v.anonymous()) && labelled(&v) && users(engine, &v.name).is_empty() {
             engine.remove_volume(&v.name, true).await?;
             deleted.push(v.name);
         }
@@ -400,10 +416,13 @@ mod tests {
     #[test]
     fn filters_in_both_shapes() {
         let q = |f: &str| HashMap::from([("filters".to_string(), f.to_string())]);
-        let f = filter_values(&q(r#"{"dangling":["true"],"name":{"vol":true}}"#)).unwrap();
+        let known = ["dangling", "name"];
+        let f = filter_values(&q(r#"{"dangling":["true"],"name":{"vol":true}}"#), &known).unwrap();
         assert_eq!(f["dangling"], ["true"]);
         assert_eq!(f["name"], ["vol"]);
-        assert!(filter_values(&q("{")).is_err());
-        assert!(filter_values(&HashMap::new()).unwrap().is_empty());
+        assert!(filter_values(&q("{"), &known).is_err());
+        assert!(filter_values(&HashMap::new(), &known).unwrap().is_empty());
+        let err = filter_values(&q(r#"{"colour":["red"]}"#), &known).unwrap_err();
+        assert!(err.message.contains("colour"), "{}", err.message);
     }
 }

@@ -1,4 +1,4 @@
-//! The daemon's connection to `berth-init`: many requests at once over one control
+//! The daemon's real connection to `berth-init`: many requests at once over one control
 //! stream. A reader task routes every reply to whoever waits for it (by exec id, request
 //! id or layer digest); when the connection ends, every waiter learns it.
 
@@ -15,6 +15,7 @@ use berth_protocol::{
 };
 use tokio::sync::mpsc;
 
+use super::{GuestApi, GuestExec};
 use crate::client::{AgentClient, ClientError, Events, Requests};
 
 /// How long a container operation (freeze, stats, top) may take in the guest.
@@ -43,16 +44,6 @@ pub struct Guest {
     /// One layer transfer at a time (they share the guest's cache).
     layers: tokio::sync::Mutex<()>,
     closed: tokio::sync::watch::Receiver<bool>,
-}
-
-/// A process started in the guest: its streams and its events (`Started`, `Exited`,
-/// `Error`). The event channel ends when the guest connection is lost.
-pub struct GuestExec {
-    pub id: u64,
-    pub stdin: Option<Stream>,
-    pub stdout: Stream,
-    pub stderr: Stream,
-    pub events: mpsc::UnboundedReceiver<GuestMessage>,
 }
 
 impl Guest {
@@ -376,5 +367,37 @@ async fn accept_guest_streams(mut session: Session, host_ports: Vec<u16>) {
                 Err(e) => tracing::warn!("a stream from the guest: {e}"),
             }
         });
+    }
+}
+
+#[async_trait::async_trait]
+impl GuestApi for Guest {
+    async fn exec(&self, spec: ExecSpec) -> Result<GuestExec, ClientError> {
+        Guest::exec(self, spec).await
+    }
+    fn exec_done(&self, exec_id: u64) {
+        Guest::exec_done(self, exec_id)
+    }
+    async fn signal(&self, exec_id: u64, signal: i32) -> Result<(), ClientError> {
+        Guest::signal(self, exec_id, signal).await
+    }
+    async fn resize(&self, exec_id: u64, size: TtySize) -> Result<(), ClientError> {
+        Guest::resize(self, exec_id, size).await
+    }
+    async fn container_op(
+        &self,
+        id: &str,
+        op: ContainerOp,
+    ) -> Result<ContainerResult, ClientError> {
+        Guest::container_op(self, id, op).await
+    }
+    async fn remove_volume(&self, name: &str) -> Result<Result<(), String>, ClientError> {
+        Guest::remove_volume(self, name).await
+    }
+    async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
+        Guest::ensure_layers(self, layers).await
+    }
+    async fn connect(&self, addr: &str, proto: PortProto) -> Result<Stream, ClientError> {
+        Guest::connect(self, addr, proto).await
     }
 }

@@ -1,0 +1,429 @@
+//! The engine against a fake guest: lifecycle, stop and kill, restart policies with their
+//! back-off, events, rename, connect/disconnect, a guest that dies, and what comes back
+//! with the daemon. No VM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::attach_net::{ConnectBody, DisconnectBody};
+use super::engine::{Container, Engine};
+use super::events::Event;
+use super::guest::fake::FakeGuest;
+use super::networks::Networks;
+use super::state::Status;
+use crate::image::import::{import, ImportOptions};
+use crate::image::{ImageStore, Reference};
+use crate::machine::{MachineConfig, MachineDir};
+use crate::paths::Paths;
+
+struct Harness {
+    engine: Arc<Engine>,
+    guest: Arc<FakeGuest>,
+    tmp: tempfile::TempDir,
+}
+
+/// A tarball of one file, imported as `busybox:latest`.
+fn image_store(root: &std::path::Path) -> ImageStore {
+    let images = ImageStore::open(root).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "hello", &b"hi\n"[..]).unwrap();
+    let bytes = tar.into_inner().unwrap();
+    let opts = ImportOptions {
+        changes: vec![],
+        message: String::new(),
+        tag: Some(Reference::parse("busybox:latest").unwrap()),
+    };
+    import(&images, &bytes[..], &opts).unwrap();
+    images
+}
+
+fn engine_in(tmp: &std::path::Path, guest: Arc<FakeGuest>) -> Arc<Engine> {
+    let paths = Paths {
+        home: tmp.join("home"),
+        assets: tmp.join("assets"),
+    };
+    let machine = MachineDir::new(&paths, "test").unwrap();
+    std::fs::create_dir_all(machine.containers_dir()).unwrap();
+    let networks = Networks::open(machine.dir.join("networks.json")).unwrap();
+    Engine::new(
+        machine,
+        MachineConfig::default(),
+        image_store(&tmp.join("images")),
+        guest,
+        "6.1.0-test".into(),
+        networks,
+    )
+}
+
+fn harness() -> Harness {
+    let tmp = tempfile::tempdir().unwrap();
+    let guest = FakeGuest::new();
+    let engine = engine_in(tmp.path(), guest.clone());
+    Harness { engine, guest, tmp }
+}
+
+impl Harness {
+    fn create(&self, name: &str, body: Value) -> Arc<Container> {
+        let mut body = body;
+        body["Image"] = json!("busybox");
+        let body = serde_json::from_value(body).unwrap();
+        let id = self.engine.create(&body, Some(name)).unwrap();
+        self.engine.find(&id).unwrap()
+    }
+
+    /// Waits (with a deadline) until the container's state satisfies `done`.
+    async fn until(&self, c: &Container, what: &str, done: impl Fn(&super::state::State) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while !done(&c.state()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; state {:?}",
+                c.state()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn actions(&self, events: &[Event], id: &str) -> Vec<String> {
+        let _ = &self.tmp;
+        events
+            .iter()
+            .filter(|e| e.actor.id == id)
+            .map(|e| e.action.clone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_container_runs_exits_and_is_removed_with_events() {
+    let h = harness();
+    let c = h.create(
+        "web",
+        json!({"Cmd": ["exit", "3"], "Labels": {"tier": "front"}}),
+    );
+    assert_eq!(c.state().status, Status::Created);
+    h.engine.start(&c).await.unwrap();
+    let (code, _) = h.engine.wait(&c, "not-running").unwrap().await;
+    assert_eq!(code, 3, "the exit code the guest reported");
+    assert_eq!(c.state().status, Status::Exited);
+    h.engine.remove(&c, false).await.unwrap();
+    assert!(h.engine.find("web").is_err(), "removed containers are gone");
+    let (past, _) = h.engine.events.subscribe();
+    assert_eq!(
+        h.actions(&past, &c.id),
+        ["create", "start", "die", "destroy"]
+    );
+    let die = past.iter().find(|e| e.action == "die").unwrap();
+    assert_eq!(die.actor.attributes["exitCode"], "3");
+    assert_eq!(
+        die.actor.attributes["tier"], "front",
+        "labels are attributes"
+    );
+    assert_eq!(die.actor.attributes["name"], "web");
+}
+
+#[tokio::test]
+async fn sigkill_answers_once_the_container_is_dead() {
+    let h = harness();
+    let c = h.create("k1", json!({"Cmd": ["sleep"]}));
+    h.engine.start(&c).await.unwrap();
+    h.engine.kill(&c, 9).await.unwrap();
+    let s = c.state();
+    assert!(!s.running, "still running right after kill -9: {s:?}");
+    assert_eq!(s.exit_code, 137);
+}
+
+#[tokio::test]
+async fn stop_sends_the_stop_signal_then_sigkill_after_the_stop_timeout() {
+    let h = harness();
+    let c = h.create(
+        "s1",
+        json!({"Cmd": ["sleep", "ignore-term"], "StopSignal": "SIGTERM", "StopTimeout": 1}),
+    );
+    h.engine.start(&c).await.unwrap();
+    let t = tokio::time::Instant::now();
+    h.engine.stop(&c, None).await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "the grace period was cut short"
+    );
+    let signals: Vec<String> = h.guest.calls_of("signal");
+    assert_eq!(signals.len(), 2, "{signals:?}");
+    assert!(
+        signals[0].ends_with(" 15") && signals[1].ends_with(" 9"),
+        "{signals:?}"
+    );
+    assert_eq!(c.state().exit_code, 137);
+
+    let int = h.create("i1", json!({"Cmd": ["sleep"], "StopSignal": "SIGINT"}));
+    h.engine.start(&int).await.unwrap();
+    h.engine
+        .stop(&int, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(h.guest.calls_of("signal").last().unwrap().ends_with(" 2"));
+    assert_eq!(int.state().exit_code, 130, "SIGINT ended it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_restarts_n_times_with_backoff_then_stays_exited() {
+    let h = harness();
+    let c = h.create(
+        "flaky",
+        json!({"Cmd": ["exit", "1"], "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}}),
+    );
+    let t = tokio::time::Instant::now();
+    h.engine.start(&c).await.unwrap();
+    h.until(&c, "two restarts", |s| s.status == Status::Exited)
+        .await;
+    h.until(&c, "the last exit", |s| {
+        s.status == Status::Exited && !s.restarting
+    })
+    .await;
+    // 100 ms before the first restart, 200 ms before the second.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(c.record().restart_count, 2);
+    assert_eq!(c.state().status, Status::Exited);
+    assert_eq!(
+        h.guest.calls_of("exec container").len(),
+        3,
+        "one start and two restarts"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "no back-off: {:?}",
+        t.elapsed()
+    );
+    let view = super::views::inspect(&c, std::path::Path::new("log"));
+    assert_eq!(view["RestartCount"], 2);
+    assert_eq!(view["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    // A success is final under on-failure.
+    let ok = h.create(
+        "ok",
+        json!({"Cmd": ["exit", "0"], "HostConfig": {"RestartPolicy": {"Name": "on-failure"}}}),
+    );
+    h.engine.start(&ok).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(ok.record().restart_count, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_restarts_until_the_user_stops_it() {
+    let h = harness();
+    let c = h.create(
+        "loop",
+        json!({"Cmd": ["exit", "0"], "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+    );
+    h.engine.start(&c).await.unwrap();
+    h.until(&c, "three restarts", |_| c.record().restart_count >= 3)
+        .await;
+    // Back-off: 100 + 200 + 400 ms at least before the third restart.
+    h.engine.stop(&c, None).await.unwrap();
+    let count = c.record().restart_count;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        c.record().restart_count,
+        count,
+        "restarted after the user stopped it"
+    );
+    assert!(
+        !c.state().running && !c.state().restarting,
+        "{:?}",
+        c.state()
+    );
+    // A user start starts the count over.
+    h.engine.start(&c).await.unwrap();
+    assert_eq!(c.record().restart_count, 0);
+    h.engine.stop(&c, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_policy_and_auto_remove_conflict() {
+    let h = harness();
+    let body = serde_json::from_value(json!({
+        "Image": "busybox", "Cmd": ["true"],
+        "HostConfig": {"AutoRemove": true, "RestartPolicy": {"Name": "always"}}
+    }))
+    .unwrap();
+    let err = h.engine.create(&body, None).unwrap_err();
+    assert!(
+        err.message.contains("--restart and --rm"),
+        "{}",
+        err.message
+    );
+    let bad = serde_json::from_value(json!({
+        "Image": "busybox", "Cmd": ["true"],
+        "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}
+    }))
+    .unwrap();
+    assert_eq!(h.engine.create(&bad, None).unwrap_err().status, 400);
+}
+
+#[tokio::test]
+async fn always_containers_come_back_with_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness {
+        guest: FakeGuest::new(),
+        engine: engine_in(tmp.path(), FakeGuest::new()),
+        tmp,
+    };
+    let always = h.create(
+        "always",
+        json!({"Cmd": ["sleep"], "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+    );
+    let unless = h.create(
+        "unless",
+        json!({"Cmd": ["sleep"], "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"}}}),
+    );
+    let stopped = h.create(
+        "stopped",
+        json!({"Cmd": ["sleep"], "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"}}}),
+    );
+    let plain = h.create("plain", json!({"Cmd": ["sleep"]}));
+    for c in [&always, &unless, &stopped, &plain] {
+        h.engine.start(c).await.unwrap();
+    }
+    h.engine.stop(&stopped, None).await.unwrap();
+    // The daemon goes away: a new engine over the same machine directory.
+    let guest = FakeGuest::new();
+    let engine = engine_in(h.tmp.path(), guest.clone());
+    engine.restore();
+    let again = Harness {
+        engine,
+        guest,
+        tmp: tempfile::tempdir().unwrap(),
+    };
+    for name in ["always", "unless"] {
+        let c = again.engine.find(name).unwrap();
+        again
+            .until(&c, &format!("{name} to run again"), |s| s.running)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!again.engine.find("stopped").unwrap().state().running);
+    assert!(!again.engine.find("plain").unwrap().state().running);
+}
+
+#[tokio::test]
+async fn rename_keeps_names_unique_and_says_what_it_was() {
+    let h = harness();
+    let a = h.create("a1", json!({"Cmd": ["sleep"]}));
+    let _b = h.create("b1", json!({"Cmd": ["sleep"]}));
+    assert_eq!(h.engine.rename(&a, "b1").unwrap_err().status, 409);
+    assert_eq!(h.engine.rename(&a, "-bad").unwrap_err().status, 400);
+    h.engine.rename(&a, "/c1").unwrap();
+    assert_eq!(h.engine.find("c1").unwrap().id, a.id);
+    assert!(h.engine.find("a1").is_err());
+    let (past, _) = h.engine.events.subscribe();
+    let e = past.iter().find(|e| e.action == "rename").unwrap();
+    assert_eq!(e.actor.attributes["oldName"], "/a1");
+    assert_eq!(e.actor.attributes["name"], "c1");
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_a_created_container() {
+    let h = harness();
+    let net = h
+        .engine
+        .networks
+        .create("app", "bridge", None, None, Default::default(), false)
+        .unwrap();
+    let c = h.create(
+        "web",
+        json!({"Cmd": ["sleep"], "HostConfig": {"NetworkMode": "app"}}),
+    );
+    let disconnect = DisconnectBody {
+        container: "web".into(),
+        force: false,
+    };
+    h.engine.disconnect("app", &disconnect).unwrap();
+    assert_eq!(
+        c.record().spec.network.mode,
+        super::attach_net::DISCONNECTED
+    );
+    assert_eq!(
+        h.engine.disconnect("app", &disconnect).unwrap_err().status,
+        403
+    );
+    let connect: ConnectBody = serde_json::from_value(json!({
+        "Container": "web", "EndpointConfig": {"Aliases": ["www"], "Links": []}
+    }))
+    .unwrap();
+    h.engine.connect(&net.id, &connect).unwrap();
+    let spec = c.record().spec;
+    assert_eq!(spec.network.mode, "app");
+    assert_eq!(spec.network.aliases, ["www"]);
+    // A second network, or a running container, is refused with the reason.
+    h.engine
+        .networks
+        .create("other", "bridge", None, None, Default::default(), false)
+        .unwrap();
+    let other: ConnectBody = serde_json::from_value(json!({"Container": "web"})).unwrap();
+    let err = h.engine.connect("other", &other).unwrap_err();
+    assert!(err.message.contains("one network"), "{}", err.message);
+    h.engine.start(&c).await.unwrap();
+    let err = h.engine.disconnect("app", &disconnect).unwrap_err();
+    assert!(err.message.contains("not running"), "{}", err.message);
+    let bad: ConnectBody = serde_json::from_value(json!({
+        "Container": "web", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.1.2.3"}}
+    }))
+    .unwrap();
+    let err = h.engine.connect("app", &bad).unwrap_err();
+    assert!(err.message.contains("IPAMConfig"), "{}", err.message);
+    let (past, _) = h.engine.events.subscribe();
+    let kinds: Vec<&str> = past
+        .iter()
+        .filter(|e| e.kind == "network")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(kinds, ["disconnect", "connect"]);
+    h.engine.kill(&c, 9).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_that_dies_mid_run_leaves_the_container_exited() {
+    let h = harness();
+    let c = h.create("d1", json!({"Cmd": ["sleep"]}));
+    h.engine.start(&c).await.unwrap();
+    h.guest.die();
+    h.until(&c, "the exit", |s| !s.running).await;
+    let s = c.state();
+    assert_eq!(s.exit_code, 255);
+    assert!(s.error.contains("machine stopped"), "{}", s.error);
+    let err = h.engine.start(&c).await.unwrap_err();
+    assert_eq!(err.status, 500, "{}", err.message);
+}
+
+#[tokio::test]
+async fn unknown_list_filters_are_refused_and_labels_select() {
+    let h = harness();
+    let a = h.create(
+        "a1",
+        json!({"Cmd": ["sleep"], "Labels": {"com.docker.compose.project": "p"}}),
+    );
+    let b = h.create("b1", json!({"Cmd": ["sleep"]}));
+    let all = h.engine.all();
+    let filter = |f: &str| super::views::ContainerFilter::parse(Some(f), &all, &h.engine.images);
+    let f = filter(r#"{"label": ["com.docker.compose.project=p"]}"#).unwrap();
+    assert!(f.matches(&a.record()) && !f.matches(&b.record()));
+    // Labels are all required, as compose's `project=p` and `oneoff=False` are.
+    let f = filter(r#"{"label": ["com.docker.compose.project=p", "oneoff=True"]}"#).unwrap();
+    assert!(!f.matches(&a.record()), "every label filter must match");
+    let f = filter(r#"{"name": ["^b1$"]}"#).unwrap();
+    assert!(!f.matches(&a.record()) && f.matches(&b.record()));
+    let f = filter(r#"{"status": ["created"], "ancestor": ["busybox"]}"#).unwrap();
+    assert!(f.matches(&a.record()) && f.selects_stopped());
+    let f = filter(r#"{"before": ["b1"]}"#).unwrap();
+    assert!(f.matches(&a.record()) && !f.matches(&b.record()));
+    assert!(filter(r#"{"colour": ["red"]}"#)
+        .unwrap_err()
+        .message
+        .contains("colour"));
+    assert!(filter(r#"{"status": ["asleep"]}"#).is_err());
+}
