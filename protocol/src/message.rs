@@ -196,6 +196,49 @@ pub struct JoinSpec {
     /// Every capability and no seccomp filter (`docker exec --privileged`).
     #[serde(default)]
     pub privileged: bool,
+    /// Instead of `argv`, the exec shim does this itself inside the container's mounts,
+    /// as root (`docker cp`); `argv` is then only its name for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<Builtin>,
+}
+
+/// File work the exec shim does inside a running container. Exit code 0 on success,
+/// [`Builtin::NOT_FOUND`] when the path does not exist, 1 otherwise (the reason on stderr).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Builtin {
+    /// Prints the [`PathStat`] of `path` (not following a final symlink) as JSON on stdout.
+    Stat { path: String },
+    /// Writes a tar of `path` to stdout: a directory as `NAME/...`, anything else as `NAME`.
+    ArchiveGet { path: String },
+    /// Extracts the tar on stdin into the directory `path`, keeping modes; owners are
+    /// the archive's with `copy_uid_gid` (`docker cp -a`), else root's.
+    /// `no_overwrite_dir_non_dir`: a directory never replaces a non-directory, or the
+    /// other way round (Docker's `noOverwriteDirNonDir`).
+    ArchivePut {
+        path: String,
+        no_overwrite_dir_non_dir: bool,
+        #[serde(default)]
+        copy_uid_gid: bool,
+    },
+}
+
+impl Builtin {
+    pub const NOT_FOUND: i32 = 2;
+}
+
+/// What [`Builtin::Stat`] prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: u64,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    /// Modification time, Unix seconds and nanoseconds.
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    /// A symlink's target; empty otherwise.
+    pub link_target: String,
 }
 
 /// A terminal size.

@@ -76,5 +76,6 @@ pub(super) async fn prepare(
         cwd: spec.cwd.clone(),
         user: join.user.clone(),
         privileged: join.privileged,
+        builtin: join.builtin.clone(),
     })
 }

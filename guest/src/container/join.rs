@@ -49,6 +49,9 @@ pub struct ExecShimSpec {
     pub user: Option<String>,
     /// Every capability and no seccomp filter (`docker exec --privileged`).
     pub privileged: bool,
+    /// File work done by the shim itself instead of running `argv` (`docker cp`).
+    #[serde(default)]
+    pub builtin: Option<berth_protocol::Builtin>,
 }
 
 impl ExecShimSpec {
@@ -121,7 +124,9 @@ pub fn main(spec_json: &str) -> i32 {
     match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
             let (code, message) = child(&spec, userns);
-            let _ = writeln!(std::io::stderr(), "berth: {message}");
+            if !message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "berth: {message}");
+            }
             std::process::exit(code)
         }
         Ok(Forked::Parent(pid)) => {
@@ -135,6 +140,10 @@ pub fn main(spec_json: &str) -> i32 {
 /// In the container's namespaces: becomes the exec'd process; returns only on failure.
 fn child(spec: &ExecShimSpec, userns: Option<File>) -> (i32, String) {
     let _ = sys::unblock_all_signals();
+    if let Some(op) = &spec.builtin {
+        // As the guest's root in the container's mounts, as Docker's daemon copies.
+        return super::archive::run(op);
+    }
     // Before the user namespace: taking the terminal from the shim's session needs
     // CAP_SYS_ADMIN where the terminal lives.
     if let Err(e) = sys::take_terminal() {
@@ -200,6 +209,7 @@ mod tests {
             cwd: None,
             user: None,
             privileged,
+            builtin: None,
         }
     }
 

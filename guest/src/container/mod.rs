@@ -10,6 +10,7 @@
 //! `berth-init container-exec <spec>` (`join`), which enters a running container's
 //! cgroup and namespaces instead of making new ones.
 
+mod archive;
 pub mod cgroup;
 mod join;
 mod launch;

@@ -105,6 +105,38 @@ async fn route(
                 &views::inspect(&c, &engine.store.log_path(&c.id)),
             ))
         }
+        ["containers", name, "archive"] if *method == Method::HEAD => {
+            let c = engine.find(name)?;
+            let stat = engine
+                .archive_stat(&c, q.get("path").map_or("", String::as_str))
+                .await?;
+            let mut resp = full_ok();
+            let header = super::archive::ContainerPathStat::from_guest(&stat);
+            let value = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                serde_json::to_vec(&header).unwrap_or_default(),
+            );
+            if let Ok(v) = value.parse() {
+                resp.headers_mut().insert(super::archive::STAT_HEADER, v);
+            }
+            Ok(resp)
+        }
+        ["containers", name, "archive"] if get => {
+            let c = engine.find(name)?;
+            engine
+                .archive_get(&c, q.get("path").map_or("", String::as_str))
+                .await
+        }
+        ["containers", name, "archive"] if *method == Method::PUT => {
+            let c = engine.find(name)?;
+            let path = q.get("path").cloned().unwrap_or_default();
+            let no_overwrite = flag(&q, "noOverwriteDirNonDir");
+            let copy_owners = flag(&q, "copyUIDGID");
+            engine
+                .archive_put(&c, &path, no_overwrite, copy_owners, req.into_body())
+                .await?;
+            Ok(full_ok())
+        }
         ["containers", name, "rename"] if post => {
             let c = engine.find(name)?;
             engine.rename(&c, q.get("name").map(String::as_str).unwrap_or(""))?;

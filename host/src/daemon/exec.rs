@@ -189,6 +189,7 @@ impl Engine {
                 id: e.container.id.clone(),
                 user: cfg.user.clone(),
                 privileged: cfg.privileged,
+                builtin: None,
             }),
         };
         let mut exec = self.guest.exec(spec).await?;

@@ -204,6 +204,7 @@ impl Engine {
                 id: c.id.clone(),
                 user: None,
                 privileged: false,
+                builtin: None,
             }),
         };
         let (exit_code, output) =
@@ -224,7 +225,7 @@ impl Engine {
     }
 
     /// Runs a process to its end: its exit code and its output (stdout then stderr).
-    async fn run_to_end(&self, spec: ExecSpec) -> Result<(i32, String), String> {
+    pub(super) async fn run_to_end(&self, spec: ExecSpec) -> Result<(i32, String), String> {
         let mut exec = self.guest.exec(spec).await.map_err(|e| e.to_string())?;
         let guest = self.guest.clone();
         let id = exec.id;

@@ -6,6 +6,7 @@
 //! output in the machine's `daemon.log`.
 
 mod api;
+mod archive;
 mod attach_net;
 mod create;
 mod engine;
