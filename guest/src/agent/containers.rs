@@ -13,11 +13,20 @@ use crate::container::{self, cgroup, CGROUP_PARENT};
 
 /// How long freezing or thawing may take before the request fails.
 const FREEZE_DEADLINE: Duration = Duration::from_secs(5);
+/// A container the host was just told started may still be making its cgroup: how
+/// long a request waits for it.
+const CGROUP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Starts `op` on container `id`; the reply comes when it is done.
 pub(super) fn spawn(replies: Replies, request_id: u64, id: String, op: ContainerOp) {
     tokio::spawn(async move {
         let work = tokio::task::spawn_blocking(move || {
+            let dir = Path::new(CGROUP_PARENT).join(&id);
+            let deadline = std::time::Instant::now() + CGROUP_DEADLINE;
+            while container::valid_id(&id) && !dir.is_dir() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             run(Path::new(CGROUP_PARENT), Path::new("/proc"), &id, op)
         });
         let result = work.await.unwrap_or_else(|_panic| ContainerResult::Failed {

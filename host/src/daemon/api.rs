@@ -221,19 +221,34 @@ async fn route(
         ["containers", name, "attach"] if post => {
             let c = engine.find(name)?;
             let st = c.state();
-            if !st.running && st.status != super::state::Status::Created {
+            let stream = flag(&q, "stream");
+            let with_logs = flag(&q, "logs");
+            if !stream && !with_logs {
+                return Err(ApiError::bad_request(
+                    "attach needs stream=1 or logs=1: there is nothing to send otherwise",
+                ));
+            }
+            if stream && !st.running && st.status != super::state::Status::Created {
                 return Err(ApiError::conflict(
                     "You cannot attach to a stopped container, start it first",
                 ));
             }
             let tty = c.record().spec.tty;
             let want = (flag(&q, "stdin"), flag(&q, "stdout"), flag(&q, "stderr"));
-            let output = c.out_tx.subscribe();
+            // The log so far and the live output, taken under the log writer's lock.
+            let (past, output) = {
+                let _writer = c.log.lock().await;
+                let past = match with_logs {
+                    true => logs::read_all(&engine.store.log_path(&c.id)),
+                    false => Vec::new(),
+                };
+                (past, c.out_tx.subscribe())
+            };
             let on_upgrade = hyper::upgrade::on(&mut req);
             Ok(http::hijack(
                 on_upgrade,
                 http::stream_type(tty),
-                move |io| super::exec::run_attach(c, io, output, want, tty),
+                move |io| super::exec::run_attach(c, io, output, want, tty, (past, stream)),
             ))
         }
         ["containers", name, "top"] if get => {
@@ -345,8 +360,16 @@ async fn route(
         }
         ["networks", "prune"] if post => Ok(http::json(
             200,
-            &json!({"NetworksDeleted": network_prune(engine)}),
+            &engine.prune_networks(&q, |id| network_remove(engine, id))?,
         )),
+        ["containers", "prune"] if post => Ok(http::json(200, &engine.prune_containers(&q).await?)),
+        ["system", "df"] if get => Ok(http::json(200, &engine.disk_usage()?)),
+        ["swarm", ..]
+        | ["services", ..]
+        | ["nodes", ..]
+        | ["secrets", ..]
+        | ["configs", ..]
+        | ["tasks", ..] => Err(super::system::not_a_swarm_manager()),
         ["networks", name] if get => {
             let n = engine.networks.find(name)?;
             Ok(http::json(
@@ -469,11 +492,25 @@ async fn logs_response(
     c: Arc<Container>,
     q: &std::collections::HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
+    // `since`/`until`: Unix seconds as the docker CLI sends them; 0 is "not given".
+    let time = |key: &str| -> Result<Option<u128>, ApiError> {
+        match q.get(key).map(String::as_str) {
+            None | Some("") | Some("0") => Ok(None),
+            Some(t) => super::events::parse_time(t).map(Some),
+        }
+    };
     let filter = Filter {
         stdout: flag(q, "stdout"),
         stderr: flag(q, "stderr"),
-        tail: q.get("tail").and_then(|t| t.parse().ok()),
+        tail: match q.get("tail").map(String::as_str) {
+            None | Some("") | Some("all") => None,
+            Some(t) => Some(t.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid tail {t:?}: a number or all"))
+            })?),
+        },
         timestamps: flag(q, "timestamps"),
+        since: time("since")?,
+        until: time("until")?,
     };
     if !filter.stdout && !filter.stderr {
         return Err(ApiError::bad_request(
@@ -773,16 +810,6 @@ fn network_remove(engine: &Engine, name: &str) -> Result<(), ApiError> {
     engine.networks.remove(&n.id)?;
     engine.events.network(&n.id, &n.name, "destroy", None);
     Ok(())
-}
-
-fn network_prune(engine: &Engine) -> Vec<String> {
-    engine
-        .networks
-        .all()
-        .into_iter()
-        .filter(|n| network_remove(engine, &n.id).is_ok())
-        .map(|n| n.name)
-        .collect()
 }
 
 #[cfg(test)]

@@ -297,11 +297,30 @@ pub async fn run_attach<IO>(
     mut output: broadcast::Receiver<Chunk>,
     want: (bool, bool, bool),
     tty: bool,
+    (past, stream): (Vec<super::logs::Entry>, bool),
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (want_stdin, want_stdout, want_stderr) = want;
     let (rd, mut wr) = tokio::io::split(io);
+    // `logs=1`: what the container printed so far, first.
+    for e in past {
+        let wanted = match e.stream {
+            StreamKind::Stdout => want_stdout,
+            StreamKind::Stderr => want_stderr,
+        };
+        let data = match tty {
+            true => e.log.into_bytes(),
+            false => frame(e.stream.frame_byte(), e.log.as_bytes()),
+        };
+        if wanted && wr.write_all(&data).await.is_err() {
+            return;
+        }
+    }
+    if !stream {
+        let _ = wr.shutdown().await;
+        return;
+    }
     let input = want_stdin.then(|| tokio::spawn(attach_input(c.clone(), rd)));
     loop {
         match output.recv().await {

@@ -139,14 +139,28 @@ pub struct Filter {
     pub tail: Option<usize>,
     /// Prefix each entry with its time.
     pub timestamps: bool,
+    /// Only entries at or after this time (Unix nanoseconds).
+    pub since: Option<u128>,
+    /// Only entries at or before this time (Unix nanoseconds).
+    pub until: Option<u128>,
 }
 
 impl Filter {
     pub fn wants(&self, e: &Entry) -> bool {
-        match e.stream {
+        let stream = match e.stream {
             StreamKind::Stdout => self.stdout,
             StreamKind::Stderr => self.stderr,
+        };
+        if !stream {
+            return false;
         }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = time_nanos(&e.time) else {
+            return true;
+        };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 
     /// The entries to show from a whole log.
@@ -165,6 +179,17 @@ impl Filter {
             false => e.log.clone().into_bytes(),
         }
     }
+}
+
+/// An entry's RFC 3339 time as Unix nanoseconds.
+pub fn time_nanos(time: &str) -> Option<u128> {
+    let (whole, frac) = match time.split_once('.') {
+        Some((w, f)) => (format!("{w}Z"), f.trim_end_matches('Z')),
+        None => (time.to_string(), ""),
+    };
+    let secs = crate::image::time::parse_rfc3339(&whole)?;
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(secs.max(0) as u128 * 1_000_000_000 + digits.parse::<u128>().ok()?)
 }
 
 /// Docker's multiplexed-stream frame: `[stream, 0, 0, 0, len (u32 BE)]` then the bytes.
@@ -220,6 +245,8 @@ mod tests {
             stderr: false,
             tail: Some(1),
             timestamps: false,
+            since: None,
+            until: None,
         };
         let shown = f.select(all.clone());
         assert_eq!(shown.len(), 1);
@@ -229,9 +256,28 @@ mod tests {
             stderr: true,
             tail: None,
             timestamps: true,
+            since: None,
+            until: None,
         };
         let line = String::from_utf8(ts.render(&all[2])).unwrap();
         assert!(line.ends_with("Z oops\n"), "{line}");
+        // since/until select by the entry's time.
+        let t = time_nanos(&all[0].time).unwrap();
+        let window = |since, until| Filter {
+            stdout: true,
+            stderr: true,
+            tail: None,
+            timestamps: false,
+            since,
+            until,
+        };
+        assert!(window(Some(t), None).wants(&all[0]));
+        assert!(!window(Some(t + 1), None).wants(&all[0]));
+        assert!(!window(None, Some(t - 1)).wants(&all[0]));
+        assert_eq!(
+            time_nanos("2024-01-01T00:00:01.5Z"),
+            Some(1_704_067_201_500_000_000)
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod ports;
 mod registry;
 mod restart;
 pub mod state;
+mod system;
 mod views;
 mod volumes;
 
