@@ -9,6 +9,9 @@ fn main() {
         Some(berth_guest::container::EXEC_SHIM_ARG) => {
             berth_guest::container::exec_shim_main(args.get(2).map(String::as_str).unwrap_or(""))
         }
+        Some(berth_guest::container::reaper::INIT_ARG) => {
+            berth_guest::container::reaper::main(&args[2..])
+        }
         _ => berth_guest::init::main(),
     };
     std::process::exit(code);

@@ -483,6 +483,16 @@ pub fn move_root(from: &str) -> io::Result<()> {
 }
 
 /// Drops to `uid`/`gid` (supplementary groups cleared).
+/// Becomes `uid:gid` with `gid` and `extra` as the supplementary groups.
+pub fn set_identity_with_groups(uid: u32, gid: u32, extra: &[u32]) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    let mut groups = vec![Gid::from_raw(gid)];
+    groups.extend(extra.iter().map(|g| Gid::from_raw(*g)));
+    setgroups(&groups).map_err(io::Error::from)?;
+    setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
+    setuid(Uid::from_raw(uid)).map_err(io::Error::from)
+}
+
 pub fn set_identity(uid: u32, gid: u32) -> io::Result<()> {
     use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
     setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;

@@ -1,5 +1,7 @@
 //! The typed messages. Each variant documents when it is valid.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The first frame on every stream the host opens.
@@ -277,6 +279,48 @@ pub struct ContainerSpec {
     /// The container's network; `None` is Docker's `none` (only `lo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
+    /// How the container's processes run: limits, groups, init, kernel parameters.
+    #[serde(default)]
+    pub process: ProcessOptions,
+}
+
+/// `--ulimit`, `--oom-score-adj`, `--group-add`, `--init`, `--shm-size`, `--sysctl` and
+/// `--dns*`: options applied in the container as it is set up (and to `docker exec`
+/// processes, as Docker applies them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    /// Extra groups, by name (from the container's /etc/group) or number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// A small init is the container's PID 1: it reaps orphans and forwards signals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// The size of /dev/shm in bytes; 64 MiB when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Namespaced kernel parameters (`net.core.somaxconn`), written in the container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// resolv.conf: name servers (replacing the network's, or after berth's resolver on a
+    /// user network), search domains and options.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`; -1 is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// How a container is networked (`docker run --network`).

@@ -181,6 +181,21 @@ fn container_specs_round_trip_and_default_to_none() {
                 nodev: false,
             }],
             read_only_rootfs: true,
+            process: ProcessOptions {
+                ulimits: vec![Ulimit {
+                    name: "nofile".into(),
+                    soft: 64,
+                    hard: 128,
+                }],
+                oom_score_adj: Some(-500),
+                group_add: vec!["audio".into(), "1234".into()],
+                init: true,
+                shm_size: Some(128 << 20),
+                sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+                dns: vec!["10.0.0.53".into()],
+                dns_search: vec!["example.com".into()],
+                dns_options: vec!["ndots:2".into()],
+            },
         }),
         tty: Some(TtySize { rows: 24, cols: 80 }),
         join: None,
@@ -192,6 +207,11 @@ fn container_specs_round_trip_and_default_to_none() {
     let old: ExecSpec =
         serde_json::from_str(r#"{"argv":["true"],"env":[],"cwd":null,"stdin":false}"#).unwrap();
     assert_eq!(old.container, None);
+    // A container spec from before the process options has none.
+    let old: ContainerSpec =
+        serde_json::from_str(r#"{"id":"ab","layers":[],"hostname":"h","user":null,"mounts":[]}"#)
+            .unwrap();
+    assert_eq!(old.process, ProcessOptions::default());
     let host: NetworkSpec = serde_json::from_str(r#"{"mode":"host"}"#).unwrap();
     assert_eq!(host, NetworkSpec::Host);
     let open = StreamOpen::Connect {

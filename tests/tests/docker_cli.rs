@@ -79,16 +79,8 @@ fn the_docker_cli_drives_berth() {
 
     // Options berth does not honour yet are refused by name, never accepted and ignored.
     for (flags, field) in [
-        (&["--ulimit", "nofile=64:64"][..], "HostConfig.Ulimits"),
-        (
-            &["--sysctl", "net.core.somaxconn=1024"][..],
-            "HostConfig.Sysctls",
-        ),
-        (
-            &["--restart", "always"][..],
-            "HostConfig.RestartPolicy.Name",
-        ),
-        (&["--dns", "10.9.9.9"][..], "HostConfig.Dns"),
+        (&["--device", "/dev/fuse"][..], "HostConfig.Devices"),
+        (&["--cpuset-mems", "0"][..], "HostConfig.CpusetMems"),
     ] {
         let mut args = vec!["run"];
         args.extend(flags);
@@ -100,6 +92,176 @@ fn the_docker_cli_drives_berth() {
             "docker {args:?}: the refusal names {field}: {err}"
         );
     }
+
+    // Process options, each seen from inside the container.
+    let inside = |flags: &[&str], script: &str| {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend(["busybox", "sh", "-c", script]);
+        d.ok(&args)
+    };
+    let out = inside(&["--ulimit", "nofile=64:128"], "ulimit -n; ulimit -Hn");
+    assert_eq!(out, "64\n128\n", "--ulimit");
+    let out = inside(
+        &[
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "example.com",
+            "--dns-option",
+            "ndots:3",
+        ],
+        "cat /etc/resolv.conf",
+    );
+    assert_eq!(
+        out, "nameserver 10.9.9.9\nsearch example.com\noptions ndots:3\n",
+        "--dns, --dns-search, --dns-option"
+    );
+    let out = inside(&["--shm-size", "16m"], "df -k /dev/shm | tail -1");
+    assert!(out.contains(" 16384 "), "--shm-size 16m: {out}");
+    let out = inside(
+        &["--sysctl", "net.core.somaxconn=1234"],
+        "cat /proc/sys/net/core/somaxconn",
+    );
+    assert_eq!(out, "1234\n", "--sysctl");
+    let out = inside(&["--oom-score-adj", "300"], "cat /proc/self/oom_score_adj");
+    assert_eq!(out, "300\n", "--oom-score-adj");
+    let out = inside(&["--group-add", "1234"], "id -G");
+    assert_eq!(out, "0 1234\n", "--group-add");
+    let out = inside(&["--init"], "cat /proc/1/cmdline | tr '\\0' ' '");
+    assert!(out.starts_with("/dev/init "), "--init: PID 1 is {out}");
+    let out = inside(&["--stop-signal", "SIGUSR1"], "true");
+    assert_eq!(out, "");
+
+    // An on-failure:2 container is restarted twice, then stays exited.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "flaky",
+        ]);
+        if state.trim() == "2 exited 3" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--restart on-failure:2: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let policy = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "flaky",
+    ]);
+    assert_eq!(policy.trim(), "on-failure:2");
+    // rename, and the events it made.
+    d.ok(&["rename", "flaky", "flaky2"]);
+    // Whole seconds: the events of this second are before the next one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    // Events name the container by id (its name changed on the way).
+    let flaky_id = d.ok(&["inspect", "-f", "{{.Id}}", "flaky2"]);
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        &format!("container={}", flaky_id.trim()),
+        "--format",
+        "{{.Action}} {{.TimeNano}}",
+    ]);
+    let actions: Vec<&str> = events
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    let events = format!("{events}(until {now})");
+    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    assert_eq!(count("die"), 3, "GET /events: a die per run: {events}");
+    assert_eq!(count("start"), 3, "GET /events: a start per run: {events}");
+    assert!(
+        actions.contains(&"rename"),
+        "GET /events: the rename: {events}"
+    );
+    d.ok(&["rm", "flaky2"]);
+
+    // A healthcheck runs in the container and its status shows.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -e /tmp/ready",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 3; touch /tmp/ready; exec sleep 1000",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let h = d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+        if h.trim() == "healthy" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthcheck never healthy: {h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        d.ok(&["ps"]).contains("(healthy)"),
+        "docker ps shows the health"
+    );
+    // docker cp, both ways.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("in.txt"), "from the host\n").unwrap();
+    d.ok(&[
+        "cp",
+        &tmp.path().join("in.txt").display().to_string(),
+        "hc:/tmp/",
+    ]);
+    assert_eq!(
+        d.ok(&["exec", "hc", "cat", "/tmp/in.txt"]),
+        "from the host\n",
+        "docker cp in"
+    );
+    d.ok(&[
+        "cp",
+        "hc:/etc/hostname",
+        &tmp.path().join("out").display().to_string(),
+    ]);
+    let hostname = std::fs::read_to_string(tmp.path().join("out")).unwrap();
+    assert_eq!(hostname.trim().len(), 12, "docker cp out: {hostname}");
+    let (code, _, err) = d.run(&["cp", "hc:/no/such", &tmp.path().display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Could not find the file /no/such"), "{err}");
+    d.ok(&["rm", "-f", "hc"]);
 
     let id = d.ok(&[
         "run",

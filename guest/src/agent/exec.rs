@@ -261,10 +261,11 @@ async fn container_spec(
         .attach(&c.id, &c.hostname, c.network.as_ref())
         .await
         .map_err(|e| (ErrorKind::Internal, e))?;
+    let resolv_conf = crate::net::with_dns_options(&net.resolv_conf, &c.process, user_network(c));
     let shim = ShimSpec {
         netns: net.netns,
         hosts: Some(net.hosts),
-        resolv_conf: Some(net.resolv_conf),
+        resolv_conf: Some(resolv_conf),
         id: c.id.clone(),
         lowerdirs,
         dir: agent.containers_dir.join(&c.id),
@@ -278,12 +279,18 @@ async fn container_spec(
         mounts,
         tmpfs: c.tmpfs.clone(),
         read_only_rootfs: c.read_only_rootfs,
+        process: c.process.clone(),
     };
     if let Err(e) = shim.prepare() {
         agent.net.detach(&c.id).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));
     }
     Ok(shim)
+}
+
+/// Whether the container's resolver is berth's, on a user network (it answers names).
+fn user_network(c: &berth_protocol::ContainerSpec) -> bool {
+    matches!(&c.network, Some(berth_protocol::NetworkSpec::Bridge(a)) if !a.dns_names.is_empty())
 }
 
 async fn take(conn: &Connection, exec_id: u64, fd: StdioFd) -> Result<Stream, (ErrorKind, String)> {

@@ -168,6 +168,7 @@ fn child(spec: &ExecShimSpec, userns: Option<File>) -> (i32, String) {
         cwd,
         create_cwd: false,
         security: &security,
+        options: &c.process,
     })
 }
 
@@ -202,6 +203,7 @@ mod tests {
                 mounts: vec![],
                 tmpfs: vec![],
                 read_only_rootfs: false,
+                process: Default::default(),
             },
             init_pid: 7,
             argv: vec!["ls".into()],

@@ -29,6 +29,8 @@ pub struct Process<'a> {
     pub create_cwd: bool,
     /// The privileges: capabilities and seccomp.
     pub security: &'a Security,
+    /// rlimits, OOM score, extra groups.
+    pub options: &'a berth_protocol::ProcessOptions,
 }
 
 /// Becomes the process `p` describes and execs it; returns (exit code, message) only on
@@ -51,7 +53,14 @@ pub fn become_and_exec(p: &Process) -> (i32, String) {
     if let Err(e) = super::security::limit_bounding_set(&caps) {
         return (125, e);
     }
-    if let Err(e) = sys::set_identity(id.uid, id.gid) {
+    if let Err(e) = apply_limits(p.options) {
+        return (125, e);
+    }
+    let groups = match extra_groups(&p.options.group_add, &group) {
+        Ok(g) => g,
+        Err(e) => return (125, e),
+    };
+    if let Err(e) = sys::set_identity_with_groups(id.uid, id.gid, &groups) {
         return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
     }
     if let Err(e) = super::security::apply_process_caps(id.uid, &caps) {
@@ -64,6 +73,61 @@ pub fn become_and_exec(p: &Process) -> (i32, String) {
         }
     }
     exec(p.argv, &env)
+}
+
+/// `--ulimit` and `--oom-score-adj`, set while still root (raising a hard limit needs it).
+fn apply_limits(o: &berth_protocol::ProcessOptions) -> Result<(), String> {
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    for u in &o.ulimits {
+        let resource = match u.name.as_str() {
+            "as" => Resource::RLIMIT_AS,
+            "core" => Resource::RLIMIT_CORE,
+            "cpu" => Resource::RLIMIT_CPU,
+            "data" => Resource::RLIMIT_DATA,
+            "fsize" => Resource::RLIMIT_FSIZE,
+            "locks" => Resource::RLIMIT_LOCKS,
+            "memlock" => Resource::RLIMIT_MEMLOCK,
+            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+            "nice" => Resource::RLIMIT_NICE,
+            "nofile" => Resource::RLIMIT_NOFILE,
+            "nproc" => Resource::RLIMIT_NPROC,
+            "rss" => Resource::RLIMIT_RSS,
+            "rtprio" => Resource::RLIMIT_RTPRIO,
+            "rttime" => Resource::RLIMIT_RTTIME,
+            "sigpending" => Resource::RLIMIT_SIGPENDING,
+            "stack" => Resource::RLIMIT_STACK,
+            other => return Err(format!("ulimit {other}: unknown")),
+        };
+        let value = |n: i64| if n < 0 { RLIM_INFINITY } else { n as u64 };
+        setrlimit(resource, value(u.soft), value(u.hard))
+            .map_err(|e| format!("ulimit {}={}:{}: {e}", u.name, u.soft, u.hard))?;
+    }
+    if let Some(adj) = o.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("oom_score_adj {adj}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `--group-add`: numbers as they are, names from the container's /etc/group.
+fn extra_groups(wanted: &[String], group_file: &str) -> Result<Vec<u32>, String> {
+    wanted
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => group_file
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(':');
+                    Some((f.next()?, f.nth(1)?))
+                })
+                .find(|(name, _)| name == g)
+                .and_then(|(_, gid)| gid.parse().ok())
+                .ok_or_else(|| {
+                    format!("Unable to find group {g}: no matching entries in group file")
+                }),
+        })
+        .collect()
 }
 
 /// Changes to the working directory, creating it first when asked to.
@@ -144,6 +208,18 @@ fn exec(argv: &[String], env: &[String]) -> (i32, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_groups_by_name_and_number() {
+        let group = "root:x:0:\naudio:x:29:pulse\n";
+        assert_eq!(
+            extra_groups(&["audio".into(), "1234".into()], group).unwrap(),
+            [29, 1234]
+        );
+        assert!(extra_groups(&["video".into()], group)
+            .unwrap_err()
+            .contains("video"));
+    }
 
     #[test]
     fn exec_env_overrides_the_containers() {

@@ -15,6 +15,7 @@ pub mod cgroup;
 mod join;
 mod launch;
 pub mod mounts;
+pub mod reaper;
 mod rootfs;
 mod seccomp;
 mod security;
@@ -74,6 +75,9 @@ pub struct ShimSpec {
     /// `--read-only`: the root is remounted read-only once everything is in place.
     #[serde(default)]
     pub read_only_rootfs: bool,
+    /// Limits, groups, init, /dev/shm's size and kernel parameters.
+    #[serde(default)]
+    pub process: berth_protocol::ProcessOptions,
 }
 
 /// Which network namespace a container runs in.

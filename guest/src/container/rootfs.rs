@@ -51,14 +51,19 @@ pub fn enter_and_exec(spec: &ShimSpec, userns: Option<super::userns::ChildSide>)
         }
     }
     let cwd = spec.cwd.as_deref().unwrap_or("/");
+    let argv = match spec.process.init {
+        true => super::reaper::init_argv(&spec.argv),
+        false => spec.argv.clone(),
+    };
     super::launch::become_and_exec(&super::launch::Process {
-        argv: &spec.argv,
+        argv: &argv,
         env: &spec.env,
         hostname: &spec.hostname,
         user: spec.user.as_deref(),
         cwd,
         create_cwd: true,
         security: &spec.security,
+        options: &spec.process,
     })
 }
 
@@ -132,12 +137,16 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         MountFlags::MS_NOSUID | MountFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
+    let shm = match spec.process.shm_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777,size=65536k".to_string(),
+    };
     sys::mount_fs(
         "shm",
         &at("dev/shm"),
         "tmpfs",
         nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
+        Some(&shm),
     )?;
     sys::mount_fs(
         "mqueue",
@@ -155,6 +164,16 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     ] {
         std::os::unix::fs::symlink(target, root.join("dev").join(link))?;
     }
+    if spec.process.init {
+        // berth-init itself, as the container's small init (`--init`).
+        let init = root.join("dev/init");
+        std::fs::write(&init, b"")?;
+        // By its path: /proc/self/exe itself names the binary in the mount namespace it
+        // was started in, which this one is a copy of (a bind from there is EINVAL).
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        sys::bind_mount(&exe, &init, true)?;
+    }
+    write_sysctls(&root, &spec.process.sysctls)?;
     write_etc(&root, spec)?;
     super::mounts::bind_all(&root, &spec.mounts)?;
     super::mounts::tmpfs_all(&root, &spec.tmpfs)?;
@@ -179,6 +198,19 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, as Docker provides them: the hosts
 /// and resolver of the container's network when it has one.
+/// `--sysctl`: written through the container's /proc (its namespaces' own values).
+fn write_sysctls(
+    root: &Path,
+    sysctls: &std::collections::BTreeMap<String, String>,
+) -> io::Result<()> {
+    for (key, value) in sysctls {
+        let path = root.join("proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn write_etc(root: &Path, spec: &ShimSpec) -> io::Result<()> {
     let etc = root.join("etc");
     std::fs::create_dir_all(&etc)?;

@@ -104,6 +104,10 @@ mod tests {
             }],
             tmpfs: vec![],
             read_only_rootfs: true,
+            process: berth_protocol::ProcessOptions {
+                init: true,
+                ..Default::default()
+            },
         }
     }
 

@@ -420,8 +420,79 @@ pub fn hosts_file(hostname: &str, address: Option<&str>, extra: &[(String, Strin
     out
 }
 
+/// A container's resolv.conf with `--dns`, `--dns-search` and `--dns-option` applied:
+/// the given servers replace the network's, except berth's own resolver on a user
+/// network, which stays first so container names still resolve.
+pub fn with_dns_options(
+    base: &str,
+    o: &berth_protocol::ProcessOptions,
+    keep_resolver: bool,
+) -> String {
+    if o.dns.is_empty() && o.dns_search.is_empty() && o.dns_options.is_empty() {
+        return base.to_string();
+    }
+    let mut servers: Vec<String> = base
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    let mut options: Vec<String> = base
+        .lines()
+        .filter_map(|l| l.strip_prefix("options "))
+        .flat_map(|o| o.split_whitespace().map(String::from))
+        .collect();
+    if !o.dns.is_empty() {
+        servers = match keep_resolver {
+            true => servers
+                .into_iter()
+                .take(1)
+                .chain(o.dns.iter().cloned())
+                .collect(),
+            false => o.dns.clone(),
+        };
+    }
+    for opt in &o.dns_options {
+        let key = opt.split(':').next().unwrap_or_default();
+        options.retain(|x| x.split(':').next() != Some(key));
+        options.push(opt.clone());
+    }
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !o.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", o.dns_search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dns_options_shape_resolv_conf() {
+        let o = berth_protocol::ProcessOptions {
+            dns: vec!["10.0.0.53".into()],
+            dns_search: vec!["example.com".into()],
+            dns_options: vec!["ndots:2".into()],
+            ..Default::default()
+        };
+        let user = super::with_dns_options("nameserver 172.18.0.1\noptions ndots:0\n", &o, true);
+        assert_eq!(
+            user,
+            "nameserver 172.18.0.1\nnameserver 10.0.0.53\nsearch example.com\noptions ndots:2\n"
+        );
+        let bridge = super::with_dns_options("nameserver 10.0.2.3\n", &o, false);
+        assert!(
+            bridge.starts_with("nameserver 10.0.0.53\nsearch"),
+            "{bridge}"
+        );
+        let none = berth_protocol::ProcessOptions::default();
+        assert_eq!(super::with_dns_options("x\n", &none, false), "x\n");
+    }
+
     use super::*;
 
     #[test]

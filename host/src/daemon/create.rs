@@ -84,6 +84,7 @@ pub fn run_spec(body: &CreateBody, image: &ContainerConfig, id: &str) -> Result<
         mounts: Vec::new(), // filled by `Engine::prepare_mounts`
         tmpfs: tmpfs(&host)?,
         read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
+        process: process_options(&host)?,
         // Filled by `Engine::create`, which also sees the image's config.
         restart: Default::default(),
         stop_signal: None,
@@ -324,6 +325,123 @@ fn security(host: &HostConfig) -> Result<Security, ApiError> {
     })
 }
 
+/// The rlimits `--ulimit` may set, by Docker's names.
+pub const ULIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// Kernel parameters a container's namespaces own (Docker's list): only these may be set.
+fn namespaced_sysctl(key: &str, network_mode: &str) -> Result<(), String> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let safe = !key.is_empty()
+        && key.split('.').all(|p| !p.is_empty())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !safe {
+        return Err(format!("sysctl {key:?}: not a kernel parameter name"));
+    }
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        return match network_mode {
+            "host" => Err(format!("sysctl {key:?} not allowed in host network namespace")),
+            m if m.starts_with("container:") => Err(format!(
+                "sysctl {key:?} not allowed: the container shares another container's network namespace"
+            )),
+            _ => Ok(()),
+        };
+    }
+    Err(format!(
+        "sysctl {key:?} is not allowed: only namespaced kernel parameters (net.*, fs.mqueue.*, kernel IPC) can be set in a container"
+    ))
+}
+
+/// `Ulimits`, `OomScoreAdj`, `GroupAdd`, `Init`, `ShmSize`, `Sysctls`, `Dns*`.
+fn process_options(host: &HostConfig) -> Result<berth_protocol::ProcessOptions, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
+    let mut ulimits = Vec::new();
+    for u in host.ulimits.iter().flatten() {
+        let name = u.name.clone().unwrap_or_default();
+        if !ULIMITS.contains(&name.as_str()) {
+            return Err(bad(format!("invalid ulimit type: {name}")));
+        }
+        let (soft, hard) = (u.soft.unwrap_or(0), u.hard.unwrap_or(0));
+        if soft > hard && hard != -1 {
+            return Err(bad(format!(
+                "ulimit {name}: soft limit {soft} must be at most the hard limit {hard}"
+            )));
+        }
+        ulimits.push(berth_protocol::Ulimit { name, soft, hard });
+    }
+    let oom_score_adj = match host.oom_score_adj {
+        None | Some(0) => None,
+        Some(n) if (-1000..=1000).contains(&n) => Some(n as i32),
+        Some(n) => {
+            return Err(bad(format!(
+                "Invalid value {n}, range for oom score adj is [-1000, 1000]"
+            )))
+        }
+    };
+    let shm_size = match host.shm_size {
+        None | Some(0) => None,
+        Some(n) if n < 0 => return Err(bad("SHM size can not be less than 0".into())),
+        Some(n) => Some(n as u64),
+    };
+    let mode = host.network_mode.as_deref().unwrap_or("bridge");
+    let sysctls = host.sysctls.clone().unwrap_or_default();
+    for key in sysctls.keys() {
+        namespaced_sysctl(key, mode).map_err(bad)?;
+    }
+    let dns = host.dns.clone().unwrap_or_default();
+    for server in &dns {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(format!("{server} is not an ip address")));
+        }
+    }
+    for g in host.group_add.iter().flatten() {
+        if g.is_empty() || g.contains(':') {
+            return Err(bad(format!("--group-add {g:?}: a group name or number")));
+        }
+    }
+    Ok(berth_protocol::ProcessOptions {
+        ulimits,
+        oom_score_adj,
+        group_add: host.group_add.clone().unwrap_or_default(),
+        init: host.init.unwrap_or(false),
+        shm_size,
+        sysctls,
+        dns,
+        dns_search: host.dns_search.clone().unwrap_or_default(),
+        dns_options: host.dns_options.clone().unwrap_or_default(),
+    })
+}
+
 /// Docker names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -539,6 +657,37 @@ mod tests {
         ] {
             let err = tmpfs(&host(bad)).unwrap_err();
             assert!(err.message.starts_with("--tmpfs"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn process_options_are_checked_as_dockers() {
+        let opts = process_options(&host(json!({
+            "Ulimits": [{"Name": "nofile", "Soft": 64, "Hard": 128}],
+            "OomScoreAdj": 200, "ShmSize": 1 << 27, "Init": true,
+            "Sysctls": {"net.core.somaxconn": "1024", "kernel.shmmax": "1"},
+            "Dns": ["10.0.0.53"], "DnsSearch": ["example.com"], "GroupAdd": ["audio"]
+        })))
+        .unwrap();
+        assert_eq!(opts.ulimits[0].hard, 128);
+        assert_eq!(
+            (opts.oom_score_adj, opts.shm_size),
+            (Some(200), Some(1 << 27))
+        );
+        assert!(opts.init && opts.sysctls.len() == 2);
+        for bad in [
+            json!({"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}),
+            json!({"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}),
+            json!({"OomScoreAdj": 5000}),
+            json!({"ShmSize": -1}),
+            json!({"Sysctls": {"kernel.hostname": "x"}}),
+            json!({"Sysctls": {"net.core.somaxconn": "1"}, "NetworkMode": "host"}),
+            json!({"Dns": ["not-an-ip"]}),
+        ] {
+            assert!(
+                process_options(&host(bad.clone())).is_err(),
+                "{bad} must be refused"
+            );
         }
     }
 

@@ -621,6 +621,7 @@ impl Engine {
                 mounts: s.mounts.clone(),
                 tmpfs: s.tmpfs.clone(),
                 read_only_rootfs: s.read_only_rootfs,
+                process: s.process.clone(),
             }),
             join: None,
         };
@@ -694,13 +695,14 @@ impl Engine {
         self.disconnect_network(&c);
         *c.exec_id.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.stdin.lock().await = None;
-        c.update(&self.store, |r| r.state.set_exited(code, oom, &error));
-        tracing::info!("container {} exited with {code}", c.short());
+        // The events first: whoever sees the container exited finds its die event.
         if oom {
             self.events.container(&c, "oom");
         }
         self.events
             .container_with(&c, "die", &[("exitCode", code.to_string())]);
+        c.update(&self.store, |r| r.state.set_exited(code, oom, &error));
+        tracing::info!("container {} exited with {code}", c.short());
         let _ = c.out_tx.send(Chunk::End);
         let record = c.record();
         let ran_for = c

@@ -168,14 +168,9 @@ mod tests {
     #[test]
     fn a_field_berth_would_drop_is_refused_by_name() {
         for (path, value) in [
-            ("HostConfig.Sysctls", json!({"net.core.somaxconn": "1024"})),
-            (
-                "HostConfig.Ulimits",
-                json!([{"Name": "nofile", "Soft": 10, "Hard": 10}]),
-            ),
-            ("HostConfig.Dns", json!(["1.1.1.1"])),
-            ("HostConfig.ShmSize", json!(1 << 20)),
-            ("HostConfig.Init", json!(true)),
+            ("HostConfig.PidMode", json!("host")),
+            ("HostConfig.Devices", json!([{"PathOnHost": "/dev/fuse"}])),
+            ("HostConfig.CpusetMems", json!("0")),
             ("HostConfig.IpcMode", json!("host")),
             ("Domainname", json!("example.com")),
         ] {

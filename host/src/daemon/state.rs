@@ -122,6 +122,9 @@ pub struct RunSpec {
     /// `--read-only`.
     #[serde(default)]
     pub read_only_rootfs: bool,
+    /// `--ulimit`, `--init`, `--shm-size`, `--sysctl`, `--dns*`, ...
+    #[serde(default)]
+    pub process: berth_protocol::ProcessOptions,
     /// `--restart`.
     #[serde(default)]
     pub restart: Policy,

@@ -133,8 +133,26 @@ pub struct HostConfig {
     pub cgroupns_mode: Option<String>,
     pub isolation: Option<String>,
     pub memory_swappiness: Option<i64>,
+    pub ulimits: Option<Vec<UlimitRequest>>,
+    pub oom_score_adj: Option<i64>,
+    pub group_add: Option<Vec<String>>,
+    pub init: Option<bool>,
+    pub shm_size: Option<i64>,
+    pub sysctls: Option<BTreeMap<String, String>>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// One `HostConfig.Ulimits` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UlimitRequest {
+    pub name: Option<String>,
+    pub soft: Option<i64>,
+    pub hard: Option<i64>,
 }
 
 /// `RestartPolicy`: `Name` is `""`/`no`, `always`, `unless-stopped` or `on-failure`.
