@@ -223,6 +223,19 @@ pub enum Builtin {
         #[serde(default)]
         copy_uid_gid: bool,
     },
+    /// Writes the container's changes (its overlay upper directory) to stdout as an image
+    /// layer tar, whiteouts as `.wh.` files (`docker commit`).
+    LayerTar,
+    /// Prints the container's changes as a JSON list of [`Change`] (`docker diff`).
+    Changes,
+}
+
+/// One entry of `docker diff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub path: String,
+    /// Docker's kinds: 0 modified, 1 added, 2 deleted.
+    pub kind: u8,
 }
 
 impl Builtin {

@@ -46,6 +46,11 @@ impl Docker {
         self.run_program(cmd, args)
     }
 
+    /// Runs any program (a Python client) with the docker CLI's environment.
+    pub fn program(&self, program: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+        self.run_program(Command::new(program), args)
+    }
+
     /// `docker-compose ARGS` that must succeed; its stdout and stderr together (compose
     /// reports progress on stderr).
     pub fn compose_ok(&self, dir: &std::path::Path, args: &[&str]) -> String {

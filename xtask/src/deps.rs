@@ -36,12 +36,22 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "skopeo",
     "openssl",
     "apache2-utils",
-    // A real Docker API client suite: compose 1.29 (with docker-py underneath).
+    // Real Docker API clients: compose 1.29 (with docker-py underneath), and a venv for
+    // today's docker-py and testcontainers from PyPI.
     "docker-compose",
+    "python3-venv",
     // virtiofsd links them (cargo builds it).
     "libseccomp-dev",
     "libcap-ng-dev",
 ];
+
+/// The Python clients the VM tests drive berth with, from PyPI, in their own venv.
+const PYTHON_CLIENTS: &[&str] = &["docker>=7,<8", "testcontainers>=4,<5"];
+
+/// The venv of [`PYTHON_CLIENTS`]: `<cache>/python-clients`.
+pub fn python_clients_venv() -> Result<std::path::PathBuf> {
+    Ok(crate::assets::cache_dir()?.join("python-clients"))
+}
 
 /// vhost-user backends QEMU talks to, not packaged by Debian 12, installed with cargo:
 /// (crate and binary, version). The vsock device is one of berth's transports; virtiofsd
@@ -85,6 +95,7 @@ mod platform {
             println!("  {}", DEBIAN_PACKAGES.join(" "));
         }
         install_cargo_tools()?;
+        install_python_clients()?;
         println!("deps: all installed");
         Ok(())
     }
@@ -148,6 +159,31 @@ mod platform {
             println!("warning: not root and no sudo; trying apt-get as this user");
         }
         Ok(sudo)
+    }
+
+    fn install_python_clients() -> Result<()> {
+        let venv = python_clients_venv()?;
+        let python = venv.join("bin/python");
+        let check = "import docker, testcontainers; assert docker.__version__.startswith('7.')";
+        if python.is_file()
+            && Cmd::new(&python)
+                .args(["-c", check])
+                .read_optional()?
+                .is_some()
+        {
+            println!("python clients: found in {}", venv.display());
+            return Ok(());
+        }
+        println!(
+            "python clients: installing {} into {}",
+            PYTHON_CLIENTS.join(" "),
+            venv.display()
+        );
+        Cmd::new("python3").args(["-m", "venv"]).arg(&venv).run()?;
+        Cmd::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_CLIENTS)
+            .run()
     }
 
     fn install_cargo_tools() -> Result<()> {

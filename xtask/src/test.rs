@@ -29,6 +29,10 @@ pub fn run(kernels: &[Kernel]) -> Result<()> {
             .env("BERTH_TEST_KERNEL", kernel.name())
             .env("BERTH_BIN", &berth)
             .env("BERTH_ASSETS", &assets)
+            .env(
+                "BERTH_TEST_PYTHON",
+                crate::deps::python_clients_venv()?.join("bin/python"),
+            )
             .dir(&root);
         let status = vm_tests.status()?;
         results.push((kernel, vm_tests, status));

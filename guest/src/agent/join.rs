@@ -62,7 +62,13 @@ pub(super) async fn prepare(
         return Err(not_running());
     }
     let cgroup = Path::new(CGROUP_PARENT).join(&join.id);
-    if container::cgroup::is_frozen(&cgroup).unwrap_or(false) {
+    // Reading a container's changes does not enter it: a paused one is fine (commit
+    // pauses it on purpose).
+    let reads_changes = matches!(
+        join.builtin,
+        Some(berth_protocol::Builtin::LayerTar | berth_protocol::Builtin::Changes)
+    );
+    if !reads_changes && container::cgroup::is_frozen(&cgroup).unwrap_or(false) {
         return Err((
             ErrorKind::BadRequest,
             format!("container {short} is paused, unpause the container before exec"),

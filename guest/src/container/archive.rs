@@ -23,6 +23,8 @@ pub fn run(op: &Builtin) -> (i32, String) {
             no_overwrite_dir_non_dir,
             copy_uid_gid,
         } => archive_put(Path::new(path), *no_overwrite_dir_non_dir, *copy_uid_gid),
+        // Done by the exec shim before it joins the container (`join::main`).
+        Builtin::LayerTar | Builtin::Changes => Err(io::Error::other("not a mount-side builtin")),
     };
     match result {
         Ok(()) => (0, String::new()),

@@ -86,6 +86,28 @@ pub fn main(spec_json: &str) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&format!("bad exec spec: {e}")),
     };
+    // The container's changes are read from its upper directory, from the guest's side.
+    let c = &spec.container;
+    let targets: Vec<&str> = c
+        .mounts
+        .iter()
+        .map(|m| m.target.as_str())
+        .chain(c.tmpfs.iter().map(|t| t.target.as_str()))
+        .collect();
+    let setup = super::changes::setup_paths(&targets);
+    match &spec.builtin {
+        Some(berth_protocol::Builtin::LayerTar) => {
+            return report(super::changes::layer_tar(&c.upper(), &c.lowerdirs, &setup));
+        }
+        Some(berth_protocol::Builtin::Changes) => {
+            let listed = super::changes::changes(&c.upper(), &c.lowerdirs, &setup).and_then(|c| {
+                let json = serde_json::to_string(&c).map_err(std::io::Error::other)?;
+                writeln!(std::io::stdout(), "{json}")
+            });
+            return report(listed);
+        }
+        _ => {}
+    }
     let cgroup = Path::new(CGROUP_PARENT).join(&spec.container.id);
     if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()) {
         return fail(&format!("joining the container's cgroup: {e}"));
@@ -170,6 +192,17 @@ fn child(spec: &ExecShimSpec, userns: Option<File>) -> (i32, String) {
         security: &security,
         options: &c.process,
     })
+}
+
+/// The exit code of a builtin done by the shim itself.
+fn report(result: std::io::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "berth: {e}");
+            1
+        }
+    }
 }
 
 fn fail(message: &str) -> i32 {

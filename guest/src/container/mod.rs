@@ -12,6 +12,7 @@
 
 mod archive;
 pub mod cgroup;
+mod changes;
 mod join;
 mod launch;
 pub mod mounts;

@@ -137,6 +137,32 @@ async fn route(
                 .await?;
             Ok(full_ok())
         }
+        ["containers", name, "changes"] if get => {
+            let c = engine.find(name)?;
+            Ok(http::json(200, &engine.changes(&c).await?))
+        }
+        ["commit"] if post => {
+            let c = engine.find(q.get("container").map_or("", String::as_str))?;
+            let text = |k: &str| q.get(k).cloned().unwrap_or_default();
+            let changes = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k == "changes")
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| !v.is_empty())
+                .collect();
+            let request = super::archive::CommitRequest {
+                repo: q.get("repo").filter(|r| !r.is_empty()).cloned(),
+                tag: q.get("tag").filter(|t| !t.is_empty()).cloned(),
+                comment: text("comment"),
+                author: text("author"),
+                pause: q
+                    .get("pause")
+                    .is_none_or(|p| !matches!(p.as_str(), "0" | "false")),
+                changes,
+                config: http::typed_body(req.into_body()).await?,
+            };
+            let id = engine.commit(&c, request).await?;
+            Ok(http::json(201, &json!({"Id": id})))
+        }
         ["containers", name, "rename"] if post => {
             let c = engine.find(name)?;
             engine.rename(&c, q.get("name").map(String::as_str).unwrap_or(""))?;

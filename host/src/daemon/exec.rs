@@ -125,6 +125,15 @@ impl Engine {
                 c.id
             )));
         }
+        if let Some(named) = body.container.as_deref().filter(|n| !n.is_empty()) {
+            let bare = named.trim_start_matches('/');
+            if !(c.id.starts_with(bare) || c.name() == bare) {
+                return Err(ApiError::bad_request(format!(
+                    "the body's Container ({named}) is not the container of the path ({})",
+                    c.name()
+                )));
+            }
+        }
         let config = ExecConfig::from_body(body)?;
         let id = super::random_hex(64);
         let instance = Arc::new(ExecInstance {

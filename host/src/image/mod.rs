@@ -7,6 +7,7 @@
 //! atomically under a lock file, so a failed or concurrent load never leaves a partial state.
 
 mod archive;
+pub mod commit;
 mod digest;
 mod docker;
 pub mod history;

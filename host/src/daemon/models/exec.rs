@@ -21,6 +21,8 @@ pub struct ExecBody {
     pub console_size: Option<Vec<u64>>,
     /// The default (`ctrl-p,ctrl-q`) is the docker CLI's own business.
     pub detach_keys: Option<String>,
+    /// docker-py repeats the container of the path here.
+    pub container: Option<String>,
     #[serde(flatten)]
     pub other: Other,
 }
