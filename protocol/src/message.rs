@@ -228,6 +228,9 @@ pub enum Builtin {
     LayerTar,
     /// Prints the container's changes as a JSON list of [`Change`] (`docker diff`).
     Changes,
+    /// Writes a tar of the container's root file system to stdout, without what is
+    /// mounted on it (volumes, binds, /proc, /sys, /dev): `docker export`.
+    Export,
 }
 
 /// One entry of `docker diff`.

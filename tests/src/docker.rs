@@ -73,23 +73,34 @@ impl Docker {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?}: {e} (cargo xtask deps installs it)"));
+        // Read while it runs: a large output would otherwise fill the pipe and block it.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
         let started = std::time::Instant::now();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
             }
             if started.elapsed() > COMMAND_DEADLINE {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        };
+        let text = |t: std::thread::JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned()
+        };
+        (status.code().unwrap_or(-1), text(out), text(err))
     }
 
     pub fn ok(&self, args: &[&str]) -> String {

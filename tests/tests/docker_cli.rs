@@ -261,6 +261,36 @@ fn the_docker_cli_drives_berth() {
     let (code, _, err) = d.run(&["cp", "hc:/no/such", &tmp.path().display().to_string()]);
     assert_ne!(code, 0);
     assert!(err.contains("Could not find the file /no/such"), "{err}");
+    // docker diff and docker export see the container's changes.
+    d.ok(&[
+        "exec",
+        "hc",
+        "sh",
+        "-c",
+        "echo made > /root/made; rm /etc/group",
+    ]);
+    let diff = d.ok(&["diff", "hc"]);
+    assert!(
+        diff.contains("A /root/made"),
+        "docker diff: the new file: {diff}"
+    );
+    assert!(
+        diff.contains("D /etc/group"),
+        "docker diff: the deleted file: {diff}"
+    );
+    assert!(
+        !diff.contains("/etc/hostname"),
+        "docker diff shows berth's own files: {diff}"
+    );
+    let export = d.ok(&["export", "hc"]);
+    assert!(
+        export.contains("root/made"),
+        "docker export lacks the new file"
+    );
+    assert!(
+        export.contains("bin/busybox"),
+        "docker export lacks the image's files"
+    );
     d.ok(&["rm", "-f", "hc"]);
 
     let id = d.ok(&[

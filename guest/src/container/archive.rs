@@ -23,6 +23,7 @@ pub fn run(op: &Builtin) -> (i32, String) {
             no_overwrite_dir_non_dir,
             copy_uid_gid,
         } => archive_put(Path::new(path), *no_overwrite_dir_non_dir, *copy_uid_gid),
+        Builtin::Export => export(),
         // Done by the exec shim before it joins the container (`join::main`).
         Builtin::LayerTar | Builtin::Changes => Err(io::Error::other("not a mount-side builtin")),
     };
@@ -80,6 +81,38 @@ fn archive_get(path: &Path) -> io::Result<()> {
         tar.append_dir_all(&name, path)?;
     } else {
         tar.append_path_with_name(path, &name)?;
+    }
+    tar.into_inner()?.flush()
+}
+
+/// The root file system as a tar, staying on the root's own file system: a mount point
+/// is there as an empty directory, its contents are not.
+fn export() -> io::Result<()> {
+    let out = BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    let root_dev = fs::symlink_metadata("/")?.dev();
+    let mut stack = vec![PathBuf::from("/")];
+    while let Some(dir) = stack.pop() {
+        let mut names: Vec<_> = fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for name in names.into_iter().rev() {
+            let path = dir.join(&name);
+            let meta = fs::symlink_metadata(&path)?;
+            let rel = path.strip_prefix("/").unwrap_or(&path);
+            if meta.is_dir() {
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata(&meta);
+                tar.append_data(&mut header, rel, io::empty())?;
+                if meta.dev() == root_dev {
+                    stack.push(path);
+                }
+            } else if meta.dev() == root_dev {
+                tar.append_path_with_name(&path, rel)?;
+            }
+        }
     }
     tar.into_inner()?.flush()
 }

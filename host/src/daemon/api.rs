@@ -137,6 +137,10 @@ async fn route(
                 .await?;
             Ok(full_ok())
         }
+        ["containers", name, "export"] if get => {
+            let c = engine.find(name)?;
+            engine.export(&c).await
+        }
         ["containers", name, "changes"] if get => {
             let c = engine.find(name)?;
             Ok(http::json(200, &engine.changes(&c).await?))
@@ -149,7 +153,7 @@ async fn route(
                 .map(|(_, v)| v.into_owned())
                 .filter(|v| !v.is_empty())
                 .collect();
-            let request = super::archive::CommitRequest {
+            let request = super::commit::CommitRequest {
                 repo: q.get("repo").filter(|r| !r.is_empty()).cloned(),
                 tag: q.get("tag").filter(|t| !t.is_empty()).cloned(),
                 comment: text("comment"),

@@ -8,6 +8,7 @@
 mod api;
 mod archive;
 mod attach_net;
+mod commit;
 mod create;
 mod engine;
 #[cfg(test)]
