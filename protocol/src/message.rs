@@ -374,6 +374,10 @@ pub struct Attachment {
     /// Extra `/etc/hosts` lines (`--add-host`): (name, address).
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// `docker network create --internal`: the bridge reaches nothing beyond itself (no
+    /// NAT to the uplink, nothing forwarded in or out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// Where named volumes keep their data in the guest: `<VOLUMES_DIR>/<name>/_data`.

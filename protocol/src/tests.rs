@@ -155,6 +155,7 @@ fn container_specs_round_trip_and_default_to_none() {
                 address: "172.18.0.2".into(),
                 dns_names: vec!["web".into(), "ababababab".into()],
                 extra_hosts: vec![("db".into(), "10.0.0.9".into())],
+                internal: true,
             })),
             mounts: vec![
                 Mount {

@@ -59,6 +59,8 @@ struct Bridge {
     names: dns::Names,
     users: usize,
     dns: Option<tokio::task::JoinHandle<()>>,
+    /// `--internal`: cut off from the uplink.
+    internal: bool,
 }
 
 /// What the agent made for one container, to undo at its end.
@@ -73,6 +75,19 @@ struct Made {
 struct State {
     bridges: HashMap<String, Bridge>,
     containers: HashMap<String, Made>,
+}
+
+impl State {
+    /// (bridge, internal) for the ruleset.
+    fn rule_inputs(&self) -> Vec<(String, bool)> {
+        let mut all: Vec<(String, bool)> = self
+            .bridges
+            .iter()
+            .map(|(n, b)| (n.clone(), b.internal))
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 /// The guest's networks. One per agent; every method is safe to call concurrently.
@@ -138,7 +153,7 @@ impl Net {
         (self.uplink != Uplink::None).then_some(links::UPLINK.0)
     }
 
-    fn apply_rules(&self, bridges: &[String]) -> Result<(), String> {
+    fn apply_rules(&self, bridges: &[(String, bool)]) -> Result<(), String> {
         nft::apply(self.uplink_name(), bridges).map_err(|e| e.to_string())
     }
 
@@ -265,7 +280,8 @@ impl Net {
                 .await
                 .map_err(|e| format!("network {}: {e}", a.network_name))?;
             let names = dns::Names::default();
-            let upstream = (self.uplink == Uplink::Open).then_some(UPLINK_DNS);
+            // An internal network resolves its own names only.
+            let upstream = (self.uplink == Uplink::Open && !a.internal).then_some(UPLINK_DNS);
             let dns = match dns::serve(gateway, names.clone(), upstream) {
                 Ok(task) => Some(task),
                 Err(e) => {
@@ -279,10 +295,10 @@ impl Net {
                     names,
                     users: 0,
                     dns,
+                    internal: a.internal,
                 },
             );
-            let all: Vec<String> = state.bridges.keys().cloned().collect();
-            self.apply_rules(&all)?;
+            self.apply_rules(&state.rule_inputs())?;
         }
         let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
         bridge.users += 1;
@@ -362,8 +378,7 @@ impl Net {
                 tracing::warn!("deleting bridge {name}: {e}");
             }
         }
-        let all: Vec<String> = state.bridges.keys().cloned().collect();
-        if let Err(e) = self.apply_rules(&all) {
+        if let Err(e) = self.apply_rules(&state.rule_inputs()) {
             tracing::warn!("{e}");
         }
     }

@@ -6,6 +6,7 @@
 //!   chain postrouting { type nat hook postrouting priority 100; oifname "eth0" masquerade }
 //!   chain forward { type filter hook forward priority 0; policy accept;
 //!     iifname "A" oifname "B" drop   # for every two bridges A != B: networks are isolated
+//!     iifname "I" drop; oifname "I" drop   # an --internal bridge I forwards nothing
 //!   }
 //! }
 //! ```
@@ -22,9 +23,10 @@ fn err(what: &str) -> impl Fn(rustables::error::BuilderError) -> io::Error + '_ 
     move |e| io::Error::other(format!("nftables {what}: {e:?}"))
 }
 
-/// Replaces the ruleset: masquerade what leaves through `uplink` (when there is one) and
-/// drop what one bridge forwards to another.
-pub fn apply(uplink: Option<&str>, bridges: &[String]) -> io::Result<()> {
+/// Replaces the ruleset: masquerade what leaves through `uplink` (when there is one),
+/// drop what one bridge forwards to another, and anything an internal bridge would
+/// forward at all. `bridges` are (name, internal).
+pub fn apply(uplink: Option<&str>, bridges: &[(String, bool)]) -> io::Result<()> {
     let mut batch = Batch::new();
     let table = Table::new(ProtocolFamily::Ipv4).with_name(TABLE);
     // Add then delete makes the delete succeed whether or not the table existed.
@@ -51,8 +53,17 @@ pub fn apply(uplink: Option<&str>, bridges: &[String]) -> io::Result<()> {
     forward.set_type(ChainType::Filter);
     forward.set_policy(ChainPolicy::Accept);
     let forward = forward.add_to_batch(&mut batch);
-    for from in bridges {
-        for to in bridges.iter().filter(|b| *b != from) {
+    for (name, _) in bridges.iter().filter(|(_, internal)| *internal) {
+        for rule in [
+            Rule::new(&forward).map_err(err("rule"))?.iiface(name),
+            Rule::new(&forward).map_err(err("rule"))?.oiface(name),
+        ] {
+            rule.map_err(err("iface"))?.drop().add_to_batch(&mut batch);
+        }
+    }
+    let names: Vec<&String> = bridges.iter().map(|(n, _)| n).collect();
+    for from in &names {
+        for to in names.iter().filter(|b| *b != from) {
             Rule::new(&forward)
                 .map_err(err("rule"))?
                 .iiface(from)

@@ -415,6 +415,7 @@ impl Engine {
             address: address.to_string(),
             dns_names,
             extra_hosts,
+            internal: network.internal,
         });
         let endpoint = Endpoint {
             network_id: network.id,

@@ -70,16 +70,27 @@ pub struct Networks {
 }
 
 impl Networks {
-    /// Loads `path`, adding the predefined networks when missing.
+    /// Loads `path`, adding the predefined networks when missing. A damaged file is
+    /// moved aside (`networks.json.damaged-<time>`) and reported, never written over: the
+    /// user's networks in it can be recovered by hand.
     pub fn open(path: PathBuf) -> std::io::Result<Networks> {
         let mut list: Vec<Network> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(
-                    "{}: {e}; starting with the predefined networks",
-                    path.display()
-                );
-                Vec::new()
-            }),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(list) => list,
+                Err(e) => {
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let aside = path.with_extension(format!("json.damaged-{stamp}"));
+                    std::fs::rename(&path, &aside)?;
+                    tracing::error!(
+                        "{} is damaged ({e}): kept as {}; starting with the predefined networks",
+                        path.display(),
+                        aside.display()
+                    );
+                    Vec::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -138,8 +149,8 @@ impl Networks {
         }
     }
 
-    /// `docker network create`: a bridge network on `subnet` (or the next free /16 of
-    /// 172.18-31.0.0).
+    /// `docker network create`: a bridge network on `subnet` (or the next free subnet of
+    /// Docker's default pools, [`default_pools`]).
     pub fn create(
         &self,
         name: &str,
@@ -190,8 +201,7 @@ impl Networks {
                 }
                 (net, prefix)
             }
-            None => (18..=31)
-                .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16))
+            None => default_pools()
                 .find(|c| !taken.iter().any(|t| overlaps(*t, *c)))
                 .ok_or_else(|| {
                     ApiError::forbidden(
@@ -294,6 +304,14 @@ fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     network_of(a.0, p) == network_of(b.0, p)
 }
 
+/// Docker's default address pools for new networks, in order: 172.18-31.0.0/16 (172.17
+/// is the default bridge's), then 192.168.0.0/16 cut into /20s.
+pub fn default_pools() -> impl Iterator<Item = (Ipv4Addr, u8)> {
+    (18..=31)
+        .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16))
+        .chain((0..16).map(|i| (Ipv4Addr::new(192, 168, i * 16, 0), 20)))
+}
+
 /// `172.18.0.0/16` into its parts.
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), ApiError> {
     let bad = || {
@@ -360,6 +378,43 @@ pub fn view(n: &Network, containers: &[(String, String, Ipv4Addr)]) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pools_are_dockers_and_a_damaged_file_is_kept() {
+        let pools: Vec<_> = default_pools().collect();
+        assert_eq!(pools.len(), 30);
+        assert_eq!(pools[14], (Ipv4Addr::new(192, 168, 0, 0), 20));
+        assert_eq!(pools[29], (Ipv4Addr::new(192, 168, 240, 0), 20));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("networks.json");
+        std::fs::write(&path, b"{ damaged").unwrap();
+        let n = Networks::open(path.clone()).unwrap();
+        assert!(n.find("bridge").is_ok());
+        let kept: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("damaged-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the damaged file is kept aside");
+        assert_eq!(std::fs::read(kept[0].path()).unwrap(), b"{ damaged");
+        // 30 user networks fit, as with Docker (14 in 172.18-31, 16 in 192.168).
+        for i in 0..30 {
+            n.create(
+                &format!("n{i}"),
+                "bridge",
+                None,
+                None,
+                HashMap::new(),
+                false,
+            )
+            .unwrap_or_else(|e| panic!("network {i}: {}", e.message));
+        }
+        let err = n
+            .create("one-more", "bridge", None, None, HashMap::new(), false)
+            .unwrap_err();
+        assert!(err.message.contains("address pools"), "{}", err.message);
+    }
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, Networks) {
