@@ -93,9 +93,11 @@ pub enum HostMessage {
 }
 
 /// What [`HostMessage::Container`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerOp {
+    /// Sets the cgroup limits of a running container (`docker update`); `Done` once written.
+    Update(Resources),
     /// Freezes every process of the container (cgroup v2 freezer); `Done` once frozen.
     Freeze,
     /// Thaws a frozen container; `Done` once running again.

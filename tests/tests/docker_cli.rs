@@ -261,6 +261,39 @@ fn the_docker_cli_drives_berth() {
     let (code, _, err) = d.run(&["cp", "hc:/no/such", &tmp.path().display().to_string()]);
     assert_ne!(code, 0);
     assert!(err.contains("Could not find the file /no/such"), "{err}");
+    // docker update changes a running container's limits and its restart policy.
+    d.ok(&[
+        "update",
+        "--memory",
+        "32m",
+        "--pids-limit",
+        "40",
+        "--restart",
+        "always",
+        "hc",
+    ]);
+    let limits = d.ok(&[
+        "exec",
+        "hc",
+        "cat",
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(
+        limits, "33554432\n40\n",
+        "docker update: the cgroup limits in force"
+    );
+    let policy = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}",
+        "hc",
+    ]);
+    assert_eq!(
+        policy.trim(),
+        "always 33554432",
+        "docker update: what inspect shows"
+    );
     // docker diff and docker export see the container's changes.
     d.ok(&[
         "exec",

@@ -49,6 +49,12 @@ pub fn run(parent: &Path, proc: &Path, id: &str, op: ContainerOp) -> ContainerRe
         message: format!("{what}: {e}"),
     };
     match op {
+        ContainerOp::Update(resources) => {
+            match cgroup::apply(&dir, &resources, cgroup::device_numbers) {
+                Ok(()) => ContainerResult::Done,
+                Err(e) => failed("update", e),
+            }
+        }
         ContainerOp::Freeze => match cgroup::set_frozen(&dir, true, FREEZE_DEADLINE) {
             Ok(()) => ContainerResult::Done,
             Err(e) => failed("freeze", e),
@@ -85,7 +91,7 @@ mod tests {
                 ContainerOp::Top,
             ] {
                 assert_eq!(
-                    run(tmp.path(), tmp.path(), id, op),
+                    run(tmp.path(), tmp.path(), id, op.clone()),
                     ContainerResult::Failed {
                         message: format!("no such container: {id}")
                     }

@@ -167,6 +167,12 @@ async fn route(
             let id = engine.commit(&c, request).await?;
             Ok(http::json(201, &json!({"Id": id})))
         }
+        ["containers", name, "update"] if post => {
+            let c = engine.find(name)?;
+            let body: super::models::update::UpdateBody = http::typed_body(req.into_body()).await?;
+            engine.update(&c, &body).await?;
+            Ok(http::json(200, &json!({"Warnings": []})))
+        }
         ["containers", name, "rename"] if post => {
             let c = engine.find(name)?;
             engine.rename(&c, q.get("name").map(String::as_str).unwrap_or(""))?;

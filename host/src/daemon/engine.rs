@@ -183,6 +183,10 @@ impl Container {
         a
     }
 
+    pub(super) fn update_record(&self, store: &Store, change: impl FnOnce(&mut Record)) {
+        self.update(store, change);
+    }
+
     pub(super) fn update_spec(
         &self,
         store: &Store,

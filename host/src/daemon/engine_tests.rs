@@ -427,3 +427,37 @@ async fn unknown_list_filters_are_refused_and_labels_select() {
         .contains("colour"));
     assert!(filter(r#"{"status": ["asleep"]}"#).is_err());
 }
+
+#[tokio::test]
+async fn update_changes_limits_and_the_restart_policy() {
+    let h = harness();
+    let c = h.create(
+        "u1",
+        json!({"Cmd": ["sleep"], "HostConfig": {"Memory": 67108864}}),
+    );
+    h.engine.start(&c).await.unwrap();
+    let body = serde_json::from_value(json!({
+        "Memory": 33554432, "PidsLimit": 50, "MemorySwap": 0, "BlkioWeight": 0,
+        "RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}
+    }))
+    .unwrap();
+    h.engine.update(&c, &body).await.unwrap();
+    let ops = h.guest.calls_of("op");
+    assert!(
+        ops.iter()
+            .any(|o| o.contains("Update") && o.contains("33554432") && o.contains("50")),
+        "the running container's cgroup was not updated: {ops:?}"
+    );
+    let r = c.record();
+    assert_eq!(r.spec.resources.memory, Some(32 << 20));
+    assert_eq!(r.spec.restart, super::restart::Policy::Always);
+    assert_eq!(
+        r.host_config.memory,
+        Some(32 << 20),
+        "inspect shows the new limit"
+    );
+    let refused = serde_json::from_value(json!({"KernelMemory": 1})).unwrap();
+    let err = h.engine.update(&c, &refused).await.unwrap_err();
+    assert!(err.message.contains("KernelMemory"), "{}", err.message);
+    h.engine.kill(&c, 9).await.unwrap();
+}

@@ -32,6 +32,7 @@ mod registry;
 mod restart;
 pub mod state;
 mod system;
+mod update;
 mod views;
 mod volumes;
 

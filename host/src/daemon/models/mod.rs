@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod exec;
+pub mod update;
 
 pub use create::{
     ContainerConfig, CreateBody, EndpointSettings, HealthConfig, HostConfig, RestartPolicy,
