@@ -36,15 +36,21 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
             }
         }),
         Just(HostMessage::PowerOff),
-        (any::<u64>(), "[0-9a-f]{64}", 0..4usize).prop_map(|(request_id, id, op)| {
-            let op = [
-                ContainerOp::Freeze,
-                ContainerOp::Thaw,
-                ContainerOp::Stats,
-                ContainerOp::Top,
-            ][op];
-            HostMessage::Container { request_id, id, op }
-        }),
+        (any::<u64>(), "[0-9a-f]{64}", 0..5usize, any::<u64>()).prop_map(
+            |(request_id, id, op, memory)| {
+                let op = match op {
+                    0 => ContainerOp::Freeze,
+                    1 => ContainerOp::Thaw,
+                    2 => ContainerOp::Stats,
+                    3 => ContainerOp::Top,
+                    _ => ContainerOp::Update(Resources {
+                        memory: Some(memory),
+                        ..Resources::default()
+                    }),
+                };
+                HostMessage::Container { request_id, id, op }
+            }
+        ),
         (any::<u64>(), ".*")
             .prop_map(|(request_id, name)| HostMessage::RemoveVolume { request_id, name }),
     ]

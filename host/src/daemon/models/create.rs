@@ -230,7 +230,7 @@ mod tests {
     fn nulls_and_both_command_forms_parse() {
         let body = parse::<CreateBody>(
             br#"{"Image": "busybox", "Cmd": "true", "Entrypoint": null, "Env": null,
-                 "HostConfig": {"Binds": null, "Memory": 0, "Dns": []},
+                 "HostConfig": {"Binds": null, "Memory": 0, "CpusetMems": ""},
                  "NetworkingConfig": {"EndpointsConfig": {"app": {"Aliases": ["web"]}}}}"#,
         )
         .unwrap();
@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(body.config.entrypoint, None);
         let host = body.host_config.unwrap();
         assert_eq!(host.memory, Some(0));
-        assert_eq!(host.other["Dns"], serde_json::json!([]));
+        assert_eq!(host.other["CpusetMems"], serde_json::json!(""));
         assert_eq!(
             body.networking_config.unwrap().endpoints_config.unwrap()["app"].aliases,
             Some(vec!["web".to_string()])
