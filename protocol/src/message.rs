@@ -382,6 +382,22 @@ pub struct Attachment {
     pub internal: bool,
 }
 
+/// The MAC address of a container's interface on a bridge network, from its IPv4
+/// address as Docker makes it (`02:42` and the four address bytes): the guest sets it, the
+/// daemon shows it in inspect.
+pub fn mac_for(address: std::net::Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Where named volumes keep their data in the guest: `<VOLUMES_DIR>/<name>/_data`.
 pub const VOLUMES_DIR: &str = "/var/lib/berth/volumes";
 
@@ -409,6 +425,9 @@ pub struct Mount {
     pub target: String,
     #[serde(default)]
     pub read_only: bool,
+    /// `nocopy`: an empty volume is not filled from the image's files at its target.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
 }
 
 /// What a [`Mount`] mounts; the guest finds the path.

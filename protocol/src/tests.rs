@@ -170,6 +170,7 @@ fn container_specs_round_trip_and_default_to_none() {
                     },
                     target: "/src".into(),
                     read_only: true,
+                    no_copy: false,
                 },
                 Mount {
                     source: MountSource::Volume {
@@ -177,6 +178,7 @@ fn container_specs_round_trip_and_default_to_none() {
                     },
                     target: "/data".into(),
                     read_only: false,
+                    no_copy: false,
                 },
             ],
             tmpfs: vec![Tmpfs {
@@ -257,4 +259,10 @@ fn exit_status_maps_signals_like_a_shell() {
     assert_eq!(ErrorKind::NotFound.exit_code(), 127);
     assert_eq!(ErrorKind::CannotInvoke.exit_code(), 126);
     assert_eq!(ErrorKind::Internal.exit_code(), 125);
+}
+
+#[test]
+fn macs_follow_dockers_scheme() {
+    let mac = mac_for("172.18.0.2".parse().unwrap());
+    assert_eq!(mac_text(mac), "02:42:ac:12:00:02");
 }

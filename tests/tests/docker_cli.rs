@@ -130,6 +130,21 @@ fn the_docker_cli_drives_berth() {
     assert_eq!(out, "0 1234\n", "--group-add");
     let out = inside(&["--init"], "cat /proc/1/cmdline | tr '\\0' ' '");
     assert!(out.starts_with("/dev/init "), "--init: PID 1 is {out}");
+    // A new volume is filled from the image unless `nocopy` says otherwise.
+    let filled = inside(&["-v", "copied:/etc"], "ls /etc | grep -c passwd");
+    assert_eq!(filled, "1\n", "a new volume gets the image's files");
+    let (_, empty, _) = d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "notcopied:/etc:nocopy",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /etc | grep -c passwd",
+    ]);
+    assert_eq!(empty, "0\n", "nocopy: the volume stays empty");
+    d.ok(&["volume", "rm", "copied", "notcopied"]);
     let out = inside(&["--stop-signal", "SIGUSR1"], "true");
     assert_eq!(out, "");
 
@@ -457,6 +472,25 @@ fn the_docker_cli_makes_networks_and_publishes_ports() {
         "web",
     ]);
     assert!(ip.trim().starts_with("172.18.0."), "{ip}");
+    // The endpoint's MAC address, as inspect shows it and as the interface has it.
+    let mac = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.n1.MacAddress}}",
+        "web",
+    ]);
+    let last = ip.trim().rsplit('.').next().unwrap().parse::<u8>().unwrap();
+    assert_eq!(
+        mac.trim(),
+        format!("02:42:ac:12:00:{last:02x}"),
+        "inspect's MacAddress"
+    );
+    let inside = d.ok(&["exec", "web", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(
+        inside.trim(),
+        mac.trim(),
+        "the interface's MAC is the one inspect shows"
+    );
     let (code, _, err) = d.run(&["network", "rm", "n1"]);
     assert_ne!(code, 0);
     assert!(err.contains("active endpoints"), "{err}");

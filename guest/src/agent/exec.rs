@@ -251,7 +251,8 @@ async fn container_spec(
                 source,
                 target: m.target.clone(),
                 read_only: m.read_only,
-                copy_up: matches!(m.source, berth_protocol::MountSource::Volume { .. }),
+                copy_up: matches!(m.source, berth_protocol::MountSource::Volume { .. })
+                    && !m.no_copy,
             })
         })
         .collect::<Result<Vec<_>, String>>()

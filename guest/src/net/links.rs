@@ -183,7 +183,12 @@ pub async fn configure_inside(
     let index = require(handle, peer).await?;
     handle
         .link()
-        .set(LinkUnspec::new_with_index(index).name("eth0").build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .name("eth0")
+                .address(berth_protocol::mac_for(address).to_vec())
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err("renaming the container's interface"))?;

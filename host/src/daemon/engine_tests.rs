@@ -195,11 +195,13 @@ async fn on_failure_restarts_n_times_with_backoff_then_stays_exited() {
         3,
         "one start and two restarts"
     );
+    let starts = h.guest.exec_times.lock().unwrap().clone();
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        t.elapsed() >= Duration::from_millis(300),
-        "no back-off: {:?}",
-        t.elapsed()
+        gaps[0] >= Duration::from_millis(100) && gaps[1] >= Duration::from_millis(200),
+        "restart back-off: the restarts came {gaps:?} apart, not after 100 ms then 200 ms"
     );
+    assert!(t.elapsed() >= Duration::from_millis(300));
     let view = super::views::inspect(&c, std::path::Path::new("log"));
     assert_eq!(view["RestartCount"], 2);
     assert_eq!(view["HostConfig"]["RestartPolicy"]["Name"], "on-failure");

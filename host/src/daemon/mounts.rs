@@ -17,6 +17,8 @@ pub struct Requested {
     pub source: Source,
     pub target: String,
     pub read_only: bool,
+    /// `nocopy`: a new volume is not filled from the image.
+    pub no_copy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,7 @@ pub fn parse(body: &CreateBody) -> Result<Vec<Requested>, ApiError> {
                     source: Source::Anonymous,
                     target: check_target(target)?,
                     read_only: false,
+                    no_copy: false,
                 });
             }
         }
@@ -84,13 +87,15 @@ fn parse_bind(spec: &str) -> Result<Requested, ApiError> {
         return Err(invalid());
     }
     let mut read_only = false;
+    let mut no_copy = false;
     for opt in options.split(',').filter(|o| !o.is_empty()) {
         match opt {
             "ro" => read_only = true,
             "rw" => read_only = false,
-            // SELinux relabelling, no copy-up, macOS consistency hints, the default
-            // propagation: nothing to do here.
-            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" | "rprivate" => {}
+            "nocopy" => no_copy = true,
+            // SELinux relabelling, macOS consistency hints, the default propagation:
+            // nothing to do here.
+            "z" | "Z" | "consistent" | "cached" | "delegated" | "rprivate" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
                     "invalid mode: {other} (in '{spec}'; berth supports ro and rw)"
@@ -106,10 +111,16 @@ fn parse_bind(spec: &str) -> Result<Requested, ApiError> {
         },
         Some(s) => Source::Volume(volume_name(s)?),
     };
+    if no_copy && !matches!(source, Source::Volume(_) | Source::Anonymous) {
+        return Err(ApiError::bad_request(format!(
+            "invalid mode: nocopy (in '{spec}'): only a volume is filled from the image"
+        )));
+    }
     Ok(Requested {
         source,
         target: check_target(target)?,
         read_only,
+        no_copy,
     })
 }
 
@@ -123,6 +134,12 @@ fn parse_mount(m: &MountRequest) -> Result<Requested, ApiError> {
     };
     if target.is_empty() {
         return Err(invalid("field Target must not be empty".into()));
+    }
+    if let Some(v) = &m.volume_options {
+        if kind != "volume" {
+            return Err(invalid("VolumeOptions are for volume mounts".into()));
+        }
+        super::fields::check_other("HostConfig.Mounts.VolumeOptions.", &v.other)?;
     }
     let source = match kind {
         "bind" if source.is_empty() => {
@@ -149,6 +166,11 @@ fn parse_mount(m: &MountRequest) -> Result<Requested, ApiError> {
         source,
         target: check_target(target).map_err(|e| invalid(e.message))?,
         read_only: m.read_only.unwrap_or(false),
+        no_copy: m
+            .volume_options
+            .as_ref()
+            .and_then(|v| v.no_copy)
+            .unwrap_or(false),
     })
 }
 
@@ -316,35 +338,58 @@ mod tests {
                 Requested {
                     source: host("/srv/a", true),
                     target: "/data".into(),
-                    read_only: true
+                    read_only: true,
+                    no_copy: false,
                 },
                 Requested {
                     source: Source::Volume("vol1".into()),
                     target: "/v".into(),
-                    read_only: false
+                    read_only: false,
+                    no_copy: false,
                 },
                 Requested {
                     source: Source::Anonymous,
                     target: "/only".into(),
-                    read_only: false
+                    read_only: false,
+                    no_copy: false,
                 },
                 Requested {
                     source: host("/srv/b", false),
                     target: "/b/c".into(),
-                    read_only: true
+                    read_only: true,
+                    no_copy: false,
                 },
                 Requested {
                     source: Source::Anonymous,
                     target: "/scratch".into(),
-                    read_only: false
+                    read_only: false,
+                    no_copy: false,
                 },
                 Requested {
                     source: Source::Anonymous,
                     target: "/anon".into(),
-                    read_only: false
+                    read_only: false,
+                    no_copy: false,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn nocopy_is_honoured_for_volumes_and_refused_elsewhere() {
+        let r = requested(json!({"HostConfig": {"Binds": ["data:/d:nocopy"]}})).unwrap();
+        assert!(r[0].no_copy);
+        let r = requested(json!({"HostConfig": {"Mounts": [
+            {"Type": "volume", "Source": "vol", "Target": "/v", "VolumeOptions": {"NoCopy": true}}
+        ]}}))
+        .unwrap();
+        assert!(r[0].no_copy);
+        assert!(requested(json!({"HostConfig": {"Binds": ["/h:/d:nocopy"]}})).is_err());
+        let err = requested(json!({"HostConfig": {"Mounts": [
+            {"Type": "volume", "Source": "vol", "Target": "/v", "VolumeOptions": {"Subpath": "x"}}
+        ]}}))
+        .unwrap_err();
+        assert!(err.message.contains("Subpath"), "{}", err.message);
     }
 
     #[test]
@@ -412,6 +457,7 @@ mod tests {
                 },
                 target: "/data".into(),
                 read_only: true,
+                no_copy: false,
             },
             Mount {
                 source: MountSource::Volume {
@@ -419,6 +465,7 @@ mod tests {
                 },
                 target: "/v".into(),
                 read_only: false,
+                no_copy: false,
             },
         ]);
         assert_eq!(v[0]["Type"], "bind");

@@ -60,7 +60,8 @@ pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
 pub fn network_settings(r: &Record) -> Value {
     let mut ports = serde_json::Map::new();
     let mut networks = serde_json::Map::new();
-    let (mut ip, mut gateway, mut prefix) = (String::new(), String::new(), 0);
+    let (mut ip, mut gateway, mut prefix, mut mac) =
+        (String::new(), String::new(), 0, String::new());
     if let Some(e) = r.endpoint.as_ref().filter(|_| r.state.running) {
         for p in &e.ports {
             let key = format!("{}/{}", p.container_port, p.proto.as_str());
@@ -70,6 +71,7 @@ pub fn network_settings(r: &Record) -> Value {
             }
         }
         ip = e.address.to_string();
+        mac = berth_protocol::mac_text(berth_protocol::mac_for(e.address));
         gateway = e.gateway.to_string();
         prefix = e.prefix;
         let mut aliases = r.spec.network.aliases.clone();
@@ -81,7 +83,8 @@ pub fn network_settings(r: &Record) -> Value {
                 "NetworkID": e.network_id, "EndpointID": r.id,
                 "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix,
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": "", "DriverOpts": null,
+                "MacAddress": berth_protocol::mac_text(berth_protocol::mac_for(e.address)),
+                "DriverOpts": null,
                 "DNSNames": [r.name.clone(), r.id[..12].to_string()],
             }),
         );
@@ -89,7 +92,7 @@ pub fn network_settings(r: &Record) -> Value {
     json!({
         "Bridge": "", "SandboxID": "", "HairpinMode": false,
         "Ports": ports, "SandboxKey": "", "Networks": networks,
-        "IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": ""
+        "IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac
     })
 }
 

@@ -149,6 +149,7 @@ impl Engine {
             source,
             target,
             read_only,
+            no_copy,
         } in requested
         {
             let source = match source {
@@ -173,6 +174,7 @@ impl Engine {
                 source,
                 target,
                 read_only,
+                no_copy,
             });
         }
         Ok(out)

@@ -37,6 +37,8 @@ pub struct FakeGuest {
     running: Mutex<HashMap<u64, Running>>,
     dead: AtomicBool,
     pub calls: Mutex<Vec<String>>,
+    /// When each process was started, by tokio's clock (paused in tests).
+    pub exec_times: Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl FakeGuest {
@@ -59,6 +61,7 @@ impl FakeGuest {
             running: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
             calls: Mutex::new(Vec::new()),
+            exec_times: Mutex::new(Vec::new()),
         })
     }
 
@@ -120,6 +123,10 @@ impl GuestApi for FakeGuest {
             _ => "vm".into(),
         };
         self.record(format!("exec {target} {}", spec.argv.join(" ")));
+        self.exec_times
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         let (stdout, mut out) = self.pair().await?;
         let (stderr, mut err) = self.pair().await?;
         let (tx, events) = mpsc::unbounded_channel();

@@ -199,6 +199,17 @@ pub struct MountRequest {
     pub read_only: Option<bool>,
     /// macOS's consistency hint: nothing to do on berth's shares.
     pub consistency: Option<String>,
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `Mounts[].VolumeOptions`: `NoCopy` is honoured; labels, driver options and `Subpath`
+/// must be zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeOptions {
+    pub no_copy: Option<bool>,
     #[serde(flatten)]
     pub other: Other,
 }
