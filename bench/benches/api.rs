@@ -17,16 +17,18 @@ const RUNS: &str = "berth network create + 2 run -d + rm -f + network rm";
 const CP: &str = "docker cp 64 MiB into a container";
 const BIND: &str = "cp 64 MiB from a -v host folder in the container";
 
+/// Services that end on SIGTERM (a shell as PID 1 ignores it otherwise, and `down` would
+/// measure compose's 10 s stop timeout), as the baseline's `rm -f` ends them at once.
 const PROJECT: &str = r#"
 version: "2.4"
 services:
   a:
     image: busybox
-    command: ["sleep", "1000"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
     networks: [net]
   b:
     image: busybox
-    command: ["sleep", "1000"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
     networks: [net]
 networks:
   net: {}
