@@ -315,11 +315,11 @@ fn the_docker_cli_drives_berth() {
         "hc",
         "sh",
         "-c",
-        "echo made > /root/made; rm /etc/group",
+        "echo made > /made.txt; rm /etc/group",
     ]);
     let diff = d.ok(&["diff", "hc"]);
     assert!(
-        diff.contains("A /root/made"),
+        diff.contains("A /made.txt"),
         "docker diff: the new file: {diff}"
     );
     assert!(
@@ -332,7 +332,7 @@ fn the_docker_cli_drives_berth() {
     );
     let export = d.ok(&["export", "hc"]);
     assert!(
-        export.contains("root/made"),
+        export.contains("made.txt"),
         "docker export lacks the new file"
     );
     assert!(

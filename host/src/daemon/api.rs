@@ -389,14 +389,20 @@ async fn route(
                 &super::images::remove(engine, &name, flag(&q, "force"))?,
             ))
         }
-        ["networks"] if get => Ok(http::json(200, &networks_list(engine))),
+        ["networks"] if get => Ok(http::json(
+            200,
+            &super::network_routes::networks_list(engine),
+        )),
         ["networks", "create"] if post => {
             let body = http::json_body(req.into_body()).await?;
-            Ok(http::json(201, &network_create(engine, &body)?))
+            Ok(http::json(
+                201,
+                &super::network_routes::network_create(engine, &body)?,
+            ))
         }
         ["networks", "prune"] if post => Ok(http::json(
             200,
-            &engine.prune_networks(&q, |id| network_remove(engine, id))?,
+            &engine.prune_networks(&q, |id| super::network_routes::network_remove(engine, id))?,
         )),
         ["containers", "prune"] if post => Ok(http::json(200, &engine.prune_containers(&q).await?)),
         ["system", "df"] if get => Ok(http::json(200, &engine.disk_usage()?)),
@@ -410,11 +416,11 @@ async fn route(
             let n = engine.networks.find(name)?;
             Ok(http::json(
                 200,
-                &super::networks::view(&n, &network_members(engine, &n.id)),
+                &super::networks::view(&n, &super::network_routes::network_members(engine, &n.id)),
             ))
         }
         ["networks", name] if delete => {
-            network_remove(engine, name)?;
+            super::network_routes::network_remove(engine, name)?;
             Ok(http::full(204, "", Bytes::new()))
         }
         ["volumes", rest @ ..] => {
@@ -751,101 +757,6 @@ fn machine_info(engine: &Engine) -> Value {
         "Started": crate::image::time::rfc3339_nanos(engine.started),
         "Containers": engine.all().len(),
     })
-}
-
-/// (id, name, address) of the running containers on network `id`.
-fn network_members(engine: &Engine, id: &str) -> Vec<(String, String, std::net::Ipv4Addr)> {
-    engine
-        .all()
-        .iter()
-        .map(|c| c.record())
-        .filter(|r| r.state.running)
-        .filter_map(|r| {
-            let e = r.endpoint.as_ref()?;
-            (e.network_id == id).then(|| (r.id.clone(), r.name.clone(), e.address))
-        })
-        .collect()
-}
-
-fn networks_list(engine: &Engine) -> Value {
-    engine
-        .networks
-        .all()
-        .iter()
-        .map(|n| super::networks::view(n, &network_members(engine, &n.id)))
-        .collect()
-}
-
-/// `POST /networks/create`: Docker's body (`Name`, `Driver`, `IPAM.Config[0]`,
-/// `Internal`, `Labels`).
-fn network_create(engine: &Engine, body: &Value) -> Result<Value, ApiError> {
-    let name = body["Name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("a network needs a name"))?;
-    let driver = body["Driver"]
-        .as_str()
-        .filter(|d| !d.is_empty())
-        .unwrap_or("bridge");
-    let ipam = &body["IPAM"]["Config"][0];
-    let subnet = match ipam["Subnet"].as_str().filter(|s| !s.is_empty()) {
-        Some(s) => Some(super::networks::parse_cidr(s)?),
-        None => None,
-    };
-    let gateway = match ipam["Gateway"].as_str().filter(|s| !s.is_empty()) {
-        Some(g) => Some(
-            g.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid gateway {g:?}")))?,
-        ),
-        None => None,
-    };
-    if gateway.is_some() && subnet.is_none() {
-        return Err(ApiError::bad_request("a gateway needs a subnet"));
-    }
-    let labels = body["Labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let internal = body["Internal"].as_bool().unwrap_or(false);
-    let n = engine
-        .networks
-        .create(name, driver, subnet, gateway, labels, internal)?;
-    engine.events.network(&n.id, &n.name, "create", None);
-    Ok(json!({"Id": n.id, "Warning": ""}))
-}
-
-/// `DELETE /networks/{id}`: refused for the predefined networks and while any container
-/// (running or not) is configured to use it.
-fn network_remove(engine: &Engine, name: &str) -> Result<(), ApiError> {
-    let n = engine.networks.find(name)?;
-    if n.is_predefined() {
-        return Err(ApiError::forbidden(format!(
-            "{} is a pre-defined network and cannot be removed",
-            n.name
-        )));
-    }
-    let users: Vec<String> = engine
-        .all()
-        .iter()
-        .map(|c| c.record())
-        .filter(|r| r.spec.network.mode == n.name)
-        .map(|r| r.name)
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::forbidden(format!(
-            "error while removing network: network {} id {} has active endpoints ({})",
-            n.name,
-            n.id,
-            users.join(", ")
-        )));
-    }
-    engine.networks.remove(&n.id)?;
-    engine.events.network(&n.id, &n.name, "destroy", None);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,31 +2,28 @@
 //! remove. Every container has an in-memory handle ([`Container`]) around its persisted
 //! [`Record`]; its output goes to its log and to whoever is attached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_mux::Stream;
 use berth_protocol::{
-    Attachment, ContainerOp, ContainerResult, ContainerSpec, ExecSpec, GuestMessage, NetworkSpec,
-    TtySize,
+    ContainerOp, ContainerResult, ContainerSpec, ExecSpec, GuestMessage, NetworkSpec, TtySize,
 };
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{broadcast, watch};
 
 use super::create;
 use super::error::ApiError;
 use super::events::Events;
 use super::exec::ExecInstance;
 use super::guest::{GuestApi, GuestExec};
-use super::health::{Check, Health, Probe};
-use super::logs::{Entry, LineSplitter, LogWriter, StreamKind};
+use super::logs::{Entry, LineSplitter, StreamKind};
 use super::models::{ContainerConfig, CreateBody};
 use super::networks::Networks;
 use super::restart::{Backoff, Policy};
-use super::state::{Endpoint, Record, State, Store};
+use super::state::{Record, State, Store};
 use crate::image::time::rfc3339_nanos;
 use crate::image::ImageStore;
 use crate::machine::{MachineConfig, MachineDir};
@@ -40,166 +37,7 @@ const KILL_DEADLINE: Duration = Duration::from_secs(15);
 /// Docker's grace period between the stop signal and SIGKILL.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A piece of live output, for attached clients.
-#[derive(Debug, Clone)]
-pub enum Chunk {
-    Data(StreamKind, Bytes),
-    /// The process ended and all its output was sent.
-    End,
-}
-
-/// Where a container is in its life, for waiters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Phase {
-    pub running: bool,
-    /// How many times it has exited.
-    pub exits: u64,
-    pub removed: bool,
-}
-
-/// One container.
-pub struct Container {
-    pub id: String,
-    record: Mutex<Record>,
-    /// The log writer; held while reading the log for `logs -f` so no entry is missed.
-    pub log: tokio::sync::Mutex<LogWriter>,
-    pub log_tx: broadcast::Sender<Entry>,
-    pub out_tx: broadcast::Sender<Chunk>,
-    pub phase: watch::Sender<Phase>,
-    /// The running process's guest exec id.
-    exec_id: Mutex<Option<u64>>,
-    pub stdin: tokio::sync::Mutex<Option<Stream>>,
-    /// Serializes start/stop/kill/remove of this container.
-    ops: tokio::sync::Mutex<()>,
-    /// The tasks serving its published ports while it runs.
-    ports: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// When its current run began, for the restart back-off.
-    started_at: Mutex<Option<tokio::time::Instant>>,
-    backoff: Mutex<Backoff>,
-    /// Bumped by every user start, stop, kill or remove: a policy restart scheduled
-    /// before one of those is dropped.
-    generation: std::sync::atomic::AtomicU64,
-}
-
-impl Container {
-    fn new(record: Record, store: &Store) -> Arc<Container> {
-        let (log_tx, _) = broadcast::channel(1024);
-        let (out_tx, _) = broadcast::channel(1024);
-        let (phase, _) = watch::channel(Phase::default());
-        Arc::new(Container {
-            id: record.id.clone(),
-            log: tokio::sync::Mutex::new(LogWriter::new(store.log_path(&record.id))),
-            record: Mutex::new(record),
-            log_tx,
-            out_tx,
-            phase,
-            exec_id: Mutex::new(None),
-            stdin: tokio::sync::Mutex::new(None),
-            ops: tokio::sync::Mutex::new(()),
-            ports: Mutex::new(Vec::new()),
-            started_at: Mutex::new(None),
-            backoff: Mutex::new(Backoff::default()),
-            generation: std::sync::atomic::AtomicU64::new(0),
-        })
-    }
-
-    /// A copy of the record.
-    pub fn record(&self) -> Record {
-        self.record
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn name(&self) -> String {
-        self.record
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .name
-            .clone()
-    }
-
-    pub fn state(&self) -> State {
-        self.record
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .state
-            .clone()
-    }
-
-    fn update(&self, store: &Store, change: impl FnOnce(&mut Record)) {
-        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        change(&mut r);
-        if let Err(e) = store.save(&r) {
-            tracing::error!("cannot save container {}: {e}", r.id);
-        }
-    }
-
-    pub fn exec_id(&self) -> Option<u64> {
-        *self.exec_id.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn short(&self) -> &str {
-        &self.id[..12]
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// A user action: any policy restart scheduled before it is dropped.
-    fn user_action(&self) -> u64 {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1
-    }
-
-    pub(super) fn set_health(&self, store: &Store, health: Option<Health>) {
-        self.update(store, |r| r.state.health = health);
-    }
-
-    /// Records a healthcheck result; the new status when it changed.
-    pub(super) fn record_probe(
-        &self,
-        store: &Store,
-        probe: Probe,
-        check: &Check,
-        in_start_period: bool,
-    ) -> Option<String> {
-        let mut changed = None;
-        self.update(store, |r| {
-            let h = r.state.health.get_or_insert_with(Health::starting);
-            changed = h.record(probe, check, in_start_period);
-        });
-        changed
-    }
-
-    /// Docker's event attributes of a container: its labels, image and name.
-    pub fn attributes(&self) -> BTreeMap<String, String> {
-        let r = self.record();
-        let mut a = r.config.labels.clone().unwrap_or_default();
-        a.insert("image".into(), r.image.clone());
-        a.insert("name".into(), r.name.clone());
-        a
-    }
-
-    pub(super) fn update_record(&self, store: &Store, change: impl FnOnce(&mut Record)) {
-        self.update(store, change);
-    }
-
-    pub(super) fn update_spec(
-        &self,
-        store: &Store,
-        change: impl FnOnce(&mut super::state::RunSpec),
-    ) {
-        self.update(store, |r| change(&mut r.spec));
-    }
-
-    /// Renames the container (the caller checked the name is free).
-    pub(super) fn set_name(&self, store: &Store, name: &str) {
-        self.update(store, |r| r.name = name.to_string());
-    }
-}
+pub use super::container::{Chunk, Container, Phase};
 
 /// Everything the daemon serves.
 pub struct Engine {
@@ -301,145 +139,6 @@ impl Engine {
             _ => Err(ApiError::bad_request(format!(
                 "multiple containers match {name:?}: use more of the id"
             ))),
-        }
-    }
-
-    /// Checks a create request's network: a user network must exist, `container:NAME`
-    /// becomes `container:<id>`; aliases need a user network; a shared stack cannot
-    /// publish ports.
-    fn resolve_network_mode(&self, n: &super::state::NetSettings) -> Result<String, ApiError> {
-        let mode = match n.mode.as_str() {
-            "none" | "host" => n.mode.clone(),
-            m if m.starts_with("container:") => {
-                let other = self.find(&m["container:".len()..])?;
-                if !n.ports.is_empty() {
-                    return Err(ApiError::bad_request(
-                        "conflicting options: port publishing and the container type network mode",
-                    ));
-                }
-                format!("container:{}", other.id)
-            }
-            name => {
-                let network = self.networks.find(name)?;
-                if network.driver != "bridge" {
-                    network.driver.clone().replace("null", "none")
-                } else {
-                    network.name
-                }
-            }
-        };
-        let user_network =
-            !matches!(mode.as_str(), "bridge" | "none" | "host") && !mode.starts_with("container:");
-        if !n.aliases.is_empty() && !user_network {
-            return Err(ApiError::bad_request(
-                "network-scoped alias is supported only for containers in user defined networks",
-            ));
-        }
-        Ok(mode)
-    }
-
-    /// Prepares the network of a container about to start: its guest-side spec, its
-    /// endpoint (address held, ports bound on the host) and the port tasks.
-    async fn connect_network(
-        &self,
-        c: &Container,
-        record: &Record,
-    ) -> Result<(Option<NetworkSpec>, Option<Endpoint>), ApiError> {
-        let n = &record.spec.network;
-        let network = match n.mode.as_str() {
-            "none" | super::attach_net::DISCONNECTED => return Ok((None, None)),
-            "host" => return Ok((Some(NetworkSpec::Host), None)),
-            m if m.starts_with("container:") => {
-                let other = self.find(&m["container:".len()..])?;
-                if !other.state().running {
-                    return Err(ApiError::conflict(format!(
-                        "cannot join network of a non running container: {}",
-                        other.id
-                    )));
-                }
-                return Ok((
-                    Some(NetworkSpec::Container {
-                        id: other.id.clone(),
-                    }),
-                    None,
-                ));
-            }
-            name => self.networks.find(name)?,
-        };
-        let Some((subnet, prefix, gateway)) = network.subnet else {
-            return Err(ApiError::internal(format!(
-                "network {} has no subnet",
-                network.name
-            )));
-        };
-        let address = self.networks.allocate(&network)?;
-        let mut ports = Vec::new();
-        let mut tasks = Vec::new();
-        for p in &n.ports {
-            match super::ports::publish(self.guest.clone(), &record.name, address, p).await {
-                Ok((bound, task)) => {
-                    ports.push(bound);
-                    tasks.push(task);
-                }
-                Err(e) => {
-                    for t in tasks {
-                        t.abort();
-                    }
-                    self.networks.release(&network.id, address);
-                    return Err(e);
-                }
-            }
-        }
-        *c.ports.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
-        let mut dns_names = Vec::new();
-        if network.has_dns() {
-            dns_names.push(record.name.clone());
-            dns_names.push(record.id[..12].to_string());
-            dns_names.extend(n.aliases.iter().cloned());
-        }
-        let extra_hosts = n
-            .extra_hosts
-            .iter()
-            .map(|(name, ip)| {
-                let ip = if ip == "host-gateway" {
-                    gateway.to_string()
-                } else {
-                    ip.clone()
-                };
-                (name.clone(), ip)
-            })
-            .collect();
-        let spec = NetworkSpec::Bridge(Attachment {
-            network_id: network.id.clone(),
-            network_name: network.name.clone(),
-            bridge: network.bridge_name(),
-            subnet: subnet.to_string(),
-            prefix,
-            gateway: gateway.to_string(),
-            address: address.to_string(),
-            dns_names,
-            extra_hosts,
-            internal: network.internal,
-        });
-        let endpoint = Endpoint {
-            network_id: network.id,
-            network_name: network.name,
-            address,
-            prefix,
-            gateway,
-            ports,
-        };
-        Ok((Some(spec), Some(endpoint)))
-    }
-
-    /// Undoes [`connect_network`](Self::connect_network) once the container has ended.
-    fn disconnect_network(&self, c: &Container) {
-        for task in c.ports.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            task.abort();
-        }
-        if let Some(e) = c.record().endpoint {
-            self.networks.release(&e.network_id, e.address);
-            c.update(&self.store, |r| r.endpoint = None);
         }
     }
 

@@ -9,7 +9,9 @@ mod api;
 mod archive;
 mod attach_net;
 mod commit;
+mod container;
 mod create;
+mod endpoints;
 mod engine;
 #[cfg(test)]
 mod engine_tests;
@@ -26,6 +28,7 @@ mod limits;
 mod logs;
 mod models;
 mod mounts;
+mod network_routes;
 mod networks;
 mod ports;
 mod registry;

@@ -89,24 +89,15 @@ pub fn commit(
             what: "image config".into(),
             source,
         })?;
-    layer::parse_config(&config_bytes, "image config")?;
-    let config_digest = blobs.put(&config_bytes[..], None)?;
     let mut layers = base_layers(store, base)?;
     layers.push(stored);
-    let manifest = layer::oci_manifest(&config_digest, config_bytes.len() as u64, &layers)?;
-    let manifest = blobs.put(&manifest[..], None)?;
-    let record = layer::record(
-        manifest,
-        config_digest.clone(),
+    layer::store_image(
+        store,
+        &config_bytes,
         layers,
-        Some(created),
+        created,
         opts.tag.iter().cloned().collect(),
-    );
-    store.index().update(|images| {
-        images.add(record);
-        Ok(())
-    })?;
-    Ok(config_digest)
+    )
 }
 
 /// The base image's layers as stored, with their compression from its manifest.

@@ -52,26 +52,13 @@ pub fn import(
         what: "image config".into(),
         source,
     })?;
-    layer::parse_config(&config_bytes, "image config")?;
-    let config_digest = blobs.put(&config_bytes[..], None)?;
-    let manifest = layer::oci_manifest(
-        &config_digest,
-        config_bytes.len() as u64,
-        std::slice::from_ref(&stored),
-    )?;
-    let manifest = blobs.put(&manifest[..], None)?;
-    let record = layer::record(
-        manifest,
-        config_digest.clone(),
+    layer::store_image(
+        store,
+        &config_bytes,
         vec![stored],
-        Some(created),
+        created,
         opts.tag.iter().cloned().collect(),
-    );
-    store.index().update(|images| {
-        images.add(record);
-        Ok(())
-    })?;
-    Ok(config_digest)
+    )
 }
 
 fn bad(change: &str, reason: impl Into<String>) -> ImageError {

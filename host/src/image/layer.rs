@@ -341,6 +341,28 @@ pub(crate) fn store_manifest(
     }
 }
 
+/// Stores an image whose layers are stored: its config, an OCI manifest for them, and
+/// its index record with `tags`. Returns the image ID (the config's digest).
+pub(crate) fn store_image(
+    store: &super::ImageStore,
+    config_bytes: &[u8],
+    layers: Vec<StoredLayer>,
+    created: String,
+    tags: Vec<Reference>,
+) -> Result<Digest, ImageError> {
+    let blobs = store.blobs();
+    parse_config(config_bytes, "image config")?;
+    let config_digest = blobs.put(config_bytes, None)?;
+    let manifest = oci_manifest(&config_digest, config_bytes.len() as u64, &layers)?;
+    let manifest = blobs.put(&manifest[..], None)?;
+    let record = record(manifest, config_digest.clone(), layers, Some(created), tags);
+    store.index().update(|images| {
+        images.add(record);
+        Ok(())
+    })?;
+    Ok(config_digest)
+}
+
 /// An OCI image manifest (OCI media types) for a config and its stored layers.
 pub(crate) fn oci_manifest(
     config: &Digest,
