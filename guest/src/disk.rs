@@ -38,8 +38,8 @@ pub fn mount_state_disk(device: &Path, target: &Path) -> Result<(), String> {
     sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None).map_err(|e| e.to_string())
 }
 
-/// Removes what an interrupted run left: half-unpacked layers and container state
-/// (containers do not outlive their VM yet).
+/// Removes what an interrupted run left: half-unpacked layers, and the run files of the
+/// containers that were running (their own files stay).
 pub fn clean_state(state: &Path) {
     if let Ok(entries) = std::fs::read_dir(state.join("layers")) {
         for e in entries.flatten() {
@@ -48,7 +48,13 @@ pub fn clean_state(state: &Path) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(state.join("containers"));
+    // Containers keep their files across a power-off (until the daemon removes them);
+    // nothing runs at boot.
+    if let Ok(entries) = std::fs::read_dir(state.join("containers")) {
+        for e in entries.flatten() {
+            crate::container::state::forget_run(&e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,15 +62,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cleaning_keeps_finished_layers_only() {
+    fn cleaning_keeps_finished_layers_and_container_files() {
         let tmp = tempfile::tempdir().unwrap();
         let layers = tmp.path().join("layers");
         std::fs::create_dir_all(layers.join("abc")).unwrap();
         std::fs::create_dir_all(layers.join(".partial-abc-1")).unwrap();
-        std::fs::create_dir_all(tmp.path().join("containers/x/upper")).unwrap();
+        let container = tmp.path().join("containers/x");
+        std::fs::create_dir_all(container.join("upper")).unwrap();
+        std::fs::write(container.join("spec.json"), "{}").unwrap();
+        std::fs::write(container.join("init.pid"), "7").unwrap();
         clean_state(tmp.path());
         assert!(layers.join("abc").is_dir());
         assert!(!layers.join(".partial-abc-1").exists());
-        assert!(!tmp.path().join("containers").exists());
+        assert!(container.join("upper").is_dir());
+        assert!(!container.join("spec.json").exists() && !container.join("init.pid").exists());
     }
 }

@@ -90,6 +90,25 @@ pub enum HostMessage {
     /// Deletes the data of named volume `name` in the guest (`VOLUMES_DIR/<name>`); a
     /// volume without data succeeds too. Answered by one `VolumeRemoved`.
     RemoveVolume { request_id: u64, name: String },
+    /// Deletes the files the guest keeps for containers that are not running (their
+    /// overlay upper directories: a stopped container keeps its changes until it is
+    /// removed). A running container's files are never deleted. Answered by one
+    /// `ContainerFilesRemoved`.
+    RemoveContainerFiles {
+        request_id: u64,
+        which: ContainerSet,
+    },
+}
+
+/// Which containers a [`HostMessage::RemoveContainerFiles`] means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerSet {
+    /// These ids (`docker rm`).
+    These(Vec<String>),
+    /// Every container but these (the daemon's records, when it comes up: files of
+    /// containers it no longer knows are left-overs).
+    AllBut(Vec<String>),
 }
 
 /// What [`HostMessage::Container`] asks for.
@@ -204,6 +223,12 @@ pub struct JoinSpec {
     /// as root (`docker cp`); `argv` is then only its name for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<Builtin>,
+    /// The container as the host would start it (its network aside), for a `builtin` on a
+    /// container that is not running: the shim lays out its files from this (its layers
+    /// must be in the cache; its upper directory is the one kept from earlier runs, or a
+    /// new empty one for a container never started) instead of joining it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Box<ContainerSpec>>,
 }
 
 /// File work the exec shim does inside a running container. Exit code 0 on success,
@@ -524,6 +549,11 @@ pub enum GuestMessage {
     },
     /// Answer to `RemoveVolume`: `error` says why the data could not be deleted.
     VolumeRemoved {
+        request_id: u64,
+        error: Option<String>,
+    },
+    /// Answer to `RemoveContainerFiles`: `error` says what could not be deleted.
+    ContainerFilesRemoved {
         request_id: u64,
         error: Option<String>,
     },

@@ -53,6 +53,20 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
         ),
         (any::<u64>(), ".*")
             .prop_map(|(request_id, name)| HostMessage::RemoveVolume { request_id, name }),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            prop::collection::vec("[0-9a-f]{64}", 0..3)
+        )
+            .prop_map(
+                |(request_id, others, ids)| HostMessage::RemoveContainerFiles {
+                    request_id,
+                    which: match others {
+                        true => ContainerSet::AllBut(ids),
+                        false => ContainerSet::These(ids),
+                    },
+                }
+            ),
     ]
 }
 
@@ -97,6 +111,9 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         Just(GuestMessage::PoweringOff),
         (any::<u64>(), prop::option::of(".*"))
             .prop_map(|(request_id, error)| GuestMessage::VolumeRemoved { request_id, error }),
+        (any::<u64>(), prop::option::of(".*")).prop_map(|(request_id, error)| {
+            GuestMessage::ContainerFilesRemoved { request_id, error }
+        }),
     ]
 }
 

@@ -339,7 +339,51 @@ fn the_docker_cli_drives_berth() {
         export.contains("bin/busybox"),
         "docker export lacks the image's files"
     );
+    // A stopped container keeps its changes: diff, cp and commit still see them, and a
+    // start finds them again.
+    d.ok(&["stop", "-t", "1", "hc"]);
+    let diff = d.ok(&["diff", "hc"]);
+    assert!(
+        diff.contains("A /made.txt") && diff.contains("D /etc/group"),
+        "docker diff of a stopped container: its changes are kept: {diff}"
+    );
+    d.ok(&[
+        "cp",
+        "hc:/made.txt",
+        &tmp.path().join("made").display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("made")).unwrap(),
+        "made\n",
+        "docker cp out of a stopped container"
+    );
+    d.ok(&["commit", "hc", "hc-image"]);
+    assert_eq!(
+        d.ok(&["run", "--rm", "hc-image", "cat", "/made.txt"]),
+        "made\n",
+        "docker commit of a stopped container"
+    );
+    d.ok(&["start", "hc"]);
+    assert_eq!(
+        d.ok(&["exec", "hc", "cat", "/made.txt", "/tmp/in.txt"]),
+        "made\nfrom the host\n",
+        "a restarted container lost the files of its last run"
+    );
     d.ok(&["rm", "-f", "hc"]);
+    d.ok(&["rmi", "hc-image"]);
+    // docker create, docker cp into it, docker start: the file is there at its first run.
+    d.ok(&["create", "--name", "pre", "busybox", "cat", "/greeting"]);
+    d.ok(&[
+        "cp",
+        &tmp.path().join("in.txt").display().to_string(),
+        "pre:/greeting",
+    ]);
+    assert_eq!(
+        d.ok(&["start", "-a", "pre"]),
+        "from the host\n",
+        "docker cp into a created container"
+    );
+    d.ok(&["rm", "pre"]);
 
     let id = d.ok(&[
         "run",

@@ -130,4 +130,17 @@ fn exec_it_gets_a_terminal_of_the_right_size() {
     t.wait_for("27 87");
     t.send(&["exit 6", "Enter"]);
     t.wait_for("EXIT=6");
+    drop(t);
+    // Docker's detach keys end the session and leave the process running.
+    let t = session(&b, 87, 27, "exec -it box sh -c 'echo ready; exec cat'");
+    t.wait_for("ready");
+    t.send(&["C-p", "C-q"]);
+    let screen = t.wait_for("EXIT=0");
+    assert!(!screen.contains("EXIT=1"), "{screen}");
+    let ps = b.run(&["exec", "box", "ps"], b"");
+    assert!(
+        ps.stdout_text().contains("cat"),
+        "the detached exec's process should still run: {}",
+        ps.stdout_text()
+    );
 }

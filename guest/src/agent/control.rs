@@ -180,6 +180,20 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
         HostMessage::RemoveVolume { request_id, name } => {
             volumes::spawn(replies.clone(), agent.volumes_dir.clone(), request_id, name)
         }
+        HostMessage::RemoveContainerFiles { request_id, which } => {
+            let dir = agent.containers_dir.clone();
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let work = tokio::task::spawn_blocking(move || {
+                    crate::container::state::remove_files(&dir, &which)
+                });
+                let error = match work.await {
+                    Ok(result) => result.err(),
+                    Err(_panic) => Some("the agent failed while deleting container files".into()),
+                };
+                replies.send(GuestMessage::ContainerFilesRemoved { request_id, error });
+            });
+        }
         HostMessage::PowerOff => {
             replies.send_flushed(GuestMessage::PoweringOff).await;
             if agent.is_init {

@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_mux::Stream;
-use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, GuestMessage, StdioFd};
+use berth_protocol::{ErrorKind, ExecSpec, GuestMessage, StdioFd};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use super::control::Replies;
 use super::Agent;
 use super::Connection;
-use crate::container::mounts::BindMount;
-use crate::container::ShimSpec;
 use crate::sys;
 
 /// How long the host has to open the stdio streams an `Exec` names.
@@ -80,7 +78,7 @@ async fn run_inner(
         None => None,
     };
     let container = match &spec.container {
-        Some(c) => Some(container_spec(agent, c, &spec).await?),
+        Some(c) => Some(super::spec::container_spec(agent, c, &spec).await?),
         None => None,
     };
     let mut cmd = match (&container, &joined) {
@@ -133,7 +131,7 @@ async fn run_inner(
         Err(e) => {
             if let Some(shim) = &container {
                 agent.net.detach(&shim.id).await;
-                crate::container::clean_up(shim);
+                crate::container::finish(shim);
             }
             return Err(spawn_error(program, &e));
         }
@@ -202,7 +200,7 @@ async fn run_inner(
     });
     if let Some(shim) = &container {
         agent.net.detach(&shim.id).await;
-        crate::container::clean_up(shim);
+        crate::container::finish(shim);
     }
     replies.send(GuestMessage::Exited {
         exec_id,
@@ -210,88 +208,6 @@ async fn run_inner(
         oom_killed,
     });
     Ok(())
-}
-
-/// The shim spec of a container: its layers must be in the cache. Prepares its network.
-async fn container_spec(
-    agent: &Agent,
-    c: &ContainerSpec,
-    spec: &ExecSpec,
-) -> Result<ShimSpec, (ErrorKind, String)> {
-    if !crate::container::valid_id(&c.id) {
-        return Err((
-            ErrorKind::BadRequest,
-            format!("bad container id {:?}", c.id),
-        ));
-    }
-    let mut lowerdirs = Vec::new();
-    for digest in c.layers.iter().rev() {
-        let dir = super::layers::layer_dir(&agent.layers_dir, digest)
-            .map_err(|e| (ErrorKind::BadRequest, e))?;
-        if !dir.is_dir() {
-            return Err((
-                ErrorKind::BadRequest,
-                format!("layer {digest} is not in the cache"),
-            ));
-        }
-        lowerdirs.push(dir);
-    }
-    if lowerdirs.is_empty() {
-        return Err((
-            ErrorKind::BadRequest,
-            "a container needs at least one layer".into(),
-        ));
-    }
-    let mounts = c
-        .mounts
-        .iter()
-        .map(|m| {
-            let source = crate::shares::source_path(&agent.shares, &agent.volumes_dir, &m.source)?;
-            Ok(BindMount {
-                source,
-                target: m.target.clone(),
-                read_only: m.read_only,
-                copy_up: matches!(m.source, berth_protocol::MountSource::Volume { .. })
-                    && !m.no_copy,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| (ErrorKind::BadRequest, e))?;
-    let net = agent
-        .net
-        .attach(&c.id, &c.hostname, c.network.as_ref())
-        .await
-        .map_err(|e| (ErrorKind::Internal, e))?;
-    let resolv_conf = crate::net::with_dns_options(&net.resolv_conf, &c.process, user_network(c));
-    let shim = ShimSpec {
-        netns: net.netns,
-        hosts: Some(net.hosts),
-        resolv_conf: Some(resolv_conf),
-        id: c.id.clone(),
-        lowerdirs,
-        dir: agent.containers_dir.join(&c.id),
-        argv: spec.argv.clone(),
-        env: spec.env.clone(),
-        cwd: spec.cwd.clone(),
-        hostname: c.hostname.clone(),
-        user: c.user.clone(),
-        resources: c.resources.clone(),
-        security: c.security.clone(),
-        mounts,
-        tmpfs: c.tmpfs.clone(),
-        read_only_rootfs: c.read_only_rootfs,
-        process: c.process.clone(),
-    };
-    if let Err(e) = shim.prepare() {
-        agent.net.detach(&c.id).await;
-        return Err((ErrorKind::Internal, format!("container state: {e}")));
-    }
-    Ok(shim)
-}
-
-/// Whether the container's resolver is berth's, on a user network (it answers names).
-fn user_network(c: &berth_protocol::ContainerSpec) -> bool {
-    matches!(&c.network, Some(berth_protocol::NetworkSpec::Bridge(a)) if !a.dns_names.is_empty())
 }
 
 async fn take(conn: &Connection, exec_id: u64, fd: StdioFd) -> Result<Stream, (ErrorKind, String)> {

@@ -1,5 +1,6 @@
 //! `Exec` with `join` (`docker exec`): finds the running container and describes the
-//! exec shim that enters it (`container::join`).
+//! exec shim that enters it (`container::join`). A builtin (`docker cp`) on a container
+//! that is not running works on its files instead, laid out from the host's spec.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -47,6 +48,12 @@ pub(super) async fn prepare(
         )
     };
     let dir = agent.containers_dir.join(&join.id);
+    if let Some(stopped) = &join.stopped {
+        let running = state::load_spec(&dir).map_err(internal)?.is_some();
+        if !running {
+            return stopped_files(agent, join, stopped, spec);
+        }
+    }
     let deadline = Instant::now() + START_DEADLINE;
     let (running, init_pid) = loop {
         let running = state::load_spec(&dir)
@@ -76,12 +83,43 @@ pub(super) async fn prepare(
     }
     Ok(ExecShimSpec {
         container: running,
-        init_pid,
+        init_pid: Some(init_pid),
         argv: spec.argv.clone(),
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         user: join.user.clone(),
         privileged: join.privileged,
+        builtin: join.builtin.clone(),
+    })
+}
+
+/// The exec shim's spec for a builtin on the files of a container that is not running.
+fn stopped_files(
+    agent: &Agent,
+    join: &JoinSpec,
+    stopped: &berth_protocol::ContainerSpec,
+    spec: &ExecSpec,
+) -> Result<ExecShimSpec, (ErrorKind, String)> {
+    if join.builtin.is_none() {
+        return Err((
+            ErrorKind::BadRequest,
+            format!("container {} is not running", &join.id[..12]),
+        ));
+    }
+    if stopped.id != join.id {
+        return Err((
+            ErrorKind::BadRequest,
+            "the stopped container's spec names another container".into(),
+        ));
+    }
+    Ok(ExecShimSpec {
+        container: super::spec::stopped_spec(agent, stopped)?,
+        init_pid: None,
+        argv: spec.argv.clone(),
+        env: Vec::new(),
+        cwd: None,
+        user: None,
+        privileged: true,
         builtin: join.builtin.clone(),
     })
 }

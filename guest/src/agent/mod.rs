@@ -10,6 +10,7 @@ mod control;
 mod exec;
 mod join;
 mod layers;
+mod spec;
 mod stdio;
 mod volumes;
 

@@ -38,8 +38,9 @@ const NAMESPACES: &[Namespace] = &[
 pub struct ExecShimSpec {
     /// The running container, as its `spec.json` says.
     pub container: ShimSpec,
-    /// The guest pid of the container's first process (its `init.pid`).
-    pub init_pid: u32,
+    /// The guest pid of the container's first process (its `init.pid`); `None` for a
+    /// builtin on a container that is not running (its files are mounted instead).
+    pub init_pid: Option<u32>,
     pub argv: Vec<String>,
     /// `KEY=VALUE` entries added to (or replacing those of) the container's environment.
     pub env: Vec<String>,
@@ -106,8 +107,27 @@ pub fn main(spec_json: &str) -> i32 {
             });
             return report(listed);
         }
+        Some(op) if spec.init_pid.is_none() => {
+            // As the guest's root in a private mount namespace with the container's
+            // root and mounts, as Docker's daemon copies into a stopped container.
+            let entered = super::rootfs::enter_files(c);
+            return match entered {
+                Ok(()) => {
+                    let (code, message) = super::archive::run(op);
+                    if !message.is_empty() {
+                        let _ = writeln!(std::io::stderr(), "berth: {message}");
+                    }
+                    code
+                }
+                Err(e) => fail(&format!("the container's files: {e}")),
+            };
+        }
+        None if spec.init_pid.is_none() => return fail("the container is not running"),
         _ => {}
     }
+    let Some(init_pid) = spec.init_pid else {
+        return fail("the container is not running");
+    };
     let cgroup = Path::new(CGROUP_PARENT).join(&spec.container.id);
     if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()) {
         return fail(&format!("joining the container's cgroup: {e}"));
@@ -115,7 +135,7 @@ pub fn main(spec_json: &str) -> i32 {
     // Every namespace file is opened before the first setns: afterwards /proc/<pid> would
     // name another process (or none).
     let open = |ns: Namespace| {
-        let path = format!("/proc/{}/ns/{}", spec.init_pid, ns.proc_name());
+        let path = format!("/proc/{init_pid}/ns/{}", ns.proc_name());
         File::open(&path).map_err(|e| format!("{path}: {e} (is the container running?)"))
     };
     let mut joined = Vec::new();
@@ -238,7 +258,7 @@ mod tests {
                 read_only_rootfs: false,
                 process: Default::default(),
             },
-            init_pid: 7,
+            init_pid: Some(7),
             argv: vec!["ls".into()],
             env: vec![],
             cwd: None,

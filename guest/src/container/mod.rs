@@ -107,12 +107,19 @@ impl ShimSpec {
         self.dir.join("rootfs")
     }
 
-    /// Creates the state directories and saves this spec in them (for `docker exec`).
+    /// Creates the state directories (an upper directory kept from an earlier run stays
+    /// as it is) and saves this spec in them (for `docker exec`).
     pub fn prepare(&self) -> std::io::Result<()> {
+        self.create_dirs()?;
+        state::save_spec(self)
+    }
+
+    /// Creates the state directories, saving nothing: the container is not running.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
         for d in [self.upper(), self.work(), self.rootfs()] {
             std::fs::create_dir_all(d)?;
         }
-        state::save_spec(self)
+        Ok(())
     }
 
     /// The command that runs this container's shim.
@@ -132,9 +139,11 @@ pub fn valid_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Removes what a container left in the guest: its state directory and cgroup.
-pub fn clean_up(spec: &ShimSpec) {
-    let _ = std::fs::remove_dir_all(&spec.dir);
+/// Ends a run of a container: its cgroup and the files that say it runs (`state`) go;
+/// its files (the overlay's upper directory) stay until the container is removed
+/// ([`state::remove_files`]), as a stopped Docker container keeps its changes.
+pub fn finish(spec: &ShimSpec) {
+    state::forget_run(&spec.dir);
     let _ = std::fs::remove_dir(Path::new(CGROUP_PARENT).join(&spec.id));
 }
 

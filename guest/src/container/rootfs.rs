@@ -77,27 +77,9 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         std::os::unix::fs::chown(&upper, Some(base), Some(base))?;
     }
     let root = spec.rootfs();
-    let lower = spec
-        .lowerdirs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let options = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        spec.upper().display(),
-        spec.work().display()
-    );
+    mount_overlay(spec)?;
     let at = |p: &str| root.join(p).display().to_string();
-    let none = MountFlags::empty();
     let nosuid_nodev_noexec = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
-    sys::mount_fs(
-        "overlay",
-        &root.display().to_string(),
-        "overlay",
-        none,
-        Some(&options),
-    )?;
     sys::mount_fs("proc", &at("proc"), "proc", nosuid_nodev_noexec, None)?;
     sys::mount_fs(
         "sysfs",
@@ -194,6 +176,44 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         }
     }
     sys::set_hostname(&spec.hostname).map_err(io::Error::from)
+}
+
+/// The container's root (its layers under its upper directory) at `spec.rootfs()`.
+fn mount_overlay(spec: &ShimSpec) -> io::Result<()> {
+    let lower = spec
+        .lowerdirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        spec.upper().display(),
+        spec.work().display()
+    );
+    sys::mount_fs(
+        "overlay",
+        &spec.rootfs().display().to_string(),
+        "overlay",
+        MountFlags::empty(),
+        Some(&options),
+    )
+}
+
+/// For file work on a container that is not running: a private mount namespace whose
+/// root is the container's root with its volumes and binds, as a run would see them
+/// (no /proc, /dev or tmpfs mounts: those hold nothing of the container's).
+pub fn enter_files(spec: &ShimSpec) -> io::Result<()> {
+    sys::unshare_mount_namespace()?;
+    sys::make_mounts_private()?;
+    mount_overlay(spec)?;
+    let root = spec.rootfs();
+    super::mounts::bind_all(&root, &spec.mounts)?;
+    if spec.read_only_rootfs {
+        sys::remount_mount_read_only(&root)?;
+    }
+    std::env::set_current_dir(&root)?;
+    sys::pivot_to_cwd()
 }
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, as Docker provides them: the hosts

@@ -2,7 +2,9 @@
 //! `spec.json` (its [`ShimSpec`], written by the agent before the shim starts) and
 //! `init.pid` (the guest pid of its first process, written by the shim once that process
 //! has exec'd its command). Both are written atomically (temp file + rename), so a reader
-//! sees a whole file or none. `clean_up` removes the directory when the container ends.
+//! sees a whole file or none. Both go when the run ends (`forget_run`); the directory
+//! itself, with the container's changes in `upper/`, goes when the container is removed
+//! (`remove_files`).
 
 use std::io;
 use std::path::Path;
@@ -55,6 +57,56 @@ pub fn load_init_pid(dir: &Path) -> io::Result<Option<u32>> {
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes the files that say a container runs (after its run, or at boot for runs the
+/// guest's last power-off ended).
+pub fn forget_run(dir: &Path) {
+    for name in [INIT_PID_FILE, SPEC_FILE] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// Deletes the state directories under `containers_dir` of the containers `which` names,
+/// skipping any that runs (or is starting: it has a `spec.json`). Every directory is
+/// tried; the error lists those that could not be deleted.
+pub fn remove_files(
+    containers_dir: &Path,
+    which: &berth_protocol::ContainerSet,
+) -> Result<(), String> {
+    use berth_protocol::ContainerSet;
+    let ids: Vec<String> = match which {
+        ContainerSet::These(ids) => ids.clone(),
+        ContainerSet::AllBut(keep) => match std::fs::read_dir(containers_dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|id| !keep.contains(id))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{}: {e}", containers_dir.display())),
+        },
+    };
+    let mut failed = Vec::new();
+    for id in ids {
+        if !super::valid_id(&id) {
+            failed.push(format!("{id:?}: not a container id"));
+            continue;
+        }
+        let dir = containers_dir.join(&id);
+        if dir.join(SPEC_FILE).exists() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => failed.push(format!("{}: {e}", &id[..12])),
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(format!("deleting container files: {}", failed.join("; "))),
     }
 }
 
@@ -128,6 +180,39 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [INIT_PID_FILE, SPEC_FILE]);
+    }
+
+    #[test]
+    fn a_finished_run_keeps_the_files_until_removed() {
+        use berth_protocol::ContainerSet;
+        let tmp = tempfile::tempdir().unwrap();
+        let other = "f".repeat(64);
+        let (dir, other_dir) = (tmp.path().join(ID), tmp.path().join(&other));
+        let s = spec(&dir);
+        s.prepare().unwrap();
+        std::fs::write(s.upper().join("made"), "x").unwrap();
+        save_init_pid(&dir, 7).unwrap();
+        // A running container is never removed.
+        remove_files(tmp.path(), &ContainerSet::These(vec![ID.into()])).unwrap();
+        assert!(s.upper().join("made").is_file());
+        forget_run(&dir);
+        assert_eq!(load_spec(&dir).unwrap(), None);
+        assert_eq!(load_init_pid(&dir).unwrap(), None);
+        assert!(
+            s.upper().join("made").is_file(),
+            "a stopped container keeps its changes"
+        );
+        std::fs::create_dir_all(other_dir.join("upper")).unwrap();
+        remove_files(tmp.path(), &ContainerSet::AllBut(vec![ID.into()])).unwrap();
+        assert!(
+            !other_dir.exists(),
+            "a container the daemon does not know goes"
+        );
+        assert!(dir.is_dir());
+        remove_files(tmp.path(), &ContainerSet::These(vec![ID.into()])).unwrap();
+        assert!(!dir.exists());
+        let bad = remove_files(tmp.path(), &ContainerSet::These(vec!["../x".into()]));
+        assert!(bad.unwrap_err().contains("not a container id"));
     }
 
     #[test]

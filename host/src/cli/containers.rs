@@ -665,6 +665,9 @@ pub async fn exec(api: &Api, a: ExecArgs) -> Result<i32, Error> {
     let info = api
         .call(Method::GET, &format!("/exec/{id}/json"), None)
         .await?;
+    if a.tty && info["Running"].as_bool() == Some(true) {
+        return Ok(0); // detached with the detach keys
+    }
     Ok(info["ExitCode"].as_i64().unwrap_or(126) as i32)
 }
 

@@ -473,7 +473,23 @@ pub async fn run(api: &Api, a: RunArgs) -> Result<i32, Error> {
         },
     )
     .await?;
+    if c.tty && detached(api, &id).await {
+        return Ok(0);
+    }
     wait_code(wait).await
+}
+
+/// Whether an attached session ended with the container still running: the user typed
+/// the detach keys (the daemon ends the session on them; output ends only after the
+/// container is recorded as exited otherwise).
+async fn detached(api: &Api, id: &str) -> bool {
+    match api
+        .call(Method::GET, &format!("/containers/{id}/json"), None)
+        .await
+    {
+        Ok(info) => info["State"]["Running"].as_bool().unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 /// The exit code from a wait answer.
@@ -557,6 +573,9 @@ async fn attach_and(api: &Api, name: &str, stdin: bool, start: bool) -> Result<i
         },
     )
     .await?;
+    if tty && detached(api, &id).await {
+        return Ok(0);
+    }
     wait_code(wait).await
 }
 

@@ -271,6 +271,8 @@ async fn route(
             }
             let tty = c.record().spec.tty;
             let want = (flag(&q, "stdin"), flag(&q, "stdout"), flag(&q, "stderr"));
+            let keys = super::detach::keys_or_default(q.get("detachKeys").map(String::as_str))
+                .map_err(ApiError::bad_request)?;
             // The log so far and the live output, taken under the log writer's lock.
             let (past, output) = {
                 let _writer = c.log.lock().await;
@@ -284,7 +286,7 @@ async fn route(
             Ok(http::hijack(
                 on_upgrade,
                 http::stream_type(tty),
-                move |io| super::exec::run_attach(c, io, output, want, tty, (past, stream)),
+                move |io| super::exec::run_attach(c, io, output, want, (tty, keys), (past, stream)),
             ))
         }
         ["containers", name, "top"] if get => {

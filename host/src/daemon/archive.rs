@@ -75,20 +75,22 @@ pub fn go_file_mode(mode: u32) -> u32 {
 }
 
 impl Engine {
-    pub(super) fn cp_spec(
+    /// The exec that does `op` on the container's files: joined to it while it runs,
+    /// else on its files as they were left (a container never started has its image's).
+    pub(super) async fn cp_spec(
         &self,
         c: &Container,
         op: Builtin,
         stdin: bool,
     ) -> Result<ExecSpec, ApiError> {
-        let state = c.state();
-        if !state.running {
-            return Err(ApiError::conflict(format!(
-                "berth reads and writes the files of running containers only (a stopped container's changes are not kept): container {} is {}; start it first",
-                c.name(),
-                state.status.as_str()
-            )));
-        }
+        let record = c.record();
+        let stopped = match record.state.running {
+            true => None,
+            false => {
+                self.ensure_container_layers(&record).await?;
+                Some(Box::new(record.guest_spec(None)))
+            }
+        };
         Ok(ExecSpec {
             argv: vec!["berth-cp".into()],
             env: Vec::new(),
@@ -101,6 +103,7 @@ impl Engine {
                 user: None,
                 privileged: true,
                 builtin: Some(op),
+                stopped,
             }),
         })
     }
@@ -108,7 +111,9 @@ impl Engine {
     /// `HEAD /containers/{id}/archive`: the path's stat.
     pub async fn archive_stat(&self, c: &Container, path: &str) -> Result<PathStat, ApiError> {
         let path = check_path(path)?;
-        let spec = self.cp_spec(c, Builtin::Stat { path: path.clone() }, false)?;
+        let spec = self
+            .cp_spec(c, Builtin::Stat { path: path.clone() }, false)
+            .await?;
         let (code, output) = self.run_to_end(spec).await.map_err(ApiError::internal)?;
         match code {
             0 => serde_json::from_str(output.trim()).map_err(|e| {
@@ -151,7 +156,7 @@ impl Engine {
         op: Builtin,
         path: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let mut exec = self.guest.exec(self.cp_spec(c, op, false)?).await?;
+        let mut exec = self.guest.exec(self.cp_spec(c, op, false).await?).await?;
         started(&mut exec.events).await?;
         let (tx, resp) = http::streaming("application/x-tar");
         let guest = self.guest.clone();
@@ -193,7 +198,7 @@ impl Engine {
             no_overwrite_dir_non_dir,
             copy_uid_gid,
         };
-        let mut exec = self.guest.exec(self.cp_spec(c, op, true)?).await?;
+        let mut exec = self.guest.exec(self.cp_spec(c, op, true).await?).await?;
         let result = async {
             started(&mut exec.events).await?;
             let mut stdin = exec

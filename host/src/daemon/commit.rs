@@ -1,4 +1,4 @@
-//! `POST /commit` and `GET /containers/{id}/changes`: a running container's changes,
+//! `POST /commit` and `GET /containers/{id}/changes`: a container's changes,
 //! read by the exec shim from its overlay upper directory ([`Builtin::LayerTar`],
 //! [`Builtin::Changes`]), become an image in the host store or Docker's change list.
 
@@ -24,7 +24,7 @@ pub struct CommitRequest {
 impl Engine {
     /// Runs a builtin that prints to stdout; its whole output.
     async fn builtin_output(&self, c: &Container, op: Builtin) -> Result<Vec<u8>, ApiError> {
-        let mut exec = self.guest.exec(self.cp_spec(c, op, false)?).await?;
+        let mut exec = self.guest.exec(self.cp_spec(c, op, false).await?).await?;
         let result = async {
             started(&mut exec.events).await?;
             let mut out = Vec::new();
@@ -98,7 +98,8 @@ impl Engine {
         config.image = Some(r.image.clone());
         let config =
             serde_json::to_value(&config).map_err(|e| ApiError::internal(e.to_string()))?;
-        let paused = req.pause && !c.state().paused;
+        let state = c.state();
+        let paused = req.pause && state.running && !state.paused;
         if paused {
             self.set_paused(c, true).await?;
         }
@@ -141,7 +142,7 @@ impl Engine {
         let mut file = tokio::fs::File::from_std(spool.reopen()?);
         let mut exec = self
             .guest
-            .exec(self.cp_spec(c, Builtin::LayerTar, false)?)
+            .exec(self.cp_spec(c, Builtin::LayerTar, false).await?)
             .await?;
         let result = async {
             started(&mut exec.events).await?;

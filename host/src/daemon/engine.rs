@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_mux::Stream;
-use berth_protocol::{
-    ContainerOp, ContainerResult, ContainerSpec, ExecSpec, GuestMessage, NetworkSpec, TtySize,
-};
+use berth_protocol::{ContainerOp, ContainerResult, ExecSpec, GuestMessage, NetworkSpec, TtySize};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
@@ -96,7 +94,18 @@ impl Engine {
 
     /// Starts what the restart policies bring back with the daemon: `always`
     /// containers, and `unless-stopped` ones the user had not stopped.
+    /// Files the guest keeps for containers the daemon has no record of are deleted.
     pub fn restore(self: &Arc<Self>) {
+        let known: Vec<String> = self.all().iter().map(|c| c.id.clone()).collect();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let which = berth_protocol::ContainerSet::AllBut(known);
+            match engine.guest.remove_container_files(which).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("left-over container files: {e}"),
+                Err(e) => tracing::warn!("deleting left-over container files: {e}"),
+            }
+        });
         for c in self.all() {
             let r = c.record();
             if r.spec.restart.starts_with_daemon(r.stopped_by_user) {
@@ -279,6 +288,18 @@ impl Engine {
         if c.phase.borrow().removed {
             return Err(ApiError::no_such_container(&c.id));
         }
+        self.ensure_container_layers(&record).await?;
+        let (network, endpoint) = self.connect_network(c, &record).await?;
+        c.update(&self.store, |r| r.endpoint = endpoint);
+        let result = self.launch(c, &record, network).await;
+        if result.is_err() {
+            self.disconnect_network(c);
+        }
+        result
+    }
+
+    /// Makes sure the guest's layer cache has the container's layers.
+    pub(super) async fn ensure_container_layers(&self, record: &Record) -> Result<(), ApiError> {
         let layers: Vec<(String, PathBuf)> = record
             .layers
             .iter()
@@ -288,14 +309,7 @@ impl Engine {
                 Ok((d.clone(), self.images.blobs().path(&digest)))
             })
             .collect::<Result<_, ApiError>>()?;
-        self.guest.ensure_layers(&layers).await?;
-        let (network, endpoint) = self.connect_network(c, &record).await?;
-        c.update(&self.store, |r| r.endpoint = endpoint);
-        let result = self.launch(c, &record, network).await;
-        if result.is_err() {
-            self.disconnect_network(c);
-        }
-        result
+        Ok(self.guest.ensure_layers(&layers).await?)
     }
 
     async fn launch(
@@ -314,19 +328,7 @@ impl Engine {
             tty: s
                 .tty
                 .then(|| s.console.unwrap_or(TtySize { rows: 24, cols: 80 })),
-            container: Some(ContainerSpec {
-                id: c.id.clone(),
-                layers: record.layers.clone(),
-                hostname: s.hostname.clone(),
-                user: s.user.clone(),
-                resources: s.resources.clone(),
-                security: s.security.clone(),
-                network,
-                mounts: s.mounts.clone(),
-                tmpfs: s.tmpfs.clone(),
-                read_only_rootfs: s.read_only_rootfs,
-                process: s.process.clone(),
-            }),
+            container: Some(record.guest_spec(network)),
             join: None,
         };
         let mut exec = self.guest.exec(spec).await?;
@@ -686,16 +688,32 @@ impl Engine {
                 return Ok(()); // auto-removed meanwhile
             }
         }
+        if !self.forget(c)? {
+            return Ok(());
+        }
+        c.phase.send_modify(|p| p.removed = true);
+        self.events.container(c, "destroy");
+        // Its files in the guest; ones left by a failure here go when the daemon next
+        // comes up (`restore`).
+        let which = berth_protocol::ContainerSet::These(vec![c.id.clone()]);
+        match self.guest.remove_container_files(which).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("container {}: {e}", c.short()),
+            Err(e) => tracing::warn!("container {}: deleting its files: {e}", c.short()),
+        }
+        Ok(())
+    }
+
+    /// Takes the container out of the list and its record off the disk; false when
+    /// someone else already did.
+    fn forget(&self, c: &Arc<Container>) -> Result<bool, ApiError> {
         let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         if !all.iter().any(|o| Arc::ptr_eq(o, c)) {
-            return Ok(());
+            return Ok(false);
         }
         self.store.remove(&c.id)?;
         all.retain(|o| !Arc::ptr_eq(o, c));
-        drop(all);
-        c.phase.send_modify(|p| p.removed = true);
-        self.events.container(c, "destroy");
-        Ok(())
+        Ok(true)
     }
 
     /// `POST /containers/{id}/wait`: resolves with the exit code and error once the

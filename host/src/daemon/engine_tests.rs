@@ -114,6 +114,11 @@ async fn a_container_runs_exits_and_is_removed_with_events() {
     assert_eq!(c.state().status, Status::Exited);
     h.engine.remove(&c, false).await.unwrap();
     assert!(h.engine.find("web").is_err(), "removed containers are gone");
+    assert_eq!(
+        h.guest.calls_of("rm-files"),
+        [format!("rm-files {}", &c.id[..12])],
+        "a removed container's files in the guest are deleted"
+    );
     let (past, _) = h.engine.events.subscribe();
     assert_eq!(
         h.actions(&past, &c.id),
@@ -310,6 +315,48 @@ async fn always_containers_come_back_with_the_daemon() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!again.engine.find("stopped").unwrap().state().running);
     assert!(!again.engine.find("plain").unwrap().state().running);
+    let pruned = again.guest.calls_of("rm-files all-but");
+    assert_eq!(
+        pruned.len(),
+        1,
+        "left-over container files are deleted once: {pruned:?}"
+    );
+    for c in [&always, &unless, &stopped, &plain] {
+        assert!(
+            pruned[0].contains(&c.id[..12]),
+            "{} keeps its files: {pruned:?}",
+            c.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn docker_cp_works_on_the_files_of_a_container_that_is_not_running() {
+    let h = harness();
+    let c = h.create("cp", json!({"Cmd": ["sleep"]}));
+    // Created, never started: its files are laid out from its spec.
+    let stat = h.engine.archive_stat(&c, "/etc").await.unwrap();
+    assert_eq!(stat.name, "etc");
+    h.engine.start(&c).await.unwrap();
+    h.engine.archive_stat(&c, "/etc").await.unwrap();
+    h.engine.stop(&c, Some(Duration::ZERO)).await.unwrap();
+    h.engine.archive_stat(&c, "/etc").await.unwrap();
+    let short = &c.id[..12];
+    let execs: Vec<String> = h
+        .guest
+        .calls_of("exec")
+        .into_iter()
+        .filter(|e| e.ends_with("berth-cp"))
+        .collect();
+    assert_eq!(
+        execs,
+        [
+            format!("exec files {short} berth-cp"),
+            format!("exec join {short} berth-cp"),
+            format!("exec files {short} berth-cp"),
+        ],
+        "a running container is joined; a created or stopped one's files are used"
+    );
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 
 use super::create::string;
+use super::detach::{next_input, Input};
 use super::engine::{Chunk, Container, Engine};
 use super::error::ApiError;
 use super::logs::{frame, StreamKind};
@@ -27,8 +28,12 @@ pub struct ExecConfig {
     pub user: Option<String>,
     pub tty: bool,
     pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
     pub privileged: bool,
     pub console: Option<TtySize>,
+    /// As asked (shown by inspect), and as bytes.
+    pub detach_keys: (String, Vec<u8>),
 }
 
 impl ExecConfig {
@@ -45,8 +50,15 @@ impl ExecConfig {
             user: string(&body.user),
             tty: body.tty.unwrap_or(false),
             attach_stdin: body.attach_stdin.unwrap_or(false),
+            attach_stdout: body.attach_stdout.unwrap_or(false),
+            attach_stderr: body.attach_stderr.unwrap_or(false),
             privileged: body.privileged.unwrap_or(false),
             console: console_size(body.console_size.as_deref()),
+            detach_keys: (
+                body.detach_keys.clone().unwrap_or_default(),
+                super::detach::keys_or_default(body.detach_keys.as_deref())
+                    .map_err(ApiError::bad_request)?,
+            ),
         })
     }
 }
@@ -100,11 +112,11 @@ impl ExecInstance {
                 "user": self.config.user.clone().unwrap_or_default(),
             },
             "OpenStdin": self.config.attach_stdin,
-            "OpenStderr": true,
-            "OpenStdout": true,
+            "OpenStderr": self.config.attach_stderr,
+            "OpenStdout": self.config.attach_stdout,
             "CanRemove": false,
             "ContainerID": self.container.id,
-            "DetachKeys": "",
+            "DetachKeys": self.config.detach_keys.0,
             "Pid": s.pid,
         })
     }
@@ -199,6 +211,7 @@ impl Engine {
                 user: cfg.user.clone(),
                 privileged: cfg.privileged,
                 builtin: None,
+                stopped: None,
             }),
         };
         let mut exec = self.guest.exec(spec).await?;
@@ -243,11 +256,12 @@ pub async fn run_exec<IO>(
 {
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(64);
     let mut pumps = Vec::new();
-    for (stream, kind) in [
-        (exec.stdout, StreamKind::Stdout),
-        (exec.stderr, StreamKind::Stderr),
+    let cfg = &e.config;
+    for (stream, kind, wanted) in [
+        (exec.stdout, StreamKind::Stdout, cfg.attach_stdout),
+        (exec.stderr, StreamKind::Stderr, cfg.attach_stderr),
     ] {
-        let tx = out_tx.clone();
+        let tx = wanted.then(|| out_tx.clone());
         pumps.push(tokio::spawn(read_into(stream, kind, tty, tx)));
     }
     // `out_tx` stays alive until the exit code is recorded: the connection closes only
@@ -255,8 +269,13 @@ pub async fn run_exec<IO>(
     let (writer, input) = match io {
         Some(io) => {
             let (rd, wr) = tokio::io::split(io);
-            let writer = tokio::spawn(write_out(out_rx, wr));
-            let input = exec.stdin.take().map(|to| tokio::spawn(copy_in(rd, to)));
+            let (detached_tx, detached) = tokio::sync::oneshot::channel();
+            let writer = tokio::spawn(write_out(out_rx, wr, detached));
+            let keys = tty.then(|| super::detach::Watch::new(cfg.detach_keys.1.clone()));
+            let input = exec
+                .stdin
+                .take()
+                .map(|to| tokio::spawn(copy_in(rd, to, keys, detached_tx)));
             (Some(writer), input)
         }
         None => {
@@ -305,7 +324,7 @@ pub async fn run_attach<IO>(
     io: IO,
     mut output: broadcast::Receiver<Chunk>,
     want: (bool, bool, bool),
-    tty: bool,
+    (tty, keys): (bool, Vec<u8>),
     (past, stream): (Vec<super::logs::Entry>, bool),
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -330,9 +349,22 @@ pub async fn run_attach<IO>(
         let _ = wr.shutdown().await;
         return;
     }
-    let input = want_stdin.then(|| tokio::spawn(attach_input(c.clone(), rd)));
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel();
+    let keys = tty.then(|| super::detach::Watch::new(keys));
+    let input = want_stdin.then(|| tokio::spawn(attach_input(c.clone(), rd, keys, detached_tx)));
+    let mut watching = true;
     loop {
-        match output.recv().await {
+        let chunk = tokio::select! {
+            chunk = output.recv() => chunk,
+            said = &mut detached, if watching => match said {
+                Ok(()) => break,
+                Err(_) => {
+                    watching = false;
+                    continue;
+                }
+            },
+        };
+        match chunk {
             Ok(Chunk::Data(kind, bytes)) => {
                 let wanted = match kind {
                     StreamKind::Stdout => want_stdout,
@@ -363,26 +395,36 @@ pub async fn run_attach<IO>(
     }
 }
 
-/// Client keystrokes to the container's stdin, once it runs.
-async fn attach_input<R: AsyncRead + Unpin>(c: Arc<Container>, mut rd: R) {
+/// Client keystrokes to the container's stdin, once it runs; with `keys` (a terminal),
+/// the detach sequence ends the session instead.
+async fn attach_input<R: AsyncRead + Unpin>(
+    c: Arc<Container>,
+    mut rd: R,
+    mut keys: Option<super::detach::Watch>,
+    detached: tokio::sync::oneshot::Sender<()>,
+) {
     let mut phase = c.phase.subscribe();
     if phase.wait_for(|p| p.running || p.removed).await.is_err() {
         return;
     }
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+    while let Some(input) = next_input(&mut rd, &mut buf, &mut keys).await {
+        let (pass, detach) = match input {
+            Input::Pass(b) => (b, false),
+            Input::Detach(b) => (b, true),
         };
         let mut stdin = c.stdin.lock().await;
         match stdin.as_mut() {
             Some(s) => {
-                if s.write_all(&buf[..n]).await.is_err() {
+                if s.write_all(&pass).await.is_err() {
                     break;
                 }
             }
             None => return,
+        }
+        if detach {
+            let _ = detached.send(());
+            return;
         }
     }
     if c.record().spec.stdin_once {
@@ -392,12 +434,21 @@ async fn attach_input<R: AsyncRead + Unpin>(c: Arc<Container>, mut rd: R) {
     }
 }
 
-async fn read_into(mut from: Stream, kind: StreamKind, tty: bool, tx: mpsc::Sender<Vec<u8>>) {
+/// Frames what `from` says for the client; with no `tx` (a stream the client did not
+/// attach) it is read and dropped.
+async fn read_into(
+    mut from: Stream,
+    kind: StreamKind,
+    tty: bool,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
+            Ok(_) if tx.is_none() => {}
             Ok(n) => {
+                let Some(tx) = &tx else { break };
                 let data = if tty {
                     buf[..n].to_vec()
                 } else {
@@ -411,21 +462,63 @@ async fn read_into(mut from: Stream, kind: StreamKind, tty: bool, tx: mpsc::Send
     }
 }
 
-async fn write_out<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, mut wr: W) {
-    let mut open = true;
-    while let Some(data) = rx.recv().await {
+/// The output to the client, until it ends or the client detaches (then the rest is
+/// read and dropped, so the pumps never block).
+async fn write_out<W: AsyncWrite + Unpin>(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut wr: W,
+    mut detached: tokio::sync::oneshot::Receiver<()>,
+) {
+    let (mut open, mut watching) = (true, true);
+    loop {
+        let data = tokio::select! {
+            data = rx.recv() => data,
+            said = &mut detached, if watching => {
+                watching = false;
+                if said.is_ok() {
+                    open = false;
+                    let _ = wr.shutdown().await;
+                }
+                continue;
+            }
+        };
+        let Some(data) = data else { break };
         if open && (wr.write_all(&data).await.is_err() || wr.flush().await.is_err()) {
-            open = false; // keep draining so the pumps never block
+            open = false;
         }
     }
-    let _ = wr.shutdown().await;
+    if open {
+        let _ = wr.shutdown().await;
+    }
 }
 
 async fn discard(mut rx: mpsc::Receiver<Vec<u8>>) {
     while rx.recv().await.is_some() {}
 }
 
-async fn copy_in<R: AsyncRead + Unpin>(mut rd: R, mut to: Stream) {
-    let _ = tokio::io::copy(&mut rd, &mut to).await;
+/// The client's input to the process. With `keys` (a terminal), the detach sequence
+/// ends the client's session instead: the process keeps running, its stdin open.
+async fn copy_in<R: AsyncRead + Unpin>(
+    mut rd: R,
+    mut to: Stream,
+    mut keys: Option<super::detach::Watch>,
+    detached: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Some(input) = next_input(&mut rd, &mut buf, &mut keys).await {
+        let (pass, detach) = match input {
+            Input::Pass(b) => (b, false),
+            Input::Detach(b) => (b, true),
+        };
+        if to.write_all(&pass).await.is_err() {
+            break;
+        }
+        if detach {
+            let _ = detached.send(());
+            drop(rd);
+            // Held open, as Docker's: the process's terminal input does not end.
+            return std::future::pending::<()>().await;
+        }
+    }
     let _ = to.shutdown().await;
 }

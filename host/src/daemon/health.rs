@@ -205,6 +205,7 @@ impl Engine {
                 user: None,
                 privileged: false,
                 builtin: None,
+                stopped: None,
             }),
         };
         let (exit_code, output) =

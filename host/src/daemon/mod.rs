@@ -11,6 +11,7 @@ mod attach_net;
 mod commit;
 mod container;
 mod create;
+mod detach;
 mod endpoints;
 mod engine;
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::health::{Check, Health};
 use super::models::{ContainerConfig, HostConfig};
 use super::restart::Policy;
-use berth_protocol::{PortProto, Resources, Security, TtySize};
+use berth_protocol::{ContainerSpec, PortProto, Resources, Security, TtySize};
 use serde::{Deserialize, Serialize};
 
 use crate::image::time::rfc3339_nanos;
@@ -45,6 +45,27 @@ pub struct Record {
     /// Where the running container is on its network; `None` while it does not run.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
+}
+
+impl Record {
+    /// The container as the guest runs it, on `network` (`None`: no network, or only
+    /// its files for work on a container that is not running).
+    pub fn guest_spec(&self, network: Option<berth_protocol::NetworkSpec>) -> ContainerSpec {
+        let s = &self.spec;
+        ContainerSpec {
+            id: self.id.clone(),
+            layers: self.layers.clone(),
+            hostname: s.hostname.clone(),
+            user: s.user.clone(),
+            resources: s.resources.clone(),
+            security: s.security.clone(),
+            network,
+            mounts: s.mounts.clone(),
+            tmpfs: s.tmpfs.clone(),
+            read_only_rootfs: s.read_only_rootfs,
+            process: s.process.clone(),
+        }
+    }
 }
 
 /// A running container's place on a bridge network and its published ports.

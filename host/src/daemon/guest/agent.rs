@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use berth_mux::{write_msg, Opener, Session, Stream};
 use berth_protocol::{
-    ContainerOp, ContainerResult, ExecSpec, GuestMessage, HostMessage, PortProto, StdioFd,
-    StreamOpen, TtySize,
+    ContainerOp, ContainerResult, ContainerSet, ExecSpec, GuestMessage, HostMessage, PortProto,
+    StdioFd, StreamOpen, TtySize,
 };
 use tokio::sync::mpsc;
 
@@ -184,6 +184,23 @@ impl Guest {
         }
     }
 
+    /// Deletes the kept files of containers that are not running.
+    pub async fn remove_container_files(
+        &self,
+        which: ContainerSet,
+    ) -> Result<Result<(), String>, ClientError> {
+        let reply = self
+            .request("RemoveContainerFiles", VOLUME_DEADLINE, |request_id| {
+                HostMessage::RemoveContainerFiles { request_id, which }
+            })
+            .await?;
+        match reply {
+            GuestMessage::ContainerFilesRemoved { error: None, .. } => Ok(Ok(())),
+            GuestMessage::ContainerFilesRemoved { error: Some(e), .. } => Ok(Err(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Sends the request `build` makes with a fresh request id and returns the reply
     /// routed to that id, within `deadline`.
     async fn request(
@@ -320,7 +337,8 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
                 ..
             } => Key::Exec(*exec_id),
             GuestMessage::ContainerReply { request_id, .. }
-            | GuestMessage::VolumeRemoved { request_id, .. } => Key::Request(*request_id),
+            | GuestMessage::VolumeRemoved { request_id, .. }
+            | GuestMessage::ContainerFilesRemoved { request_id, .. } => Key::Request(*request_id),
             GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
                 Key::Layer(digest.clone())
             }
@@ -393,6 +411,12 @@ impl GuestApi for Guest {
     }
     async fn remove_volume(&self, name: &str) -> Result<Result<(), String>, ClientError> {
         Guest::remove_volume(self, name).await
+    }
+    async fn remove_container_files(
+        &self,
+        which: ContainerSet,
+    ) -> Result<Result<(), String>, ClientError> {
+        Guest::remove_container_files(self, which).await
     }
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         Guest::ensure_layers(self, layers).await

@@ -3,7 +3,8 @@
 //! - `exit N`: starts, then exits with N;
 //! - `echo WORDS...`: prints the words on stdout, then exits 0;
 //! - `sleep`: runs until a signal ends it (SIGTERM is ignored under `sleep ignore-term`);
-//! - `nostart`: the start fails (as a missing executable does).
+//! - `nostart`: the start fails (as a missing executable does);
+//! - a builtin (`docker cp`'s): `Stat` prints a directory's stat, the others exit 0.
 //!
 //! Every request is recorded (`calls`), and [`FakeGuest::die`] plays a machine that went
 //! away: every running process's events end and later requests fail.
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use berth_mux::{Session, Stream};
 use berth_protocol::{
-    ContainerOp, ContainerResult, ErrorKind, ExecSpec, ExitStatus, GuestMessage, PortProto, TtySize,
+    ContainerOp, ContainerResult, ContainerSet, ErrorKind, ExecSpec, ExitStatus, GuestMessage,
+    PortProto, TtySize,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -119,6 +121,7 @@ impl GuestApi for FakeGuest {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let target = match (&spec.container, &spec.join) {
             (Some(c), _) => format!("container {}", &c.id[..12]),
+            (_, Some(j)) if j.stopped.is_some() => format!("files {}", &j.id[..12]),
             (_, Some(j)) => format!("join {}", &j.id[..12]),
             _ => "vm".into(),
         };
@@ -131,7 +134,11 @@ impl GuestApi for FakeGuest {
         let (stderr, mut err) = self.pair().await?;
         let (tx, events) = mpsc::unbounded_channel();
         let argv = spec.argv.clone();
-        let script = argv.first().map(String::as_str).unwrap_or("");
+        let builtin = spec.join.as_ref().and_then(|j| j.builtin.clone());
+        let script = match builtin {
+            Some(_) => "builtin",
+            None => argv.first().map(String::as_str).unwrap_or(""),
+        };
         match script {
             "nostart" => {
                 let _ = tx.send(GuestMessage::Error {
@@ -140,13 +147,25 @@ impl GuestApi for FakeGuest {
                     message: "exec: \"nostart\": executable file not found".into(),
                 });
             }
-            "exit" | "echo" => {
+            "exit" | "echo" | "builtin" => {
                 let _ = tx.send(GuestMessage::Started {
                     exec_id: id,
                     pid: 100 + id as u32,
                 });
                 if script == "echo" {
                     let line = format!("{}\n", argv[1..].join(" "));
+                    let _ = out.write_all(line.as_bytes()).await;
+                }
+                if let Some(berth_protocol::Builtin::Stat { path }) = &builtin {
+                    let stat = berth_protocol::PathStat {
+                        name: path.rsplit('/').next().unwrap_or("").into(),
+                        size: 4096,
+                        mode: 0o040755,
+                        mtime_secs: 0,
+                        mtime_nanos: 0,
+                        link_target: String::new(),
+                    };
+                    let line = serde_json::to_string(&stat).unwrap() + "\n";
                     let _ = out.write_all(line.as_bytes()).await;
                 }
                 let code = match script {
@@ -228,6 +247,19 @@ impl GuestApi for FakeGuest {
         Ok(Ok(()))
     }
 
+    async fn remove_container_files(
+        &self,
+        which: ContainerSet,
+    ) -> Result<Result<(), String>, ClientError> {
+        self.check_alive()?;
+        let line = match which {
+            ContainerSet::These(ids) => format!("rm-files {}", short_ids(&ids)),
+            ContainerSet::AllBut(ids) => format!("rm-files all-but {}", short_ids(&ids)),
+        };
+        self.record(line);
+        Ok(Ok(()))
+    }
+
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         self.check_alive()?;
         self.record(format!("layers {}", layers.len()));
@@ -239,4 +271,9 @@ impl GuestApi for FakeGuest {
         self.record(format!("connect {addr}"));
         Ok(self.pair().await?.0)
     }
+}
+
+/// Ids as the calls log writes them: 12 digits each, comma-separated.
+fn short_ids(ids: &[String]) -> String {
+    ids.iter().map(|id| &id[..12]).collect::<Vec<_>>().join(",")
 }

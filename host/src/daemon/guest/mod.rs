@@ -9,7 +9,9 @@ pub mod fake;
 use std::path::PathBuf;
 
 use berth_mux::Stream;
-use berth_protocol::{ContainerOp, ContainerResult, ExecSpec, GuestMessage, PortProto, TtySize};
+use berth_protocol::{
+    ContainerOp, ContainerResult, ContainerSet, ExecSpec, GuestMessage, PortProto, TtySize,
+};
 use tokio::sync::mpsc;
 
 pub use agent::Guest;
@@ -40,6 +42,12 @@ pub trait GuestApi: Send + Sync + 'static {
         -> Result<ContainerResult, ClientError>;
     /// Deletes a volume's data; the inner error says why it could not be.
     async fn remove_volume(&self, name: &str) -> Result<Result<(), String>, ClientError>;
+    /// Deletes the kept files of containers that are not running (`docker rm`, or the
+    /// left-overs of containers the daemon no longer knows).
+    async fn remove_container_files(
+        &self,
+        which: ContainerSet,
+    ) -> Result<Result<(), String>, ClientError>;
     /// Makes sure the guest's layer cache holds every `(digest, blob path)`.
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError>;
     /// Opens a flow to `addr` inside the guest (a published port's connection).

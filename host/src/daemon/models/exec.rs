@@ -14,12 +14,12 @@ pub struct ExecBody {
     pub user: Option<String>,
     pub tty: Option<bool>,
     pub attach_stdin: Option<bool>,
-    /// berth always sends both output streams; a client that does not read one drops it.
+    /// Without it (as Docker's default), the stream's output is dropped.
     pub attach_stdout: Option<bool>,
     pub attach_stderr: Option<bool>,
     pub privileged: Option<bool>,
     pub console_size: Option<Vec<u64>>,
-    /// The default (`ctrl-p,ctrl-q`) is the docker CLI's own business.
+    /// Watched for in a terminal's input (`detach`); Docker's `ctrl-p,ctrl-q` when empty.
     pub detach_keys: Option<String>,
     /// docker-py repeats the container of the path here.
     pub container: Option<String>,

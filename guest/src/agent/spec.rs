@@ -1,0 +1,116 @@
+//! From the host's [`ContainerSpec`] to the shim's [`ShimSpec`]: the container's layers
+//! in the cache, its mounts as guest paths, and (for a run) its network.
+
+use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, MountSource};
+
+use super::Agent;
+use crate::container::mounts::BindMount;
+use crate::container::ShimSpec;
+
+/// The shim spec of a container that is about to run: its layers must be in the cache.
+/// Prepares its network and saves the spec in its state directory.
+pub(super) async fn container_spec(
+    agent: &Agent,
+    c: &ContainerSpec,
+    spec: &ExecSpec,
+) -> Result<ShimSpec, (ErrorKind, String)> {
+    let mut shim = files_spec(agent, c, Some(spec))?;
+    let net = agent
+        .net
+        .attach(&c.id, &c.hostname, c.network.as_ref())
+        .await
+        .map_err(|e| (ErrorKind::Internal, e))?;
+    shim.resolv_conf = Some(crate::net::with_dns_options(
+        &net.resolv_conf,
+        &c.process,
+        user_network(c),
+    ));
+    shim.hosts = Some(net.hosts);
+    shim.netns = net.netns;
+    if let Err(e) = shim.prepare() {
+        agent.net.detach(&c.id).await;
+        return Err((ErrorKind::Internal, format!("container state: {e}")));
+    }
+    Ok(shim)
+}
+
+/// The shim spec of a container's files alone (no network, nothing saved): what a
+/// builtin on a container that is not running works on. Creates its state directories.
+pub(super) fn stopped_spec(
+    agent: &Agent,
+    c: &ContainerSpec,
+) -> Result<ShimSpec, (ErrorKind, String)> {
+    let shim = files_spec(agent, c, None)?;
+    shim.create_dirs()
+        .map_err(|e| (ErrorKind::Internal, format!("container state: {e}")))?;
+    Ok(shim)
+}
+
+fn files_spec(
+    agent: &Agent,
+    c: &ContainerSpec,
+    spec: Option<&ExecSpec>,
+) -> Result<ShimSpec, (ErrorKind, String)> {
+    if !crate::container::valid_id(&c.id) {
+        return Err((
+            ErrorKind::BadRequest,
+            format!("bad container id {:?}", c.id),
+        ));
+    }
+    let mut lowerdirs = Vec::new();
+    for digest in c.layers.iter().rev() {
+        let dir = super::layers::layer_dir(&agent.layers_dir, digest)
+            .map_err(|e| (ErrorKind::BadRequest, e))?;
+        if !dir.is_dir() {
+            return Err((
+                ErrorKind::BadRequest,
+                format!("layer {digest} is not in the cache"),
+            ));
+        }
+        lowerdirs.push(dir);
+    }
+    if lowerdirs.is_empty() {
+        return Err((
+            ErrorKind::BadRequest,
+            "a container needs at least one layer".into(),
+        ));
+    }
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let source = crate::shares::source_path(&agent.shares, &agent.volumes_dir, &m.source)?;
+            Ok(BindMount {
+                source,
+                target: m.target.clone(),
+                read_only: m.read_only,
+                copy_up: matches!(m.source, MountSource::Volume { .. }) && !m.no_copy,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| (ErrorKind::BadRequest, e))?;
+    Ok(ShimSpec {
+        netns: Default::default(),
+        hosts: None,
+        resolv_conf: None,
+        id: c.id.clone(),
+        lowerdirs,
+        dir: agent.containers_dir.join(&c.id),
+        argv: spec.map(|s| s.argv.clone()).unwrap_or_default(),
+        env: spec.map(|s| s.env.clone()).unwrap_or_default(),
+        cwd: spec.and_then(|s| s.cwd.clone()),
+        hostname: c.hostname.clone(),
+        user: c.user.clone(),
+        resources: c.resources.clone(),
+        security: c.security.clone(),
+        mounts,
+        tmpfs: c.tmpfs.clone(),
+        read_only_rootfs: c.read_only_rootfs,
+        process: c.process.clone(),
+    })
+}
+
+/// Whether the container's resolver is berth's, on a user network (it answers names).
+fn user_network(c: &ContainerSpec) -> bool {
+    matches!(&c.network, Some(berth_protocol::NetworkSpec::Bridge(a)) if !a.dns_names.is_empty())
+}
