@@ -238,6 +238,51 @@ pub fn open_pty(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((pty.master, pty.slave))
 }
 
+/// A new pseudo-terminal of the devpts instance whose `ptmx` is given (a container's
+/// own, so the terminal is `/dev/pts/N` inside it): (master, slave), both close-on-exec.
+pub fn open_pty_at(ptmx: &Path, rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", ptmx.display())))?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: `master` is an open pty master we own; TIOCSPTLCK reads the int we pass.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: TIOCGPTPEER opens the master's slave and returns a new descriptor, which
+    // we own from here on.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    set_winsize(&master, rows, cols)?;
+    Ok((master, slave))
+}
+
+/// Detaches the mount at `path`; nothing mounted there counts as done.
+pub fn unmount(path: &Path) -> io::Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(io::Error::other(format!(
+            "unmounting {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Sets the size of the terminal behind `fd` (its foreground job gets SIGWINCH).
 pub fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
     let size = libc::winsize {

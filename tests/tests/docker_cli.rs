@@ -384,6 +384,20 @@ fn the_docker_cli_drives_berth() {
         "docker cp into a created container"
     );
     d.ok(&["rm", "pre"]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "nobody",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /dev/null && stat -c %a /dev/null /dev/tty"
+        ]),
+        "666\n666\n",
+        "the container's device nodes are 0666, as Docker's"
+    );
 
     let id = d.ok(&[
         "run",

@@ -13,7 +13,9 @@ struct Tmux {
 
 impl Tmux {
     fn start(width: u16, height: u16, command: &str) -> Tmux {
-        let socket = format!("berth-test-{}-{}", std::process::id(), height);
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("berth-test-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "-L",
@@ -105,10 +107,17 @@ fn run_it_gives_a_prompt_and_ctrl_d_ends_it() {
     let image =
         std::path::Path::new(&std::env::var("BERTH_ASSETS").unwrap()).join("images/busybox.tar");
     assert_eq!(b.run(&["load", "-i", image.to_str().unwrap()], b"").code, 0);
-    let t = session(&b, 100, 30, "run -it --rm busybox sh");
-    t.wait_for("/ #");
+    let t = session(&b, 100, 30, "run -it --rm -u nobody busybox sh");
+    t.wait_for("/ $");
     t.send(&["stty size", "Enter"]);
     t.wait_for("30 100");
+    // The terminal is the container's own /dev/pts/0, and its user's.
+    t.send(&["tty && echo hi > /dev/tty && echo TTY-OK", "Enter"]);
+    let screen = t.wait_for("TTY-OK");
+    assert!(
+        screen.contains("/dev/pts/0"),
+        "the container's terminal should be /dev/pts/0: {screen}"
+    );
     t.send(&["C-d"]);
     t.wait_for("EXIT=0");
 }

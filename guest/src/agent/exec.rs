@@ -94,12 +94,31 @@ async fn run_inner(
             cmd
         }
     };
+    // A container's terminal comes from its own devpts instance (`/dev/pts/N` inside).
+    let devpts = match (&container, &joined) {
+        (Some(shim), _) => Some(shim),
+        (None, Some(exec_shim)) => Some(&exec_shim.container),
+        (None, None) => None,
+    }
+    .filter(|shim| shim.devpts)
+    .map(|shim| shim.pts().join("ptmx"));
     let pty = match spec.tty {
-        Some(size) => Some(
-            sys::open_pty(size.rows, size.cols)
-                .map_err(|e| (ErrorKind::Internal, format!("pseudo-terminal: {e}")))?,
-        ),
-        None => None,
+        Some(size) => match &devpts {
+            Some(ptmx) => sys::open_pty_at(ptmx, size.rows, size.cols),
+            None => sys::open_pty(size.rows, size.cols),
+        }
+        .map(Some),
+        None => Ok(None),
+    };
+    let pty = match pty {
+        Ok(pty) => pty,
+        Err(e) => {
+            if let Some(shim) = &container {
+                agent.net.detach(&shim.id).await;
+                crate::container::finish(shim);
+            }
+            return Err((ErrorKind::Internal, format!("pseudo-terminal: {e}")));
+        }
     };
     match &pty {
         Some((_, slave)) => {

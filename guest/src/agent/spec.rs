@@ -27,7 +27,9 @@ pub(super) async fn container_spec(
     ));
     shim.hosts = Some(net.hosts);
     shim.netns = net.netns;
-    if let Err(e) = shim.prepare() {
+    let prepared = shim.create_dirs().and_then(|()| shim.mount_devpts());
+    if let Err(e) = prepared.and_then(|()| crate::container::state::save_spec(&shim)) {
+        crate::container::finish(&shim);
         agent.net.detach(&c.id).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));
     }
@@ -107,6 +109,7 @@ fn files_spec(
         tmpfs: c.tmpfs.clone(),
         read_only_rootfs: c.read_only_rootfs,
         process: c.process.clone(),
+        devpts: false,
     })
 }
 

@@ -257,6 +257,7 @@ mod tests {
                 tmpfs: vec![],
                 read_only_rootfs: false,
                 process: Default::default(),
+                devpts: false,
             },
             init_pid: Some(7),
             argv: vec!["ls".into()],

@@ -60,6 +60,12 @@ pub fn become_and_exec(p: &Process) -> (i32, String) {
         Ok(g) => g,
         Err(e) => return (125, e),
     };
+    // The process's terminal is its user's, as runc's console is, so it can open
+    // /dev/tty. Best effort: in a private user namespace the terminal's owner is not
+    // mapped and the terminal stays root's, still usable through the open descriptors.
+    if id.uid != 0 && nix::unistd::isatty(0).unwrap_or(false) {
+        let _ = nix::unistd::fchown(0, Some(id.uid.into()), None);
+    }
     if let Err(e) = sys::set_identity_with_groups(id.uid, id.gid, &groups) {
         return (125, format!("becoming user {}:{}: {e}", id.uid, id.gid));
     }

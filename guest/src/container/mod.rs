@@ -37,6 +37,8 @@ pub use shim::main as shim_main;
 
 /// The first argument that makes `berth-init` a container shim.
 pub const SHIM_ARG: &str = "container-shim";
+/// A container's devpts instance, as Docker's.
+pub const DEVPTS_OPTIONS: &str = "newinstance,ptmxmode=0666,mode=0620,gid=5";
 /// Where container cgroups live.
 pub const CGROUP_PARENT: &str = "/sys/fs/cgroup/berth";
 
@@ -79,6 +81,11 @@ pub struct ShimSpec {
     /// Limits, groups, init, /dev/shm's size and kernel parameters.
     #[serde(default)]
     pub process: berth_protocol::ProcessOptions,
+    /// The agent mounted the container's devpts instance at `pts()` (where the
+    /// container's terminal, and those of `docker exec -t`, are made): the shim binds it
+    /// at /dev/pts instead of making one, so a terminal is `/dev/pts/N` inside.
+    #[serde(default)]
+    pub devpts: bool,
 }
 
 /// Which network namespace a container runs in.
@@ -105,6 +112,24 @@ impl ShimSpec {
 
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
+    }
+
+    /// The container's devpts instance, as the agent sees it (see `devpts`).
+    pub fn pts(&self) -> PathBuf {
+        self.dir.join("pts")
+    }
+
+    /// Mounts the container's own devpts instance at `pts()`.
+    pub fn mount_devpts(&mut self) -> std::io::Result<()> {
+        crate::sys::mount_fs(
+            "devpts",
+            &self.pts().display().to_string(),
+            "devpts",
+            crate::sys::MountFlags::MS_NOSUID | crate::sys::MountFlags::MS_NOEXEC,
+            Some(DEVPTS_OPTIONS),
+        )?;
+        self.devpts = true;
+        Ok(())
     }
 
     /// Creates the state directories (an upper directory kept from an earlier run stays
@@ -143,6 +168,9 @@ pub fn valid_id(id: &str) -> bool {
 /// its files (the overlay's upper directory) stay until the container is removed
 /// ([`state::remove_files`]), as a stopped Docker container keeps its changes.
 pub fn finish(spec: &ShimSpec) {
+    if let Err(e) = crate::sys::unmount(&spec.pts()) {
+        tracing::warn!("container {}: {e}", &spec.id[..12.min(spec.id.len())]);
+    }
     state::forget_run(&spec.dir);
     let _ = std::fs::remove_dir(Path::new(CGROUP_PARENT).join(&spec.id));
 }

@@ -104,21 +104,25 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         Some("mode=755,size=65536k"),
     )?;
     for (name, major, minor) in DEVICES {
-        sys::make_node(
-            &root.join("dev").join(name),
-            NodeKind::Char,
-            0o666,
-            *major,
-            *minor,
-        )?;
+        let node = root.join("dev").join(name);
+        sys::make_node(&node, NodeKind::Char, 0o666, *major, *minor)?;
+        // mknod's mode is cut by the umask; Docker's device nodes are 0666.
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
     }
-    sys::mount_fs(
-        "devpts",
-        &at("dev/pts"),
-        "devpts",
-        MountFlags::MS_NOSUID | MountFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-    )?;
+    match spec.devpts {
+        true => {
+            let pts = root.join("dev/pts");
+            std::fs::create_dir_all(&pts)?;
+            sys::bind_mount(&spec.pts(), &pts, false)?;
+        }
+        false => sys::mount_fs(
+            "devpts",
+            &at("dev/pts"),
+            "devpts",
+            MountFlags::MS_NOSUID | MountFlags::MS_NOEXEC,
+            Some(super::DEVPTS_OPTIONS),
+        )?,
+    }
     let shm = match spec.process.shm_size {
         Some(bytes) => format!("mode=1777,size={bytes}"),
         None => "mode=1777,size=65536k".to_string(),

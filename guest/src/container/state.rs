@@ -98,6 +98,7 @@ pub fn remove_files(
         if dir.join(SPEC_FILE).exists() {
             continue;
         }
+        let _ = crate::sys::unmount(&dir.join("pts"));
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -160,6 +161,7 @@ mod tests {
                 init: true,
                 ..Default::default()
             },
+            devpts: true,
         }
     }
 
