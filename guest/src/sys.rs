@@ -399,17 +399,15 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
 /// children are born into the new PID namespace. The mount namespace is made by that
 /// process itself ([`unshare_mount_namespace`]), so its pivot_root leaves the shim's root
 /// (and the shim's view of /proc) alone. User namespaces are separate: `--userns`. The
-/// network namespace is new only when `new_net`: otherwise the shim has already joined
-/// the one the agent prepared ([`enter_netns`]) or keeps the guest's (`--network host`).
-pub fn unshare_container_namespaces(new_net: bool) -> io::Result<()> {
-    use nix::sched::CloneFlags;
-    let mut flags = CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP
-        | CloneFlags::CLONE_NEWPID;
-    if new_net {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+/// network, PID, IPC and UTS namespaces are new only when `fresh` says so: otherwise the
+/// shim has already joined another ([`enter_netns`], [`join_namespace`]) or keeps the
+/// guest's (`--network host`, `--pid host`, ...). The cgroup namespace is always new.
+pub fn unshare_container_namespaces(fresh: &[Namespace]) -> io::Result<()> {
+    let flags = fresh
+        .iter()
+        .fold(nix::sched::CloneFlags::CLONE_NEWCGROUP, |f, ns| {
+            f | ns.flag()
+        });
     nix::sched::unshare(flags).map_err(|e| io::Error::other(format!("unshare: {e}")))
 }
 

@@ -325,6 +325,42 @@ pub struct ContainerSpec {
     /// How the container's processes run: limits, groups, init, kernel parameters.
     #[serde(default)]
     pub process: ProcessOptions,
+    /// `--pid`, `--ipc`, `--uts`: which of its namespaces are its own.
+    #[serde(default, skip_serializing_if = "Namespaces::is_default")]
+    pub namespaces: Namespaces,
+}
+
+/// A container's PID, IPC and UTS namespaces (Docker's `PidMode`, `IpcMode`, `UTSMode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespaces {
+    #[serde(default)]
+    pub pid: NsMode,
+    #[serde(default)]
+    pub ipc: NsMode,
+    /// `Private` or `Host` only, as Docker's.
+    #[serde(default)]
+    pub uts: NsMode,
+}
+
+impl Namespaces {
+    pub fn is_default(&self) -> bool {
+        *self == Namespaces::default()
+    }
+}
+
+/// Whose namespace a container uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NsMode {
+    /// A new one of its own.
+    #[default]
+    Private,
+    /// The machine's (the guest's own).
+    Host,
+    /// That of the running container with this id.
+    Container(String),
+    /// IPC only (`--ipc none`): a private namespace and no /dev/shm.
+    None,
 }
 
 /// `--ulimit`, `--oom-score-adj`, `--group-add`, `--init`, `--shm-size`, `--sysctl` and

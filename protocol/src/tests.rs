@@ -222,6 +222,11 @@ fn container_specs_round_trip_and_default_to_none() {
                 dns_search: vec!["example.com".into()],
                 dns_options: vec!["ndots:2".into()],
             },
+            namespaces: Namespaces {
+                pid: NsMode::Container("ef".repeat(32)),
+                ipc: NsMode::None,
+                uts: NsMode::Host,
+            },
         }),
         tty: Some(TtySize { rows: 24, cols: 80 }),
         join: None,
@@ -238,6 +243,7 @@ fn container_specs_round_trip_and_default_to_none() {
         serde_json::from_str(r#"{"id":"ab","layers":[],"hostname":"h","user":null,"mounts":[]}"#)
             .unwrap();
     assert_eq!(old.process, ProcessOptions::default());
+    assert!(old.namespaces.is_default());
     let host: NetworkSpec = serde_json::from_str(r#"{"mode":"host"}"#).unwrap();
     assert_eq!(host, NetworkSpec::Host);
     let open = StreamOpen::Connect {

@@ -384,6 +384,65 @@ fn the_docker_cli_drives_berth() {
         "docker cp into a created container"
     );
     d.ok(&["rm", "pre"]);
+    // --pid and --ipc container:NAME share that container's processes and /dev/shm;
+    // --pid host sees the machine's; --uts host has the machine's hostname.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nsa",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /dev/shm/x; exec sleep 1000",
+    ]);
+    let joined = d.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:nsa",
+        "--ipc",
+        "container:nsa",
+        "busybox",
+        "sh",
+        "-c",
+        "ps -o comm; cat /dev/shm/x",
+    ]);
+    assert!(
+        joined.contains("sleep") && joined.contains("shared"),
+        "--pid/--ipc container:nsa should see its sleep and its /dev/shm: {joined}"
+    );
+    let host_ps = d.ok(&[
+        "run", "--rm", "--pid", "host", "busybox", "ps", "-o", "comm",
+    ]);
+    assert!(
+        host_ps.contains("kthreadd"),
+        "--pid host shows the machine's processes: {host_ps}"
+    );
+    let own_ps = d.ok(&["run", "--rm", "busybox", "ps", "-o", "comm"]);
+    assert!(
+        !own_ps.contains("kthreadd"),
+        "a private PID namespace: {own_ps}"
+    );
+    let uts = d.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]);
+    let own = d.ok(&["run", "--rm", "busybox", "hostname"]);
+    assert!(
+        uts.trim().len() != 12 && own.trim().len() == 12,
+        "--uts host has the machine's hostname ({uts:?}), not a container's ({own:?})"
+    );
+    let (code, _, err) = d.run(&["run", "--rm", "--ipc", "none", "busybox", "ls", "/dev/shm"]);
+    assert!(
+        code != 0 && err.contains("No such file"),
+        "--ipc none has no /dev/shm: {err}"
+    );
+    d.ok(&["stop", "-t", "0", "nsa"]);
+    let (code, _, err) = d.run(&["run", "--rm", "--pid", "container:nsa", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("cannot join PID of a non running container"),
+        "{err}"
+    );
+    d.ok(&["rm", "nsa"]);
     assert_eq!(
         d.ok(&[
             "run",

@@ -1,11 +1,13 @@
 //! From the host's [`ContainerSpec`] to the shim's [`ShimSpec`]: the container's layers
 //! in the cache, its mounts as guest paths, and (for a run) its network.
 
-use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, MountSource};
+use std::path::Path;
+
+use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, MountSource, Namespaces, NsMode};
 
 use super::Agent;
 use crate::container::mounts::BindMount;
-use crate::container::ShimSpec;
+use crate::container::{state, NsEntry, Sharing, ShimSpec};
 
 /// The shim spec of a container that is about to run: its layers must be in the cache.
 /// Prepares its network and saves the spec in its state directory.
@@ -15,6 +17,12 @@ pub(super) async fn container_spec(
     spec: &ExecSpec,
 ) -> Result<ShimSpec, (ErrorKind, String)> {
     let mut shim = files_spec(agent, c, Some(spec))?;
+    shim.sharing = sharing(agent, &c.namespaces).await?;
+    if shim.sharing.uts == NsEntry::Host {
+        shim.hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .map_err(|e| (ErrorKind::Internal, format!("the guest's hostname: {e}")))?;
+    }
     let net = agent
         .net
         .attach(&c.id, &c.hostname, c.network.as_ref())
@@ -27,7 +35,10 @@ pub(super) async fn container_spec(
     ));
     shim.hosts = Some(net.hosts);
     shim.netns = net.netns;
-    let prepared = shim.create_dirs().and_then(|()| shim.mount_devpts());
+    let prepared = shim
+        .create_dirs()
+        .and_then(|()| shim.mount_devpts())
+        .and_then(|()| shim.mount_shm());
     if let Err(e) = prepared.and_then(|()| crate::container::state::save_spec(&shim)) {
         crate::container::finish(&shim);
         agent.net.detach(&c.id).await;
@@ -110,7 +121,84 @@ fn files_spec(
         read_only_rootfs: c.read_only_rootfs,
         process: c.process.clone(),
         devpts: false,
+        sharing: Sharing::default(),
     })
+}
+
+/// The host's `--pid`/`--ipc`/`--uts` as namespaces to keep, join or make: a container
+/// to join must be running (its first process's namespaces are joined).
+async fn sharing(agent: &Agent, ns: &Namespaces) -> Result<Sharing, (ErrorKind, String)> {
+    let entry = |mode: &NsMode, kind: &str| -> Result<NsEntry, (ErrorKind, String)> {
+        Ok(match mode {
+            NsMode::Private | NsMode::None => NsEntry::New,
+            NsMode::Host => NsEntry::Host,
+            NsMode::Container(id) => {
+                let not_running = || {
+                    (
+                        ErrorKind::BadRequest,
+                        format!(
+                            "cannot join the {kind} namespace of container {}: it is not running",
+                            &id[..12.min(id.len())]
+                        ),
+                    )
+                };
+                if !crate::container::valid_id(id) {
+                    return Err(not_running());
+                }
+                let pid = running_pid(&agent.containers_dir.join(id))
+                    .filter(|pid| state::is_container_process(Path::new("/proc"), *pid, id))
+                    .ok_or_else(not_running)?;
+                NsEntry::Join(format!("/proc/{pid}/ns/{kind}").into())
+            }
+        })
+    };
+    // A container the host was just told started may not have exec'd its command yet.
+    for mode in [&ns.pid, &ns.ipc] {
+        if let NsMode::Container(id) = mode {
+            if crate::container::valid_id(id) {
+                let dir = agent.containers_dir.join(id);
+                let deadline = tokio::time::Instant::now() + START_DEADLINE;
+                while state::load_spec(&dir).ok().flatten().is_some()
+                    && running_pid(&dir).is_none()
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    if matches!(ns.uts, NsMode::Container(_) | NsMode::None) {
+        return Err((
+            ErrorKind::BadRequest,
+            "the UTS namespace is the container's own or the machine's".into(),
+        ));
+    }
+    let ipc = entry(&ns.ipc, "ipc")?;
+    let shm_from = match &ipc {
+        NsEntry::Host => Some("/dev/shm".into()),
+        // The joined container's own /dev/shm, which the agent mounted for it.
+        NsEntry::Join(_) => match &ns.ipc {
+            NsMode::Container(id) => Some(agent.containers_dir.join(id).join("shm")),
+            _ => None,
+        },
+        NsEntry::New => None,
+    };
+    Ok(Sharing {
+        pid: entry(&ns.pid, "pid")?,
+        ipc,
+        uts: entry(&ns.uts, "uts")?,
+        no_shm: ns.ipc == NsMode::None,
+        shm_from,
+    })
+}
+
+/// How long a container still starting may take to exec its command before another
+/// container joining its namespaces is refused.
+const START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The first process of the container whose state directory is `dir`, once it runs.
+fn running_pid(dir: &Path) -> Option<u32> {
+    state::load_init_pid(dir).ok().flatten()
 }
 
 /// Whether the container's resolver is berth's, on a user network (it answers names).

@@ -258,6 +258,7 @@ mod tests {
                 read_only_rootfs: false,
                 process: Default::default(),
                 devpts: false,
+                sharing: Default::default(),
             },
             init_pid: Some(7),
             argv: vec!["ls".into()],

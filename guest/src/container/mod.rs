@@ -62,7 +62,7 @@ pub struct ShimSpec {
     pub security: berth_protocol::Security,
     /// The container's network namespace.
     #[serde(default)]
-    pub netns: NetNs,
+    pub netns: NsEntry,
     /// The contents of the container's /etc/hosts and /etc/resolv.conf, when its network
     /// decides them (see `crate::net`); else Docker's defaults for no network.
     #[serde(default)]
@@ -86,19 +86,41 @@ pub struct ShimSpec {
     /// at /dev/pts instead of making one, so a terminal is `/dev/pts/N` inside.
     #[serde(default)]
     pub devpts: bool,
+    /// Namespaces shared with the guest or another container.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
-/// Which network namespace a container runs in.
+/// Which namespace of a kind (network, PID, IPC, UTS) a container runs in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum NetNs {
+pub enum NsEntry {
     /// A new, empty one.
     #[default]
     New,
-    /// The guest's own (`--network host`).
+    /// The guest's own (`--network host`, `--pid host`, ...).
     Host,
-    /// The one kept at this path (prepared by the agent, or another container's).
+    /// The one at this path (kept by the agent, or another container's in /proc).
     Join(PathBuf),
+}
+
+/// The PID, IPC and UTS namespaces of a container (`--pid`, `--ipc`, `--uts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sharing {
+    #[serde(default)]
+    pub pid: NsEntry,
+    #[serde(default)]
+    pub ipc: NsEntry,
+    /// `New` or `Host`; with `Host` the hostname is the guest's and is not set.
+    #[serde(default)]
+    pub uts: NsEntry,
+    /// `--ipc none`: no /dev/shm.
+    #[serde(default)]
+    pub no_shm: bool,
+    /// The /dev/shm that goes with a shared IPC namespace (the guest's, or the joined
+    /// container's through `/proc/<pid>/root`), bound instead of a new one.
+    #[serde(default)]
+    pub shm_from: Option<PathBuf>,
 }
 
 impl ShimSpec {
@@ -117,6 +139,31 @@ impl ShimSpec {
     /// The container's devpts instance, as the agent sees it (see `devpts`).
     pub fn pts(&self) -> PathBuf {
         self.dir.join("pts")
+    }
+
+    /// The container's own /dev/shm, as the agent sees it: a container that joins its
+    /// IPC namespace binds the same one.
+    pub fn shm(&self) -> PathBuf {
+        self.dir.join("shm")
+    }
+
+    /// Mounts the container's /dev/shm at `shm()` when it has one of its own.
+    pub fn mount_shm(&mut self) -> std::io::Result<()> {
+        if self.sharing.shm_from.is_some() || self.sharing.no_shm {
+            return Ok(());
+        }
+        let size = self.process.shm_size.unwrap_or(64 << 20);
+        crate::sys::mount_fs(
+            "shm",
+            &self.shm().display().to_string(),
+            "tmpfs",
+            crate::sys::MountFlags::MS_NOSUID
+                | crate::sys::MountFlags::MS_NODEV
+                | crate::sys::MountFlags::MS_NOEXEC,
+            Some(&format!("mode=1777,size={size}")),
+        )?;
+        self.sharing.shm_from = Some(self.shm());
+        Ok(())
     }
 
     /// Mounts the container's own devpts instance at `pts()`.
@@ -168,8 +215,10 @@ pub fn valid_id(id: &str) -> bool {
 /// its files (the overlay's upper directory) stay until the container is removed
 /// ([`state::remove_files`]), as a stopped Docker container keeps its changes.
 pub fn finish(spec: &ShimSpec) {
-    if let Err(e) = crate::sys::unmount(&spec.pts()) {
-        tracing::warn!("container {}: {e}", &spec.id[..12.min(spec.id.len())]);
+    for mount in [spec.pts(), spec.shm()] {
+        if let Err(e) = crate::sys::unmount(&mount) {
+            tracing::warn!("container {}: {e}", &spec.id[..12.min(spec.id.len())]);
+        }
     }
     state::forget_run(&spec.dir);
     let _ = std::fs::remove_dir(Path::new(CGROUP_PARENT).join(&spec.id));

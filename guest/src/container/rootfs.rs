@@ -127,13 +127,19 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         Some(bytes) => format!("mode=1777,size={bytes}"),
         None => "mode=1777,size=65536k".to_string(),
     };
-    sys::mount_fs(
-        "shm",
-        &at("dev/shm"),
-        "tmpfs",
-        nosuid_nodev_noexec,
-        Some(&shm),
-    )?;
+    if let Some(shm) = &spec.sharing.shm_from {
+        let target = root.join("dev/shm");
+        std::fs::create_dir_all(&target)?;
+        sys::bind_mount(shm, &target, false)?;
+    } else if !spec.sharing.no_shm {
+        sys::mount_fs(
+            "shm",
+            &at("dev/shm"),
+            "tmpfs",
+            nosuid_nodev_noexec,
+            Some(&shm),
+        )?;
+    }
     sys::mount_fs(
         "mqueue",
         &at("dev/mqueue"),
@@ -179,7 +185,11 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
             }
         }
     }
-    sys::set_hostname(&spec.hostname).map_err(io::Error::from)
+    match spec.sharing.uts {
+        // `--uts host`: the guest's hostname is the container's.
+        super::NsEntry::Host => Ok(()),
+        _ => sys::set_hostname(&spec.hostname).map_err(io::Error::from),
+    }
 }
 
 /// The container's root (its layers under its upper directory) at `spec.rootfs()`.

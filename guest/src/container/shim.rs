@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{rootfs, ShimSpec, CGROUP_PARENT};
-use crate::sys::{self, Forked, Reaped};
+use crate::sys::{self, Forked, Namespace, Reaped};
 
 /// Exit code when the container cannot be set up (Docker's "the runtime failed").
 const SETUP_FAILED: i32 = 125;
@@ -19,10 +19,11 @@ pub fn main(spec_json: &str) -> i32 {
         return fail(&format!("cgroup: {e}"));
     }
     let namespaces = match &spec.netns {
-        super::NetNs::Join(path) => sys::enter_netns(path),
+        super::NsEntry::Join(path) => sys::enter_netns(path),
         _ => Ok(()),
     }
-    .and_then(|_| sys::unshare_container_namespaces(spec.netns == super::NetNs::New))
+    .and_then(|_| join_shared(&spec.sharing))
+    .and_then(|_| sys::unshare_container_namespaces(&fresh_namespaces(&spec)))
     .and_then(|_| sys::block_shim_signals());
     if let Err(e) = namespaces {
         return fail(&e.to_string());
@@ -69,6 +70,42 @@ pub fn main(spec_json: &str) -> i32 {
         }
         Err(e) => fail(&format!("fork: {e}")),
     }
+}
+
+/// Joins the PID and IPC namespaces of another container (`--pid`/`--ipc
+/// container:NAME`); the PID one holds for the children forked after it.
+fn join_shared(sharing: &super::Sharing) -> std::io::Result<()> {
+    for (entry, ns) in [
+        (&sharing.pid, Namespace::Pid),
+        (&sharing.ipc, Namespace::Ipc),
+    ] {
+        if let super::NsEntry::Join(path) = entry {
+            let file = std::fs::File::open(path).map_err(|e| {
+                std::io::Error::other(format!(
+                    "the {} namespace to join, {}: {e} (is that container running?)",
+                    ns.proc_name(),
+                    path.display()
+                ))
+            })?;
+            sys::join_namespace(&file, ns)?;
+        }
+    }
+    Ok(())
+}
+
+/// The namespaces the container gets new ones of.
+fn fresh_namespaces(spec: &ShimSpec) -> Vec<Namespace> {
+    let s = &spec.sharing;
+    [
+        (&spec.netns, Namespace::Net),
+        (&s.pid, Namespace::Pid),
+        (&s.ipc, Namespace::Ipc),
+        (&s.uts, Namespace::Uts),
+    ]
+    .into_iter()
+    .filter(|(entry, _)| **entry == super::NsEntry::New)
+    .map(|(_, ns)| ns)
+    .collect()
 }
 
 /// Waits until the container's first process has exec'd its command (its end of the pipe

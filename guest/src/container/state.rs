@@ -99,6 +99,7 @@ pub fn remove_files(
             continue;
         }
         let _ = crate::sys::unmount(&dir.join("pts"));
+        let _ = crate::sys::unmount(&dir.join("shm"));
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -146,7 +147,7 @@ mod tests {
             user: Some("www".into()),
             resources: Default::default(),
             security: Default::default(),
-            netns: super::super::NetNs::Join("/run/berth/netns/x".into()),
+            netns: super::super::NsEntry::Join("/run/berth/netns/x".into()),
             hosts: Some("127.0.0.1\tlocalhost\n".into()),
             resolv_conf: None,
             mounts: vec![super::super::mounts::BindMount {
@@ -162,6 +163,7 @@ mod tests {
                 ..Default::default()
             },
             devpts: true,
+            sharing: Default::default(),
         }
     }
 

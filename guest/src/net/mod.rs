@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use berth_protocol::{Attachment, NetworkSpec};
 
-use crate::container::NetNs;
+use crate::container::NsEntry;
 
 /// Where containers' network namespaces are kept.
 pub const NETNS_DIR: &str = "/run/berth/netns";
@@ -50,7 +50,7 @@ pub enum Uplink {
 /// What a container's shim needs: its namespace and its /etc files.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pub netns: NetNs,
+    pub netns: NsEntry,
     pub hosts: String,
     pub resolv_conf: String,
 }
@@ -179,7 +179,7 @@ impl Net {
                 veth: None,
                 bridge: None,
                 prepared: Prepared {
-                    netns: NetNs::Host,
+                    netns: NsEntry::Host,
                     hosts: hosts_file(hostname, None, &[("127.0.0.1".into(), HOST_NAMES.into())]),
                     resolv_conf: self.host_resolv_conf(),
                 },
@@ -190,9 +190,11 @@ impl Net {
                     .get(other)
                     .ok_or_else(|| format!("container {other} is not running"))?;
                 let netns = match &theirs.prepared.netns {
-                    NetNs::Join(path) => NetNs::Join(path.clone()),
-                    NetNs::Host => NetNs::Host,
-                    NetNs::New => return Err(format!("container {other} has no network to share")),
+                    NsEntry::Join(path) => NsEntry::Join(path.clone()),
+                    NsEntry::Host => NsEntry::Host,
+                    NsEntry::New => {
+                        return Err(format!("container {other} has no network to share"))
+                    }
                 };
                 Made {
                     netns: None,
@@ -209,7 +211,7 @@ impl Net {
                 veth: None,
                 bridge: None,
                 prepared: Prepared {
-                    netns: NetNs::New,
+                    netns: NsEntry::New,
                     hosts: hosts_file(hostname, None, &[]),
                     resolv_conf: String::new(),
                 },
@@ -225,7 +227,7 @@ impl Net {
                     veth: None,
                     bridge: None,
                     prepared: Prepared {
-                        netns: NetNs::Join(path),
+                        netns: NsEntry::Join(path),
                         hosts: hosts_file(hostname, None, &[]),
                         resolv_conf: String::new(),
                     },
@@ -352,7 +354,7 @@ impl Net {
             veth: Some(veth),
             bridge: Some((a.bridge.clone(), address, a.dns_names.clone())),
             prepared: Prepared {
-                netns: NetNs::Join(path),
+                netns: NsEntry::Join(path),
                 hosts: hosts_file(hostname, Some(&a.address), &extra),
                 resolv_conf: format!("nameserver {}\noptions ndots:0\n", a.gateway),
             },

@@ -85,6 +85,7 @@ pub fn run_spec(body: &CreateBody, image: &ContainerConfig, id: &str) -> Result<
         tmpfs: tmpfs(&host)?,
         read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
         process: process_options(&host)?,
+        namespaces: super::namespaces::requested(&host, string(&c.hostname).is_some())?,
         // Filled by `Engine::create`, which also sees the image's config.
         restart: Default::default(),
         stop_signal: None,

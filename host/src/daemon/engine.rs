@@ -170,6 +170,7 @@ impl Engine {
         let mut spec = create::run_spec(body, &image_config, &id)?;
         super::limits::check(&spec.resources, self.config.cpus)?;
         spec.network.mode = self.resolve_network_mode(&spec.network)?;
+        self.resolve_namespaces(&mut spec.namespaces)?;
         let host = body.host().into_owned();
         if let Some(p) = &host.restart_policy {
             spec.restart = Policy::from_request(p)?;
@@ -271,7 +272,16 @@ impl Engine {
             r.restart_count = 0;
         });
         *c.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Backoff::default();
-        self.start_locked(c).await
+        let started = self.start_locked(c).await;
+        if started.is_err() && c.record().spec.auto_remove && !c.state().running {
+            // As Docker's: a `--rm` container that cannot start is removed (the docker
+            // CLI waits for that before it exits).
+            drop(_op);
+            if self.remove(c, true).await.is_ok() {
+                self.remove_anonymous_volumes(&c.record()).await;
+            }
+        }
+        started
     }
 
     /// A start by the restart policy (after an exit, or when the daemon comes up).
@@ -288,6 +298,7 @@ impl Engine {
         if c.phase.borrow().removed {
             return Err(ApiError::no_such_container(&c.id));
         }
+        self.check_namespace_targets(&record.spec.namespaces)?;
         self.ensure_container_layers(&record).await?;
         let (network, endpoint) = self.connect_network(c, &record).await?;
         c.update(&self.store, |r| r.endpoint = endpoint);

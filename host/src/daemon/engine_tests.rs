@@ -510,3 +510,34 @@ async fn update_changes_limits_and_the_restart_policy() {
     assert!(err.message.contains("KernelMemory"), "{}", err.message);
     h.engine.kill(&c, 9).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_namespace_is_joined_only_from_a_running_container() {
+    let h = harness();
+    let a = h.create("ns-a", json!({"Cmd": ["sleep"]}));
+    let b = h.create(
+        "ns-b",
+        json!({"Cmd": ["sleep"], "HostConfig": {"PidMode": "container:ns-a", "IpcMode": "container:ns-a"}}),
+    );
+    assert_eq!(
+        b.record().spec.namespaces.pid,
+        berth_protocol::NsMode::Container(a.id.clone()),
+        "the name is resolved at create"
+    );
+    let e = h.engine.start(&b).await.unwrap_err();
+    assert_eq!(e.status, 409);
+    assert!(
+        e.message
+            .contains("cannot join PID of a non running container: ns-a"),
+        "{}",
+        e.message
+    );
+    h.engine.start(&a).await.unwrap();
+    h.engine.start(&b).await.unwrap();
+    let missing = serde_json::from_value(
+        json!({"Image": "busybox", "Cmd": ["sleep"], "HostConfig": {"PidMode": "container:nope"}}),
+    )
+    .unwrap();
+    let e = h.engine.create(&missing, None).unwrap_err();
+    assert_eq!(e.status, 404, "{}", e.message);
+}

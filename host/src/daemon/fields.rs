@@ -36,15 +36,10 @@ pub fn check_create(body: &CreateBody) -> Result<(), ApiError> {
         if let Some(policy) = &host.restart_policy {
             super::restart::Policy::from_request(policy)?;
         }
-        // Containers get private IPC and cgroup namespaces.
-        for (name, value) in [
-            ("IpcMode", &host.ipc_mode),
-            ("CgroupnsMode", &host.cgroupns_mode),
-        ] {
-            match value.as_deref().unwrap_or("") {
-                "" | "private" => {}
-                other => refuse(&format!("HostConfig.{name}"), &Value::from(other))?,
-            }
+        // Containers get private cgroup namespaces (PID, IPC and UTS: `namespaces`).
+        match host.cgroupns_mode.as_deref().unwrap_or("") {
+            "" | "private" => {}
+            other => refuse("HostConfig.CgroupnsMode", &Value::from(other))?,
         }
         if !matches!(host.isolation.as_deref().unwrap_or(""), "" | "default") {
             refuse("HostConfig.Isolation", &Value::from(host.isolation.clone()))?;
@@ -168,10 +163,9 @@ mod tests {
     #[test]
     fn a_field_berth_would_drop_is_refused_by_name() {
         for (path, value) in [
-            ("HostConfig.PidMode", json!("host")),
+            ("HostConfig.CgroupnsMode", json!("host")),
             ("HostConfig.Devices", json!([{"PathOnHost": "/dev/fuse"}])),
             ("HostConfig.CpusetMems", json!("0")),
-            ("HostConfig.IpcMode", json!("host")),
             ("Domainname", json!("example.com")),
         ] {
             let mut body = docker_cli_default();

@@ -29,6 +29,7 @@ mod limits;
 mod logs;
 mod models;
 mod mounts;
+mod namespaces;
 mod network_routes;
 mod networks;
 mod ports;

@@ -64,6 +64,7 @@ impl Record {
             tmpfs: s.tmpfs.clone(),
             read_only_rootfs: s.read_only_rootfs,
             process: s.process.clone(),
+            namespaces: s.namespaces.clone(),
         }
     }
 }
@@ -146,6 +147,9 @@ pub struct RunSpec {
     /// `--ulimit`, `--init`, `--shm-size`, `--sysctl`, `--dns*`, ...
     #[serde(default)]
     pub process: berth_protocol::ProcessOptions,
+    /// `--pid`, `--ipc`, `--uts` (container ids resolved).
+    #[serde(default)]
+    pub namespaces: berth_protocol::Namespaces,
     /// `--restart`.
     #[serde(default)]
     pub restart: Policy,

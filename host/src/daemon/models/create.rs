@@ -130,6 +130,9 @@ pub struct HostConfig {
     pub readonly_rootfs: Option<bool>,
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub ipc_mode: Option<String>,
+    pub pid_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: Option<String>,
     pub cgroupns_mode: Option<String>,
     pub isolation: Option<String>,
     pub memory_swappiness: Option<i64>,
