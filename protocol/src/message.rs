@@ -165,6 +165,45 @@ pub struct CgroupStats {
     pub pids_current: u64,
     /// `pids.max`; `None` when unlimited.
     pub pids_limit: Option<u64>,
+    /// `cpu.stat` nr_periods, nr_throttled and throttled_usec (in nanoseconds).
+    #[serde(default)]
+    pub cpu_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_ns: u64,
+    /// `io.stat`, per device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub io: Vec<IoStat>,
+    /// The container's network interfaces (`lo` left out), from its namespace's
+    /// `/proc/net/dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<InterfaceStat>,
+}
+
+/// One device's line of `io.stat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoStat {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// One interface's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStat {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// One process of a container, as `ps -ef` shows it.

@@ -50,6 +50,29 @@ image = c.commit(repository="pycommit", tag="v1", changes=["ENV COMMITTED=yes"])
 out = client.containers.run("pycommit:v1", ["sh", "-c", "cat /tmp/note.txt; echo $COMMITTED"], remove=True)
 assert out == b"put by docker-py\nyes\n", f"commit: the image lacks the changes: {out!r}"
 
+# stats: CPU throttling under a CPU limit, block I/O and network counters are measured.
+busy = client.containers.run(
+    "busybox",
+    ["sh", "-c", "ping -c 2 $(ip route | awk '/default/ {print $3}'); "
+     "dd if=/dev/zero of=/tmp/f bs=1M count=4 2>/dev/null; sync; echo busy; "
+     "while :; do :; done"],
+    detach=True, nano_cpus=500_000_000,
+)
+deadline = time.time() + 60
+while True:
+    s = busy.stats(stream=False)
+    throttled = s["cpu_stats"]["throttling_data"]["throttled_periods"]
+    rx = s["networks"].get("eth0", {}).get("rx_bytes", 0)
+    written = sum(e["value"] for e in s["blkio_stats"]["io_service_bytes_recursive"] or []
+                  if e["op"] == "write")
+    if throttled > 0 and rx > 0 and written >= 4 << 20 and b"busy" in busy.logs():
+        break
+    assert time.time() < deadline, (
+        f"stats: throttled_periods {throttled}, eth0 rx_bytes {rx}, blkio write bytes {written}")
+    time.sleep(0.5)
+assert s["pids_stats"]["current"] >= 1, f"stats pids: {s['pids_stats']}"
+busy.remove(force=True)
+
 c.kill()
 result = c.wait(timeout=60)
 assert result["StatusCode"] == 137, f"kill then wait: {result}"

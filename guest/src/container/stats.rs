@@ -43,7 +43,84 @@ pub fn read(dir: &Path, proc: &Path) -> io::Result<CgroupStats> {
             .unwrap_or(0),
         pids_current: number("pids.current")?,
         pids_limit: optional(&dir.join("pids.max"))?.as_deref().and_then(limit),
+        cpu_periods: cpu.nr_periods,
+        cpu_throttled_periods: cpu.nr_throttled,
+        cpu_throttled_ns: cpu.throttled_usec * 1000,
+        io: optional(&dir.join("io.stat"))?
+            .map(|t| io_stat(&t))
+            .unwrap_or_default(),
+        networks: first_process(dir)
+            .and_then(|pid| std::fs::read_to_string(proc.join(pid).join("net/dev")).ok())
+            .map(|t| net_dev(&t))
+            .unwrap_or_default(),
     })
+}
+
+/// A process of the cgroup, whose network namespace is the container's.
+fn first_process(dir: &Path) -> Option<String> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    procs.lines().next().map(|l| l.trim().to_string())
+}
+
+/// `io.stat`: `MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N` per line.
+pub fn io_stat(text: &str) -> Vec<berth_protocol::IoStat> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let mut s = berth_protocol::IoStat {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                ..Default::default()
+            };
+            for f in fields {
+                let Some((k, v)) = f.split_once('=') else {
+                    continue;
+                };
+                let v = v.parse().unwrap_or(0);
+                match k {
+                    "rbytes" => s.read_bytes = v,
+                    "wbytes" => s.write_bytes = v,
+                    "rios" => s.reads = v,
+                    "wios" => s.writes = v,
+                    _ => {}
+                }
+            }
+            Some(s)
+        })
+        .collect()
+}
+
+/// `/proc/net/dev`: two header lines, then `name: rx(8 numbers) tx(8 numbers)`.
+pub fn net_dev(text: &str) -> Vec<berth_protocol::InterfaceStat> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let name = name.trim();
+            if name == "lo" {
+                return None;
+            }
+            let n: Vec<u64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            if n.len() < 12 {
+                return None;
+            }
+            Some(berth_protocol::InterfaceStat {
+                name: name.to_string(),
+                rx_bytes: n[0],
+                rx_packets: n[1],
+                rx_errors: n[2],
+                rx_dropped: n[3],
+                tx_bytes: n[8],
+                tx_packets: n[9],
+                tx_errors: n[10],
+                tx_dropped: n[11],
+            })
+        })
+        .collect()
 }
 
 /// `cpu.stat`, in microseconds.
@@ -52,6 +129,9 @@ pub struct CpuStat {
     pub usage_usec: u64,
     pub user_usec: u64,
     pub system_usec: u64,
+    pub nr_periods: u64,
+    pub nr_throttled: u64,
+    pub throttled_usec: u64,
 }
 
 impl CpuStat {
@@ -60,6 +140,9 @@ impl CpuStat {
             usage_usec: keyed(text, "usage_usec").unwrap_or(0),
             user_usec: keyed(text, "user_usec").unwrap_or(0),
             system_usec: keyed(text, "system_usec").unwrap_or(0),
+            nr_periods: keyed(text, "nr_periods").unwrap_or(0),
+            nr_throttled: keyed(text, "nr_throttled").unwrap_or(0),
+            throttled_usec: keyed(text, "throttled_usec").unwrap_or(0),
         }
     }
 }
@@ -146,7 +229,8 @@ mod tests {
             CpuStat {
                 usage_usec: 1500,
                 user_usec: 1000,
-                system_usec: 500
+                system_usec: 500,
+                ..CpuStat::default()
             }
         );
         assert_eq!(
@@ -182,7 +266,19 @@ mod tests {
         write(
             &cg,
             "cpu.stat",
-            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250\n",
+        );
+        write(
+            &cg,
+            "io.stat",
+            "254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+        );
+        write(&cg, "cgroup.procs", "42\n43\n");
+        std::fs::create_dir_all(proc.join("42/net")).unwrap();
+        write(
+            &proc.join("42/net"),
+            "dev",
+            "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 1000 10 1 2 0 0 0 0 500 5 3 4 0 0 0 0\n",
         );
         write(&cg, "memory.current", "8388608\n");
         write(&cg, "memory.max", "33554432\n");
@@ -202,6 +298,28 @@ mod tests {
                 memory_inactive_file: 4096,
                 pids_current: 3,
                 pids_limit: Some(20),
+                cpu_periods: 10,
+                cpu_throttled_periods: 4,
+                cpu_throttled_ns: 250_000,
+                io: vec![berth_protocol::IoStat {
+                    major: 254,
+                    minor: 0,
+                    read_bytes: 4096,
+                    write_bytes: 8192,
+                    reads: 1,
+                    writes: 2,
+                }],
+                networks: vec![berth_protocol::InterfaceStat {
+                    name: "eth0".into(),
+                    rx_bytes: 1000,
+                    rx_packets: 10,
+                    rx_errors: 1,
+                    rx_dropped: 2,
+                    tx_bytes: 500,
+                    tx_packets: 5,
+                    tx_errors: 3,
+                    tx_dropped: 4,
+                }],
             }
         );
     }

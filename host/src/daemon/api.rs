@@ -158,9 +158,7 @@ async fn route(
                 tag: q.get("tag").filter(|t| !t.is_empty()).cloned(),
                 comment: text("comment"),
                 author: text("author"),
-                pause: q
-                    .get("pause")
-                    .is_none_or(|p| !matches!(p.as_str(), "0" | "false")),
+                pause: http::flag_or(&q, "pause", true),
                 changes,
                 config: http::typed_body(req.into_body()).await?,
             };
@@ -621,7 +619,7 @@ async fn stats_response(
     c: Arc<Container>,
     q: &std::collections::HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
-    let stream = !q.get("stream").is_some_and(|s| s == "0" || s == "false");
+    let stream = super::http::flag_or(q, "stream", true);
     let one_shot = flag(q, "one-shot");
     let sample = |engine: Arc<Engine>, c: Arc<Container>| async move {
         match engine.query(&c, ContainerOp::Stats).await? {

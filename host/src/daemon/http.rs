@@ -74,10 +74,20 @@ pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
 
 /// Docker's boolean query values: `1`, `true`, `True`.
 pub fn flag(q: &HashMap<String, String>, key: &str) -> bool {
-    matches!(
-        q.get(key).map(|s| s.to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes")
-    )
+    flag_or(q, key, false)
+}
+
+/// A boolean query parameter as Docker reads one (`BoolValue`): anything but ``, `0`,
+/// `no`, `false` and `none` (any case) is true, so docker-py's `False` is false; absent
+/// is `default`.
+pub fn flag_or(q: &HashMap<String, String>, key: &str, default: bool) -> bool {
+    match q.get(key) {
+        None => default,
+        Some(v) => !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        ),
+    }
 }
 
 /// The request body as JSON (`null` when empty).
@@ -156,6 +166,20 @@ pub fn strip_version(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_parameters_read_as_dockers() {
+        let q: HashMap<String, String> = [("a", "False"), ("b", "t"), ("c", "0"), ("d", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(!flag(&q, "a"), "docker-py sends False");
+        assert!(flag(&q, "b"));
+        assert!(!flag_or(&q, "c", true));
+        assert!(!flag_or(&q, "d", true));
+        assert!(flag_or(&q, "absent", true) && !flag(&q, "absent"));
+    }
     use super::*;
 
     #[test]

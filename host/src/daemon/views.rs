@@ -374,9 +374,40 @@ pub fn stats(
             },
             "system_cpu_usage": s.system_cpu_ns,
             "online_cpus": s.online_cpus,
-            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+            "throttling_data": {
+                "periods": s.cpu_periods,
+                "throttled_periods": s.cpu_throttled_periods,
+                "throttled_time": s.cpu_throttled_ns,
+            },
         })
     };
+    // cgroup v2 as Docker reports it: bytes and operations per device, read and write.
+    let io = |pick: fn(&berth_protocol::IoStat) -> (u64, u64)| -> Value {
+        now.io
+            .iter()
+            .flat_map(|d| {
+                let (r, w) = pick(d);
+                [("read", r), ("write", w)].map(|(op, value)| {
+                    json!({"major": d.major, "minor": d.minor, "op": op, "value": value})
+                })
+            })
+            .collect()
+    };
+    let networks: serde_json::Map<String, Value> = now
+        .networks
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                json!({
+                    "rx_bytes": n.rx_bytes, "rx_packets": n.rx_packets,
+                    "rx_errors": n.rx_errors, "rx_dropped": n.rx_dropped,
+                    "tx_bytes": n.tx_bytes, "tx_packets": n.tx_packets,
+                    "tx_errors": n.tx_errors, "tx_dropped": n.tx_dropped,
+                }),
+            )
+        })
+        .collect();
     let (precpu, preread) = match pre {
         Some((p, t)) => (cpu(p), rfc3339_nanos(t)),
         None => (
@@ -390,7 +421,11 @@ pub fn stats(
         "id": c.id,
         "name": format!("/{}", c.name()),
         "pids_stats": {"current": now.pids_current, "limit": now.pids_limit},
-        "blkio_stats": {"io_service_bytes_recursive": Value::Null},
+        "blkio_stats": {
+            "io_service_bytes_recursive": io(|d| (d.read_bytes, d.write_bytes)),
+            "io_serviced_recursive": io(|d| (d.reads, d.writes)),
+        },
+        // Docker's is 0 on Linux too (a Windows figure); the process count is pids_stats.
         "num_procs": 0,
         "storage_stats": {},
         "cpu_stats": cpu(now),
@@ -400,7 +435,7 @@ pub fn stats(
             "limit": now.memory_limit,
             "stats": {"inactive_file": now.memory_inactive_file},
         },
-        "networks": {},
+        "networks": networks,
     })
 }
 
