@@ -180,7 +180,6 @@ mod tests {
         assert!(!flag_or(&q, "d", true));
         assert!(flag_or(&q, "absent", true) && !flag(&q, "absent"));
     }
-    use super::*;
 
     #[test]
     fn version_prefixes_are_stripped() {
