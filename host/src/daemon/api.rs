@@ -394,7 +394,7 @@ async fn route(
             &super::network_routes::networks_list(engine),
         )),
         ["networks", "create"] if post => {
-            let body = http::json_body(req.into_body()).await?;
+            let body = http::typed_body(req.into_body()).await?;
             Ok(http::json(
                 201,
                 &super::network_routes::network_create(engine, &body)?,
@@ -424,7 +424,7 @@ async fn route(
             Ok(http::full(204, "", Bytes::new()))
         }
         ["volumes", rest @ ..] => {
-            super::volumes::route(engine, method, rest, &q, http::json_body(req.into_body())).await
+            super::volumes::route(engine, method, rest, &q, http::typed_body(req.into_body())).await
         }
         ["berth", "machine"] if get => Ok(http::json(200, &machine_info(engine))),
         ["berth", "machine", "stop"] if post => {

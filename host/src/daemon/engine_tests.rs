@@ -381,7 +381,14 @@ async fn connect_and_disconnect_a_created_container() {
     let net = h
         .engine
         .networks
-        .create("app", "bridge", None, None, Default::default(), false)
+        .create(
+            "app",
+            "bridge",
+            None,
+            None,
+            Default::default(),
+            Default::default(),
+        )
         .unwrap();
     let c = h.create(
         "web",
@@ -411,7 +418,14 @@ async fn connect_and_disconnect_a_created_container() {
     // A second network, or a running container, is refused with the reason.
     h.engine
         .networks
-        .create("other", "bridge", None, None, Default::default(), false)
+        .create(
+            "other",
+            "bridge",
+            None,
+            None,
+            Default::default(),
+            Default::default(),
+        )
         .unwrap();
     let other: ConnectBody = serde_json::from_value(json!({"Container": "web"})).unwrap();
     let err = h.engine.connect("other", &other).unwrap_err();
@@ -540,4 +554,35 @@ async fn a_namespace_is_joined_only_from_a_running_container() {
     .unwrap();
     let e = h.engine.create(&missing, None).unwrap_err();
     assert_eq!(e.status, 404, "{}", e.message);
+}
+
+#[test]
+fn network_create_bodies_are_honoured_or_refused_by_name() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let h = harness();
+    let body = |v: Value| -> super::models::network::NetworkCreateBody {
+        serde_json::from_value(v).unwrap()
+    };
+    // What the docker CLI sends for `docker network create n1`.
+    let cli = json!({
+        "Name": "n1", "Driver": "bridge", "Scope": "", "EnableIPv6": null, "Internal": false,
+        "Attachable": false, "Ingress": false, "ConfigOnly": false, "ConfigFrom": null,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": []}, "Options": {}, "Labels": {}
+    });
+    super::network_routes::network_create(&h.engine, &body(cli)).unwrap();
+    for (v, named) in [
+        (json!({"Name": "n2", "EnableIPv6": true}), "EnableIPv6"),
+        (
+            json!({"Name": "n3", "Options": {"com.docker.network.bridge.name": "br9"}}),
+            "com.docker.network.bridge.name",
+        ),
+        (
+            json!({"Name": "n4", "IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "IPRange": "10.9.0.0/25"}]}}),
+            "IPAM.Config.0.IPRange",
+        ),
+    ] {
+        let e = super::network_routes::network_create(&h.engine, &body(v)).unwrap_err();
+        assert!(e.message.contains(named), "{named}: {}", e.message);
+    }
 }

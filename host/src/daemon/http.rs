@@ -90,15 +90,6 @@ pub fn flag_or(q: &HashMap<String, String>, key: &str, default: bool) -> bool {
     }
 }
 
-/// The request body as JSON (`null` when empty).
-pub async fn json_body(body: Incoming) -> Result<Value, ApiError> {
-    let bytes = body_bytes(body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
-}
-
 /// A request body of at most the JSON limit.
 pub async fn body_bytes(body: Incoming) -> Result<Bytes, ApiError> {
     Ok(http_body_util::Limited::new(body, MAX_JSON_BODY)

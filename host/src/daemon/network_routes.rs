@@ -2,6 +2,9 @@
 
 use serde_json::{json, Value};
 
+use super::fields::check_other;
+use super::models::network::NetworkCreateBody;
+
 use super::engine::Engine;
 use super::error::ApiError;
 
@@ -28,23 +31,59 @@ pub fn networks_list(engine: &Engine) -> Value {
         .collect()
 }
 
-/// `POST /networks/create`: Docker's body (`Name`, `Driver`, `IPAM.Config[0]`,
-/// `Internal`, `Labels`).
-pub fn network_create(engine: &Engine, body: &Value) -> Result<Value, ApiError> {
-    let name = body["Name"]
-        .as_str()
+/// `POST /networks/create`: `Name`, `Driver`, one `IPAM.Config` pool, `Internal`,
+/// `Labels`; anything else a client asks for is refused by name.
+pub fn network_create(engine: &Engine, body: &NetworkCreateBody) -> Result<Value, ApiError> {
+    check_other("", &body.other)?;
+    let unsupported = |what: &str| {
+        Err(ApiError::bad_request(format!(
+            "{what} is not supported by berth: it is refused rather than ignored"
+        )))
+    };
+    if body.options.as_ref().is_some_and(|o| !o.is_empty()) {
+        let keys: Vec<&str> = body
+            .options
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        return unsupported(&format!("Options ({})", keys.join(", ")));
+    }
+    if !matches!(body.scope.as_deref().unwrap_or(""), "" | "local") {
+        return unsupported(&format!("Scope {:?}", body.scope.as_deref().unwrap_or("")));
+    }
+    let name = body
+        .name
+        .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("a network needs a name"))?;
-    let driver = body["Driver"]
-        .as_str()
+    let driver = body
+        .driver
+        .as_deref()
         .filter(|d| !d.is_empty())
         .unwrap_or("bridge");
-    let ipam = &body["IPAM"]["Config"][0];
-    let subnet = match ipam["Subnet"].as_str().filter(|s| !s.is_empty()) {
+    let ipam = body.ipam.clone().unwrap_or_default();
+    check_other("IPAM.", &ipam.other)?;
+    if !matches!(ipam.driver.as_deref().unwrap_or(""), "" | "default") {
+        return unsupported(&format!(
+            "IPAM.Driver {:?}",
+            ipam.driver.as_deref().unwrap_or("")
+        ));
+    }
+    if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
+        return unsupported("IPAM.Options");
+    }
+    let pools = ipam.config.unwrap_or_default();
+    if pools.len() > 1 {
+        return unsupported("more than one IPAM.Config pool");
+    }
+    let pool = pools.into_iter().next().unwrap_or_default();
+    check_other("IPAM.Config.0.", &pool.other)?;
+    let subnet = match pool.subnet.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(super::networks::parse_cidr(s)?),
         None => None,
     };
-    let gateway = match ipam["Gateway"].as_str().filter(|s| !s.is_empty()) {
+    let gateway = match pool.gateway.as_deref().filter(|s| !s.is_empty()) {
         Some(g) => Some(
             g.parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid gateway {g:?}")))?,
@@ -54,18 +93,19 @@ pub fn network_create(engine: &Engine, body: &Value) -> Result<Value, ApiError> 
     if gateway.is_some() && subnet.is_none() {
         return Err(ApiError::bad_request("a gateway needs a subnet"));
     }
-    let labels = body["Labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let internal = body["Internal"].as_bool().unwrap_or(false);
+    let labels = body
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let flags = super::networks::Flags {
+        internal: body.internal.unwrap_or(false),
+        attachable: body.attachable.unwrap_or(false),
+    };
     let n = engine
         .networks
-        .create(name, driver, subnet, gateway, labels, internal)?;
+        .create(name, driver, subnet, gateway, labels, flags)?;
     engine.events.network(&n.id, &n.name, "create", None);
     Ok(json!({"Id": n.id, "Warning": ""}))
 }

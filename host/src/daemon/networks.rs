@@ -35,6 +35,18 @@ pub struct Network {
     pub labels: HashMap<String, String>,
     #[serde(default)]
     pub internal: bool,
+    /// Docker's flag for containers started by hand on a network; berth's networks all
+    /// take them, and inspect shows what was asked.
+    #[serde(default)]
+    pub attachable: bool,
+}
+
+/// A network's switches, as created.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    /// `--internal`: no route out of the bridge.
+    pub internal: bool,
+    pub attachable: bool,
 }
 
 impl Network {
@@ -107,6 +119,7 @@ impl Networks {
                     }),
                     labels: HashMap::new(),
                     internal: false,
+                    attachable: false,
                 });
             }
         }
@@ -158,7 +171,7 @@ impl Networks {
         subnet: Option<(Ipv4Addr, u8)>,
         gateway: Option<Ipv4Addr>,
         labels: HashMap<String, String>,
-        internal: bool,
+        flags: Flags,
     ) -> Result<Network, ApiError> {
         let valid = name.len() <= 128
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -223,7 +236,8 @@ impl Networks {
             created: rfc3339_nanos(std::time::SystemTime::now()),
             subnet: Some((net, prefix, gateway)),
             labels,
-            internal,
+            internal: flags.internal,
+            attachable: flags.attachable,
         };
         list.push(network.clone());
         drop(list);
@@ -366,7 +380,7 @@ pub fn view(n: &Network, containers: &[(String, String, Ipv4Addr)]) -> Value {
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": null, "Config": config},
         "Internal": n.internal,
-        "Attachable": false,
+        "Attachable": n.attachable,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
@@ -405,12 +419,19 @@ mod tests {
                 None,
                 None,
                 HashMap::new(),
-                false,
+                Flags::default(),
             )
             .unwrap_or_else(|e| panic!("network {i}: {}", e.message));
         }
         let err = n
-            .create("one-more", "bridge", None, None, HashMap::new(), false)
+            .create(
+                "one-more",
+                "bridge",
+                None,
+                None,
+                HashMap::new(),
+                Flags::default(),
+            )
             .unwrap_err();
         assert!(err.message.contains("address pools"), "{}", err.message);
     }
@@ -439,10 +460,10 @@ mod tests {
     fn user_networks_get_free_subnets_and_refuse_overlaps() {
         let (_dir, n) = store();
         let a = n
-            .create("a", "bridge", None, None, HashMap::new(), false)
+            .create("a", "bridge", None, None, HashMap::new(), Flags::default())
             .unwrap();
         let b = n
-            .create("b", "bridge", None, None, HashMap::new(), false)
+            .create("b", "bridge", None, None, HashMap::new(), Flags::default())
             .unwrap();
         assert_eq!(
             a.subnet,
@@ -455,7 +476,7 @@ mod tests {
         assert_eq!(b.subnet.unwrap().0, Ipv4Addr::new(172, 19, 0, 0));
         assert!(a.has_dns() && a.bridge_name().starts_with("br-") && a.bridge_name().len() == 15);
         assert_eq!(
-            n.create("a", "bridge", None, None, HashMap::new(), false)
+            n.create("a", "bridge", None, None, HashMap::new(), Flags::default())
                 .unwrap_err()
                 .status,
             409
@@ -466,7 +487,7 @@ mod tests {
             Some(parse_cidr("172.18.5.0/24").unwrap()),
             None,
             HashMap::new(),
-            false,
+            Flags::default(),
         );
         assert_eq!(overlap.unwrap_err().status, 403);
         let uplink = n.create(
@@ -475,11 +496,11 @@ mod tests {
             Some(parse_cidr("10.0.0.0/8").unwrap()),
             None,
             HashMap::new(),
-            false,
+            Flags::default(),
         );
         assert_eq!(uplink.unwrap_err().status, 403);
         assert!(n
-            .create("e", "overlay", None, None, HashMap::new(), false)
+            .create("e", "overlay", None, None, HashMap::new(), Flags::default())
             .is_err());
         assert!(parse_cidr("300.1.1.1/8").is_err() && parse_cidr("10.1.1.1").is_err());
         assert_eq!(n.find(&a.id[..6]).unwrap().name, "a");
@@ -496,7 +517,7 @@ mod tests {
                 Some(parse_cidr("192.168.7.0/29").unwrap()),
                 None,
                 HashMap::new(),
-                false,
+                Flags::default(),
             )
             .unwrap();
         let got: Vec<Ipv4Addr> = (0..5).map(|_| n.allocate(&net).unwrap()).collect();

@@ -13,6 +13,8 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::models::network::VolumeCreateBody;
+
 use super::engine::Engine;
 use super::error::ApiError;
 use super::http::{self, Body};
@@ -257,7 +259,7 @@ pub async fn route(
     method: &Method,
     rest: &[&str],
     q: &HashMap<String, String>,
-    body: impl std::future::Future<Output = Result<Value, ApiError>>,
+    body: impl std::future::Future<Output = Result<VolumeCreateBody, ApiError>>,
 ) -> Result<hyper::Response<Body>, ApiError> {
     let get = *method == Method::GET || *method == Method::HEAD;
     match (rest, method) {
@@ -283,9 +285,10 @@ pub async fn route(
 }
 
 /// `POST /volumes/create`: `{Name, Driver, DriverOpts, Labels}`; a missing name gets a
-/// random one.
-fn create(engine: &Engine, body: &Value) -> Result<Volume, ApiError> {
-    match body["Driver"].as_str().unwrap_or("") {
+/// random one; anything else is refused by name.
+fn create(engine: &Engine, body: &VolumeCreateBody) -> Result<Volume, ApiError> {
+    super::fields::check_other("", &body.other)?;
+    match body.driver.as_deref().unwrap_or("") {
         "" | "local" => {}
         other => {
             return Err(ApiError::bad_request(format!(
@@ -293,28 +296,19 @@ fn create(engine: &Engine, body: &Value) -> Result<Volume, ApiError> {
             )))
         }
     }
-    if body["DriverOpts"]
-        .as_object()
-        .is_some_and(|o| !o.is_empty())
-    {
-        return Err(ApiError::bad_request(
-            "volume driver options are not supported",
-        ));
+    if let Some(opts) = body.driver_opts.as_ref().filter(|o| !o.is_empty()) {
+        let keys: Vec<&str> = opts.keys().map(String::as_str).collect();
+        return Err(ApiError::bad_request(format!(
+            "volume driver options are not supported: {}",
+            keys.join(", ")
+        )));
     }
-    let name = body["Name"]
-        .as_str()
+    let name = body
+        .name
+        .clone()
         .filter(|n| !n.is_empty())
-        .map(String::from)
         .unwrap_or_else(|| super::random_hex(64));
-    engine.ensure_volume(&name, labels(&body["Labels"]))
-}
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
+    engine.ensure_volume(&name, body.labels.clone().unwrap_or_default())
 }
 
 /// Docker's `filters` query parameter, with only the `known` keys.

@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod exec;
+pub mod network;
 pub mod update;
 
 pub use create::{
