@@ -611,6 +611,60 @@ fn the_docker_cli_makes_networks_and_publishes_ports() {
     let (code, _, err) = d.run(&["network", "rm", "n1"]);
     assert_ne!(code, 0);
     assert!(err.contains("active endpoints"), "{err}");
+    // Legacy links: the alias resolves, and on the default bridge Docker's variables.
+    let linked = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--link",
+        "web:w",
+        "busybox",
+        "grep",
+        "-w",
+        "w",
+        "/etc/hosts",
+    ]);
+    assert!(
+        linked.starts_with(ip.trim()),
+        "--link on a user network: {linked}"
+    );
+    d.ok(&[
+        "run", "-d", "--name", "ldb", "--expose", "5432", "-e", "SECRET=s", "busybox", "sleep",
+        "1000",
+    ]);
+    let env = d.ok(&[
+        "run",
+        "--rm",
+        "--link",
+        "ldb:db",
+        "busybox",
+        "sh",
+        "-c",
+        "env | grep ^DB_ | sort; grep -w db /etc/hosts",
+    ]);
+    for want in [
+        "DB_ENV_SECRET=s",
+        "DB_PORT_5432_TCP_PORT=5432",
+        "DB_PORT_5432_TCP_PROTO=tcp",
+        "DB_PORT=tcp://172.17.",
+    ] {
+        assert!(
+            env.contains(want),
+            "--link on the default bridge lacks {want}: {env}"
+        );
+    }
+    assert!(
+        env.contains("\tdb "),
+        "--link: /etc/hosts has the alias: {env}"
+    );
+    d.ok(&["stop", "-t", "0", "ldb"]);
+    let (code, _, err) = d.run(&["run", "--rm", "--link", "ldb:db", "busybox", "true"]);
+    assert!(
+        code != 0 && err.contains("Cannot link to a non running container"),
+        "{err}"
+    );
+    d.ok(&["rm", "ldb"]);
     d.ok(&["rm", "-f", "web"]);
     d.ok(&["network", "rm", "n1"]);
     drop(d);

@@ -236,6 +236,7 @@ pub fn net_settings(body: &CreateBody, image: &ContainerConfig) -> Result<NetSet
         aliases,
         ports,
         extra_hosts,
+        links: super::links::requested(body)?,
     })
 }
 

@@ -38,6 +38,13 @@ impl Engine {
         };
         let user_network =
             !matches!(mode.as_str(), "bridge" | "none" | "host") && !mode.starts_with("container:");
+        if !n.links.is_empty()
+            && (matches!(mode.as_str(), "none" | "host") || mode.starts_with("container:"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "conflicting options: {mode} type networking can't be used with links"
+            )));
+        }
         if !n.aliases.is_empty() && !user_network {
             return Err(ApiError::bad_request(
                 "network-scoped alias is supported only for containers in user defined networks",

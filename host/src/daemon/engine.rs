@@ -171,6 +171,7 @@ impl Engine {
         super::limits::check(&spec.resources, self.config.cpus)?;
         spec.network.mode = self.resolve_network_mode(&spec.network)?;
         self.resolve_namespaces(&mut spec.namespaces)?;
+        self.resolve_links(&mut spec.network.links)?;
         let host = body.host().into_owned();
         if let Some(p) = &host.restart_policy {
             spec.restart = Policy::from_request(p)?;
@@ -299,6 +300,12 @@ impl Engine {
             return Err(ApiError::no_such_container(&c.id));
         }
         self.check_namespace_targets(&record.spec.namespaces)?;
+        // Links add to this run's hosts and (before the container's own) environment.
+        let mut record = record;
+        let links = self.links_at_start(&record, &record.spec.network.mode)?;
+        let n = &mut record.spec.network;
+        n.extra_hosts.extend(links.hosts);
+        record.spec.env = links.env.into_iter().chain(record.spec.env).collect();
         self.ensure_container_layers(&record).await?;
         let (network, endpoint) = self.connect_network(c, &record).await?;
         c.update(&self.store, |r| r.endpoint = endpoint);

@@ -26,6 +26,7 @@ mod health;
 mod http;
 mod images;
 mod limits;
+mod links;
 mod logs;
 mod models;
 mod mounts;

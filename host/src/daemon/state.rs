@@ -95,6 +95,9 @@ pub struct NetSettings {
     /// `--add-host`: (name, address).
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// `--link`: (container id, alias), ids resolved at create.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 impl Default for NetSettings {
@@ -105,6 +108,7 @@ impl Default for NetSettings {
             aliases: Vec::new(),
             ports: Vec::new(),
             extra_hosts: Vec::new(),
+            links: Vec::new(),
         }
     }
 }

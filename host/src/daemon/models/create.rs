@@ -130,6 +130,8 @@ pub struct HostConfig {
     pub readonly_rootfs: Option<bool>,
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub ipc_mode: Option<String>,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Option<Vec<String>>,
     pub pid_mode: Option<String>,
     #[serde(rename = "UTSMode")]
     pub uts_mode: Option<String>,
@@ -231,6 +233,8 @@ pub struct NetworkingConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
     pub aliases: Option<Vec<String>>,
+    /// Legacy links on this network (`NAME[:ALIAS]`), as `HostConfig.Links`.
+    pub links: Option<Vec<String>>,
     #[serde(flatten)]
     pub other: Other,
 }
