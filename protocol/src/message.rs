@@ -431,6 +431,16 @@ pub struct ProcessOptions {
     pub dns_search: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// `--device`: device nodes of the machine made in the container at setup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+}
+
+/// One `--device PATH_ON_MACHINE[:PATH_IN_CONTAINER]`, with every access (`rwm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub path_on_host: String,
+    pub path_in_container: String,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]`; -1 is unlimited.

@@ -221,6 +221,10 @@ fn container_specs_round_trip_and_default_to_none() {
                 dns: vec!["10.0.0.53".into()],
                 dns_search: vec!["example.com".into()],
                 dns_options: vec!["ndots:2".into()],
+                devices: vec![Device {
+                    path_on_host: "/dev/net/tun".into(),
+                    path_in_container: "/dev/net/tun".into(),
+                }],
             },
             namespaces: Namespaces {
                 pid: NsMode::Container("ef".repeat(32)),

@@ -79,8 +79,11 @@ fn the_docker_cli_drives_berth() {
 
     // Options berth does not honour yet are refused by name, never accepted and ignored.
     for (flags, field) in [
-        (&["--device", "/dev/fuse"][..], "HostConfig.Devices"),
         (&["--cpuset-mems", "0"][..], "HostConfig.CpusetMems"),
+        (
+            &["--device-cgroup-rule", "c 10:229 rwm"][..],
+            "HostConfig.DeviceCgroupRules",
+        ),
     ] {
         let mut args = vec!["run"];
         args.extend(flags);
@@ -443,6 +446,40 @@ fn the_docker_cli_drives_berth() {
         "{err}"
     );
     d.ok(&["rm", "nsa"]);
+    // --device: the machine's node, in the container; narrower permissions refused.
+    let fuse = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/fuse",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "busybox",
+        "stat",
+        "-c",
+        "%F %t:%T",
+        "/dev/fuse",
+        "/dev/mynull",
+    ]);
+    assert_eq!(
+        fuse, "character special file a:e5\ncharacter special file 1:3\n",
+        "--device"
+    );
+    let (code, _, err) = d.run(&["run", "--rm", "busybox", "ls", "/dev/fuse"]);
+    assert!(
+        code != 0 && err.contains("No such file"),
+        "no --device, no node: {err}"
+    );
+    let (code, _, err) = d.run(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/fuse:/dev/fuse:r",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("permissions \"r\" are not supported"), "{err}");
     assert_eq!(
         d.ok(&[
             "run",

@@ -431,7 +431,32 @@ fn process_options(host: &HostConfig) -> Result<berth_protocol::ProcessOptions, 
             return Err(bad(format!("--group-add {g:?}: a group name or number")));
         }
     }
+    let mut devices = Vec::new();
+    for d in host.devices.iter().flatten() {
+        let on_host = d.path_on_host.clone().unwrap_or_default();
+        let in_container = string(&d.path_in_container).unwrap_or_else(|| on_host.clone());
+        if !on_host.starts_with('/') || !in_container.starts_with('/') {
+            return Err(bad(format!(
+                "--device {on_host}:{in_container}: both paths must be absolute"
+            )));
+        }
+        // berth has no device cgroup: a node in the container gives every access.
+        if !matches!(
+            d.cgroup_permissions.as_deref().unwrap_or(""),
+            "" | "rwm" | "mrw" | "rmw"
+        ) {
+            return Err(bad(format!(
+                "--device {on_host}: permissions {:?} are not supported by berth (only rwm: it has no device cgroup to narrow them)",
+                d.cgroup_permissions.as_deref().unwrap_or("")
+            )));
+        }
+        devices.push(berth_protocol::Device {
+            path_on_host: on_host,
+            path_in_container: in_container,
+        });
+    }
     Ok(berth_protocol::ProcessOptions {
+        devices,
         ulimits,
         oom_score_adj,
         group_add: host.group_add.clone().unwrap_or_default(),

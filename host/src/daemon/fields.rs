@@ -164,7 +164,6 @@ mod tests {
     fn a_field_berth_would_drop_is_refused_by_name() {
         for (path, value) in [
             ("HostConfig.CgroupnsMode", json!("host")),
-            ("HostConfig.Devices", json!([{"PathOnHost": "/dev/fuse"}])),
             ("HostConfig.CpusetMems", json!("0")),
             ("Domainname", json!("example.com")),
         ] {

@@ -139,6 +139,8 @@ pub struct HostConfig {
     pub isolation: Option<String>,
     pub memory_swappiness: Option<i64>,
     pub ulimits: Option<Vec<UlimitRequest>>,
+    /// `--device`: the machine's device nodes (the guest's, not the host computer's).
+    pub devices: Option<Vec<DeviceMapping>>,
     pub oom_score_adj: Option<i64>,
     pub group_add: Option<Vec<String>>,
     pub init: Option<bool>,
@@ -149,6 +151,15 @@ pub struct HostConfig {
     pub dns_options: Option<Vec<String>>,
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// One `HostConfig.Devices` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    pub path_on_host: Option<String>,
+    pub path_in_container: Option<String>,
+    pub cgroup_permissions: Option<String>,
 }
 
 /// One `HostConfig.Ulimits` entry.
