@@ -1,5 +1,5 @@
-//! The container lifecycle of one machine: create, start, stop, kill, pause, wait,
-//! remove. Every container has an in-memory handle ([`Container`]) around its persisted
+//! The container lifecycle of one machine: create, start, stop, kill, pause (removal and
+//! waits: `removal`). Every container has an in-memory handle ([`Container`]) around its persisted
 //! [`Record`]; its output goes to its log and to whoever is attached.
 
 use std::collections::HashMap;
@@ -31,11 +31,11 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long output may keep draining after the exit.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a container has to die after SIGKILL.
-const KILL_DEADLINE: Duration = Duration::from_secs(15);
+pub(super) const KILL_DEADLINE: Duration = Duration::from_secs(15);
 /// Docker's grace period between the stop signal and SIGKILL.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub use super::container::{Chunk, Container, Phase};
+pub use super::container::{Chunk, Container};
 
 /// Everything the daemon serves.
 pub struct Engine {
@@ -46,7 +46,7 @@ pub struct Engine {
     pub store: Store,
     pub kernel_release: String,
     pub started: SystemTime,
-    containers: Mutex<Vec<Arc<Container>>>,
+    pub(super) containers: Mutex<Vec<Arc<Container>>>,
     pub execs: Mutex<HashMap<String, Arc<ExecInstance>>>,
     pub networks: Networks,
     pub volumes: super::volumes::VolumeStore,
@@ -533,7 +533,7 @@ impl Engine {
     }
 
     /// Sends a signal to the container's first process.
-    async fn signal(&self, c: &Container, signal: i32) -> Result<(), ApiError> {
+    pub(super) async fn signal(&self, c: &Container, signal: i32) -> Result<(), ApiError> {
         let exec_id = c
             .exec_id()
             .filter(|_| c.state().running)
@@ -674,98 +674,6 @@ impl Engine {
         }
     }
 
-    /// `DELETE /containers/{id}`.
-    pub async fn remove(&self, c: &Arc<Container>, force: bool) -> Result<(), ApiError> {
-        c.user_action();
-        if c.state().restarting && !force {
-            return Err(ApiError::conflict(format!(
-                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
-                c.id
-            )));
-        }
-        if c.state().running {
-            if !force {
-                return Err(ApiError::conflict(format!(
-                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
-                    c.id
-                )));
-            }
-            let mut phase = c.phase.subscribe();
-            c.update(&self.store, |r| r.stopped_by_user = true);
-            let _ = self.signal(c, 9).await;
-            if tokio::time::timeout(KILL_DEADLINE, phase.wait_for(|p| !p.running))
-                .await
-                .is_err()
-            {
-                return Err(ApiError::internal(format!(
-                    "container {} did not die within {KILL_DEADLINE:?}",
-                    c.short()
-                )));
-            }
-            if c.phase.borrow().removed {
-                return Ok(()); // auto-removed meanwhile
-            }
-        }
-        if !self.forget(c)? {
-            return Ok(());
-        }
-        c.phase.send_modify(|p| p.removed = true);
-        self.events.container(c, "destroy");
-        // Its files in the guest; ones left by a failure here go when the daemon next
-        // comes up (`restore`).
-        let which = berth_protocol::ContainerSet::These(vec![c.id.clone()]);
-        match self.guest.remove_container_files(which).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("container {}: {e}", c.short()),
-            Err(e) => tracing::warn!("container {}: deleting its files: {e}", c.short()),
-        }
-        Ok(())
-    }
-
-    /// Takes the container out of the list and its record off the disk; false when
-    /// someone else already did.
-    fn forget(&self, c: &Arc<Container>) -> Result<bool, ApiError> {
-        let mut all = self.containers.lock().unwrap_or_else(|p| p.into_inner());
-        if !all.iter().any(|o| Arc::ptr_eq(o, c)) {
-            return Ok(false);
-        }
-        self.store.remove(&c.id)?;
-        all.retain(|o| !Arc::ptr_eq(o, c));
-        Ok(true)
-    }
-
-    /// `POST /containers/{id}/wait`: resolves with the exit code and error once the
-    /// condition holds. The condition is fixed against the state when this is called.
-    pub fn wait(
-        &self,
-        c: &Arc<Container>,
-        condition: &str,
-    ) -> Result<impl std::future::Future<Output = (i32, String)> + Send + 'static, ApiError> {
-        let mut phase = c.phase.subscribe();
-        let now = *phase.borrow_and_update();
-        let target = match condition {
-            "" | "not-running" => Target::NotRunning,
-            "next-exit" => Target::Exits(now.exits + 1),
-            "removed" => Target::Removed,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid condition {other:?}: use not-running, next-exit or removed"
-                )))
-            }
-        };
-        let c = c.clone();
-        Ok(async move {
-            let done = |p: &Phase| match target {
-                Target::NotRunning => !p.running,
-                Target::Exits(n) => p.exits >= n || p.removed,
-                Target::Removed => p.removed,
-            };
-            let _ = phase.wait_for(done).await;
-            let state = c.state();
-            (state.exit_code, state.error)
-        })
-    }
-
     /// Stops every container (SIGTERM, then SIGKILL after `timeout`), for machine stop.
     pub async fn stop_all(&self, timeout: Duration) {
         self.shutting_down
@@ -787,13 +695,6 @@ impl Engine {
         c.exec_id()
             .ok_or_else(|| ApiError::conflict(format!("Container {} is not running", c.id)))
     }
-}
-
-#[derive(Clone, Copy)]
-enum Target {
-    NotRunning,
-    Exits(u64),
-    Removed,
 }
 
 /// Copies one output stream of a running container to its log and attached clients.

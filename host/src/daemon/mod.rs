@@ -35,6 +35,7 @@ mod network_routes;
 mod networks;
 mod ports;
 mod registry;
+mod removal;
 mod restart;
 pub mod state;
 mod system;
