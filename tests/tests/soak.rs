@@ -20,10 +20,11 @@ struct Gauges {
 }
 
 /// A privileged probe with the guest's PID namespace reads the guest's own tables
-/// through its PID 1 (the probe's own mounts, cgroup and link are in every reading).
-const PROBE: &str = "wc -l < /proc/1/mountinfo; \
-    find /proc/1/root/sys/fs/cgroup/berth -mindepth 1 -maxdepth 1 -type d | wc -l; \
-    find /proc/1/root/var/lib/berth/containers -mindepth 1 -maxdepth 1 | wc -l; \
+/// through its PID 1, from the guest's root (the probe's own mounts, cgroup and link are
+/// in every reading).
+const PROBE: &str = "wc -l < /proc/1/mountinfo; cd /proc/1/root; \
+    find sys/fs/cgroup/berth -mindepth 1 -maxdepth 1 -type d | wc -l; \
+    find var/lib/berth/containers -mindepth 1 -maxdepth 1 | wc -l; \
     tail -n +3 /proc/1/net/dev | wc -l; \
     awk '/MemAvailable/ {print $2}' /proc/meminfo";
 
