@@ -125,6 +125,14 @@ pub enum ContainerOp {
     Stats,
     /// Lists the container's processes; answered with `Top`.
     Top,
+    /// Puts a running container on one more bridge network (`docker network connect`):
+    /// a new interface (`eth1`, ...) with the attachment's address; the default route is
+    /// its own only when the container had no network. `Done` once it is up.
+    Connect(Attachment),
+    /// Takes a running container off the network with this id (`docker network
+    /// disconnect`): its interface goes, and the default route moves to the next network
+    /// it is on. `Done` once it is gone.
+    Disconnect { network_id: String },
 }
 
 /// The result in a [`GuestMessage::ContainerReply`].
@@ -459,8 +467,9 @@ pub enum NetworkSpec {
     Host,
     /// The network namespace of the running container with this id.
     Container { id: String },
-    /// A veth pair on a bridge network.
-    Bridge(Attachment),
+    /// A veth pair on each of one or more bridge networks: the first is `eth0` and
+    /// carries the default route, the next `eth1`, and so on.
+    Bridge { networks: Vec<Attachment> },
 }
 
 /// A container's place on a bridge network, decided by the host (which owns the

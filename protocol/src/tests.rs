@@ -36,13 +36,28 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
             }
         }),
         Just(HostMessage::PowerOff),
-        (any::<u64>(), "[0-9a-f]{64}", 0..5usize, any::<u64>()).prop_map(
+        (any::<u64>(), "[0-9a-f]{64}", 0..7usize, any::<u64>()).prop_map(
             |(request_id, id, op, memory)| {
                 let op = match op {
                     0 => ContainerOp::Freeze,
                     1 => ContainerOp::Thaw,
                     2 => ContainerOp::Stats,
                     3 => ContainerOp::Top,
+                    4 => ContainerOp::Disconnect {
+                        network_id: id.clone(),
+                    },
+                    5 => ContainerOp::Connect(Attachment {
+                        network_id: id.clone(),
+                        network_name: "back".into(),
+                        bridge: "br-abc".into(),
+                        subnet: "172.19.0.0".into(),
+                        prefix: 16,
+                        gateway: "172.19.0.1".into(),
+                        address: "172.19.0.3".into(),
+                        dns_names: vec!["db".into()],
+                        extra_hosts: Vec::new(),
+                        internal: false,
+                    }),
                     _ => ContainerOp::Update(Resources {
                         memory: Some(memory),
                         ..Resources::default()
@@ -168,18 +183,20 @@ fn container_specs_round_trip_and_default_to_none() {
                 cap_add: vec!["NET_ADMIN".into()],
                 ..Security::default()
             },
-            network: Some(NetworkSpec::Bridge(Attachment {
-                network_id: "cd".repeat(32),
-                network_name: "net1".into(),
-                bridge: "br-cdcdcdcdcdcd".into(),
-                subnet: "172.18.0.0".into(),
-                prefix: 16,
-                gateway: "172.18.0.1".into(),
-                address: "172.18.0.2".into(),
-                dns_names: vec!["web".into(), "ababababab".into()],
-                extra_hosts: vec![("db".into(), "10.0.0.9".into())],
-                internal: true,
-            })),
+            network: Some(NetworkSpec::Bridge {
+                networks: vec![Attachment {
+                    network_id: "cd".repeat(32),
+                    network_name: "net1".into(),
+                    bridge: "br-cdcdcdcdcdcd".into(),
+                    subnet: "172.18.0.0".into(),
+                    prefix: 16,
+                    gateway: "172.18.0.1".into(),
+                    address: "172.18.0.2".into(),
+                    dns_names: vec!["web".into(), "ababababab".into()],
+                    extra_hosts: vec![("db".into(), "10.0.0.9".into())],
+                    internal: true,
+                }],
+            }),
             mounts: vec![
                 Mount {
                     source: MountSource::Host {

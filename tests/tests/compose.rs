@@ -1,5 +1,5 @@
 //! docker-compose 1.29 (Debian's, with docker-py underneath) drives berth unchanged: a
-//! project with two services on a user network, a named volume, a published port,
+//! project with two services on user networks (one service on two), a named volume, a published port,
 //! `depends_on` a healthy service, environment and a healthcheck, through the verbs
 //! people use every day.
 #![cfg(feature = "vm")]
@@ -19,7 +19,7 @@ services:
     environment:
       GREETING: compose
     volumes: ["data:/www"]
-    networks: [back]
+    networks: [front, back]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
       interval: 1s
@@ -33,6 +33,7 @@ services:
         condition: service_healthy
     networks: [back]
 networks:
+  front: {}
   back: {}
 volumes:
   data: {}
@@ -107,6 +108,21 @@ fn docker_compose_runs_a_two_service_project() {
     assert!(logs.contains("web up"), "{logs}");
     let exec = d.compose_ok(p, &["exec", "-T", "web", "cat", "/www/index.html"]);
     assert_eq!(exec.trim(), "served-by-compose");
+    // web is on both of its networks: an interface and an endpoint on each.
+    let links = d.compose_ok(p, &["exec", "-T", "web", "ls", "/sys/class/net"]);
+    assert!(
+        links.contains("eth0") && links.contains("eth1"),
+        "a service on two networks should have two interfaces: {links}"
+    );
+    let nets = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}:{{$v.IPAddress}} {{end}}",
+        &web,
+    ]);
+    for n in ["_front:172.", "_back:172."] {
+        assert!(nets.contains(n), "web's endpoints lack {n}: {nets}");
+    }
 
     let restarted = d.compose_ok(p, &["restart", "web"]);
     assert!(restarted.contains("Restarting"), "{restarted}");

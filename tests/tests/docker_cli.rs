@@ -702,8 +702,83 @@ fn the_docker_cli_makes_networks_and_publishes_ports() {
         "{err}"
     );
     d.ok(&["rm", "ldb"]);
+    several_networks(&d);
     d.ok(&["rm", "-f", "web"]);
     d.ok(&["network", "rm", "n1"]);
     drop(d);
     b.assert_nothing_left();
+}
+
+/// A container on several networks: an interface per network, the names of each
+/// resolved, and connect/disconnect while it runs (`web` runs on `n1`).
+fn several_networks(d: &Docker) {
+    d.ok(&["network", "create", "n2"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db2",
+        "--network",
+        "n2",
+        "--network-alias",
+        "store",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    // `web` (on n1) joins n2 while it runs: eth1 appears and n2's names resolve.
+    d.ok(&["network", "connect", "--alias", "front", "n2", "web"]);
+    let links = d.ok(&["exec", "web", "ls", "/sys/class/net"]);
+    assert!(
+        links.split_whitespace().any(|l| l == "eth1"),
+        "network connect of a running container: no eth1 in {links}"
+    );
+    let seen = d.ok(&["exec", "web", "ping", "-c", "1", "-W", "5", "store"]);
+    assert!(
+        seen.contains("1 packets received"),
+        "a container on two networks should reach a name on its second: {seen}"
+    );
+    // The other way: db2, on n2 only, finds web by its alias there.
+    let back = d.ok(&["exec", "db2", "ping", "-c", "1", "-W", "5", "front"]);
+    assert!(back.contains("1 packets received"), "alias on n2: {back}");
+    let nets = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+        "web",
+    ]);
+    assert!(
+        nets.contains("n1=172.18.") && nets.contains("n2=172.19."),
+        "inspect should show an endpoint per network: {nets}"
+    );
+    d.ok(&["network", "disconnect", "n2", "web"]);
+    let links = d.ok(&["exec", "web", "ls", "/sys/class/net"]);
+    assert!(
+        !links.split_whitespace().any(|l| l == "eth1"),
+        "network disconnect: eth1 is still there: {links}"
+    );
+    let (code, out, _) = d.run(&["exec", "web", "ping", "-c", "1", "-W", "2", "store"]);
+    assert_ne!(
+        code, 0,
+        "after disconnect, n2's names should be gone: {out}"
+    );
+    // Two networks at create (`--network` twice, as docker 28 sends them).
+    let both = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--network",
+        "n2",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; ping -c 1 -W 5 store >/dev/null && echo reached-store",
+    ]);
+    assert!(
+        both.contains("eth0") && both.contains("eth1") && both.contains("reached-store"),
+        "run on two networks: {both}"
+    );
+    d.ok(&["rm", "-f", "db2"]);
+    d.ok(&["network", "rm", "n2"]);
 }

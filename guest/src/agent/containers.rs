@@ -17,6 +17,29 @@ const FREEZE_DEADLINE: Duration = Duration::from_secs(5);
 /// long a request waits for it.
 const CGROUP_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Connects or disconnects running container `id` (`op` is `Connect` or
+/// `Disconnect`); the reply comes when its interface is up or gone.
+pub(super) fn spawn_network(
+    replies: Replies,
+    net: std::sync::Arc<crate::net::Net>,
+    request_id: u64,
+    id: String,
+    op: ContainerOp,
+) {
+    tokio::spawn(async move {
+        let done = match &op {
+            ContainerOp::Connect(a) => net.connect(&id, a).await,
+            ContainerOp::Disconnect { network_id } => net.disconnect(&id, network_id).await,
+            other => Err(format!("{other:?} is not a network change")),
+        };
+        let result = match done {
+            Ok(()) => ContainerResult::Done,
+            Err(message) => ContainerResult::Failed { message },
+        };
+        replies.send(GuestMessage::ContainerReply { request_id, result });
+    });
+}
+
 /// Starts `op` on container `id`; the reply comes when it is done.
 pub(super) fn spawn(replies: Replies, request_id: u64, id: String, op: ContainerOp) {
     tokio::spawn(async move {
@@ -70,6 +93,9 @@ pub fn run(parent: &Path, proc: &Path, id: &str, op: ContainerOp) -> ContainerRe
         ContainerOp::Top => match container::top::processes(&dir, proc) {
             Ok(processes) => ContainerResult::Top { processes },
             Err(e) => failed("top", e),
+        },
+        ContainerOp::Connect(_) | ContainerOp::Disconnect { .. } => ContainerResult::Failed {
+            message: "network changes are made by the agent's network state, not here".into(),
         },
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use berth_mux::{read_msg, write_msg, Stream};
-use berth_protocol::{ErrorKind, GuestMessage, HostMessage, VERSION};
+use berth_protocol::{ContainerOp, ErrorKind, GuestMessage, HostMessage, VERSION};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{containers, exec, layers, volumes, Agent, Connection};
@@ -174,9 +174,12 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
                 None => tracing::debug!("signal for exec {exec_id}, which is not running"),
             }
         }
-        HostMessage::Container { request_id, id, op } => {
-            containers::spawn(replies.clone(), request_id, id, op)
-        }
+        HostMessage::Container { request_id, id, op } => match op {
+            ContainerOp::Connect(_) | ContainerOp::Disconnect { .. } => {
+                containers::spawn_network(replies.clone(), agent.net.clone(), request_id, id, op)
+            }
+            op => containers::spawn(replies.clone(), request_id, id, op),
+        },
         HostMessage::RemoveVolume { request_id, name } => {
             volumes::spawn(replies.clone(), agent.volumes_dir.clone(), request_id, name)
         }

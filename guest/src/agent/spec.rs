@@ -203,5 +203,6 @@ fn running_pid(dir: &Path) -> Option<u32> {
 
 /// Whether the container's resolver is berth's, on a user network (it answers names).
 fn user_network(c: &ContainerSpec) -> bool {
-    matches!(&c.network, Some(berth_protocol::NetworkSpec::Bridge(a)) if !a.dns_names.is_empty())
+    matches!(&c.network, Some(berth_protocol::NetworkSpec::Bridge { networks })
+        if networks.first().is_some_and(|a| !a.dns_names.is_empty()))
 }

@@ -21,6 +21,27 @@ const UPSTREAM_DEADLINE: Duration = Duration::from_secs(3);
 /// Lower-case name -> addresses, for one network.
 pub type Names = Arc<Mutex<HashMap<String, Vec<Ipv4Addr>>>>;
 
+/// A container's address on one network -> the name tables of the other networks it is
+/// on, so a container on several networks resolves the names of all of them (as
+/// Docker's embedded DNS does), whichever network's server it asks. Shared by every
+/// bridge's server.
+pub type Peers = Arc<Mutex<HashMap<Ipv4Addr, Vec<Names>>>>;
+
+/// The names a client sees: its own network's, then those of the other networks it
+/// is on (its own network's answer wins for a name on both).
+pub fn visible(
+    own: &HashMap<String, Vec<Ipv4Addr>>,
+    others: &[HashMap<String, Vec<Ipv4Addr>>],
+) -> HashMap<String, Vec<Ipv4Addr>> {
+    let mut all = own.clone();
+    for table in others {
+        for (name, addrs) in table {
+            all.entry(name.clone()).or_insert_with(|| addrs.clone());
+        }
+    }
+    all
+}
+
 /// What to do with one query.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -84,6 +105,7 @@ pub fn answer(query: &[u8], names: &HashMap<String, Vec<Ipv4Addr>>, can_forward:
 pub fn serve(
     listen: Ipv4Addr,
     names: Names,
+    peers: Peers,
     upstream: Option<SocketAddr>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let socket = std::net::UdpSocket::bind((listen, 53))?;
@@ -96,9 +118,24 @@ pub fn serve(
                 continue;
             };
             let query = buf[..n].to_vec();
+            let others: Vec<HashMap<String, Vec<Ipv4Addr>>> = match from.ip() {
+                std::net::IpAddr::V4(ip) => {
+                    let peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+                    peers
+                        .get(&ip)
+                        .into_iter()
+                        .flatten()
+                        .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                        .collect()
+                }
+                std::net::IpAddr::V6(_) => Vec::new(),
+            };
             let reply = {
                 let table = names.lock().unwrap_or_else(|p| p.into_inner());
-                answer(&query, &table, upstream.is_some())
+                match others.is_empty() {
+                    true => answer(&query, &table, upstream.is_some()),
+                    false => answer(&query, &visible(&table, &others), upstream.is_some()),
+                }
             };
             match (reply, upstream) {
                 (Reply::Answer(bytes), _) => {
@@ -168,6 +205,18 @@ mod tests {
                 address: u32::from(Ipv4Addr::new(172, 18, 0, 2))
             })
         );
+    }
+
+    #[test]
+    fn a_client_on_several_networks_sees_all_their_names_its_own_first() {
+        let back = HashMap::from([
+            ("db".to_string(), vec![Ipv4Addr::new(172, 19, 0, 2)]),
+            ("web".to_string(), vec![Ipv4Addr::new(172, 19, 0, 3)]),
+        ]);
+        let all = visible(&table(), &[back]);
+        assert_eq!(all["db"], vec![Ipv4Addr::new(172, 19, 0, 2)]);
+        assert_eq!(all["web"], vec![Ipv4Addr::new(172, 18, 0, 2)]);
+        assert_eq!(visible(&table(), &[]), table());
     }
 
     #[test]

@@ -170,14 +170,15 @@ pub async fn veth_into(
         .map_err(nl_err("moving the veth into the container's namespace"))
 }
 
-/// Inside a container's namespace: `lo` up, `peer` renamed to `eth0` with `address`,
-/// up, and the default route through `gateway`.
+/// Inside a container's namespace: `lo` up, `peer` renamed to `interface` (`eth0`,
+/// `eth1`, ...) with `address`, up, and the default route through `gateway` when given.
 pub async fn configure_inside(
     handle: &Handle,
     peer: &str,
+    interface: &str,
     address: Ipv4Addr,
     prefix: u8,
-    gateway: Ipv4Addr,
+    gateway: Option<Ipv4Addr>,
 ) -> io::Result<()> {
     up(handle, "lo").await?;
     let index = require(handle, peer).await?;
@@ -185,14 +186,17 @@ pub async fn configure_inside(
         .link()
         .set(
             LinkUnspec::new_with_index(index)
-                .name("eth0")
+                .name(interface)
                 .address(berth_protocol::mac_for(address).to_vec())
                 .build(),
         )
         .execute()
         .await
         .map_err(nl_err("renaming the container's interface"))?;
-    add_address(handle, "eth0", address, prefix).await?;
-    up(handle, "eth0").await?;
-    default_route(handle, gateway).await
+    add_address(handle, interface, address, prefix).await?;
+    up(handle, interface).await?;
+    match gateway {
+        Some(gateway) => default_route(handle, gateway).await,
+        None => Ok(()),
+    }
 }

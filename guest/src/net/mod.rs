@@ -66,15 +66,36 @@ struct Bridge {
 /// What the agent made for one container, to undo at its end.
 struct Made {
     netns: Option<PathBuf>,
-    veth: Option<String>,
-    bridge: Option<(String, Ipv4Addr, Vec<String>)>,
+    /// Its interfaces on bridge networks, in the order they were made.
+    attached: Vec<Attached>,
     prepared: Prepared,
 }
+
+/// One interface of a container on a bridge network.
+struct Attached {
+    network_id: String,
+    network_name: String,
+    bridge: String,
+    /// `eth<index>` in the container; the host end is `vb<short id><index>`.
+    index: usize,
+    veth: String,
+    address: Ipv4Addr,
+    gateway: Ipv4Addr,
+    dns_names: Vec<String>,
+    /// This interface carries the container's default route.
+    routed: bool,
+}
+
+/// The most networks one container can be on: the host end of each interface is named
+/// `vb`, the short id and one hex digit, within Linux's 15 bytes.
+const MAX_NETWORKS: usize = 16;
 
 #[derive(Default)]
 struct State {
     bridges: HashMap<String, Bridge>,
     containers: HashMap<String, Made>,
+    /// Shared with every bridge's DNS server.
+    peers: dns::Peers,
 }
 
 impl State {
@@ -176,8 +197,7 @@ impl Net {
         let made = match spec {
             Some(NetworkSpec::Host) => Made {
                 netns: None,
-                veth: None,
-                bridge: None,
+                attached: Vec::new(),
                 prepared: Prepared {
                     netns: NsEntry::Host,
                     hosts: hosts_file(hostname, None, &[("127.0.0.1".into(), HOST_NAMES.into())]),
@@ -198,8 +218,7 @@ impl Net {
                 };
                 Made {
                     netns: None,
-                    veth: None,
-                    bridge: None,
+                    attached: Vec::new(),
                     prepared: Prepared {
                         netns,
                         ..theirs.prepared.clone()
@@ -208,8 +227,7 @@ impl Net {
             }
             None if self.handle.is_none() => Made {
                 netns: None,
-                veth: None,
-                bridge: None,
+                attached: Vec::new(),
                 prepared: Prepared {
                     netns: NsEntry::New,
                     hosts: hosts_file(hostname, None, &[]),
@@ -224,8 +242,7 @@ impl Net {
                 }
                 Made {
                     netns: Some(path.clone()),
-                    veth: None,
-                    bridge: None,
+                    attached: Vec::new(),
                     prepared: Prepared {
                         netns: NsEntry::Join(path),
                         hosts: hosts_file(hostname, None, &[]),
@@ -233,10 +250,14 @@ impl Net {
                     },
                 }
             }
-            Some(NetworkSpec::Bridge(a)) => self.attach_bridge(&mut state, id, hostname, a).await?,
+            Some(NetworkSpec::Bridge { networks }) => {
+                self.attach_bridges(&mut state, id, hostname, networks)
+                    .await?
+            }
         };
         let prepared = made.prepared.clone();
         state.containers.insert(id.to_string(), made);
+        refresh_peers(&mut state, id);
         Ok(prepared)
     }
 
@@ -260,13 +281,64 @@ impl Net {
         Ok(handle)
     }
 
-    async fn attach_bridge(
+    /// A new namespace for container `id` with an interface on each of `networks`.
+    async fn attach_bridges(
         &self,
         state: &mut State,
         id: &str,
         hostname: &str,
-        a: &Attachment,
+        networks: &[Attachment],
     ) -> Result<Made, String> {
+        let first = networks.first().ok_or("a bridge spec names no network")?;
+        if networks.len() > MAX_NETWORKS {
+            return Err(format!(
+                "a container can be on at most {MAX_NETWORKS} networks, not {}",
+                networks.len()
+            ));
+        }
+        let path = self.new_netns(id)?;
+        let mut attached = Vec::new();
+        for (index, a) in networks.iter().enumerate() {
+            match self.join(state, id, &path, index, index == 0, a).await {
+                Ok(done) => attached.push(done),
+                Err(e) => {
+                    for done in attached {
+                        self.leave(state, done).await;
+                    }
+                    let _ = crate::sys::remove_netns(&path);
+                    return Err(e);
+                }
+            }
+        }
+        let mut extra = vec![(first.gateway.clone(), HOST_NAMES.to_string())];
+        extra.extend(
+            first
+                .extra_hosts
+                .iter()
+                .map(|(n, ip)| (ip.clone(), n.clone())),
+        );
+        Ok(Made {
+            netns: Some(path.clone()),
+            attached,
+            prepared: Prepared {
+                netns: NsEntry::Join(path),
+                hosts: hosts_file(hostname, Some(&first.address), &extra),
+                resolv_conf: format!("nameserver {}\noptions ndots:0\n", first.gateway),
+            },
+        })
+    }
+
+    /// Gives the namespace at `path` (container `id`'s) interface `eth<index>` on the
+    /// bridge of `a`, made on first use, and the container's names in its DNS table.
+    async fn join(
+        &self,
+        state: &mut State,
+        id: &str,
+        path: &std::path::Path,
+        index: usize,
+        routed: bool,
+        a: &Attachment,
+    ) -> Result<Attached, String> {
         let handle = self.handle()?.clone();
         let parse = |what: &str, s: &str| -> Result<Ipv4Addr, String> {
             s.parse()
@@ -284,7 +356,7 @@ impl Net {
             let names = dns::Names::default();
             // An internal network resolves its own names only.
             let upstream = (self.uplink == Uplink::Open && !a.internal).then_some(UPLINK_DNS);
-            let dns = match dns::serve(gateway, names.clone(), upstream) {
+            let dns = match dns::serve(gateway, names.clone(), state.peers.clone(), upstream) {
                 Ok(task) => Some(task),
                 Err(e) => {
                     tracing::warn!("DNS for network {}: {e}", a.network_name);
@@ -306,37 +378,31 @@ impl Net {
         bridge.users += 1;
 
         let short = &id[..12.min(id.len())];
-        let (veth, peer) = (format!("vb{short}"), format!("vp{short}"));
+        let (veth, peer) = (format!("vb{short}{index:x}"), format!("vp{short}{index:x}"));
+        let interface = format!("eth{index}");
         let made = async {
-            let path = self.new_netns(id)?;
-            let result = async {
-                let _ = links::delete(&handle, &veth).await;
-                links::veth_into(&handle, &veth, &peer, &a.bridge, &path)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let inside = self.inside(&path).await?;
-                links::configure_inside(&inside, &peer, address, a.prefix, gateway)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            .await;
-            match result {
-                Ok(()) => Ok(path),
-                Err(e) => {
-                    let _ = links::delete(&handle, &veth).await;
-                    let _ = crate::sys::remove_netns(&path);
-                    Err(e)
-                }
-            }
+            let _ = links::delete(&handle, &veth).await;
+            links::veth_into(&handle, &veth, &peer, &a.bridge, path)
+                .await
+                .map_err(|e| e.to_string())?;
+            let inside = self.inside(path).await?;
+            links::configure_inside(
+                &inside,
+                &peer,
+                &interface,
+                address,
+                a.prefix,
+                routed.then_some(gateway),
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
         .await;
-        let path = match made {
-            Ok(path) => path,
-            Err(e) => {
-                self.release_bridge(state, &a.bridge).await;
-                return Err(format!("network {}: {e}", a.network_name));
-            }
-        };
+        if let Err(e) = made {
+            let _ = links::delete(&handle, &veth).await;
+            self.release_bridge(state, &a.bridge).await;
+            return Err(format!("network {}: {e}", a.network_name));
+        }
         let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
         {
             let mut names = bridge.names.lock().unwrap_or_else(|p| p.into_inner());
@@ -347,18 +413,44 @@ impl Net {
                     .push(address);
             }
         }
-        let mut extra = vec![(a.gateway.clone(), HOST_NAMES.to_string())];
-        extra.extend(a.extra_hosts.iter().map(|(n, ip)| (ip.clone(), n.clone())));
-        Ok(Made {
-            netns: Some(path.clone()),
-            veth: Some(veth),
-            bridge: Some((a.bridge.clone(), address, a.dns_names.clone())),
-            prepared: Prepared {
-                netns: NsEntry::Join(path),
-                hosts: hosts_file(hostname, Some(&a.address), &extra),
-                resolv_conf: format!("nameserver {}\noptions ndots:0\n", a.gateway),
-            },
+        Ok(Attached {
+            network_id: a.network_id.clone(),
+            network_name: a.network_name.clone(),
+            bridge: a.bridge.clone(),
+            index,
+            veth,
+            address,
+            gateway,
+            dns_names: a.dns_names.clone(),
+            routed,
         })
+    }
+
+    /// Undoes [`join`](Self::join): the interface, the names, one user of the bridge.
+    async fn leave(&self, state: &mut State, done: Attached) {
+        if let Ok(handle) = self.handle() {
+            if let Err(e) = links::delete(handle, &done.veth).await {
+                tracing::warn!("deleting {}: {e}", done.veth);
+            }
+        }
+        state
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&done.address);
+        if let Some(bridge) = state.bridges.get(&done.bridge) {
+            let mut names = bridge.names.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &done.dns_names {
+                let key = name.to_ascii_lowercase();
+                if let Some(addrs) = names.get_mut(&key) {
+                    addrs.retain(|a| *a != done.address);
+                    if addrs.is_empty() {
+                        names.remove(&key);
+                    }
+                }
+            }
+        }
+        self.release_bridge(state, &done.bridge).await;
     }
 
     /// Drops one user of `bridge`; the last one deletes it.
@@ -385,37 +477,103 @@ impl Net {
         }
     }
 
+    /// Puts running container `id` on one more network (`docker network connect`).
+    pub async fn connect(&self, id: &str, a: &Attachment) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        let made = state
+            .containers
+            .get(id)
+            .ok_or_else(|| format!("container {id} is not running"))?;
+        let path = made.netns.clone().ok_or_else(|| {
+            format!("container {id} shares a network stack (host or another container's): it cannot join a network")
+        })?;
+        if made.attached.iter().any(|x| x.network_id == a.network_id) {
+            return Err(format!(
+                "container {id} is already on network {}",
+                a.network_name
+            ));
+        }
+        let index = (0..MAX_NETWORKS)
+            .find(|i| !made.attached.iter().any(|x| x.index == *i))
+            .ok_or_else(|| format!("a container can be on at most {MAX_NETWORKS} networks"))?;
+        let routed = made.attached.is_empty();
+        let done = self.join(&mut state, id, &path, index, routed, a).await?;
+        if let Some(made) = state.containers.get_mut(id) {
+            made.attached.push(done);
+        }
+        refresh_peers(&mut state, id);
+        Ok(())
+    }
+
+    /// Takes running container `id` off network `network_id`; the default route moves
+    /// to the next network it is on.
+    pub async fn disconnect(&self, id: &str, network_id: &str) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        let made = state
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| format!("container {id} is not running"))?;
+        let at = made
+            .attached
+            .iter()
+            .position(|x| x.network_id == network_id)
+            .ok_or_else(|| format!("container {id} is not on network {network_id}"))?;
+        let done = made.attached.remove(at);
+        let path = made.netns.clone();
+        let next = match done.routed {
+            true => made.attached.first_mut().map(|n| {
+                n.routed = true;
+                n.gateway
+            }),
+            false => None,
+        };
+        let name = done.network_name.clone();
+        self.leave(&mut state, done).await;
+        if let (Some(gateway), Some(path)) = (next, path) {
+            let inside = links::connect_in(&path).map_err(|e| format!("network namespace: {e}"))?;
+            links::default_route(&inside, gateway)
+                .await
+                .map_err(|e| format!("moving the default route off {name}: {e}"))?;
+        }
+        refresh_peers(&mut state, id);
+        Ok(())
+    }
+
     /// Undoes [`attach`](Self::attach) once container `id` has ended.
     pub async fn detach(&self, id: &str) {
         let mut state = self.state.lock().await;
         let Some(made) = state.containers.remove(id) else {
             return;
         };
-        if let (Some(veth), Ok(handle)) = (&made.veth, self.handle()) {
-            if let Err(e) = links::delete(handle, veth).await {
-                tracing::warn!("deleting {veth}: {e}");
-            }
+        for done in made.attached {
+            self.leave(&mut state, done).await;
         }
         if let Some(path) = &made.netns {
             if let Err(e) = crate::sys::remove_netns(path) {
                 tracing::warn!("{e}");
             }
         }
-        if let Some((bridge_name, address, dns_names)) = made.bridge {
-            if let Some(bridge) = state.bridges.get(&bridge_name) {
-                let mut names = bridge.names.lock().unwrap_or_else(|p| p.into_inner());
-                for name in dns_names {
-                    let key = name.to_ascii_lowercase();
-                    if let Some(addrs) = names.get_mut(&key) {
-                        addrs.retain(|a| *a != address);
-                        if addrs.is_empty() {
-                            names.remove(&key);
-                        }
-                    }
-                }
-            }
-            self.release_bridge(&mut state, &bridge_name).await;
-        }
+    }
+}
+
+/// Tells the DNS servers which other networks container `id` is on: each of its
+/// addresses sees the names of its other networks.
+fn refresh_peers(state: &mut State, id: &str) {
+    let Some(made) = state.containers.get(id) else {
+        return;
+    };
+    let mut peers = state.peers.lock().unwrap_or_else(|p| p.into_inner());
+    for me in &made.attached {
+        let others: Vec<dns::Names> = made
+            .attached
+            .iter()
+            .filter(|o| o.network_id != me.network_id)
+            .filter_map(|o| state.bridges.get(&o.bridge).map(|b| b.names.clone()))
+            .collect();
+        match others.is_empty() {
+            true => peers.remove(&me.address),
+            false => peers.insert(me.address, others),
+        };
     }
 }
 

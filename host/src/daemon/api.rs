@@ -179,12 +179,12 @@ async fn route(
         ["events"] if get => super::events::route(engine, &q),
         ["networks", name, "connect"] if post => {
             let body: ConnectBody = http::typed_body(req.into_body()).await?;
-            engine.connect(name, &body)?;
+            engine.connect(name, &body).await?;
             Ok(full_ok())
         }
         ["networks", name, "disconnect"] if post => {
             let body: DisconnectBody = http::typed_body(req.into_body()).await?;
-            engine.disconnect(name, &body)?;
+            engine.disconnect(name, &body).await?;
             Ok(full_ok())
         }
         ["containers", name, "start"] if post => {

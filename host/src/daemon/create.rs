@@ -164,10 +164,25 @@ pub fn net_settings(body: &CreateBody, image: &ContainerConfig) -> Result<NetSet
         "" | "default" => "bridge".to_string(),
         m => m.to_string(),
     };
-    let aliases: Vec<String> = body
-        .endpoints()
-        .values()
-        .flat_map(|e| e.aliases.clone().unwrap_or_default())
+    // `NetworkingConfig.EndpointsConfig`: the aliases of the network of `NetworkMode`
+    // (its entry, or the only one), and any other network as one more to join.
+    let endpoints = body.endpoints();
+    let aliases_of = |e: &super::models::EndpointSettings| e.aliases.clone().unwrap_or_default();
+    let primary_key = match endpoints.contains_key(&mode) || endpoints.len() != 1 {
+        true => mode.clone(),
+        false => endpoints.keys().next().cloned().unwrap_or_default(),
+    };
+    let aliases = endpoints
+        .get(&primary_key)
+        .map(aliases_of)
+        .unwrap_or_default();
+    let also = endpoints
+        .iter()
+        .filter(|(k, _)| **k != primary_key)
+        .map(|(k, e)| super::state::Joined {
+            network: k.clone(),
+            aliases: aliases_of(e),
+        })
         .collect();
     let mut ports = Vec::new();
     for (key, bindings) in host.port_bindings.iter().flatten() {
@@ -237,6 +252,7 @@ pub fn net_settings(body: &CreateBody, image: &ContainerConfig) -> Result<NetSet
         ports,
         extra_hosts,
         links: super::links::requested(body)?,
+        also,
     })
 }
 

@@ -169,7 +169,7 @@ impl Engine {
         let id = super::random_hex(64);
         let mut spec = create::run_spec(body, &image_config, &id)?;
         super::limits::check(&spec.resources, self.config.cpus)?;
-        spec.network.mode = self.resolve_network_mode(&spec.network)?;
+        self.resolve_networks(&mut spec.network)?;
         self.resolve_namespaces(&mut spec.namespaces)?;
         self.resolve_links(&mut spec.network.links)?;
         let host = body.host().into_owned();
@@ -251,7 +251,7 @@ impl Engine {
             state: State::default(),
             restart_count: 0,
             stopped_by_user: false,
-            endpoint: None,
+            endpoints: Vec::new(),
         };
         self.store.save(&record)?;
         let c = Container::new(record, &self.store);
@@ -307,8 +307,8 @@ impl Engine {
         n.extra_hosts.extend(links.hosts);
         record.spec.env = links.env.into_iter().chain(record.spec.env).collect();
         self.ensure_container_layers(&record).await?;
-        let (network, endpoint) = self.connect_network(c, &record).await?;
-        c.update(&self.store, |r| r.endpoint = endpoint);
+        let (network, endpoints) = self.connect_network(c, &record).await?;
+        c.update(&self.store, |r| r.endpoints = endpoints);
         let result = self.launch(c, &record, network).await;
         if result.is_err() {
             self.disconnect_network(c);

@@ -375,21 +375,24 @@ async fn rename_keeps_names_unique_and_says_what_it_was() {
     assert_eq!(e.actor.attributes["name"], "c1");
 }
 
-#[tokio::test]
-async fn connect_and_disconnect_a_created_container() {
-    let h = harness();
-    let net = h
-        .engine
+fn bridge(h: &Harness, name: &str) -> super::networks::Network {
+    h.engine
         .networks
         .create(
-            "app",
+            name,
             "bridge",
             None,
             None,
             Default::default(),
             Default::default(),
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_a_created_container() {
+    let h = harness();
+    let net = bridge(&h, "app");
     let c = h.create(
         "web",
         json!({"Cmd": ["sleep"], "HostConfig": {"NetworkMode": "app"}}),
@@ -398,55 +401,152 @@ async fn connect_and_disconnect_a_created_container() {
         container: "web".into(),
         force: false,
     };
-    h.engine.disconnect("app", &disconnect).unwrap();
+    h.engine.disconnect("app", &disconnect).await.unwrap();
     assert_eq!(
         c.record().spec.network.mode,
         super::attach_net::DISCONNECTED
     );
     assert_eq!(
-        h.engine.disconnect("app", &disconnect).unwrap_err().status,
+        h.engine
+            .disconnect("app", &disconnect)
+            .await
+            .unwrap_err()
+            .status,
         403
     );
     let connect: ConnectBody = serde_json::from_value(json!({
         "Container": "web", "EndpointConfig": {"Aliases": ["www"], "Links": []}
     }))
     .unwrap();
-    h.engine.connect(&net.id, &connect).unwrap();
+    h.engine.connect(&net.id, &connect).await.unwrap();
     let spec = c.record().spec;
     assert_eq!(spec.network.mode, "app");
     assert_eq!(spec.network.aliases, ["www"]);
-    // A second network, or a running container, is refused with the reason.
-    h.engine
-        .networks
-        .create(
-            "other",
-            "bridge",
-            None,
-            None,
-            Default::default(),
-            Default::default(),
-        )
-        .unwrap();
+    // A second network joins too: the container starts on both, `app` first.
+    bridge(&h, "other");
     let other: ConnectBody = serde_json::from_value(json!({"Container": "web"})).unwrap();
-    let err = h.engine.connect("other", &other).unwrap_err();
-    assert!(err.message.contains("one network"), "{}", err.message);
+    h.engine.connect("other", &other).await.unwrap();
     h.engine.start(&c).await.unwrap();
-    let err = h.engine.disconnect("app", &disconnect).unwrap_err();
-    assert!(err.message.contains("not running"), "{}", err.message);
+    let nets = h.guest.calls_of("networks");
+    assert_eq!(nets.len(), 1, "{nets:?}");
+    assert!(
+        nets[0].contains("app=172.") && nets[0].contains(",other=172."),
+        "the container should start on app, then other: {nets:?}"
+    );
+    let view = super::views::network_settings(&c.record());
+    assert!(view["Networks"]["app"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with("172."));
+    assert!(view["Networks"]["other"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with("172."));
     let bad: ConnectBody = serde_json::from_value(json!({
         "Container": "web", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.1.2.3"}}
     }))
     .unwrap();
-    let err = h.engine.connect("app", &bad).unwrap_err();
+    let err = h.engine.connect("app", &bad).await.unwrap_err();
     assert!(err.message.contains("IPAMConfig"), "{}", err.message);
+    let err = h.engine.connect("app", &connect).await.unwrap_err();
+    assert_eq!(err.status, 403, "{}", err.message);
     let (past, _) = h.engine.events.subscribe();
     let kinds: Vec<&str> = past
         .iter()
         .filter(|e| e.kind == "network")
         .map(|e| e.action.as_str())
         .collect();
-    assert_eq!(kinds, ["disconnect", "connect"]);
+    assert_eq!(kinds, ["disconnect", "connect", "connect"]);
     h.engine.kill(&c, 9).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_running_container_joins_and_leaves_networks_with_their_addresses() {
+    let h = harness();
+    bridge(&h, "front");
+    let back = bridge(&h, "back");
+    let c = h.create(
+        "api",
+        json!({"Cmd": ["sleep"], "HostConfig": {"NetworkMode": "front"}}),
+    );
+    h.engine.start(&c).await.unwrap();
+    let connect: ConnectBody = serde_json::from_value(json!({
+        "Container": "api", "EndpointConfig": {"Aliases": ["svc"]}
+    }))
+    .unwrap();
+    // A guest that cannot make the interface: the address goes back, nothing is kept.
+    *h.guest.fail_next_op.lock().unwrap() = Some("no veth".into());
+    let err = h.engine.connect("back", &connect).await.unwrap_err();
+    assert!(err.message.contains("no veth"), "{}", err.message);
+    assert_eq!(c.record().endpoints.len(), 1);
+    assert!(!c.record().spec.network.is_on("back"));
+    h.engine.connect("back", &connect).await.unwrap();
+    let ops = h.guest.calls_of("op");
+    assert!(
+        ops.last().unwrap().contains("connect back=172."),
+        "the guest should be asked to connect: {ops:?}"
+    );
+    let r = c.record();
+    assert_eq!(r.endpoints.len(), 2);
+    let address = r.endpoint_on("back").unwrap().address;
+    let members = super::network_routes::network_members(&h.engine, &back.id);
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].2, address);
+    assert_eq!(r.spec.network.also[0].aliases, ["svc"]);
+    let disconnect = DisconnectBody {
+        container: "api".into(),
+        force: false,
+    };
+    h.engine.disconnect("back", &disconnect).await.unwrap();
+    assert!(h
+        .guest
+        .calls_of("op")
+        .last()
+        .unwrap()
+        .contains("disconnect"));
+    assert_eq!(c.record().endpoints.len(), 1);
+    assert!(super::network_routes::network_members(&h.engine, &back.id).is_empty());
+    // The address is free again: the next container on `back` gets it.
+    let d = h.create(
+        "db",
+        json!({"Cmd": ["sleep"], "HostConfig": {"NetworkMode": "back"}}),
+    );
+    h.engine.start(&d).await.unwrap();
+    assert_eq!(d.record().endpoints[0].address, address);
+    h.engine.kill(&c, 9).await.unwrap();
+    h.engine.kill(&d, 9).await.unwrap();
+}
+
+#[tokio::test]
+async fn create_with_several_networks_keeps_each_ones_aliases() {
+    let h = harness();
+    bridge(&h, "front");
+    bridge(&h, "back");
+    let c = h.create(
+        "web",
+        json!({"Cmd": ["sleep"], "HostConfig": {"NetworkMode": "front"},
+               "NetworkingConfig": {"EndpointsConfig": {
+                   "front": {"Aliases": ["www"]}, "back": {"Aliases": ["app"]}}}}),
+    );
+    let n = c.record().spec.network;
+    assert_eq!(n.aliases, ["www"]);
+    assert_eq!(n.also.len(), 1);
+    assert_eq!(
+        (n.also[0].network.as_str(), n.also[0].aliases.clone()),
+        ("back", vec!["app".to_string()])
+    );
+    let err = h
+        .engine
+        .create(
+            &serde_json::from_value(
+                json!({"Image": "busybox", "Cmd": ["sleep"], "HostConfig": {"NetworkMode": "host"},
+                "NetworkingConfig": {"EndpointsConfig": {"host": {}, "back": {}}}}),
+            )
+            .unwrap(),
+            Some("bad"),
+        )
+        .unwrap_err();
+    assert!(err.message.contains("multiple networks"), "{}", err.message);
 }
 
 #[tokio::test]

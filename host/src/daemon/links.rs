@@ -71,8 +71,8 @@ impl Engine {
             let other = self.find(target)?;
             let theirs = other.record();
             let endpoint = theirs
-                .endpoint
-                .as_ref()
+                .endpoint_on(network)
+                .or(theirs.primary_endpoint())
                 .filter(|_| theirs.state.running)
                 .ok_or_else(|| {
                     ApiError::conflict(format!(

@@ -16,8 +16,8 @@ pub fn network_members(engine: &Engine, id: &str) -> Vec<(String, String, std::n
         .map(|c| c.record())
         .filter(|r| r.state.running)
         .filter_map(|r| {
-            let e = r.endpoint.as_ref()?;
-            (e.network_id == id).then(|| (r.id.clone(), r.name.clone(), e.address))
+            let e = r.endpoint_on(id)?;
+            Some((r.id.clone(), r.name.clone(), e.address))
         })
         .collect()
 }
@@ -124,7 +124,7 @@ pub fn network_remove(engine: &Engine, name: &str) -> Result<(), ApiError> {
         .all()
         .iter()
         .map(|c| c.record())
-        .filter(|r| r.spec.network.mode == n.name)
+        .filter(|r| r.spec.network.is_on(&n.name))
         .map(|r| r.name)
         .collect();
     if !users.is_empty() {

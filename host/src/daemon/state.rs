@@ -42,9 +42,38 @@ pub struct Record {
     /// Stopped or killed by the user: the restart policy leaves it alone.
     #[serde(default)]
     pub stopped_by_user: bool,
-    /// Where the running container is on its network; `None` while it does not run.
-    #[serde(default)]
-    pub endpoint: Option<Endpoint>,
+    /// Where the running container is on each of its networks (the first is where its
+    /// ports are published); empty while it does not run.
+    #[serde(default, alias = "endpoint", deserialize_with = "endpoints_or_one")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Records written before containers had several networks hold one `endpoint` or null.
+fn endpoints_or_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Endpoint>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Many(Vec<Endpoint>),
+        One(Option<Endpoint>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Many(all) => all,
+        Either::One(one) => one.into_iter().collect(),
+    })
+}
+
+impl Record {
+    /// The endpoint on the network with this id or name, while running.
+    pub fn endpoint_on(&self, network: &str) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.network_id == network || e.network_name == network)
+    }
+
+    /// The first endpoint: published ports, the top-level address of inspect.
+    pub fn primary_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.first()
+    }
 }
 
 impl Record {
@@ -98,6 +127,40 @@ pub struct NetSettings {
     /// `--link`: (container id, alias), ids resolved at create.
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    /// The bridge networks it is on besides `mode` (`docker network connect`, or more
+    /// than one network at create), in the order they were joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Joined>,
+}
+
+/// One more network of a container, by name, with its aliases there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+impl NetSettings {
+    /// Whether `mode` names a bridge network (`bridge` or a user network's name), not
+    /// `none`, `host`, `container:ID` or nothing at all.
+    pub fn mode_is_network(&self) -> bool {
+        !matches!(self.mode.as_str(), "none" | "host" | "") && !self.mode.starts_with("container:")
+    }
+
+    /// Every bridge network it is on, with its aliases there: `mode` first.
+    pub fn networks(&self) -> Vec<Joined> {
+        let first = self.mode_is_network().then(|| Joined {
+            network: self.mode.clone(),
+            aliases: self.aliases.clone(),
+        });
+        first.into_iter().chain(self.also.iter().cloned()).collect()
+    }
+
+    /// Whether it is on the network named `name`.
+    pub fn is_on(&self, name: &str) -> bool {
+        (self.mode_is_network() && self.mode == name) || self.also.iter().any(|j| j.network == name)
+    }
 }
 
 impl Default for NetSettings {
@@ -109,6 +172,7 @@ impl Default for NetSettings {
             ports: Vec::new(),
             extra_hosts: Vec::new(),
             links: Vec::new(),
+            also: Vec::new(),
         }
     }
 }
@@ -388,7 +452,7 @@ mod tests {
             state: State::default(),
             restart_count: 0,
             stopped_by_user: false,
-            endpoint: None,
+            endpoints: Vec::new(),
         }
     }
 

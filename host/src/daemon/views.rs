@@ -55,14 +55,15 @@ pub fn inspect(c: &Container, log_path: &std::path::Path) -> Value {
     })
 }
 
-/// Docker's `NetworkSettings`: the endpoint of a running container on a bridge network
-/// and its published ports, keyed `8080/tcp`.
+/// Docker's `NetworkSettings`: an entry per network the container is on (with its
+/// address there while it runs), the published ports keyed `8080/tcp`, and the first
+/// network's address at the top level.
 pub fn network_settings(r: &Record) -> Value {
     let mut ports = serde_json::Map::new();
     let mut networks = serde_json::Map::new();
-    let (mut ip, mut gateway, mut prefix, mut mac) =
-        (String::new(), String::new(), 0, String::new());
-    if let Some(e) = r.endpoint.as_ref().filter(|_| r.state.running) {
+    let running = r.state.running;
+    let endpoint_of = |name: &str| r.endpoint_on(name).filter(|_| running);
+    if let Some(e) = r.primary_endpoint().filter(|_| running) {
         for p in &e.ports {
             let key = format!("{}/{}", p.container_port, p.proto.as_str());
             let entry = ports.entry(key).or_insert_with(|| Value::Array(Vec::new()));
@@ -70,25 +71,38 @@ pub fn network_settings(r: &Record) -> Value {
                 list.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
             }
         }
-        ip = e.address.to_string();
-        mac = berth_protocol::mac_text(berth_protocol::mac_for(e.address));
-        gateway = e.gateway.to_string();
-        prefix = e.prefix;
-        let mut aliases = r.spec.network.aliases.clone();
-        aliases.push(r.id[..12].to_string());
+    }
+    let short = r.id[..12].to_string();
+    for joined in r.spec.network.networks() {
+        let e = endpoint_of(&joined.network);
+        let mut aliases = joined.aliases.clone();
+        aliases.push(short.clone());
+        let mut dns_names = vec![r.name.clone(), short.clone()];
+        dns_names.extend(joined.aliases.iter().cloned());
+        let text = |f: &dyn Fn(&super::state::Endpoint) -> String| e.map(f).unwrap_or_default();
         networks.insert(
-            e.network_name.clone(),
+            joined.network.clone(),
             json!({
                 "IPAMConfig": null, "Links": null, "Aliases": aliases,
-                "NetworkID": e.network_id, "EndpointID": r.id,
-                "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix,
+                "NetworkID": text(&|e| e.network_id.clone()),
+                "EndpointID": text(&|e| format!("{}{}", &r.id[..32], &e.network_id[..32])),
+                "Gateway": text(&|e| e.gateway.to_string()),
+                "IPAddress": text(&|e| e.address.to_string()),
+                "IPPrefixLen": e.map(|e| e.prefix).unwrap_or(0),
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": berth_protocol::mac_text(berth_protocol::mac_for(e.address)),
+                "MacAddress": text(&|e| berth_protocol::mac_text(berth_protocol::mac_for(e.address))),
                 "DriverOpts": null,
-                "DNSNames": [r.name.clone(), r.id[..12].to_string()],
+                "DNSNames": dns_names,
             }),
         );
     }
+    let first = r.primary_endpoint().filter(|_| running);
+    let ip = first.map(|e| e.address.to_string()).unwrap_or_default();
+    let gateway = first.map(|e| e.gateway.to_string()).unwrap_or_default();
+    let prefix = first.map(|e| e.prefix).unwrap_or(0);
+    let mac = first
+        .map(|e| berth_protocol::mac_text(berth_protocol::mac_for(e.address)))
+        .unwrap_or_default();
     json!({
         "Bridge": "", "SandboxID": "", "HairpinMode": false,
         "Ports": ports, "SandboxKey": "", "Networks": networks,
@@ -98,7 +112,7 @@ pub fn network_settings(r: &Record) -> Value {
 
 /// `GET /containers/json`'s `Ports`: one entry per published port.
 fn list_ports(r: &Record) -> Value {
-    let Some(e) = r.endpoint.as_ref().filter(|_| r.state.running) else {
+    let Some(e) = r.primary_endpoint().filter(|_| r.state.running) else {
         return json!([]);
     };
     e.ports
@@ -295,8 +309,8 @@ impl ContainerFilter {
                         || r.image_id.trim_start_matches("sha256:").starts_with(w.as_str())
                 }
                 "network" => {
-                    r.spec.network.mode == *w
-                        || r.endpoint.as_ref().is_some_and(|e| e.network_id.starts_with(w.as_str()))
+                    r.spec.network.is_on(w)
+                        || r.endpoints.iter().any(|e| e.network_id.starts_with(w.as_str()))
                 }
                 "volume" => r.spec.mounts.iter().any(|m| {
                     m.target == *w

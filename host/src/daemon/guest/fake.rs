@@ -41,6 +41,8 @@ pub struct FakeGuest {
     pub calls: Mutex<Vec<String>>,
     /// When each process was started, by tokio's clock (paused in tests).
     pub exec_times: Mutex<Vec<tokio::time::Instant>>,
+    /// The next container operation fails with this message.
+    pub fail_next_op: Mutex<Option<String>>,
 }
 
 impl FakeGuest {
@@ -64,6 +66,7 @@ impl FakeGuest {
             dead: AtomicBool::new(false),
             calls: Mutex::new(Vec::new()),
             exec_times: Mutex::new(Vec::new()),
+            fail_next_op: Mutex::new(None),
         })
     }
 
@@ -126,6 +129,15 @@ impl GuestApi for FakeGuest {
             _ => "vm".into(),
         };
         self.record(format!("exec {target} {}", spec.argv.join(" ")));
+        if let Some(berth_protocol::NetworkSpec::Bridge { networks }) =
+            spec.container.as_ref().and_then(|c| c.network.as_ref())
+        {
+            let names: Vec<String> = networks
+                .iter()
+                .map(|a| format!("{}={}", a.network_name, a.address))
+                .collect();
+            self.record(format!("networks {target} {}", names.join(",")));
+        }
         self.exec_times
             .lock()
             .unwrap()
@@ -237,7 +249,15 @@ impl GuestApi for FakeGuest {
         op: ContainerOp,
     ) -> Result<ContainerResult, ClientError> {
         self.check_alive()?;
-        self.record(format!("op {} {op:?}", &id[..12]));
+        let line = match &op {
+            ContainerOp::Connect(a) => format!("connect {}={}", a.network_name, a.address),
+            ContainerOp::Disconnect { network_id } => format!("disconnect {}", &network_id[..12]),
+            op => format!("{op:?}"),
+        };
+        self.record(format!("op {} {line}", &id[..12]));
+        if let Some(message) = self.fail_next_op.lock().unwrap().take() {
+            return Ok(ContainerResult::Failed { message });
+        }
         Ok(ContainerResult::Done)
     }
 
