@@ -98,6 +98,9 @@ pub enum HostMessage {
         request_id: u64,
         which: ContainerSet,
     },
+    /// How much disk the guest's container files (each container's writable layer) and
+    /// volumes use (`docker system df`, what a prune frees). Answered by one `DiskUsage`.
+    DiskUsage { request_id: u64 },
 }
 
 /// Which containers a [`HostMessage::RemoveContainerFiles`] means.
@@ -650,6 +653,13 @@ pub enum GuestMessage {
     ContainerFilesRemoved {
         request_id: u64,
         error: Option<String>,
+    },
+    /// Answer to `DiskUsage`: bytes per container id (its writable layer) and per volume
+    /// name, each file counted once (hard links included).
+    DiskUsage {
+        request_id: u64,
+        containers: Vec<(String, u64)>,
+        volumes: Vec<(String, u64)>,
     },
 }
 

@@ -68,6 +68,7 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
         ),
         (any::<u64>(), ".*")
             .prop_map(|(request_id, name)| HostMessage::RemoveVolume { request_id, name }),
+        any::<u64>().prop_map(|request_id| HostMessage::DiskUsage { request_id }),
         (
             any::<u64>(),
             any::<bool>(),
@@ -129,6 +130,18 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         (any::<u64>(), prop::option::of(".*")).prop_map(|(request_id, error)| {
             GuestMessage::ContainerFilesRemoved { request_id, error }
         }),
+        (
+            any::<u64>(),
+            prop::collection::vec(("[0-9a-f]{64}", any::<u64>()), 0..3),
+            prop::collection::vec(("[a-z0-9]{2,8}", any::<u64>()), 0..3)
+        )
+            .prop_map(
+                |(request_id, containers, volumes)| GuestMessage::DiskUsage {
+                    request_id,
+                    containers,
+                    volumes,
+                }
+            ),
     ]
 }
 

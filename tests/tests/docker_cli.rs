@@ -557,8 +557,50 @@ fn the_docker_cli_drives_berth() {
     let (code, _, err) = d.run(&["inspect", "d1"]);
     assert_ne!(code, 0);
     assert!(err.contains("No such"), "{err}");
+    sizes_and_prunes(&d);
     drop(d);
     b.assert_nothing_left();
+}
+
+/// `ps -s`, `system df` and the prunes report the guest's real sizes.
+fn sizes_and_prunes(d: &Docker) {
+    let write = "dd if=/dev/zero of=/f bs=1024 count=3072 2>/dev/null";
+    d.ok(&["run", "--name", "big", "busybox", "sh", "-c", write]);
+    d.ok(&[
+        "run",
+        "-v",
+        "/data",
+        "--name",
+        "vol",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/data/f bs=1024 count=2048 2>/dev/null",
+    ]);
+    let sizes = d.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert!(
+        sizes.lines().any(|l| l.starts_with("big 3.15MB")),
+        "ps -s should show big's 3 MiB writable layer: {sizes}"
+    );
+    let df = d.ok(&["system", "df", "--format", "{{.Type}} {{.Size}}"]);
+    assert!(
+        df.contains("Containers 3.146MB"),
+        "system df should count the containers' layers: {df}"
+    );
+    assert!(
+        df.contains("Local Volumes 2.097MB"),
+        "system df should count the volume's data: {df}"
+    );
+    let pruned = d.ok(&["container", "prune", "-f"]);
+    assert!(
+        pruned.contains("Total reclaimed space: 3.146MB"),
+        "container prune should report what it freed: {pruned}"
+    );
+    let pruned = d.ok(&["volume", "prune", "-f"]);
+    assert!(
+        pruned.contains("Total reclaimed space: 2.097MB"),
+        "volume prune should report what it freed: {pruned}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use berth_mux::{read_msg, write_msg, Stream};
 use berth_protocol::{ContainerOp, ErrorKind, GuestMessage, HostMessage, VERSION};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{containers, exec, layers, volumes, Agent, Connection};
+use super::{containers, exec, layers, usage, volumes, Agent, Connection};
 use crate::sys;
 
 /// A reply, with an optional acknowledgement once it has been written out.
@@ -197,6 +197,12 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
                 replies.send(GuestMessage::ContainerFilesRemoved { request_id, error });
             });
         }
+        HostMessage::DiskUsage { request_id } => usage::spawn(
+            replies.clone(),
+            agent.containers_dir.clone(),
+            agent.volumes_dir.clone(),
+            request_id,
+        ),
         HostMessage::PowerOff => {
             replies.send_flushed(GuestMessage::PoweringOff).await;
             if agent.is_init {

@@ -12,6 +12,7 @@ mod join;
 mod layers;
 mod spec;
 mod stdio;
+mod usage;
 mod volumes;
 
 use std::path::PathBuf;

@@ -79,12 +79,23 @@ async fn route(
             )?;
             let all = flag(&q, "all") || filter.selects_stopped();
             let now = SystemTime::now();
+            // `size=1` (`docker ps -s`): each container's writable layer, from the guest.
+            let usage = match flag(&q, "size") {
+                true => engine.guest_usage().await,
+                false => None,
+            };
             let mut list: Vec<Value> = all_containers
                 .iter()
                 .rev()
                 .filter(|c| all || c.state().running)
                 .filter(|c| filter.matches(&c.record()))
-                .map(|c| views::list_entry(c, now))
+                .map(|c| {
+                    let mut entry = views::list_entry(c, now);
+                    if let Some(u) = &usage {
+                        engine.add_sizes(&mut entry, &c.record(), u);
+                    }
+                    entry
+                })
                 .collect();
             if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()) {
                 if limit > 0 {
@@ -100,10 +111,14 @@ async fn route(
         }
         ["containers", name, "json"] if get => {
             let c = engine.find(name)?;
-            Ok(http::json(
-                200,
-                &views::inspect(&c, &engine.store.log_path(&c.id)),
-            ))
+            let mut view = views::inspect(&c, &engine.store.log_path(&c.id));
+            // `size=1` (`docker inspect -s`).
+            if flag(&q, "size") {
+                if let Some(u) = engine.guest_usage().await {
+                    engine.add_sizes(&mut view, &c.record(), &u);
+                }
+            }
+            Ok(http::json(200, &view))
         }
         ["containers", name, "archive"] if *method == Method::HEAD => {
             let c = engine.find(name)?;
@@ -143,7 +158,7 @@ async fn route(
         }
         ["containers", name, "changes"] if get => {
             let c = engine.find(name)?;
-            Ok(http::json(200, &engine.changes(&c).await?))
+            Ok(http::typed(200, &engine.changes(&c).await?))
         }
         ["commit"] if post => {
             let c = engine.find(q.get("container").map_or("", String::as_str))?;
@@ -405,7 +420,7 @@ async fn route(
             &engine.prune_networks(&q, |id| super::network_routes::network_remove(engine, id))?,
         )),
         ["containers", "prune"] if post => Ok(http::json(200, &engine.prune_containers(&q).await?)),
-        ["system", "df"] if get => Ok(http::json(200, &engine.disk_usage()?)),
+        ["system", "df"] if get => Ok(http::json(200, &engine.disk_usage().await?)),
         ["swarm", ..]
         | ["services", ..]
         | ["nodes", ..]

@@ -21,6 +21,15 @@ pub struct CommitRequest {
     pub config: Option<super::models::ContainerConfig>,
 }
 
+/// One entry of `GET /containers/{id}/changes`, in Docker's shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChangeView {
+    pub path: String,
+    /// 0 modified, 1 added, 2 deleted.
+    pub kind: u8,
+}
+
 impl Engine {
     /// Runs a builtin that prints to stdout; its whole output.
     async fn builtin_output(&self, c: &Container, op: Builtin) -> Result<Vec<u8>, ApiError> {
@@ -47,13 +56,16 @@ impl Engine {
     }
 
     /// `GET /containers/{id}/changes`: Docker's `[{Path, Kind}]`.
-    pub async fn changes(&self, c: &Container) -> Result<serde_json::Value, ApiError> {
+    pub async fn changes(&self, c: &Container) -> Result<Vec<ChangeView>, ApiError> {
         let out = self.builtin_output(c, Builtin::Changes).await?;
         let list: Vec<berth_protocol::Change> = serde_json::from_slice(&out)
             .map_err(|e| ApiError::internal(format!("the guest's change list: {e}")))?;
         Ok(list
             .into_iter()
-            .map(|c| serde_json::json!({"Path": c.path, "Kind": c.kind}))
+            .map(|c| ChangeView {
+                path: c.path,
+                kind: c.kind,
+            })
             .collect())
     }
 

@@ -686,3 +686,37 @@ fn network_create_bodies_are_honoured_or_refused_by_name() {
         assert!(e.message.contains(named), "{named}: {}", e.message);
     }
 }
+
+#[tokio::test]
+async fn prune_and_df_report_the_guests_sizes() {
+    let h = harness();
+    let done = h.create("done", json!({"Cmd": ["exit", "0"]}));
+    let up = h.create("up", json!({"Cmd": ["sleep"]}));
+    h.engine.start(&done).await.unwrap();
+    h.engine.start(&up).await.unwrap();
+    h.until(&done, "exit", |s| s.status == super::state::Status::Exited)
+        .await;
+    *h.guest.usage.lock().unwrap() = super::guest::DiskUsage {
+        containers: [(done.id.clone(), 4096), (up.id.clone(), 100)].into(),
+        volumes: Default::default(),
+    };
+    let df = h.engine.disk_usage().await.unwrap();
+    let sizes: Vec<u64> = df["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["SizeRw"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.contains(&4096) && sizes.contains(&100), "{df}");
+    let pruned = h
+        .engine
+        .prune_containers(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(pruned["ContainersDeleted"], json!([done.id]));
+    assert_eq!(
+        pruned["SpaceReclaimed"], 4096,
+        "prune reports the writable layer it freed"
+    );
+    h.engine.kill(&up, 9).await.unwrap();
+}

@@ -33,6 +33,11 @@ pub fn full(status: u16, content_type: &str, bytes: impl Into<Bytes>) -> Respons
 }
 
 pub fn json(status: u16, value: &Value) -> Response<Body> {
+    typed(status, value)
+}
+
+/// A typed model as a JSON response.
+pub fn typed<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Response<Body> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     full(status, "application/json", bytes)

@@ -1,4 +1,4 @@
-//! `GET /system/df`, `POST /containers/prune` and `POST /networks/prune` (with Docker's
+//! `GET /system/df` with the guest's sizes, `POST /containers/prune` and `POST /networks/prune` (with Docker's
 //! `until` and `label` filters), and the swarm routes a node without swarm answers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::engine::Engine;
 use super::error::ApiError;
 use super::filters;
+use super::guest::DiskUsage;
 use crate::image::time::{parse_rfc3339, until};
 
 /// Docker's answer on a node where swarm is inactive; clients that probe carry on.
@@ -63,6 +64,7 @@ impl Engine {
     /// `POST /containers/prune`: removes the stopped containers the filters select.
     pub async fn prune_containers(&self, q: &HashMap<String, String>) -> Result<Value, ApiError> {
         let filter = PruneFilter::parse(q)?;
+        let usage = self.guest_usage().await.unwrap_or_default();
         let mut deleted = Vec::new();
         for c in self.all() {
             let r = c.record();
@@ -75,8 +77,38 @@ impl Engine {
                 Err(e) => tracing::warn!("prune: container {}: {e}", r.name),
             }
         }
-        // A container's writable layer lives in the guest; its size is not measured.
-        Ok(json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}))
+        let reclaimed: u64 = deleted
+            .iter()
+            .filter_map(|id| usage.containers.get(id))
+            .sum();
+        Ok(json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}))
+    }
+
+    /// What the guest's disk holds per container and volume; empty (with a warning in
+    /// the log) when the guest cannot say, so a report never fails for it.
+    pub async fn guest_usage(&self) -> Option<DiskUsage> {
+        match self.guest.disk_usage().await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!("disk usage: {e}");
+                None
+            }
+        }
+    }
+
+    /// Adds Docker's `SizeRw` (the container's writable layer) and `SizeRootFs` (that
+    /// and its image) to a list or inspect entry.
+    pub fn add_sizes(&self, entry: &mut Value, r: &super::state::Record, usage: &DiskUsage) {
+        let rw = usage.containers.get(&r.id).copied().unwrap_or(0);
+        let image = self
+            .images
+            .find(&r.image_id)
+            .ok()
+            .flatten()
+            .map(|i| i.size)
+            .unwrap_or(0);
+        entry["SizeRw"] = json!(rw);
+        entry["SizeRootFs"] = json!(rw + image);
     }
 
     /// `POST /networks/prune`: user networks no container uses, that the filters select.
@@ -105,9 +137,11 @@ impl Engine {
         Ok(json!({"NetworksDeleted": deleted}))
     }
 
-    /// `GET /system/df`: images with their real sizes; containers and volumes with the
-    /// sizes berth does not measure left out (volumes say -1, Docker's "not computed").
-    pub fn disk_usage(&self) -> Result<Value, ApiError> {
+    /// `GET /system/df`: images, containers (their writable layers) and volumes with
+    /// their sizes; when the guest cannot say, containers leave them out and volumes say
+    /// -1, Docker's "not computed".
+    pub async fn disk_usage(&self) -> Result<Value, ApiError> {
+        let usage = self.guest_usage().await;
         let images = self.images.index().read()?;
         let records: Vec<_> = self.all().iter().map(|c| c.record()).collect();
         let image_list: Vec<Value> = images
@@ -124,7 +158,13 @@ impl Engine {
         let containers: Vec<Value> = self
             .all()
             .iter()
-            .map(|c| super::views::list_entry(c, SystemTime::now()))
+            .map(|c| {
+                let mut entry = super::views::list_entry(c, SystemTime::now());
+                if let Some(u) = &usage {
+                    self.add_sizes(&mut entry, &c.record(), u);
+                }
+                entry
+            })
             .collect();
         let volumes: Vec<Value> = self
             .volumes
@@ -140,7 +180,11 @@ impl Engine {
                     })
                     .count();
                 let mut view = v.view();
-                view["UsageData"] = json!({"Size": -1, "RefCount": refs});
+                let size = match &usage {
+                    Some(u) => u.volumes.get(&v.name).map(|b| *b as i64).unwrap_or(0),
+                    None => -1,
+                };
+                view["UsageData"] = json!({"Size": size, "RefCount": refs});
                 view
             })
             .collect();

@@ -369,14 +369,17 @@ async fn prune(engine: &Engine, q: &HashMap<String, String>) -> Result<Value, Ap
                 None => super::filters::label_matches(l, &v.labels),
             })
     };
+    let usage = engine.guest_usage().await.unwrap_or_default();
     let mut deleted = Vec::new();
+    let mut reclaimed = 0;
     for v in engine.volumes.list() {
         if (all || v.anonymous()) && labelled(&v) && users(engine, &v.name).is_empty() {
             engine.remove_volume(&v.name, true).await?;
+            reclaimed += usage.volumes.get(&v.name).copied().unwrap_or(0);
             deleted.push(v.name);
         }
     }
-    Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": 0}))
+    Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}))
 }
 
 #[cfg(test)]

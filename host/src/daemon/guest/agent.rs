@@ -201,6 +201,26 @@ impl Guest {
         }
     }
 
+    /// Bytes used by each container's writable layer and each volume.
+    pub async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
+        let reply = self
+            .request("DiskUsage", VOLUME_DEADLINE, |request_id| {
+                HostMessage::DiskUsage { request_id }
+            })
+            .await?;
+        match reply {
+            GuestMessage::DiskUsage {
+                containers,
+                volumes,
+                ..
+            } => Ok(super::DiskUsage {
+                containers: containers.into_iter().collect(),
+                volumes: volumes.into_iter().collect(),
+            }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Sends the request `build` makes with a fresh request id and returns the reply
     /// routed to that id, within `deadline`.
     async fn request(
@@ -338,7 +358,8 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
             } => Key::Exec(*exec_id),
             GuestMessage::ContainerReply { request_id, .. }
             | GuestMessage::VolumeRemoved { request_id, .. }
-            | GuestMessage::ContainerFilesRemoved { request_id, .. } => Key::Request(*request_id),
+            | GuestMessage::ContainerFilesRemoved { request_id, .. }
+            | GuestMessage::DiskUsage { request_id, .. } => Key::Request(*request_id),
             GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
                 Key::Layer(digest.clone())
             }
@@ -417,6 +438,9 @@ impl GuestApi for Guest {
         which: ContainerSet,
     ) -> Result<Result<(), String>, ClientError> {
         Guest::remove_container_files(self, which).await
+    }
+    async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
+        Guest::disk_usage(self).await
     }
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         Guest::ensure_layers(self, layers).await

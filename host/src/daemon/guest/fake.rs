@@ -43,6 +43,8 @@ pub struct FakeGuest {
     pub exec_times: Mutex<Vec<tokio::time::Instant>>,
     /// The next container operation fails with this message.
     pub fail_next_op: Mutex<Option<String>>,
+    /// What `disk_usage` answers.
+    pub usage: Mutex<super::DiskUsage>,
 }
 
 impl FakeGuest {
@@ -67,6 +69,7 @@ impl FakeGuest {
             calls: Mutex::new(Vec::new()),
             exec_times: Mutex::new(Vec::new()),
             fail_next_op: Mutex::new(None),
+            usage: Mutex::new(Default::default()),
         })
     }
 
@@ -278,6 +281,12 @@ impl GuestApi for FakeGuest {
         };
         self.record(line);
         Ok(Ok(()))
+    }
+
+    async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
+        self.check_alive()?;
+        self.record("disk-usage".into());
+        Ok(self.usage.lock().unwrap().clone())
     }
 
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {

@@ -28,6 +28,13 @@ pub struct GuestExec {
     pub events: mpsc::UnboundedReceiver<GuestMessage>,
 }
 
+/// What the guest's disk holds for containers and volumes, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub containers: std::collections::HashMap<String, u64>,
+    pub volumes: std::collections::HashMap<String, u64>,
+}
+
 /// What the engine asks of the guest.
 #[async_trait::async_trait]
 pub trait GuestApi: Send + Sync + 'static {
@@ -48,6 +55,8 @@ pub trait GuestApi: Send + Sync + 'static {
         &self,
         which: ContainerSet,
     ) -> Result<Result<(), String>, ClientError>;
+    /// Bytes used by each container's writable layer and each volume in the guest.
+    async fn disk_usage(&self) -> Result<DiskUsage, ClientError>;
     /// Makes sure the guest's layer cache holds every `(digest, blob path)`.
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError>;
     /// Opens a flow to `addr` inside the guest (a published port's connection).
