@@ -16,6 +16,9 @@ pub struct Args {
     /// Only show image IDs.
     #[arg(short, long)]
     quiet: bool,
+    /// Show all images, build steps' intermediate images too.
+    #[arg(short, long)]
+    all: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -31,7 +34,10 @@ pub fn run(args: Args) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
     let store = ImageStore::open(&ImageStore::root_for(&paths))?;
     let index = store.index().read()?;
-    let mut images: Vec<&ImageRecord> = index.iter().collect();
+    let mut images: Vec<&ImageRecord> = index
+        .iter()
+        .filter(|r| args.all || !r.intermediate)
+        .collect();
     images.sort_by_key(|r| {
         let created = r.created.as_deref().and_then(time::parse_rfc3339);
         (std::cmp::Reverse(created), r.config.clone())
@@ -256,6 +262,7 @@ mod tests {
             created: Some("2024-01-01T00:00:00Z".into()),
             tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
             repo_digests: vec![],
+            intermediate: false,
         };
         let a = record(b"a", &["busybox", "localhost:5000/x/y:t"], 4_261_550);
         let b = record(b"b", &[], 10);

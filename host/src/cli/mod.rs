@@ -2,6 +2,7 @@
 //! process exit code or an [`Error`].
 
 mod api;
+mod build;
 mod containers;
 mod history;
 mod images;
@@ -49,6 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach to a running container's output (and input).
     Attach(run::AttachArgs),
+    /// Build an image from a Dockerfile, on the machine, into the host's store.
+    Build(Box<build::BuildArgs>),
     /// Create a container without starting it; prints its id.
     Create(Box<run::CreateArgs>),
     /// Run the daemon of a machine in this process (what `machine start` starts).
@@ -249,6 +252,7 @@ fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
             Command::Create(a) => run::create_cmd(api, *a).await,
             Command::Start(a) => run::start(api, a).await,
             Command::Attach(a) => run::attach(api, a).await,
+            Command::Build(a) => build::build(api, *a).await,
             Command::Exec(a) => containers::exec(api, a).await,
             Command::Inspect(a) => containers::inspect(api, a).await,
             Command::Kill(a) => containers::kill(api, a).await,

@@ -354,8 +354,10 @@ async fn route(
         ["images", "json"] if get => {
             let images = engine.images.index().read()?;
             let used = super::state::images_in_use(engine.machines_dir());
+            let all = flag(&q, "all");
             let list: Vec<Value> = images
                 .iter()
+                .filter(|i| all || !i.intermediate)
                 .map(|i| {
                     let n = used
                         .iter()
@@ -367,6 +369,7 @@ async fn route(
             Ok(http::json(200, &Value::Array(list)))
         }
         ["images", "create"] if post => super::registry::create(engine.clone(), req, &q).await,
+        ["build"] if post => super::builder::route(engine.clone(), req, &q).await,
         ["images", "get"] if get => {
             super::registry::save(engine, super::registry::save_names(&req))
         }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use berth_protocol::{Builtin, ExecSpec, GuestMessage, JoinSpec, PathStat};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Response;
 use serde::Serialize;
@@ -191,7 +190,25 @@ impl Engine {
         path: &str,
         no_overwrite_dir_non_dir: bool,
         copy_uid_gid: bool,
-        mut body: Incoming,
+        body: Incoming,
+    ) -> Result<(), ApiError> {
+        use futures::TryStreamExt;
+        let frames = http_body_util::BodyStream::new(body)
+            .try_filter_map(|f| std::future::ready(Ok(f.into_data().ok())))
+            .map_err(|e| std::io::Error::other(format!("reading the archive: {e}")));
+        let reader = tokio_util::io::StreamReader::new(frames);
+        self.archive_put_from(c, path, no_overwrite_dir_non_dir, copy_uid_gid, reader)
+            .await
+    }
+
+    /// Extracts the tar `body` into the directory `path` of the container.
+    pub async fn archive_put_from(
+        &self,
+        c: &Arc<Container>,
+        path: &str,
+        no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+        mut body: impl tokio::io::AsyncRead + Unpin,
     ) -> Result<(), ApiError> {
         let op = Builtin::ArchivePut {
             path: check_path(path)?,
@@ -214,13 +231,14 @@ impl Engine {
             let out_task = tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut exec.stdout, &mut tokio::io::sink()).await;
             });
-            while let Some(frame) = body.frame().await {
-                let frame = frame
-                    .map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
-                if let Some(data) = frame.data_ref() {
-                    if stdin.write_all(data).await.is_err() {
-                        break; // the extraction failed: its exit says why
-                    }
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = body
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if n == 0 || stdin.write_all(&buf[..n]).await.is_err() {
+                    break; // at the end, or the extraction failed: its exit says why
                 }
             }
             let _ = stdin.shutdown().await;

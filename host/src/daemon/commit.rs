@@ -145,17 +145,27 @@ impl Engine {
     }
 
     /// The container's layer tar, in a file under the image store.
-    async fn spool_layer(&self, c: &Container) -> Result<tempfile::NamedTempFile, ApiError> {
+    pub(super) async fn spool_layer(
+        &self,
+        c: &Container,
+    ) -> Result<tempfile::NamedTempFile, ApiError> {
+        self.spool_builtin(c, Builtin::LayerTar).await
+    }
+
+    /// What a builtin writes (a tar) on the container's files, in a file under the image
+    /// store.
+    pub(super) async fn spool_builtin(
+        &self,
+        c: &Container,
+        op: Builtin,
+    ) -> Result<tempfile::NamedTempFile, ApiError> {
         let tmp_dir = self.images.root().join("tmp");
         std::fs::create_dir_all(&tmp_dir)?;
         let spool = tempfile::Builder::new()
             .prefix("commit-")
             .tempfile_in(&tmp_dir)?;
         let mut file = tokio::fs::File::from_std(spool.reopen()?);
-        let mut exec = self
-            .guest
-            .exec(self.cp_spec(c, Builtin::LayerTar, false).await?)
-            .await?;
+        let mut exec = self.guest.exec(self.cp_spec(c, op, false).await?).await?;
         let result = async {
             started(&mut exec.events).await?;
             let mut err = String::new();

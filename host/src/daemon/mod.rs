@@ -8,6 +8,7 @@
 mod api;
 mod archive;
 mod attach_net;
+mod builder;
 mod commit;
 mod container;
 mod create;

@@ -29,7 +29,7 @@ impl From<RegistryError> for ApiError {
 }
 
 /// `$BERTH_HOME`: the store lives at `<home>/images`.
-fn settings(engine: &Engine) -> Result<Settings, ApiError> {
+pub(super) fn settings(engine: &Engine) -> Result<Settings, ApiError> {
     let home = engine
         .images
         .root()
@@ -53,7 +53,7 @@ fn credentials(req: &Request<Incoming>) -> Result<Option<Credentials>, ApiError>
 }
 
 /// Every value of a repeated query key (`names=a&names=b`, `changes=...`).
-fn query_all(req: &Request<Incoming>, key: &str) -> Vec<String> {
+pub(super) fn query_all(req: &Request<Incoming>, key: &str) -> Vec<String> {
     form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
@@ -62,31 +62,45 @@ fn query_all(req: &Request<Incoming>, key: &str) -> Vec<String> {
 
 /// Sends each report as Docker's JSON lines on an unbounded channel (reports come from
 /// synchronous code), forwarded to the response body.
-struct Stream {
+pub(super) struct Stream {
     tx: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Stream {
-    fn new(content_type: &str) -> (Stream, Response<Body>) {
+    pub(super) fn new(content_type: &str) -> (Stream, Response<Body>) {
         let (body_tx, resp) = http::streaming(content_type);
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if body_tx.send(b).await.is_err() {
-                    break;
+            // Ends as soon as the client goes away, so `closed` tells the producer.
+            loop {
+                tokio::select! {
+                    b = rx.recv() => match b {
+                        Some(b) => {
+                            if body_tx.send(b).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = body_tx.closed() => break,
                 }
             }
         });
         (Stream { tx }, resp)
     }
 
-    fn send(&self, v: &Value) {
+    pub(super) fn send(&self, v: &Value) {
         let mut line = serde_json::to_vec(v).unwrap_or_default();
         line.extend_from_slice(b"\r\n");
         let _ = self.tx.send(Bytes::from(line));
     }
 
-    fn error(&self, message: &str) {
+    /// Whether the client stopped reading (it went away).
+    pub(super) fn closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    pub(super) fn error(&self, message: &str) {
         self.send(&json!({"errorDetail": {"message": message}, "error": message}));
     }
 }

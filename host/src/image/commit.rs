@@ -133,3 +133,91 @@ fn base_layers(store: &ImageStore, base: &ImageRecord) -> Result<Vec<StoredLayer
         })
         .collect()
 }
+
+/// One image build step's result: `base` (or nothing, `FROM scratch`) with `config` as
+/// the image's `config`, one more layer when `layer_tar` is given, and a history entry
+/// for `created_by` (`empty_layer` when no layer was added). Untagged; returns its ID.
+pub fn derive(
+    store: &ImageStore,
+    base: Option<&ImageRecord>,
+    layer_tar: Option<&mut dyn Read>,
+    config: &Value,
+    created_by: &str,
+) -> Result<Digest, ImageError> {
+    let blobs = store.blobs();
+    let mut document = match base {
+        Some(base) => match serde_json::from_slice(&blobs.get(&base.config)?).map_err(|source| {
+            ImageError::Json {
+                what: "the base image's config".into(),
+                source,
+            }
+        })? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        None => {
+            let mut m = Map::new();
+            m.insert("architecture".into(), json!("amd64"));
+            m.insert("os".into(), json!("linux"));
+            m
+        }
+    };
+    let mut layers = match base {
+        Some(base) => base_layers(store, base)?,
+        None => Vec::new(),
+    };
+    let mut diff_ids: Vec<Value> = base
+        .map(|b| b.diff_ids.iter().map(|d| json!(d.to_string())).collect())
+        .unwrap_or_default();
+    let created = super::time::rfc3339_nanos(SystemTime::now());
+    let mut entry = json!({"created": created, "created_by": created_by});
+    match layer_tar {
+        Some(tar) => {
+            let stored =
+                layer::store_layer(blobs, "the build step's changes", tar, None, None, true)?;
+            diff_ids.push(json!(stored.diff_id.to_string()));
+            layers.push(stored);
+        }
+        None => entry["empty_layer"] = json!(true),
+    }
+    document.insert("created".into(), json!(created));
+    document.insert("config".into(), config.clone());
+    document.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    let mut history = document
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    history.push(entry);
+    document.insert("history".into(), Value::Array(history));
+    document.remove("container");
+    let config_bytes =
+        serde_json::to_vec(&Value::Object(document)).map_err(|source| ImageError::Json {
+            what: "image config".into(),
+            source,
+        })?;
+    let id = layer::store_image(store, &config_bytes, layers, created, Vec::new())?;
+    set_intermediate(store, &id, true)?;
+    Ok(id)
+}
+
+/// Marks an untagged image as a build step's (hidden) or as a result (shown).
+pub fn set_intermediate(
+    store: &ImageStore,
+    id: &Digest,
+    intermediate: bool,
+) -> Result<(), ImageError> {
+    store.index().update(|images| {
+        if let Some(mut r) = images.get(id).cloned() {
+            let wanted = intermediate && r.tags.is_empty();
+            if r.intermediate != wanted {
+                r.intermediate = wanted;
+                images.add(r);
+            }
+        }
+        Ok(())
+    })
+}

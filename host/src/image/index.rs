@@ -40,6 +40,10 @@ pub struct ImageRecord {
     /// Docker's `RepoDigests`: `localhost:5000/busybox@sha256:…`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo_digests: Vec<String>,
+    /// A build step's image, not the build's result: hidden from `images` (unless `-a`)
+    /// and kept by a dangling-image prune, as Docker's intermediate images are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermediate: bool,
 }
 
 impl ImageRecord {

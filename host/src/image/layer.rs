@@ -87,6 +87,7 @@ pub(crate) fn record(
         created,
         tags,
         repo_digests: Vec::new(),
+        intermediate: false,
     }
 }
 

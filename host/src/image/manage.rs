@@ -40,6 +40,7 @@ pub fn tag(store: &ImageStore, source: &str, target: &str) -> Result<(), ManageE
             .cloned()
             .ok_or_else(|| ImageError::invalid(source, "removed meanwhile"))?;
         record.tags = vec![reference.clone()];
+        record.intermediate = false;
         images.add(record);
         Ok(())
     })?;
@@ -147,7 +148,7 @@ pub fn prune(
     let doomed_blobs = store.index().update(|images| {
         let doomed: Vec<_> = images
             .iter()
-            .filter(|r| filter.all || r.tags.is_empty())
+            .filter(|r| filter.all || (r.tags.is_empty() && !r.intermediate))
             .filter(|r| !in_use.iter().any(|(img, _)| *img == r.id().to_string()))
             .filter(|r| match filter.until {
                 None => true,

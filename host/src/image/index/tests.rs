@@ -12,6 +12,7 @@ fn record(config: &[u8], tags: &[&str]) -> ImageRecord {
         created: Some("2024-01-01T00:00:00Z".into()),
         tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
         repo_digests: vec![],
+        intermediate: false,
     }
 }
 

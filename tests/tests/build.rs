@@ -1,0 +1,226 @@
+//! Image builds on one machine: a multi-stage build whose final image is smaller than its
+//! first stage, the layer cache (an identical rebuild runs no RUN, a changed source file
+//! re-runs only the steps after its COPY, `--no-cache` runs all), `.dockerignore` with
+//! an exception, failures that leave no tag, and the clients users build with: the
+//! docker CLI's legacy builder, docker-py's `images.build` and compose's `build:`.
+#![cfg(feature = "vm")]
+
+use std::path::Path;
+
+use berth_tests::docker::Docker;
+use berth_tests::Berth;
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS builder
+ARG GREETING=hello
+RUN mkdir /out && echo "$GREETING one" > /out/msg
+RUN echo two >> /out/msg \
+ && head -c 3000000 /dev/urandom > /big
+COPY src/ /src/
+RUN cat /src/a.txt >> /out/msg && date +%s%N > /out/stamp
+
+FROM busybox
+COPY --from=builder /out/ /app/
+WORKDIR /app
+ENV WHO=berth
+RUN <<EOF
+echo "built by $WHO" >> /app/msg
+EOF
+CMD ["cat", "/app/msg"]
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn size(d: &Docker, image: &str) -> u64 {
+    d.ok(&["image", "inspect", "-f", "{{.Size}}", image])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn images_build_cached_multi_stage_and_through_every_client() {
+    let b = Berth::new();
+    let d = Docker::new(&b);
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    d.ok(&["load", "-i", &format!("{assets}/images/busybox.tar")]);
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(c, "Dockerfile", DOCKERFILE);
+    write(c, "src/a.txt", "from a\n");
+    write(c, "src/secret.txt", "do not ship\n");
+    write(c, "src/cache/junk", "junk\n");
+    write(c, "src/cache/keep.me", "kept\n");
+    write(
+        c,
+        ".dockerignore",
+        "# not these\nsrc/secret.txt\nsrc/cache\n!src/cache/keep.me\n",
+    );
+    let dir = c.display().to_string();
+
+    // berth's own CLI: every step shown, the image tagged.
+    let first = b.run(&["build", "-t", "app:1", &dir], b"");
+    assert_eq!(
+        first.code,
+        0,
+        "berth build: {}{}",
+        first.stdout_text(),
+        first.stderr
+    );
+    let out = first.stdout_text();
+    assert!(out.contains("Step 1/12 : FROM $BASE AS builder"), "{out}");
+    assert!(out.contains("Successfully tagged app:1"), "{out}");
+    let run = d.ok(&["run", "--rm", "app:1"]);
+    assert_eq!(
+        run, "hello one\ntwo\nfrom a\nbuilt by berth\n",
+        "the built image's output"
+    );
+    // The final stage copied one directory: far smaller than the stage with /big.
+    let builder = b.run(&["build", "-q", "--target", "builder", &dir], b"");
+    assert_eq!(builder.code, 0, "{}", builder.stderr);
+    let builder_id = builder.stdout_text().trim().to_string();
+    let (small, big) = (size(&d, "app:1"), size(&d, &builder_id));
+    println!("final image {small} bytes, first stage {big} bytes");
+    assert!(
+        small + 2_000_000 < big,
+        "multi-stage: final {small} vs first stage {big}"
+    );
+    // .dockerignore: the file and the directory are out, the exception is in.
+    let listing = d.ok(&["run", "--rm", &builder_id, "find", "/src"]);
+    assert!(
+        listing.contains("/src/a.txt") && listing.contains("/src/cache/keep.me"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("secret") && !listing.contains("junk"),
+        ".dockerignore: {listing}"
+    );
+
+    // An identical build runs nothing: every step from the cache, the same image (the
+    // RUN that writes the time would give another one).
+    let again = b.run(&["build", "-t", "app:1", &dir], b"");
+    let out = again.stdout_text();
+    assert_eq!(again.code, 0, "{out}{}", again.stderr);
+    assert!(
+        !out.contains("Running in"),
+        "a cached rebuild ran a step: {out}"
+    );
+    assert_eq!(out.matches("Using cache").count(), 10, "{out}");
+    let stamp = |image: &str| d.ok(&["run", "--rm", image, "cat", "/app/stamp"]);
+    let before = stamp("app:1");
+    // A changed source file: the steps before its COPY are reused, the ones after run.
+    write(c, "src/a.txt", "from a, changed\n");
+    let changed = b.run(&["build", "-t", "app:1", &dir], b"");
+    let out = changed.stdout_text();
+    assert_eq!(changed.code, 0, "{out}{}", changed.stderr);
+    assert_eq!(
+        out.matches("Using cache").count(),
+        3,
+        "only the steps before COPY: {out}"
+    );
+    assert!(out.contains("from a, changed") || d.ok(&["run", "--rm", "app:1"]).contains("changed"));
+    assert_ne!(
+        stamp("app:1"),
+        before,
+        "the RUN after the changed COPY ran again"
+    );
+    let fresh = b.run(&["build", "--no-cache", "-t", "app:2", &dir], b"");
+    let out = fresh.stdout_text();
+    assert_eq!(fresh.code, 0, "{out}{}", fresh.stderr);
+    assert!(
+        !out.contains("Using cache"),
+        "--no-cache used the cache: {out}"
+    );
+
+    // Bad input: a clear message, no tag.
+    write(
+        c,
+        "Dockerfile.bad",
+        "FROM busybox\nRUN echo about to fail && exit 3\n",
+    );
+    let failed = b.run(
+        &[
+            "build",
+            "-t",
+            "bad:1",
+            "-f",
+            &format!("{dir}/Dockerfile.bad"),
+            &dir,
+        ],
+        b"",
+    );
+    assert_ne!(failed.code, 0);
+    assert!(
+        failed.stderr.contains("returned a non-zero code: 3"),
+        "a failing RUN: {}",
+        failed.stderr
+    );
+    assert!(
+        failed.stdout_text().contains("about to fail"),
+        "the RUN's output is shown"
+    );
+    write(c, "Dockerfile.typo", "FROM busybox\nRUN true\nCOPPY a b\n");
+    let typo = b.run(
+        &["build", "-f", &format!("{dir}/Dockerfile.typo"), &dir],
+        b"",
+    );
+    assert!(
+        typo.code != 0 && typo.stderr.contains("line 3") && typo.stderr.contains("COPPY"),
+        "a Dockerfile mistake names its line: {}",
+        typo.stderr
+    );
+    let (code, _, _) = d.run(&["image", "inspect", "bad:1"]);
+    assert_ne!(code, 0, "a failed build must not tag its image");
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "a build left containers behind");
+
+    // The docker CLI (its legacy builder: berth's /_ping says Builder-Version 1).
+    let cli_ctx = tempfile::tempdir().unwrap();
+    write(
+        cli_ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nCOPY hi /hi\nCMD [\"cat\", \"/hi\"]\n",
+    );
+    write(cli_ctx.path(), "hi", "hi from docker build\n");
+    d.ok(&[
+        "build",
+        "-t",
+        "viacli",
+        &cli_ctx.path().display().to_string(),
+    ]);
+    assert_eq!(d.ok(&["run", "--rm", "viacli"]), "hi from docker build\n");
+
+    // docker-py's images.build, and compose's `build:`.
+    if let Some(python) = std::env::var_os("BERTH_TEST_PYTHON") {
+        let script = format!(
+            "import docker\nc = docker.from_env()\nimg, logs = c.images.build(path={:?}, tag='viapy')\nprint('built', img.id)\nprint(c.containers.run('viapy', remove=True).decode(), end='')\n",
+            cli_ctx.path().display().to_string()
+        );
+        let (code, out, err) = d.program(Path::new(&python), &["-c", &script]);
+        assert_eq!(code, 0, "docker-py images.build: {out}{err}");
+        assert!(
+            out.contains("built sha256:") && out.contains("hi from docker build"),
+            "{out}"
+        );
+    }
+    let proj = tempfile::Builder::new().prefix("bproj").tempdir().unwrap();
+    write(
+        proj.path(),
+        "web/Dockerfile",
+        "FROM busybox\nRUN echo compose-built > /m\nCMD [\"cat\", \"/m\"]\n",
+    );
+    write(
+        proj.path(),
+        "docker-compose.yml",
+        "version: \"2.4\"\nservices:\n  web:\n    build: ./web\n    image: composed:1\n",
+    );
+    let built = d.compose_ok(proj.path(), &["build"]);
+    assert!(built.contains("Successfully"), "compose build: {built}");
+    assert_eq!(d.ok(&["run", "--rm", "composed:1"]), "compose-built\n");
+    drop(d);
+    b.assert_nothing_left();
+}
