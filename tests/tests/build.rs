@@ -178,6 +178,9 @@ fn images_build_cached_multi_stage_and_through_every_client() {
     assert_ne!(code, 0, "a failed build must not tag its image");
     assert_eq!(d.ok(&["ps", "-aq"]), "", "a build left containers behind");
 
+    more_instructions(&b, &d, c);
+    cancelled_build_leaves_nothing(&b, &d, c);
+
     // The docker CLI (its legacy builder: berth's /_ping says Builder-Version 1).
     let cli_ctx = tempfile::tempdir().unwrap();
     write(
@@ -223,4 +226,108 @@ fn images_build_cached_multi_stage_and_through_every_client() {
     assert_eq!(d.ok(&["run", "--rm", "composed:1"]), "compose-built\n");
     drop(d);
     b.assert_nothing_left();
+}
+
+/// ADD of a local tar (extracted), COPY --chown/--chmod, --build-arg, and a cache mount
+/// that keeps its contents from one build to the next.
+fn more_instructions(b: &Berth, d: &Docker, c: &Path) {
+    write(c, "bundle/x/one", "1\n");
+    let tar = std::process::Command::new("tar")
+        .args(["czf", "bundle.tar.gz", "-C", "bundle", "x"])
+        .current_dir(c)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    write(
+        c,
+        "Dockerfile.more",
+        "FROM busybox\nARG WHO\nADD bundle.tar.gz /opt/\nCOPY --chown=1000:1000 --chmod=600 src/a.txt /owned\n\
+         RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /cache-count\n\
+         RUN echo \"who=$WHO\" > /who\n",
+    );
+    let dir = c.display().to_string();
+    let file = format!("{dir}/Dockerfile.more");
+    for _ in 0..2 {
+        let out = b.run(
+            &[
+                "build",
+                "--no-cache",
+                "--build-arg",
+                "WHO=ci",
+                "-t",
+                "more",
+                "-f",
+                &file,
+                &dir,
+            ],
+            b"",
+        );
+        assert_eq!(out.code, 0, "{}{}", out.stdout_text(), out.stderr);
+    }
+    let seen = d.ok(&[
+        "run",
+        "--rm",
+        "more",
+        "sh",
+        "-c",
+        "cat /opt/x/one /who /cache-count; stat -c '%u:%g %a' /owned",
+    ]);
+    assert_eq!(
+        seen, "1\nwho=ci\n2\n1000:1000 600\n",
+        "ADD extracts a local tar, --build-arg reaches RUN, the cache mount keeps its file, --chown/--chmod"
+    );
+}
+
+/// A client that goes away mid-build (Ctrl-C): the step's container is killed and
+/// removed, and nothing is tagged.
+fn cancelled_build_leaves_nothing(b: &Berth, d: &Docker, c: &Path) {
+    use std::io::BufRead;
+    write(
+        c,
+        "Dockerfile.slow",
+        "FROM busybox\nRUN echo started-slow && sleep 600\n",
+    );
+    let dir = c.display().to_string();
+    let mut child = b
+        .command(&[
+            "build",
+            "-t",
+            "slow:1",
+            "-f",
+            &format!("{dir}/Dockerfile.slow"),
+            &dir,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        if line.contains("started-slow") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("started-slow"),
+        "the slow step never started: {seen}"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = d.ok(&["ps", "-aq"]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a cancelled build left its step's container: {left}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (code, _, _) = d.run(&["image", "inspect", "slow:1"]);
+    assert_ne!(code, 0, "a cancelled build must not tag its image");
 }

@@ -223,7 +223,11 @@ impl Context {
             let parent = &path[..i];
             match self.entries.get(parent) {
                 Some(e) if e.kind == EntryKind::Dir => {}
-                Some(_) => return Err(invalid(format!("{path} lies beneath {parent}, not a directory"))),
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "{path} lies beneath {parent}, not a directory"
+                    )))
+                }
                 None => {
                     self.make_dir(parent)?;
                     self.entries.insert(parent.to_string(), implied_dir(parent));
@@ -394,7 +398,11 @@ impl Context {
             single_file,
         };
         if entry.kind != EntryKind::Dir {
-            out.push(pick(entry, name.rsplit('/').next().unwrap_or(name), literal));
+            out.push(pick(
+                entry,
+                name.rsplit('/').next().unwrap_or(name),
+                literal,
+            ));
             return;
         }
         out.push(pick(entry, "", false));
@@ -674,15 +682,49 @@ fn effective_mode(entry: &Entry, chmod: Option<u32>) -> u32 {
     }
 }
 
-fn new_header(kind: tar::EntryType, mode: u32, owner: (u64, u64), mtime: u64) -> tar::Header {
+/// What an entry written by [`append`] holds.
+enum Body {
+    Dir,
+    Link(String),
+    Data(fs::File, u64),
+}
+
+/// Appends one entry to a tar: a directory (named with a trailing `/`), a symlink, or a
+/// file's data. Returns the number of data bytes.
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    body: Body,
+    mode: u32,
+    owner: (u64, u64),
+    mtime: u64,
+) -> Result<u64, ContextError> {
     let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
     header.set_mode(mode);
     header.set_uid(owner.0);
     header.set_gid(owner.1);
     header.set_mtime(mtime);
     header.set_size(0);
-    header
+    let written = match body {
+        Body::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            builder
+                .append_data(&mut header, format!("{name}/"), io::empty())
+                .map(|()| 0)
+        }
+        Body::Link(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            builder.append_link(&mut header, name, target).map(|()| 0)
+        }
+        Body::Data(file, len) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(len);
+            builder
+                .append_data(&mut header, name, exact(file, len))
+                .map(|()| len)
+        }
+    };
+    written.map_err(io_err(format!("writing {name} to a tar")))
 }
 
 /// A file's data, exactly `len` bytes even if the file changed size meanwhile.
@@ -702,7 +744,6 @@ pub fn write_tar(
     out: impl Write,
 ) -> Result<(), ContextError> {
     let owner = chown.unwrap_or((0, 0));
-    let wrote = |e| io_err("writing the COPY tar")(e);
     let mut builder = tar::Builder::new(out);
     let mut dirs: HashSet<String> = HashSet::new();
     for (path, sel) in items {
@@ -711,45 +752,29 @@ pub fn write_tar(
             continue;
         }
         for (i, _) in name.match_indices('/') {
-            let parent = &name[..i];
-            if dirs.insert(parent.to_string()) {
-                let mut header = new_header(tar::EntryType::Directory, 0o755, owner, 0);
-                builder
-                    .append_data(&mut header, format!("{parent}/"), io::empty())
-                    .map_err(wrote)?;
+            if dirs.insert(name[..i].to_string()) {
+                append(&mut builder, &name[..i], Body::Dir, 0o755, owner, 0)?;
             }
         }
         let entry = &sel.entry;
-        let mode = effective_mode(entry, chmod);
-        match entry.kind {
+        let body = match entry.kind {
             EntryKind::Dir => {
                 dirs.insert(name.clone());
-                let mut header = new_header(tar::EntryType::Directory, mode, owner, entry.mtime);
-                builder
-                    .append_data(&mut header, format!("{name}/"), io::empty())
-                    .map_err(wrote)?;
+                Body::Dir
             }
-            EntryKind::Symlink => {
-                let mut header = new_header(tar::EntryType::Symlink, mode, owner, entry.mtime);
-                let target = entry.link_target.as_deref().unwrap_or("");
-                builder
-                    .append_link(&mut header, &name, target)
-                    .map_err(wrote)?;
-            }
+            EntryKind::Symlink => Body::Link(entry.link_target.clone().unwrap_or_default()),
             EntryKind::File | EntryKind::Hardlink => {
                 let (file, len) = open_data(ctx, entry)?;
-                let mut header = new_header(tar::EntryType::Regular, mode, owner, entry.mtime);
-                header.set_size(len);
-                builder
-                    .append_data(&mut header, &name, exact(file, len))
-                    .map_err(wrote)?;
+                Body::Data(file, len)
             }
-        }
+        };
+        let mode = effective_mode(entry, chmod);
+        append(&mut builder, &name, body, mode, owner, entry.mtime)?;
     }
     builder
         .into_inner()
         .and_then(|mut w| w.flush())
-        .map_err(wrote)
+        .map_err(io_err("writing the COPY tar"))
 }
 
 fn open_data(ctx: &Context, entry: &Entry) -> Result<(fs::File, u64), ContextError> {
@@ -790,7 +815,7 @@ pub fn content_key(
             &mut hasher,
             entry.link_target.as_deref().unwrap_or("").as_bytes(),
         );
-        if matches!(entry.kind, EntryKind::File | EntryKind::Hardlink) {
+        if has_data(entry.kind) {
             let (file, len) = open_data(ctx, entry)?;
             hasher.update(len.to_be_bytes());
             let mut data = exact(file, len);
@@ -849,7 +874,7 @@ fn pack_walk<W: Write>(
     for item in fs::read_dir(disk).map_err(io_err(listing()))? {
         let item = item.map_err(io_err(listing()))?;
         let name = item.file_name().into_string().map_err(|name| {
-            ContextError::Invalid(format!(
+            invalid(format!(
                 "{} is not a valid UTF-8 name",
                 Path::new(&name).display()
             ))
@@ -857,13 +882,8 @@ fn pack_walk<W: Write>(
         children.push((name, item.path()));
     }
     children.sort();
-    let wrote = |e| io_err("writing the build context")(e);
     for (name, path) in children {
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
+        let child = join(rel, &name);
         let meta = fs::symlink_metadata(&path).map_err(io_err(format!("reading {child}")))?;
         let kind = meta.file_type();
         let excluded = !always.contains(&child) && ignore.excluded(&child);
@@ -872,53 +892,43 @@ fn pack_walk<W: Write>(
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        if kind.is_dir() {
-            if excluded {
-                let below = format!("{child}/");
-                if ignore.may_have_exceptions_under(&child)
-                    || always.iter().any(|a| a.starts_with(&below))
-                {
-                    pack_walk(&path, &child, ignore, always, builder, total)?;
-                }
-                continue;
+        let (body, mode) = if kind.is_dir() {
+            let below = join(&child, "");
+            if !excluded {
+                append(
+                    builder,
+                    &child,
+                    Body::Dir,
+                    fs_mode(&meta, true),
+                    (0, 0),
+                    mtime,
+                )?;
             }
-            let mut header = new_header(
-                tar::EntryType::Directory,
-                fs_mode(&meta, true),
-                (0, 0),
-                mtime,
-            );
-            builder
-                .append_data(&mut header, format!("{child}/"), io::empty())
-                .map_err(wrote)?;
-            pack_walk(&path, &child, ignore, always, builder, total)?;
+            if !excluded
+                || ignore.may_have_exceptions_under(&child)
+                || always.iter().any(|a| a.starts_with(&below))
+            {
+                pack_walk(&path, &child, ignore, always, builder, total)?;
+            }
+            continue;
         } else if excluded {
             continue;
         } else if kind.is_symlink() {
             let target = fs::read_link(&path).map_err(io_err(format!("reading link {child}")))?;
-            let mut target = target.to_string_lossy().into_owned();
-            if cfg!(windows) {
-                target = target.replace('\\', "/");
-            }
-            let mut header = new_header(tar::EntryType::Symlink, 0o777, (0, 0), mtime);
-            builder
-                .append_link(&mut header, &child, target)
-                .map_err(wrote)?;
+            let target = target.to_string_lossy().into_owned();
+            let target = if cfg!(windows) {
+                target.replace('\\', "/")
+            } else {
+                target
+            };
+            (Body::Link(target), 0o777)
         } else if kind.is_file() {
             let file = fs::File::open(&path).map_err(io_err(format!("reading {child}")))?;
-            let len = meta.len();
-            let mut header = new_header(
-                tar::EntryType::Regular,
-                fs_mode(&meta, false),
-                (0, 0),
-                mtime,
-            );
-            header.set_size(len);
-            builder
-                .append_data(&mut header, &child, exact(file, len))
-                .map_err(wrote)?;
-            *total += len;
-        }
+            (Body::Data(file, meta.len()), fs_mode(&meta, false))
+        } else {
+            continue;
+        };
+        *total += append(builder, &child, body, mode, (0, 0), mtime)?;
     }
     Ok(())
 }
