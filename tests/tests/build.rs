@@ -264,6 +264,48 @@ fn more_instructions(b: &Berth, d: &Docker, c: &Path) {
         );
         assert_eq!(out.code, 0, "{}{}", out.stdout_text(), out.stderr);
     }
+    // ONBUILD runs in the build that uses the image as its base; --network none cuts RUN off.
+    write(
+        c,
+        "Dockerfile.onbuild",
+        "FROM busybox\nONBUILD RUN echo triggered > /ob\n",
+    );
+    let base = b.run(
+        &[
+            "build",
+            "-t",
+            "obbase",
+            "-f",
+            &format!("{dir}/Dockerfile.onbuild"),
+            &dir,
+        ],
+        b"",
+    );
+    assert_eq!(base.code, 0, "{}", base.stderr);
+    write(
+        c,
+        "Dockerfile.child",
+        "FROM obbase\nRUN ls /sys/class/net > /nets\n",
+    );
+    let child = b.run(
+        &[
+            "build",
+            "--network",
+            "none",
+            "-t",
+            "obchild",
+            "-f",
+            &format!("{dir}/Dockerfile.child"),
+            &dir,
+        ],
+        b"",
+    );
+    assert_eq!(child.code, 0, "{}", child.stderr);
+    let seen = d.ok(&["run", "--rm", "obchild", "cat", "/ob", "/nets"]);
+    assert_eq!(
+        seen, "triggered\nlo\n",
+        "ONBUILD trigger and --network none"
+    );
     let seen = d.ok(&[
         "run",
         "--rm",

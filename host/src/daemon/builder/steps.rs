@@ -93,6 +93,7 @@ impl Builder<'_> {
             self.out.step(step, total, &stage.original);
             let mut d = self.from(df, stage, &done, &globals).await?;
             self.out.image(d.image.as_ref());
+            d = self.triggers(df, &done, d, &globals).await?;
             for ins in &stage.instructions {
                 step += 1;
                 self.out.step(step, total, &ins.original);
@@ -230,6 +231,42 @@ impl Builder<'_> {
             .find(name)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("pull access denied for {name}: the image is not in the store"))
+    }
+
+    /// The base image's `ONBUILD` triggers, run right after `FROM` as Docker does; the
+    /// new image does not inherit them.
+    async fn triggers(
+        &mut self,
+        df: &Dockerfile,
+        done: &HashMap<usize, Done>,
+        mut d: Done,
+        globals: &[(String, String)],
+    ) -> Result<Done, Failed> {
+        let Some(serde_json::Value::Array(list)) = d.state.config.other.remove("OnBuild") else {
+            return Ok(d);
+        };
+        let triggers: Vec<String> = list
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect();
+        if triggers.is_empty() {
+            return Ok(d);
+        }
+        self.out.say(&format!(
+            "# Executing {} build trigger(s)\n",
+            triggers.len()
+        ));
+        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+        let parsed = crate::build::dockerfile::parse(&text)
+            .map_err(|e| format!("the base image's ONBUILD triggers: {e}"))?;
+        for ins in &parsed.stages[0].instructions {
+            self.out
+                .say(&format!(" ---> Running trigger {}\n", ins.original));
+            d = self
+                .step(df, done, d, &ins.kind, &ins.original, globals)
+                .await?;
+        }
+        Ok(d)
     }
 
     /// One instruction.
