@@ -1,7 +1,7 @@
 //! Tests for the build context (`context.rs`).
 
 use super::*;
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 
 /// One entry of a test tar.
 enum T<'a> {

@@ -1,8 +1,10 @@
 //! Image builds from a Dockerfile (`POST /build`, `berth build`): the Dockerfile parser
 //! (`dockerfile`), word processing with variable expansion (`words`), `.dockerignore`
-//! (`ignore`), and the build context with `COPY`/`ADD` source selection (`context`).
+//! (`ignore`), the build context with `COPY`/`ADD` source selection (`context`), and the tars made from
+//! it (`layer_tar`).
 
 pub mod context;
 pub mod dockerfile;
 pub mod ignore;
+mod layer_tar;
 pub mod words;
