@@ -64,6 +64,15 @@ pub fn make_node(path: &Path, kind: NodeKind, mode: u32, major: u64, minor: u64)
     .map_err(io::Error::from)
 }
 
+/// Sets the modification (and access) time of `path` itself (a symlink is not followed),
+/// as a layer's tar header gives it.
+pub fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let t = TimeSpec::new(secs, 0);
+    utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
+}
+
 /// Sets an extended attribute on `path` itself (a symlink is not followed).
 pub fn set_xattr(path: &Path, name: &CStr, value: &[u8]) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

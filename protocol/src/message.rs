@@ -334,6 +334,11 @@ pub struct PathStat {
     pub mtime_nanos: u32,
     /// A symlink's target; empty otherwise.
     pub link_target: String,
+    /// The owner's ids (a build's COPY keeps an existing directory's owner).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
 }
 
 /// A terminal size.

@@ -323,3 +323,23 @@ fn macs_follow_dockers_scheme() {
     let mac = mac_for("172.18.0.2".parse().unwrap());
     assert_eq!(mac_text(mac), "02:42:ac:12:00:02");
 }
+
+#[test]
+fn path_stats_round_trip_and_older_guests_give_owner_zero() {
+    let stat = PathStat {
+        name: "tmp".into(),
+        size: 4096,
+        mode: 0o041777,
+        mtime_secs: 1,
+        mtime_nanos: 2,
+        link_target: String::new(),
+        uid: 1000,
+        gid: 50,
+    };
+    let json = serde_json::to_string(&stat).unwrap();
+    assert_eq!(serde_json::from_str::<PathStat>(&json).unwrap(), stat);
+    let old =
+        r#"{"name":"x","size":1,"mode":33188,"mtime_secs":0,"mtime_nanos":0,"link_target":""}"#;
+    let decoded: PathStat = serde_json::from_str(old).unwrap();
+    assert_eq!((decoded.uid, decoded.gid, decoded.mode), (0, 0, 0o100644));
+}

@@ -179,6 +179,7 @@ fn images_build_cached_multi_stage_and_through_every_client() {
     assert_eq!(d.ok(&["ps", "-aq"]), "", "a build left containers behind");
 
     more_instructions(&b, &d, c);
+    mounts_urls_names_and_wildcards(&b, &d, c);
     cancelled_build_leaves_nothing(&b, &d, c);
 
     // The docker CLI (its legacy builder: berth's /_ping says Builder-Version 1).
@@ -317,6 +318,136 @@ fn more_instructions(b: &Berth, d: &Docker, c: &Path) {
     assert_eq!(
         seen, "1\nwho=ci\n2\n1000:1000 600\n",
         "ADD extracts a local tar, --build-arg reaches RUN, the cache mount keeps its file, --chown/--chmod"
+    );
+}
+
+/// Serves `body` at any path on 127.0.0.1 for `count` requests, with a Last-Modified
+/// header; returns the port.
+fn serve_file(body: &'static [u8], count: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let Ok(mut s) = stream else { continue };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+/// `RUN --mount=type=bind` of the context (read-only, its files in the cache key) and of
+/// a stage (`rw`, writes discarded), `COPY --from` with a wildcard, `--chown` by name,
+/// a heredoc with a variable, `COPY` into `/tmp` keeping it 1777, and `ADD` of a URL on
+/// 127.0.0.1 with `--checksum` (a wrong one refused).
+fn mounts_urls_names_and_wildcards(b: &Berth, d: &Docker, c: &Path) {
+    const FILE: &[u8] = b"downloaded bytes\n";
+    let port = serve_file(FILE, 8);
+    let sum = {
+        use sha2::Digest as _;
+        format!("{:x}", sha2::Sha256::digest(FILE))
+    };
+    write(c, "bindsrc/data.txt", "bound v1\n");
+    let dockerfile = format!(
+        "FROM busybox AS tools\n\
+         RUN mkdir -p /opt/tools && echo a > /opt/tools/a.sh && echo b > /opt/tools/b.sh && echo c > /opt/tools/c.txt\n\
+         FROM busybox\n\
+         ARG NAME=world\n\
+         RUN --mount=type=bind,source=bindsrc,target=/ctx cat /ctx/data.txt > /from-ctx && (touch /ctx/w 2>/dev/null && echo writable || echo read-only) >> /from-ctx\n\
+         RUN --mount=type=bind,from=tools,source=/opt/tools,target=/t,rw ls /t > /from-stage && touch /t/new\n\
+         COPY --from=tools /opt/tools/*.sh /sh/\n\
+         COPY --chown=nobody bindsrc/data.txt /tmp/by-name\n\
+         COPY <<EOF /greeting\n\
+         hello $NAME\n\
+         EOF\n\
+         ADD --checksum=sha256:{sum} http://127.0.0.1:{port}/dl/file.bin /downloads/\n"
+    );
+    write(c, "Dockerfile.extra", &dockerfile);
+    let dir = c.display().to_string();
+    let file = format!("{dir}/Dockerfile.extra");
+    let build = |tag: &str| {
+        b.run(
+            &[
+                "build",
+                "--build-arg",
+                "NAME=berth",
+                "-t",
+                tag,
+                "-f",
+                &file,
+                &dir,
+            ],
+            b"",
+        )
+    };
+    let out = build("extra:1");
+    assert_eq!(out.code, 0, "{}{}", out.stdout_text(), out.stderr);
+    let seen = d.ok(&[
+        "run", "--rm", "extra:1", "sh", "-c",
+        "cat /from-ctx /from-stage; ls /sh; stat -c '%U %a' /tmp/by-name /tmp; cat /greeting; stat -c '%a %s %Y' /downloads/file.bin; ls /t 2>&1 || true",
+    ]);
+    assert_eq!(
+        seen,
+        "bound v1\nread-only\na.sh\nb.sh\nc.txt\na.sh\nb.sh\nnobody 644\nroot 1777\nhello berth\n600 17 1445412480\nls: /t: No such file or directory\n",
+        "RUN --mount=type=bind (context read-only, stage), COPY --from wildcard, --chown by name, /tmp kept 1777, heredoc expansion, ADD URL (0600, Last-Modified)"
+    );
+    let volumes = d.ok(&["volume", "ls", "-q"]);
+    assert!(
+        !volumes.contains("berth-build-bind"),
+        "a bind mount's volume was left: {volumes}"
+    );
+    // The bound files are in the step's key: unchanged, nothing runs; changed, the RUN does.
+    let again = build("extra:1");
+    assert!(
+        !again.stdout_text().contains("Running in"),
+        "an unchanged bind re-ran: {}",
+        again.stdout_text()
+    );
+    write(c, "bindsrc/data.txt", "bound v2\n");
+    let changed = build("extra:1");
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    let first = d.ok(&["run", "--rm", "extra:1", "head", "-n1", "/from-ctx"]);
+    assert_eq!(
+        first, "bound v2\n",
+        "a changed bind source must run its RUN again"
+    );
+    // A wrong checksum fails the build and names the mismatch.
+    write(
+        c,
+        "Dockerfile.sum",
+        &format!(
+            "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/f /f\n",
+            "0".repeat(64)
+        ),
+    );
+    let bad = b.run(
+        &[
+            "build",
+            "-t",
+            "badsum",
+            "-f",
+            &format!("{dir}/Dockerfile.sum"),
+            &dir,
+        ],
+        b"",
+    );
+    assert!(
+        bad.code != 0 && bad.stderr.contains("checksum mismatch"),
+        "ADD --checksum: {}",
+        bad.stderr
     );
 }
 

@@ -58,6 +58,8 @@ pub fn stat(path: &Path) -> io::Result<PathStat> {
         mtime_secs: meta.mtime(),
         mtime_nanos: meta.mtime_nsec() as u32,
         link_target,
+        uid: meta.uid(),
+        gid: meta.gid(),
     })
 }
 

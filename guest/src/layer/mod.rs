@@ -71,6 +71,7 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
 fn unpack_tar(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     let mut archive = tar::Archive::new(input);
     let mut done = Unpacked::default();
+    let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -176,7 +177,21 @@ fn unpack_tar(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
             // chown clears setuid/setgid: put them back.
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(at)?;
         }
+        let mtime = header.mtime().map_err(at)? as i64;
+        match kind {
+            // A directory's time changes with every entry made in it: set it last.
+            tar::EntryType::Directory => dir_times.push((path, mtime)),
+            // A hard link shares its inode's time, which its source's entry gave.
+            tar::EntryType::Link => {}
+            _ => sys::set_mtime(&path, mtime).map_err(at)?,
+        }
         done.entries += 1;
+    }
+    for (path, mtime) in dir_times.iter().rev() {
+        sys::set_mtime(path, *mtime).map_err(|source| LayerError::Entry {
+            entry: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(done)
 }

@@ -262,3 +262,36 @@ fn whiteouts_become_overlay_whiteouts() {
     }
     s.assert_contained();
 }
+
+#[test]
+fn modification_times_come_from_the_layer() {
+    let s = Sandbox::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, mtime: u64, link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        match link {
+            Some(l) => b.append_link(&mut h, name, l).unwrap(),
+            None => b.append_data(&mut h, name, std::io::empty()).unwrap(),
+        }
+    };
+    add("d/", tar::EntryType::Directory, 1_000_000, None);
+    add("d/f", tar::EntryType::Regular, 2_000_000, None);
+    add("d/l", tar::EntryType::Symlink, 3_000_000, Some("f"));
+    let tar = b.into_inner().unwrap();
+    unpack(&tar[..], &s.layer()).unwrap();
+    let l = s.layer();
+    let mtime = |p: &str| fs::symlink_metadata(l.join(p)).unwrap().mtime();
+    assert_eq!(mtime("d/f"), 2_000_000, "a file's mtime");
+    assert_eq!(mtime("d/l"), 3_000_000, "a symlink's own mtime");
+    assert_eq!(
+        mtime("d"),
+        1_000_000,
+        "a directory's mtime, set after its entries"
+    );
+}

@@ -15,7 +15,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::ignore::{clean_path, path_match, Ignore};
-pub use super::layer_tar::{content_key, pack_dir, write_tar};
+pub use super::layer_tar::{content_key, pack_dir, pack_dir_with, write_tar};
 
 /// What an entry of the context is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

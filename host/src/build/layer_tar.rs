@@ -192,6 +192,18 @@ pub fn pack_dir(
     always: &[&str],
     out: impl Write,
 ) -> Result<u64, ContextError> {
+    pack_dir_with(dir, ignore, always, None, out)
+}
+
+/// [`pack_dir`], with one more file (`name`, `data`) at the end: the Dockerfile from
+/// outside the context, under the name the docker CLI gives it.
+pub fn pack_dir_with(
+    dir: &Path,
+    ignore: &Ignore,
+    always: &[&str],
+    extra: Option<(&str, &[u8])>,
+    out: impl Write,
+) -> Result<u64, ContextError> {
     let always: Vec<String> = always
         .iter()
         .filter_map(|a| query_path(a))
@@ -200,6 +212,15 @@ pub fn pack_dir(
     let mut builder = tar::Builder::new(out);
     let mut total = 0;
     pack_walk(dir, "", ignore, &always, &mut builder, &mut total)?;
+    if let Some((name, data)) = extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, name, data)
+            .map_err(io_err("writing the build context"))?;
+        total += data.len() as u64;
+    }
     builder
         .into_inner()
         .and_then(|mut w| w.flush())

@@ -43,6 +43,17 @@ pub fn process_word(raw: &str, vars: &dyn Vars, escape: char) -> Result<String, 
     Ok(out.full)
 }
 
+/// A heredoc's body for `COPY <<EOF` (delimiter unquoted): variables expanded, quotes kept
+/// as written (BuildKit's `SkipProcessQuotes`), and the escape character kept except
+/// before `$` and itself, so `\$HOME` stays a literal `$HOME`.
+pub fn process_heredoc(raw: &str, vars: &dyn Vars, escape: char) -> Result<String, String> {
+    let mut lexer = Lexer::new(raw, vars, escape);
+    lexer.skip_quotes = true;
+    let mut out = Out::default();
+    lexer.process(None, &mut out)?;
+    Ok(out.full)
+}
+
 /// Splits on unquoted whitespace, then processes each word. As in BuildKit's `ProcessWords`,
 /// the result of an unquoted expansion is split on whitespace too (`$PORTS` with
 /// `PORTS="80 443"` gives two words), while a quoted one (`"$PORTS"`) stays one word.
@@ -147,6 +158,8 @@ struct Lexer<'a> {
     pos: usize,
     vars: &'a dyn Vars,
     escape: char,
+    /// Quotes are ordinary characters (heredoc bodies).
+    skip_quotes: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -156,6 +169,7 @@ impl<'a> Lexer<'a> {
             pos: 0,
             vars,
             escape,
+            skip_quotes: false,
         }
     }
 
@@ -178,6 +192,20 @@ impl<'a> Lexer<'a> {
                 return Ok(());
             }
             match c {
+                '\'' | '"' if self.skip_quotes => {
+                    self.pos += 1;
+                    out.raw(c.encode_utf8(&mut [0; 4]));
+                }
+                _ if self.skip_quotes && c == self.escape => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(n) if n == '$' || n == self.escape => {
+                            self.pos += 1;
+                            out.raw(n.encode_utf8(&mut [0; 4]));
+                        }
+                        _ => out.raw(c.encode_utf8(&mut [0; 4])),
+                    }
+                }
                 '\'' => {
                     let s = self.single_quoted()?;
                     out.raw(&s);
@@ -374,6 +402,15 @@ mod tests {
 
     fn err(raw: &str) -> String {
         process_word(raw, &vars(), '\\').unwrap_err()
+    }
+
+    #[test]
+    fn heredoc_bodies_expand_variables_and_keep_quotes() {
+        let h = |raw: &str| process_heredoc(raw, &vars(), '\\').unwrap();
+        assert_eq!(h("say '$a' \"${b}\"\n"), "say 'A' \"B\"\n");
+        assert_eq!(h("it's ${unset:-d}\n"), "it's d\n");
+        assert_eq!(h("\\$a and \\n and \\\\\n"), "$a and \\n and \\\n");
+        assert_eq!(h("x  y\tz\n"), "x  y\tz\n");
     }
 
     #[test]

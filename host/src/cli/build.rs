@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures::StreamExt;
+use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
+use std::io::Seek;
 
 use super::api::{enc, Api};
-use crate::build::context::pack_dir;
+use crate::build::context::pack_dir_with;
 use crate::build::ignore::Ignore;
 use crate::Error;
 
@@ -99,12 +100,21 @@ pub async fn build(api: &Api, a: BuildArgs) -> Result<i32, Error> {
     .unwrap_or_default();
     let ignore =
         Ignore::parse(&ignore_text).map_err(|e| Error::Usage(format!(".dockerignore: {e}")))?;
-    let mut tar = Vec::new();
     let always = [name.as_str(), ".dockerignore"];
     let always: &[&str] = if outside { &always[1..] } else { &always };
-    pack_dir(&root, &ignore, always, &mut tar).map_err(|e| Error::Usage(e.to_string()))?;
-    if outside {
-        tar = with_file(tar, OUTSIDE_NAME, &dockerfile_text)?;
+    let extra = outside.then_some((OUTSIDE_NAME, dockerfile_text.as_slice()));
+    // The context goes to a temporary file, then streams from it: it is never held in
+    // memory whole.
+    let mut tar = tempfile::tempfile()?;
+    pack_dir_with(&root, &ignore, always, extra, &mut tar)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let size = tar.seek(std::io::SeekFrom::End(0))?;
+    tar.rewind()?;
+    if !a.quiet {
+        println!(
+            "Sending build context to daemon  {}",
+            crate::size::human_size(size)
+        );
     }
     let mut q: Vec<(String, String)> = vec![("dockerfile".into(), name)];
     for t in &a.tags {
@@ -150,9 +160,10 @@ pub async fn build(api: &Api, a: BuildArgs) -> Result<i32, Error> {
     }
     let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
     let path = format!("/build?{}", query.join("&"));
-    let body = Full::new(Bytes::from(tar))
-        .map_err(|never| match never {})
-        .boxed();
+    let frames =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(tar), 256 * 1024)
+            .map(|chunk| chunk.map(hyper::body::Frame::data));
+    let body = BodyExt::boxed(http_body_util::StreamBody::new(frames));
     let resp = api.send(Method::POST, &path, body).await?;
     let status = resp.status();
     let mut body = resp.into_body();
@@ -221,21 +232,4 @@ fn show(msg: &Value, id: &mut Option<String>, failed: &mut Option<String>) {
             None => eprintln!("{status}"),
         }
     }
-}
-
-/// `tar` with one more file appended (the Dockerfile from outside the context).
-fn with_file(tar: Vec<u8>, name: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut out = tar::Builder::new(Vec::new());
-    let mut archive = tar::Archive::new(&tar[..]);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let mut header = entry.header().clone();
-        let path = entry.path()?.into_owned();
-        out.append_data(&mut header, path, &mut entry)?;
-    }
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    out.append_data(&mut header, name, data)?;
-    Ok(out.into_inner()?)
 }

@@ -3,15 +3,19 @@
 //! that never runs, then committed). Each container is removed when its step ends, the
 //! step failed or was cancelled included.
 
-use std::io::{Read, Seek, Write};
+use std::io::Seek;
 use std::sync::Arc;
 
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
-use super::steps::{parse_chmod, parse_chown, run_argv, Builder, Done, Failed};
+use super::download::is_url;
+use super::image_files::stage_image;
+use super::owner::parse_chmod;
+use super::retar::{decompress, hex, join, local_archive, retar};
+use super::run_mounts::StepMounts;
+use super::steps::{run_argv, Builder, Done, Failed};
 use crate::build::context;
-use crate::build::dockerfile::{parse_mount, CopySpec, Dockerfile, MountKind, RunSpec};
+use crate::build::dockerfile::{parse_mount, CopySpec, Dockerfile, RunSpec};
 use crate::daemon::container::{Chunk, Container};
 use crate::daemon::models::CreateBody;
 use crate::image::ImageRecord;
@@ -20,6 +24,8 @@ impl Builder<'_> {
     /// `RUN`: the command in a container from the current image.
     pub(super) async fn run(
         &mut self,
+        df: &Dockerfile,
+        stages: &std::collections::HashMap<usize, Done>,
         d: Done,
         run: &RunSpec,
         original: &str,
@@ -32,37 +38,17 @@ impl Builder<'_> {
                 ));
             }
         }
-        let mut mounts = Vec::new();
-        for raw in &run.mounts {
-            let m = parse_mount(raw)?;
-            match m.kind {
-                MountKind::Cache => {
-                    let id = m.id.clone().unwrap_or_else(|| m.target.clone());
-                    let name = format!("berth-build-cache-{}", &hex(id.as_bytes())[..16]);
-                    mounts.push(json!({"Type": "volume", "Source": name, "Target": m.target, "ReadOnly": m.read_only}));
-                }
-                MountKind::Tmpfs => {
-                    mounts.push(json!({"Type": "tmpfs", "Target": m.target}));
-                }
-                MountKind::Bind => {
-                    return Err(format!(
-                        "RUN --mount={raw}: bind mounts of the build context or a stage are not supported by berth yet; COPY the files instead"
-                    ))
-                }
-            }
-        }
+        let parsed = run
+            .mounts
+            .iter()
+            .map(|raw| Ok((raw.clone(), parse_mount(&d.state.word(raw)?)?)))
+            .collect::<Result<Vec<_>, Failed>>()?;
+        let step_mounts = self.step_mounts(df, stages, &d, &parsed).await?;
         let network = match run.network.as_deref().or(self.opts.network.as_deref()) {
             None | Some("default") => "bridge".to_string(),
             Some(n) => n.to_string(),
         };
-        let key = self.key(
-            &d,
-            original,
-            &format!(
-                "{network}\0{}",
-                serde_json::to_string(&mounts).unwrap_or_default()
-            ),
-        );
+        let key = self.key(&d, original, &format!("{network}\0{}", step_mounts.key));
         if let Some(image) = self.cached(&key) {
             return Ok(Done {
                 image: Some(image),
@@ -73,7 +59,34 @@ impl Builder<'_> {
             .image
             .as_ref()
             .ok_or("RUN needs a base image with a shell: this stage is FROM scratch")?;
+        let mut bind_volumes = Vec::new();
+        let ran = self
+            .run_with_binds(&d, parent, &argv, network, step_mounts, &mut bind_volumes)
+            .await;
+        self.drop_binds(&bind_volumes).await;
+        let id = ran?;
+        self.remember(key, &id, d.state)
+    }
+
+    /// The RUN's container, its binds filled first; returns the committed image.
+    async fn run_with_binds(
+        &self,
+        d: &Done,
+        parent: &ImageRecord,
+        argv: &[String],
+        network: String,
+        step_mounts: StepMounts,
+        bind_volumes: &mut Vec<String>,
+    ) -> Result<crate::image::Digest, Failed> {
+        let mut mounts = step_mounts.mounts;
+        mounts.extend(
+            self.fill_binds(parent, &step_mounts.binds, bind_volumes)
+                .await?,
+        );
         let mut host = json!({"NetworkMode": network, "Mounts": mounts});
+        if !step_mounts.tmpfs.is_empty() {
+            host["Tmpfs"] = json!(step_mounts.tmpfs);
+        }
         if !self.opts.extra_hosts.is_empty() {
             host["ExtraHosts"] = json!(self.opts.extra_hosts);
         }
@@ -93,7 +106,7 @@ impl Builder<'_> {
         self.out.say(&format!(" ---> Running in {}\n", &c.id[..12]));
         let ran = self.run_to_exit(&c).await;
         let committed = match ran {
-            Ok(0) => self.commit(&c, parent, &d, &argv.join(" ")).await,
+            Ok(0) => self.commit(&c, parent, d, &argv.join(" ")).await,
             Ok(code) => Err(format!(
                 "The command '{}' returned a non-zero code: {code}",
                 argv.join(" ")
@@ -101,8 +114,7 @@ impl Builder<'_> {
             Err(e) => Err(e),
         };
         self.discard(&c).await;
-        let id = committed?;
-        self.remember(key, &id, d.state)
+        committed
     }
 
     /// Starts `c`, streams its output, and returns its exit code; a client that went
@@ -138,7 +150,7 @@ impl Builder<'_> {
     }
 
     /// A container (never started by this) from a create body.
-    fn container(&self, body: serde_json::Value) -> Result<Arc<Container>, Failed> {
+    pub(super) fn container(&self, body: serde_json::Value) -> Result<Arc<Container>, Failed> {
         let body: CreateBody = serde_json::from_value(body).map_err(|e| e.to_string())?;
         let id = self
             .engine
@@ -213,7 +225,7 @@ impl Builder<'_> {
             .unwrap_or_else(|| "/".into());
         let dest = d.state.word(&spec.dest)?;
         let chown = match &spec.chown {
-            Some(c) => Some(parse_chown(&d.state.word(c)?)?),
+            Some(c) => Some(self.owner(&d, &d.state.word(c)?).await?),
             None => None,
         };
         let chmod = spec.chmod.as_deref().map(parse_chmod).transpose()?;
@@ -224,12 +236,26 @@ impl Builder<'_> {
             .filter(|s| !heredoc(s))
             .map(|s| d.state.word(s))
             .collect::<Result<_, _>>()?;
-        if let Some(url) = sources.iter().find(|s| s.contains("://")) {
-            return Err(format!(
-                "{what} {url}: berth builds do not download; fetch the file into the context"
-            ));
+        let (urls, sources): (Vec<String>, Vec<String>) =
+            sources.into_iter().partition(|s| is_url(s));
+        if let Some(url) = urls.first() {
+            if !add {
+                return Err(format!(
+                    "COPY {url}: source can't be a URL for COPY (ADD downloads)"
+                ));
+            }
+            if spec.from.is_some() {
+                return Err(format!(
+                    "ADD --from with {url}: a URL is not read from an image"
+                ));
+            }
+        } else if spec.checksum.is_some() {
+            return Err("ADD --checksum can't be specified for non-HTTP(S) sources".into());
         }
-        let several = sources.len() + spec.heredocs.len() > 1;
+        if spec.keep_git_dir {
+            return Err("ADD --keep-git-dir: berth builds do not clone git repositories".into());
+        }
+        let several = urls.len() + sources.len() + spec.heredocs.len() > 1;
         let mut dest_abs = super::stage::join_workdir(&workdir, &dest);
         if dest.ends_with('/') || dest.ends_with("/.") || dest == "." {
             dest_abs = format!("{}/", dest_abs.trim_end_matches('/'));
@@ -286,20 +312,52 @@ impl Builder<'_> {
                     }
                 }
             }
+            for url in &urls {
+                let checksum = spec
+                    .checksum
+                    .as_deref()
+                    .map(|c| d.state.word(c))
+                    .transpose()?;
+                let got = self.download(url, checksum.as_deref()).await?;
+                let path = match dest_abs.ends_with('/') {
+                    true if got.name.is_empty() => {
+                        return Err(format!(
+                            "ADD {url}: the URL names no file; give the destination's file name"
+                        ))
+                    }
+                    true => format!("{dest_abs}{}", got.name),
+                    false => dest_abs.clone(),
+                };
+                key_extra.push_str(&format!("{path}\0{}\0", got.sha256));
+                let mut header = tar::Header::new_gnu();
+                header.set_size(got.size);
+                header.set_mode(chmod.unwrap_or(0o600));
+                let (u, g) = chown.unwrap_or((0, 0));
+                header.set_uid(u);
+                header.set_gid(g);
+                header.set_mtime(got.mtime);
+                header.set_entry_type(tar::EntryType::Regular);
+                out.append_data(&mut header, path.trim_start_matches('/'), got.file)
+                    .map_err(|e| e.to_string())?;
+            }
             for h in &spec.heredocs {
                 let path = match dest_abs.ends_with('/') {
                     true => format!("{dest_abs}{}", h.name),
                     false => dest_abs.clone(),
                 };
-                key_extra.push_str(&hex(format!("{path}\0{}", h.body).as_bytes()));
+                let body = match h.expand {
+                    true => d.state.heredoc(&h.body)?,
+                    false => h.body.clone(),
+                };
+                key_extra.push_str(&hex(format!("{path}\0{body}").as_bytes()));
                 let mut header = tar::Header::new_gnu();
-                header.set_size(h.body.len() as u64);
+                header.set_size(body.len() as u64);
                 header.set_mode(chmod.unwrap_or(0o644));
                 let (u, g) = chown.unwrap_or((0, 0));
                 header.set_uid(u);
                 header.set_gid(g);
                 header.set_entry_type(tar::EntryType::Regular);
-                out.append_data(&mut header, path.trim_start_matches('/'), h.body.as_bytes())
+                out.append_data(&mut header, path.trim_start_matches('/'), body.as_bytes())
                     .map_err(|e| e.to_string())?;
             }
             out.finish().map_err(|e| e.to_string())?;
@@ -312,6 +370,10 @@ impl Builder<'_> {
             });
         }
         tar_file.rewind().map_err(|e| e.to_string())?;
+        // `--link` layers stand alone: their directories are not taken from the parent.
+        if let (Some(image), false) = (&d.image, spec.link) {
+            tar_file = self.keep_existing_dirs(image, &dest_abs, tar_file).await?;
+        }
         let config = serde_json::to_value(&d.state.config).map_err(|e| e.to_string())?;
         let store = self.engine.images.clone();
         let base = d.image.clone();
@@ -331,183 +393,4 @@ impl Builder<'_> {
         .map_err(|e| crate::error::chain(&e))?;
         self.remember(key, &id, d.state)
     }
-
-    /// `COPY --from`: each source path read from `image` (through a container that never
-    /// runs), placed under `dest` as Docker does.
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_from_image(
-        &self,
-        image: &ImageRecord,
-        sources: &[String],
-        dest: &str,
-        several: bool,
-        chown: Option<(u64, u64)>,
-        chmod: Option<u32>,
-        out: &mut tar::Builder<&mut std::fs::File>,
-    ) -> Result<(), Failed> {
-        let c = self.container(json!({
-            "Image": image.id().to_string(), "Cmd": ["true"], "Entrypoint": [""],
-            "HostConfig": {"NetworkMode": "none"},
-        }))?;
-        let result = async {
-            for source in sources {
-                if source.contains(['*', '?', '[']) {
-                    return Err(format!(
-                        "COPY --from {source}: berth does not expand wildcards in another image yet; name the path"
-                    ));
-                }
-                let path = match source.starts_with('/') {
-                    true => source.clone(),
-                    false => format!("/{source}"),
-                };
-                let stat = self
-                    .engine
-                    .archive_stat(&c, &path)
-                    .await
-                    .map_err(|e| format!("COPY --from: {path}: {}", e.message))?;
-                let is_dir = stat.mode & 0o170000 == 0o040000;
-                let spool = self
-                    .engine
-                    .spool_builtin(&c, berth_protocol::Builtin::ArchiveGet { path: path.clone() })
-                    .await
-                    .map_err(|e| format!("COPY --from: {path}: {}", e.message))?;
-                let base = stat.name.clone();
-                let dest_dir = dest.trim_end_matches('/').trim_start_matches('/').to_string();
-                let into_dir = dest.ends_with('/') || several || is_dir;
-                let file = std::fs::File::open(spool.path()).map_err(|e| e.to_string())?;
-                retar(
-                    file,
-                    out,
-                    |p| {
-                        let p = p.trim_end_matches('/');
-                        let rest = p.strip_prefix(base.as_str())?;
-                        let rest = rest.trim_start_matches('/');
-                        match (is_dir, into_dir) {
-                            (true, _) if rest.is_empty() => None,
-                            (true, _) => Some(join(&dest_dir, rest)),
-                            (false, true) => Some(join(&dest_dir, &join(&base, rest))),
-                            (false, false) => Some(dest_dir.clone()),
-                        }
-                    },
-                    chown,
-                    chmod,
-                )?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = self.engine.remove(&c, true).await {
-            tracing::warn!("build: removing {}: {}", c.id, e.message);
-        }
-        result
-    }
-}
-
-/// `a/b` from a directory (possibly empty: the root) and a relative path.
-fn join(dir: &str, rel: &str) -> String {
-    match (dir.is_empty(), rel.is_empty()) {
-        (true, _) => rel.to_string(),
-        (_, true) => dir.to_string(),
-        _ => format!("{dir}/{rel}"),
-    }
-}
-
-/// `ADD` of one local tar archive (plain or gzip): its name in the context.
-fn local_archive(
-    add: bool,
-    ctx: &context::Context,
-    items: &[(String, context::Selected)],
-) -> Option<String> {
-    if !add || items.len() != 1 || !items[0].1.single_file {
-        return None;
-    }
-    let path = items[0].1.entry.path.clone();
-    let mut head = [0u8; 512];
-    let mut f = std::fs::File::open(ctx.root().join(&path)).ok()?;
-    let n = f.read(&mut head).ok()?;
-    let gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
-    let tar = n >= 262 && &head[257..262] == b"ustar";
-    (gzip || tar).then_some(path)
-}
-
-/// A tar reader over a plain or gzip file.
-fn decompress(mut f: std::fs::File) -> Result<Box<dyn Read>, Failed> {
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
-    Ok(match n == 2 && magic == [0x1f, 0x8b] {
-        true => Box::new(flate2::read::GzDecoder::new(f)),
-        false => Box::new(f),
-    })
-}
-
-/// Copies the entries of the tar `input` into `out`, renamed by `map` (`None` skips one),
-/// with the owner and file mode given.
-fn retar<W: Write>(
-    input: impl Read,
-    out: &mut tar::Builder<W>,
-    map: impl Fn(&str) -> Option<String>,
-    chown: Option<(u64, u64)>,
-    chmod: Option<u32>,
-) -> Result<(), Failed> {
-    let mut archive = tar::Archive::new(input);
-    let bad = |e: std::io::Error| format!("reading an archive: {e}");
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        let name = name.trim_start_matches("./").to_string();
-        let Some(new) = map(&name) else { continue };
-        if new.is_empty() {
-            continue;
-        }
-        let mut header = entry.header().clone();
-        if let Some((u, g)) = chown {
-            header.set_uid(u);
-            header.set_gid(g);
-        }
-        let kind = header.entry_type();
-        if let (Some(m), true) = (chmod, kind.is_file() || kind.is_dir()) {
-            header.set_mode(m);
-        }
-        if kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(bad)?
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let target = map(target.trim_start_matches("./")).unwrap_or(target);
-            out.append_link(&mut header, &new, &target).map_err(bad)?;
-            continue;
-        }
-        if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(bad)?
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            out.append_link(&mut header, &new, &target).map_err(bad)?;
-            continue;
-        }
-        out.append_data(&mut header, &new, &mut entry)
-            .map_err(bad)?;
-    }
-    Ok(())
-}
-
-/// The image an earlier stage ended with, when `name` names one.
-fn stage_image(
-    df: &Dockerfile,
-    stages: &std::collections::HashMap<usize, Done>,
-    name: &str,
-) -> Option<ImageRecord> {
-    let lower = name.to_ascii_lowercase();
-    let stage = df
-        .stages
-        .iter()
-        .find(|s| s.name.as_deref() == Some(lower.as_str()) || s.index.to_string() == lower)?;
-    stages.get(&stage.index)?.image.clone()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }

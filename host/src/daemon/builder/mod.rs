@@ -6,6 +6,11 @@
 
 mod cache;
 mod container_steps;
+mod download;
+mod image_files;
+mod owner;
+mod retar;
+mod run_mounts;
 mod stage;
 mod steps;
 

@@ -82,6 +82,11 @@ impl StageState {
         words::process_word(raw, &Scope(self), self.escape)
     }
 
+    /// A `COPY <<EOF` body with the variables in scope expanded (quotes kept).
+    pub fn heredoc(&self, raw: &str) -> Result<String, String> {
+        words::process_heredoc(raw, &Scope(self), self.escape)
+    }
+
     pub fn words(&self, raw: &str) -> Result<Vec<String>, String> {
         words::process_words(raw, &Scope(self), self.escape)
     }

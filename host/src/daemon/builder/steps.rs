@@ -284,7 +284,7 @@ impl Builder<'_> {
                 d.state.declare(decls, &self.opts.build_args, globals)?;
                 self.metadata(d, original).await
             }
-            Kind::Run(run) => self.run(d, run, original).await,
+            Kind::Run(run) => self.run(df, done, d, run, original).await,
             Kind::Copy(spec) => self.copy(df, done, d, spec, original, false).await,
             Kind::Add(spec) => self.copy(df, done, d, spec, original, true).await,
             other => {
@@ -443,22 +443,4 @@ pub fn run_argv(state: &StageState, run: &RunSpec) -> Result<Vec<String>, Failed
     let mut argv = state.shell.clone();
     argv.push(script);
     Ok(argv)
-}
-
-/// `--chown=UID[:GID]` (numeric; names would need the image's /etc/passwd).
-pub fn parse_chown(raw: &str) -> Result<(u64, u64), Failed> {
-    let (u, g) = raw.split_once(':').unwrap_or((raw, raw));
-    match (u.parse::<u64>(), g.parse::<u64>()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
-        _ => Err(format!(
-            "--chown={raw}: berth takes numeric ids (UID or UID:GID); user and group names are not looked up"
-        )),
-    }
-}
-
-pub fn parse_chmod(raw: &str) -> Result<u32, Failed> {
-    u32::from_str_radix(raw, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("--chmod={raw}: expected an octal mode such as 755"))
 }

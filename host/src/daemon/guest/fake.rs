@@ -179,6 +179,8 @@ impl GuestApi for FakeGuest {
                         mtime_secs: 0,
                         mtime_nanos: 0,
                         link_target: String::new(),
+                        uid: 0,
+                        gid: 0,
                     };
                     let line = serde_json::to_string(&stat).unwrap() + "\n";
                     let _ = out.write_all(line.as_bytes()).await;
