@@ -10,6 +10,8 @@ pub enum Error {
     #[error(transparent)]
     Kernel(#[from] crate::kernels::KernelError),
     #[error(transparent)]
+    KernelAdd(#[from] crate::kernels::add::AddError),
+    #[error(transparent)]
     Vm(#[from] crate::vm::VmError),
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),

@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use serde::{Deserialize, Serialize};
 
 /// The workspace root: the parent of the xtask crate.
 pub fn workspace_root() -> PathBuf {
@@ -66,33 +65,18 @@ pub const VMLINUX: &str = "vmlinux";
 pub const BZIMAGE: &str = "bzImage";
 pub const KERNEL_INITRAMFS: &str = "initramfs.cpio";
 pub const MODULES_CPIO: &str = "modules.cpio";
-pub const MANIFEST: &str = "kernel.json";
+pub use berth_protocol::kernel::MANIFEST;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KernelKind {
-    /// Built here from Debian's kernel source with berth's config fragments.
-    Tuned,
-    /// Debian's prebuilt kernel, with berth's modules packed into its initramfs.
-    Distro,
+/// The manifest and its kinds are the host's and guest's contract, defined in `protocol`.
+pub use berth_protocol::kernel::{KernelKind, KernelManifest};
+
+/// Writes a kernel's manifest.
+pub trait WriteManifest {
+    fn write(&self, kernel_dir: &Path) -> Result<()>;
 }
 
-/// `assets/kernels/<name>/kernel.json`. Paths are relative to the kernel's own directory;
-/// `initramfs: None` means "use `assets/initramfs.cpio`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub struct KernelManifest {
-    pub name: String,
-    pub release: String,
-    pub kind: KernelKind,
-    pub vmlinux: Option<String>,
-    pub bzimage: Option<String>,
-    pub initramfs: Option<String>,
-    pub source: String,
-}
-
-impl KernelManifest {
-    pub fn write(&self, kernel_dir: &Path) -> Result<()> {
+impl WriteManifest for KernelManifest {
+    fn write(&self, kernel_dir: &Path) -> Result<()> {
         let mut json = serde_json::to_string_pretty(self)?;
         json.push('\n');
         let path = kernel_dir.join(MANIFEST);
@@ -148,26 +132,6 @@ pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manifest_json_shape() {
-        let manifest = KernelManifest {
-            name: "cloud".into(),
-            release: "6.1.0-56-cloud-amd64".into(),
-            kind: KernelKind::Distro,
-            vmlinux: None,
-            bzimage: Some(BZIMAGE.into()),
-            initramfs: Some(KERNEL_INITRAMFS.into()),
-            source: "linux-image-6.1.0-56-cloud-amd64 6.1.158-1".into(),
-        };
-        let value: serde_json::Value = serde_json::to_value(&manifest).unwrap();
-        assert_eq!(value["kind"], "distro");
-        assert!(value["vmlinux"].is_null());
-        assert_eq!(value["bzimage"], "bzImage");
-        assert_eq!(value["initramfs"], "initramfs.cpio");
-        let back: KernelManifest = serde_json::from_value(value).unwrap();
-        assert_eq!(back, manifest);
-    }
 
     #[test]
     fn temp_is_a_hidden_sibling() {

@@ -4,14 +4,13 @@ use anyhow::Result;
 
 use crate::cmd::Cmd;
 
-/// Debian packages: QEMU, kernel sources and the distro kernel, the kernel build toolchain,
+/// Debian packages: QEMU, kernel sources, the kernel build toolchain,
 /// busybox for the initramfs, and what the tests use.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-utils",
     "linux-source-6.1",
     "linux-source-6.12",
-    "linux-image-cloud-amd64",
     "busybox-static",
     "cpio",
     "bc",

@@ -29,6 +29,7 @@ pub fn run(kernels: &[Kernel]) -> Result<()> {
             .env("BERTH_TEST_KERNEL", kernel.name())
             .env("BERTH_BIN", &berth)
             .env("BERTH_ASSETS", &assets)
+            .env("BERTH_TEST_DEBS", crate::assets::cache_dir()?.join("debs"))
             .env(
                 "BERTH_TEST_PYTHON",
                 crate::deps::python_clients_venv()?.join("bin/python"),

@@ -245,7 +245,11 @@ fn daemon(_name: &str) -> Result<i32, Error> {
 fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
     let paths = crate::paths::Paths::from_env()?;
     block_on(async move {
-        let api = machine::ensure_running(&paths, machine).await?;
+        let kernel = match &cmd {
+            Command::Run(a) => a.kernel.clone(),
+            _ => None,
+        };
+        let api = machine::ensure_running(&paths, machine, kernel.as_deref()).await?;
         let api = &api;
         match cmd {
             Command::Run(a) => run::run(api, *a).await,

@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
     detach: bool,
+    /// The machine's kernel (berth kernel ls): a stopped machine starts on it; a running
+    /// one must already run it.
+    #[arg(long)]
+    pub kernel: Option<String>,
     #[command(flatten)]
     create: CreateArgs,
 }

@@ -1,10 +1,10 @@
 //! `cargo xtask kernel`: guest kernels, installed into `assets/kernels/<name>/`.
 //!
 //! Two tuned lines (6.1, 6.12) are built from Debian's kernel sources with berth's config
-//! fragments; `cloud` is Debian's prebuilt cloud kernel with berth's modules in its initramfs.
+//! fragments; the others are Debian's prebuilt packages (cloud 6.1 and 6.12, generic 6.1,
+//! rt 6.12), added with `berth kernel add`.
 
-mod cloud;
-mod modules;
+mod debian;
 mod tuned;
 
 use std::fmt;
@@ -17,17 +17,30 @@ pub enum Kernel {
     V6_1,
     V6_12,
     Cloud,
+    Cloud6_12,
+    Generic6_1,
+    Rt6_12,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 3] = [Kernel::V6_1, Kernel::V6_12, Kernel::Cloud];
+    pub const ALL: [Kernel; 6] = [
+        Kernel::V6_1,
+        Kernel::V6_12,
+        Kernel::Cloud,
+        Kernel::Cloud6_12,
+        Kernel::Generic6_1,
+        Kernel::Rt6_12,
+    ];
 
     /// The name used on the command line, in `assets/kernels/<name>` and by `berth --kernel`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::V6_1 => "6.1",
             Kernel::V6_12 => "6.12",
-            Kernel::Cloud => "cloud",
+            Kernel::Cloud => debian::CLOUD_6_1.name,
+            Kernel::Cloud6_12 => debian::CLOUD_6_12.name,
+            Kernel::Generic6_1 => debian::GENERIC_6_1.name,
+            Kernel::Rt6_12 => debian::RT_6_12.name,
         }
     }
 
@@ -97,7 +110,10 @@ pub fn install(kernels: &[Kernel], dry_run: bool) -> Result<()> {
     for &kernel in kernels {
         match kernel {
             Kernel::V6_1 | Kernel::V6_12 => tuned::install(kernel.name(), dry_run)?,
-            Kernel::Cloud => cloud::install(dry_run)?,
+            Kernel::Cloud => debian::install(debian::CLOUD_6_1, dry_run)?,
+            Kernel::Cloud6_12 => debian::install(debian::CLOUD_6_12, dry_run)?,
+            Kernel::Generic6_1 => debian::install(debian::GENERIC_6_1, dry_run)?,
+            Kernel::Rt6_12 => debian::install(debian::RT_6_12, dry_run)?,
         }
     }
     Ok(())
@@ -115,8 +131,16 @@ mod tests {
         );
         assert_eq!(
             parse_list(&["cloud", "all"]).unwrap(),
-            [Kernel::Cloud, Kernel::V6_1, Kernel::V6_12]
+            [
+                Kernel::Cloud,
+                Kernel::V6_1,
+                Kernel::V6_12,
+                Kernel::Cloud6_12,
+                Kernel::Generic6_1,
+                Kernel::Rt6_12
+            ]
         );
+        assert_eq!(parse_list(&["rt-6.12"]).unwrap(), [Kernel::Rt6_12]);
         assert_eq!(parse_list(&["6.12", "6.12"]).unwrap(), [Kernel::V6_12]);
         assert!(parse_list(&["6.2"]).is_err());
         assert!(parse_list::<&str>(&[]).is_err());

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::assets::{self, assets_dir, cache_dir, workspace_root, KernelKind, KernelManifest};
+use crate::assets::{
+    self, assets_dir, cache_dir, workspace_root, KernelKind, KernelManifest, WriteManifest,
+};
 use crate::cmd::Cmd;
 use crate::deps;
 
@@ -276,6 +278,7 @@ fn install_assets(
     let release_path = layout.out.join("release");
     let release = fs::read_to_string(&release_path)
         .with_context(|| format!("reading {}", release_path.display()))?;
+    assets::copy_atomic(&layout.out.join("config"), &dest.join("config"))?;
     KernelManifest {
         name: ver.to_owned(),
         release: release.trim().to_owned(),
@@ -284,6 +287,7 @@ fn install_assets(
         bzimage: Some(assets::BZIMAGE.to_owned()),
         initramfs: None,
         source: format!("{} {}, config {key}", source.package, source.version),
+        config: Some("config".to_owned()),
     }
     .write(dest)
 }

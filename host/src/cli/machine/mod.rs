@@ -49,7 +49,7 @@ pub struct NameArg {
     pub(super) name: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct StartArgs {
     #[arg(help = NAME_HELP)]
     pub(super) name: Option<String>,

@@ -37,13 +37,19 @@ fn add_shares(cfg: &mut MachineConfig, dirs: &[std::path::PathBuf]) -> Result<()
 /// The API of machine `name`, starting the machine when it is not running. Only
 /// `default` is created on first use; any other machine must have been made with
 /// `berth machine start NAME`, so a typo never boots a new machine.
-pub async fn ensure_running(paths: &Paths, name: &str) -> Result<Api, Error> {
+/// With `kernel` (`berth run --kernel`), a stopped machine starts on that kernel, and a
+/// running one must already run it.
+pub async fn ensure_running(paths: &Paths, name: &str, kernel: Option<&str>) -> Result<Api, Error> {
     let m = MachineDir::new(paths, name)?;
     if !m.exists() && m.name != machine::DEFAULT {
         return Err(machine::MachineError::NotFound(m.name).into());
     }
     let was_running = m.daemon_pid().is_some();
-    start(paths, &m, None).await?;
+    let args = kernel.map(|k| StartArgs {
+        kernel: Some(k.to_string()),
+        ..StartArgs::default()
+    });
+    start(paths, &m, args.as_ref()).await?;
     if !was_running {
         super::context::offer(&m, false);
     }
@@ -116,6 +122,16 @@ pub async fn start(paths: &Paths, m: &MachineDir, args: Option<&StartArgs>) -> R
         }
     }
     if let Some(pid) = m.daemon_pid() {
+        let running = existing.as_ref().and_then(|c| c.kernel.clone());
+        if existing.is_some() && running != cfg.kernel {
+            return Err(Error::Usage(format!(
+                "machine {} runs the kernel {}, not {}: `berth machine stop {}` first",
+                m.name,
+                running.as_deref().unwrap_or("(default)"),
+                cfg.kernel.as_deref().unwrap_or("(default)"),
+                m.name
+            )));
+        }
         if existing.as_ref() != Some(&cfg) {
             return Err(Error::Usage(format!(
                 "machine {} is running (daemon pid {pid}): stop it to change its settings",

@@ -1,9 +1,15 @@
-//! The kernels berth can boot: those `cargo xtask` installed under `assets/kernels/<name>/`
-//! (each with a `kernel.json`), or any kernel image file named by path.
+//! The kernels berth can boot: those `cargo xtask` or `berth kernel add` installed under
+//! `assets/kernels/<name>/` (each with a `kernel.json`), or any kernel image file named by
+//! path. `add` installs a distribution's kernel (a `.deb` or an image with its modules).
+
+pub mod add;
+mod deb;
+mod image_info;
+mod modules;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Preferred order when no kernel is named: tuned kernels first (fast boot), newest LTS last.
 const PREFERENCE: &[&str] = &["6.1", "6.12", "cloud"];
@@ -20,30 +26,7 @@ pub enum KernelError {
     NoInitramfs(PathBuf),
 }
 
-/// How a kernel was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KernelKind {
-    /// Built by `cargo xtask kernel` from our Kconfig fragments: everything built in.
-    Tuned,
-    /// A distribution's kernel: drivers as modules, which the initramfs carries.
-    Distro,
-    /// A file the user named with `--kernel PATH`.
-    Custom,
-}
-
-/// `assets/kernels/<name>/kernel.json`, as xtask writes it. Paths are relative to its dir.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub name: String,
-    pub release: String,
-    pub kind: KernelKind,
-    pub vmlinux: Option<String>,
-    pub bzimage: Option<String>,
-    pub initramfs: Option<String>,
-    #[serde(default)]
-    pub source: String,
-}
+pub use berth_protocol::kernel::{KernelKind, KernelManifest as Manifest};
 
 /// A bootable kernel with absolute paths.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +65,11 @@ pub fn list(assets: &Path) -> Result<Vec<Kernel>, KernelError> {
     let mut kernels = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
-            if entry.path().join("kernel.json").is_file() {
+            if entry
+                .path()
+                .join(berth_protocol::kernel::MANIFEST)
+                .is_file()
+            {
                 kernels.push(load(assets, &entry.path())?);
             }
         }
@@ -107,7 +94,7 @@ fn load(assets: &Path, dir: &Path) -> Result<Kernel, KernelError> {
         name: name.clone(),
         problem,
     };
-    let text = std::fs::read_to_string(dir.join("kernel.json"))
+    let text = std::fs::read_to_string(dir.join(berth_protocol::kernel::MANIFEST))
         .map_err(|e| broken(format!("kernel.json: {e}")))?;
     let m: Manifest =
         serde_json::from_str(&text).map_err(|e| broken(format!("kernel.json: {e}")))?;

@@ -1,0 +1,172 @@
+//! `berth kernel add` of a Debian kernel package (the cloud kernel `cargo xtask` fetched
+//! with `apt-get download`) into an installation's own assets: checked, its modules packed,
+//! booted by `vm run`, and a machine running containers on it (`berth run --kernel`); a
+//! config that lacks what berth needs is refused with the options named, and a kernel a
+//! machine uses is not removed.
+#![cfg(feature = "vm")]
+
+use std::path::PathBuf;
+
+use berth_tests::Berth;
+
+/// The cloud kernel package xtask downloaded.
+fn cloud_deb() -> PathBuf {
+    let dir = std::env::var_os("BERTH_TEST_DEBS").expect("cargo xtask test sets BERTH_TEST_DEBS");
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the packages folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("linux-image-6.1.0-") && n.contains("-cloud-amd64") && n.ends_with(".deb")
+        })
+        .collect();
+    debs.sort();
+    debs.pop()
+        .expect("cargo xtask fetched the cloud kernel package")
+}
+
+#[test]
+fn a_debian_kernel_package_is_added_checked_and_runs_containers() {
+    let deb = cloud_deb();
+    let shared = PathBuf::from(std::env::var_os("BERTH_ASSETS").expect("BERTH_ASSETS"));
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        shared.join("initramfs.cpio"),
+        assets.path().join("initramfs.cpio"),
+    )
+    .unwrap();
+    let a = assets.path().display().to_string();
+    let env = [("BERTH_ASSETS", a.as_str())];
+    let b = Berth::new();
+    let deb_path = deb.display().to_string();
+
+    let added = b.run_env(&["kernel", "add", "--name", "k", &deb_path], &env, b"");
+    let out = added.stdout_text();
+    assert_eq!(
+        added.code, 0,
+        "berth kernel add of a .deb: {out}{}",
+        added.stderr
+    );
+    assert!(
+        out.contains("added kernel k (release 6.1.0-") && out.contains("overlay"),
+        "{out}"
+    );
+    let release = out
+        .split("(release ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A config without overlayfs and bridges: refused up front, each option named.
+    let config = std::fs::read_to_string(assets.path().join("kernels/k/config")).unwrap();
+    let lacking: String = config
+        .lines()
+        .filter(|l| !l.starts_with("CONFIG_OVERLAY_FS=") && !l.starts_with("CONFIG_BRIDGE="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bad_config = assets.path().join("lacking.config");
+    std::fs::write(&bad_config, lacking).unwrap();
+    let refused = b.run_env(
+        &[
+            "kernel",
+            "add",
+            "--name",
+            "bad",
+            "--config",
+            &bad_config.display().to_string(),
+            &deb_path,
+        ],
+        &env,
+        b"",
+    );
+    assert_eq!(
+        refused.code, 125,
+        "a kernel lacking options must be refused: {}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("CONFIG_OVERLAY_FS (container root file systems)")
+            && refused
+                .stderr
+                .contains("CONFIG_BRIDGE (container networks)"),
+        "the refusal names the missing options: {}",
+        refused.stderr
+    );
+    assert!(
+        !assets.path().join("kernels/bad").exists(),
+        "a refused kernel left files"
+    );
+
+    // It boots, with the modules berth-init loads.
+    let uname = b.run_env(
+        &[
+            "vm",
+            "run",
+            "--kernel",
+            "k",
+            "--",
+            "sh",
+            "-c",
+            "uname -r; grep -c overlay /proc/filesystems",
+        ],
+        &env,
+        b"",
+    );
+    assert_eq!(
+        uname.code, 0,
+        "vm run on the added kernel: {}",
+        uname.stderr
+    );
+    assert_eq!(
+        uname.stdout_text(),
+        format!("{release}\n1\n"),
+        "vm run --kernel k"
+    );
+
+    // Containers on it: `berth run --kernel` starts the machine on that kernel.
+    let busybox = shared.join("images/busybox.tar").display().to_string();
+    let load = b.run_env(&["load", "-i", &busybox], &env, b"");
+    assert_eq!(load.code, 0, "{}", load.stderr);
+    let ran = b.run_env(
+        &["run", "--kernel", "k", "--rm", "busybox", "uname", "-r"],
+        &env,
+        b"",
+    );
+    assert_eq!(ran.code, 0, "berth run --kernel k: {}", ran.stderr);
+    assert_eq!(
+        ran.stdout_text(),
+        format!("{release}\n"),
+        "the container's kernel"
+    );
+    let other = b.run_env(
+        &["run", "--kernel", "6.1", "--rm", "busybox", "true"],
+        &env,
+        b"",
+    );
+    assert!(
+        other.code == 125 && other.stderr.contains("runs the kernel k, not 6.1"),
+        "a running machine on another kernel: {}",
+        other.stderr
+    );
+    let rm = b.run_env(&["kernel", "rm", "k"], &env, b"");
+    assert!(
+        rm.code != 0 && rm.stderr.contains("machine(s) default"),
+        "kernel rm of a used kernel: {}",
+        rm.stderr
+    );
+    assert!(assets.path().join("kernels/k/kernel.json").is_file());
+    b.stop_machines();
+    let rm = b.run_env(&["kernel", "rm", "--force", "k"], &env, b"");
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert!(
+        !assets.path().join("kernels/k").exists(),
+        "kernel rm left files"
+    );
+    b.assert_nothing_left();
+}
