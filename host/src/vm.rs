@@ -91,6 +91,9 @@ pub struct VmConfig {
     pub shares: Vec<crate::shares::Share>,
     /// How the shares are served (virtio-9p, or virtiofs with a virtiofsd per share).
     pub share_fs: crate::shares::ShareFs,
+    /// More kernel command-line arguments (`vm run --kernel-arg`, a berth.toml target's
+    /// `kernel_args`), after berth's own.
+    pub kernel_args: Vec<String>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -142,7 +145,12 @@ impl Vm {
                 .image(cfg.machine == Machine::Microvm)
                 .to_path_buf(),
             initramfs: cfg.kernel.initramfs.clone(),
-            cmdline: qemu::cmdline(cfg.machine, cfg.accel.accel, accel::host_tsc_khz(), &params),
+            cmdline: qemu::cmdline(
+                cfg.machine,
+                cfg.accel.accel,
+                accel::host_tsc_khz(),
+                &[params.clone(), cfg.kernel_args.clone()].concat(),
+            ),
             console_log: dir.join("console.log"),
             transport: transport.device(),
             disks: cfg.layer_disk.iter().cloned().collect(),

@@ -129,6 +129,64 @@ fn a_debian_kernel_package_is_added_checked_and_runs_containers() {
         "vm run --kernel k"
     );
 
+    // A matrix from a berth.toml: each target booted in turn, one JSON object each, JUnit.
+    let toml = assets.path().join("berth.toml");
+    std::fs::write(
+        &toml,
+        "[[target]]\nname = \"two-cpus\"\nkernel = \"k\"\ncpus = 2\nkernel_args = \"berth.test=1\"\ncommand = \"nproc; grep -o berth.test=1 /proc/cmdline\"\n\
+         [[target]]\nname = \"fails\"\nkernel = \"k\"\ncommand = \"echo bad >&2; exit 3\"\n",
+    )
+    .unwrap();
+    let junit = assets.path().join("junit.xml");
+    let matrix = b.run_env(
+        &[
+            "vm",
+            "run",
+            "--config",
+            &toml.display().to_string(),
+            "--format",
+            "json",
+            "--junit",
+            &junit.display().to_string(),
+        ],
+        &env,
+        b"",
+    );
+    assert_eq!(
+        matrix.code, 1,
+        "a matrix with a failing target exits 1: {}",
+        matrix.stderr
+    );
+    let rows: Vec<serde_json::Value> = matrix
+        .stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per target"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", matrix.stdout_text());
+    assert_eq!(
+        (rows[0]["passed"].as_bool(), rows[0]["stdout"].as_str()),
+        (Some(true), Some("2\nberth.test=1\n")),
+        "berth.toml's cpus and kernel_args: {}",
+        rows[0]
+    );
+    assert!(rows[0]["boot_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (
+            rows[1]["passed"].as_bool(),
+            rows[1]["exit_code"].as_i64(),
+            rows[1]["phase"].as_str(),
+            rows[1]["stderr"].as_str()
+        ),
+        (Some(false), Some(3), Some("command"), Some("bad\n")),
+        "the failing target's phase and output: {}",
+        rows[1]
+    );
+    let xml = std::fs::read_to_string(&junit).expect("--junit writes the file");
+    assert!(
+        xml.contains(r#"tests="2""#) && xml.contains(r#"failures="1""#),
+        "{xml}"
+    );
+
     // Containers on it: `berth run --kernel` starts the machine on that kernel.
     let busybox = shared.join("images/busybox.tar").display().to_string();
     let load = b.run_env(&["load", "-i", &busybox], &env, b"");

@@ -20,6 +20,7 @@ pub mod select;
 mod session;
 mod signals;
 mod terminal;
+mod vm_matrix;
 mod vm_run;
 mod volumes;
 

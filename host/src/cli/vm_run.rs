@@ -20,9 +20,23 @@ const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel to boot: a name from `berth kernel ls`, or a path to a kernel image.
+    /// Kernel to boot: a name from `berth kernel ls`, or a path to a kernel image. Several
+    /// (`6.1,6.12,cloud`) run the command on each and print a kernel × result table.
     #[arg(long)]
     kernel: Option<String>,
+    /// Targets from a berth.toml (`[[target]]` tables: name, kernel, cpus, memory,
+    /// kernel_args, command), run in turn as a matrix.
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+    config: Option<std::path::PathBuf>,
+    /// The matrix's output: table, or json (one object per target).
+    #[arg(long, value_enum, default_value_t)]
+    format: super::Format,
+    /// Also write the matrix's results as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
+    /// One more kernel command-line argument (repeatable).
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    kernel_args: Vec<String>,
     /// Virtual CPUs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
@@ -52,8 +66,8 @@ pub struct Args {
     /// `HOSTPORT:GUESTPORT` (TCP, on 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:GUESTPORT")]
     publish: Vec<String>,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true)]
+    /// The command and its arguments (a berth.toml's targets may give their own).
+    #[arg(trailing_var_arg = true)]
     command: Vec<String>,
 }
 
@@ -86,22 +100,92 @@ pub fn run(args: Args) -> Result<i32, Error> {
             "-p needs an uplink: drop --uplink none".into(),
         ));
     }
-    let cfg = VmConfig {
-        kernel: kernels::resolve(&paths.assets, args.kernel.as_deref())?,
-        cpus: args.cpus,
-        memory_mib: size::parse_mib(&args.memory).map_err(Error::Usage)?,
-        transport: transport::choose(&args.transport)?,
-        machine,
-        accel: accel::choose(),
-        boot_timeout: Duration::from_secs(args.boot_timeout),
-        debug_guest: tracing::enabled!(tracing::Level::DEBUG),
-        layer_disk: None,
-        uplink,
-        host_ports: Vec::new(),
-        hostfwd,
-        shares: Vec::new(),
-        share_fs: crate::shares::ShareFs::NineP,
+    let memory_mib = size::parse_mib(&args.memory).map_err(Error::Usage)?;
+    let vm_config = |kernel: Option<&str>, cpus: u32, memory_mib: u64, extra: &[String]| {
+        Ok::<_, Error>(VmConfig {
+            kernel: kernels::resolve(&paths.assets, kernel)?,
+            cpus,
+            memory_mib,
+            transport: transport::choose(&args.transport)?,
+            machine,
+            accel: accel::choose(),
+            boot_timeout: Duration::from_secs(args.boot_timeout),
+            debug_guest: tracing::enabled!(tracing::Level::DEBUG),
+            layer_disk: None,
+            uplink,
+            host_ports: Vec::new(),
+            hostfwd: hostfwd.clone(),
+            shares: Vec::new(),
+            share_fs: crate::shares::ShareFs::NineP,
+            kernel_args: [args.kernel_args.clone(), extra.to_vec()].concat(),
+        })
     };
+    let several = args.kernel.as_deref().is_some_and(|k| k.contains(','));
+    let json = args.format == super::Format::Json;
+    if several || args.config.is_some() || json || args.junit.is_some() {
+        if args.interactive || args.tty {
+            return Err(Error::Usage(
+                "-i and -t take one VM: run a matrix without them".into(),
+            ));
+        }
+        let targets = match &args.config {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| Error::Usage(format!("--config {}: {e}", file.display())))?;
+                super::vm_matrix::parse_config(&text, &args.command)
+                    .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?
+            }
+            None => {
+                if args.command.is_empty() {
+                    return Err(Error::Usage("give the command to run after --".into()));
+                }
+                let kernels: Vec<String> = match &args.kernel {
+                    Some(k) => k
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                    None => vec![kernels::resolve(&paths.assets, None)?.name],
+                };
+                kernels
+                    .into_iter()
+                    .map(|k| super::vm_matrix::Target {
+                        name: k.clone(),
+                        kernel: k,
+                        cpus: None,
+                        memory: None,
+                        kernel_args: Vec::new(),
+                        command: args.command.clone(),
+                    })
+                    .collect()
+            }
+        };
+        let mut runs = Vec::new();
+        for t in targets {
+            let memory = match &t.memory {
+                Some(m) => size::parse_mib(m).map_err(Error::Usage)?,
+                None => memory_mib,
+            };
+            let cfg = vm_config(
+                Some(&t.kernel),
+                t.cpus.unwrap_or(args.cpus),
+                memory,
+                &t.kernel_args,
+            )?;
+            runs.push((t, cfg));
+        }
+        let junit = args.junit.clone();
+        return super::block_on(super::vm_matrix::run_all(
+            &paths,
+            &runs,
+            json,
+            junit.as_deref(),
+        ));
+    }
+    if args.command.is_empty() {
+        return Err(Error::Usage("give the command to run after --".into()));
+    }
+    let cfg = vm_config(args.kernel.as_deref(), args.cpus, memory_mib, &[])?;
     tracing::debug!(
         "booting {} ({}) with {} on {}",
         cfg.kernel.name,

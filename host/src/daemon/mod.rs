@@ -150,6 +150,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         hostfwd: Vec::new(),
         shares: crate::shares::resolve(&config.shares),
         share_fs: crate::shares::ShareFs::choose(&config.share_fs).map_err(Error::Usage)?,
+        kernel_args: Vec::new(),
     };
     for s in &vm_config.shares {
         tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);

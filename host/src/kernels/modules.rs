@@ -113,6 +113,18 @@ impl ModuleTree {
         for dep in depends(&bytes) {
             self.visit(&dep.replace('-', "_"), done, path, plan)?;
         }
+        // A soft dependency loads first when this kernel has it: by its name, or (for a
+        // crypto algorithm such as libcrc32c's `crc32c`) its generic implementation.
+        for soft in soft_pre(&bytes) {
+            let soft = soft.replace('-', "_");
+            let generic = format!("{soft}_generic");
+            if let Some(name) = [soft, generic]
+                .into_iter()
+                .find(|n| self.by_name.contains_key(n) || self.builtin.contains(n))
+            {
+                self.visit(&name, done, path, plan)?;
+            }
+        }
         path.pop();
         done.insert(name.to_string());
         plan.order.push((name.to_string(), bytes));
@@ -144,16 +156,37 @@ fn load(path: &Path) -> Result<Vec<u8>, AddError> {
     Ok(out)
 }
 
+/// The `pre:` names of a module's `softdep=` field (`pre: crc32c post: x`).
+pub fn soft_pre(module: &[u8]) -> Vec<String> {
+    let Some(value) = modinfo(module, b"\0softdep=") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut pre = false;
+    for word in value.split_whitespace() {
+        match word {
+            "pre:" => pre = true,
+            "post:" => pre = false,
+            w if pre => out.push(w.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A `.modinfo` field's value: `key` is `\0name=`.
+fn modinfo(module: &[u8], key: &[u8]) -> Option<String> {
+    let at = module.windows(key.len()).position(|w| w == key)?;
+    let rest = &module[at + key.len()..];
+    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
 /// The `depends=` field of a module's `.modinfo` section: a NUL-separated list of
 /// `key=value` strings, so the field is found as `depends=` right after a NUL.
 pub fn depends(module: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\0depends=";
-    let Some(at) = module.windows(KEY.len()).position(|w| w == KEY) else {
-        return Vec::new();
-    };
-    let rest = &module[at + KEY.len()..];
-    let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end])
+    modinfo(module, b"\0depends=")
+        .unwrap_or_default()
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
@@ -245,6 +278,23 @@ mod tests {
         assert!(text.contains(
             "vsock.ko\nvmw_vsock_virtio_transport_common.ko\nvmw_vsock_virtio_transport.ko\n"
         ));
+    }
+
+    #[test]
+    fn soft_dependencies_load_first_by_name_or_generic_implementation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(
+            d.join("libcrc32c.ko"),
+            b"x\0softdep=pre: crc32c post: other\0depends=\0",
+        )
+        .unwrap();
+        std::fs::write(d.join("crc32c_generic.ko"), module("")).unwrap();
+        std::fs::write(d.join("nf_tables.ko"), module("libcrc32c")).unwrap();
+        let plan = ModuleTree::open(d).unwrap().plan(&["nf_tables"]).unwrap();
+        let order: Vec<_> = plan.order.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(order, ["crc32c_generic", "libcrc32c", "nf_tables"]);
+        assert_eq!(soft_pre(b"\0softdep=pre: a b post: c\0"), ["a", "b"]);
     }
 
     #[test]
