@@ -61,7 +61,10 @@ fn floor_command(dir: &Path) -> Command {
         share_fs: berth::shares::ShareFs::NineP,
         virtiofs_dir: dir.to_path_buf(),
     };
-    let mut cmd = Command::new("qemu-system-x86_64");
+    // The QEMU berth itself launches ($BERTH_QEMU, else the one on PATH).
+    let qemu = berth::paths::find_program("BERTH_QEMU", "qemu-system-x86_64", &[])
+        .expect("QEMU (qemu-system-x86_64) not found: cargo xtask deps, or BERTH_QEMU");
+    let mut cmd = Command::new(qemu);
     cmd.args(qemu::args(&spec));
     cmd
 }

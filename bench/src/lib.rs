@@ -3,7 +3,8 @@
 //! Start-up is measured as a ratio against a baseline timed in the same process: the
 //! machines are shared and noisy, so only ratios are comparable between runs.
 
-pub mod crun;
+/// crun in the guest: the runtime yardstick, shared with `berth bench`.
+pub use berth::bench::crun;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,6 +33,9 @@ pub fn berth_command(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(berth_bin());
     cmd.env("BERTH_HOME", home)
         .env("BERTH_KERNEL", bench_kernel())
+        // No bench sends a packet beyond this machine: its machines' uplinks are
+        // restricted (host ports come only through explicit forwards).
+        .env("BERTH_UPLINK", "restricted")
         .args(args);
     cmd
 }

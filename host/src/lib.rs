@@ -5,6 +5,7 @@
 //! behind `cfg`, and the only `unsafe` lives in `sys`.
 
 pub mod accel;
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod client;

@@ -76,7 +76,7 @@ impl Drop for Tmux {
 fn session(b: &Berth, width: u16, height: u16, berth_args: &str) -> Tmux {
     let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
     let command = format!(
-        "env BERTH_HOME={} BERTH_ASSETS={assets} BERTH_KERNEL={} {} {berth_args}; echo EXIT=$?; sleep 120",
+        "env BERTH_HOME={} BERTH_ASSETS={assets} BERTH_KERNEL={} BERTH_UPLINK=restricted {} {berth_args}; echo EXIT=$?; sleep 120",
         b.home().display(),
         test_kernel(),
         berth_bin().display()

@@ -55,7 +55,12 @@ pub fn python_clients_venv() -> Result<std::path::PathBuf> {
 /// vhost-user backends QEMU talks to, not packaged by Debian 12, installed with cargo:
 /// (crate and binary, version). The vsock device is one of berth's transports; virtiofsd
 /// shares host folders over virtiofs (kernels without 9p, such as Debian's cloud kernel).
-const CARGO_TOOLS: &[(&str, &str)] = &[("vhost-device-vsock", "0.3.0"), ("virtiofsd", "1.14.0")];
+/// cargo-nextest runs the VM tier (a JUnit report per kernel for the test matrix).
+const CARGO_TOOLS: &[(&str, &str)] = &[
+    ("vhost-device-vsock", "0.3.0"),
+    ("virtiofsd", "1.14.0"),
+    ("cargo-nextest", "0.9.143"),
+];
 
 pub fn run() -> Result<()> {
     platform::install()

@@ -47,7 +47,7 @@ enum Command {
     Images,
     /// Build (or reuse from the cache) and install guest kernels.
     Kernel {
-        /// Kernels: 6.1, 6.12, cloud, or all (comma-separated lists allowed).
+        /// Kernels: 6.1, 6.12, cloud, cloud-6.12, generic-6.1, rt-6.12, or all.
         #[arg(required = true, value_name = "KERNEL")]
         kernels: Vec<String>,
         /// Only report the cache key, paths and what would be built and installed.
@@ -60,12 +60,21 @@ enum Command {
         #[arg(long, default_value = "6.1,cloud")]
         kernels: String,
     },
-    /// Unit tests, then the VM tests against each kernel.
+    /// Unit tests, the macOS/Windows build check, then the VM tests on each kernel, with
+    /// the kernel x test matrix in target/matrix.
     Test {
         /// Comma-separated kernels, or all.
         #[arg(long, default_value = "6.1")]
         kernels: String,
+        /// Print the kernels, one per line (a CI matrix runs one shard per job).
+        #[arg(long)]
+        list_shards: bool,
+        /// Only the VM tests this nextest filterset selects, e.g. 'binary(kernels)'.
+        #[arg(long, short = 'E', value_name = "FILTERSET")]
+        filter: Option<String>,
     },
+    /// Join the shard-*.json files under DIR (from a CI matrix's jobs) into one matrix.
+    MatrixMerge { dir: std::path::PathBuf },
     /// Criterion benchmarks against a release build.
     Bench {
         /// The kernel to benchmark: 6.1, 6.12 or cloud.
@@ -88,7 +97,18 @@ fn run(command: Command) -> Result<()> {
             kernel::install(&kernel::parse_list(&kernels)?, dry_run)
         }
         Command::Assets { kernels } => pipeline::assets(&kernel::parse_list(&[kernels])?),
-        Command::Test { kernels } => test::run(&kernel::parse_list(&[kernels])?),
+        Command::Test {
+            kernels,
+            list_shards: true,
+            ..
+        } => {
+            test::list_shards(&kernel::parse_list(&[kernels])?);
+            Ok(())
+        }
+        Command::Test {
+            kernels, filter, ..
+        } => test::run(&kernel::parse_list(&[kernels])?, filter.as_deref()),
+        Command::MatrixMerge { dir } => test::merge(&dir),
         Command::Bench { kernel } => bench::run(kernel),
         Command::Demo => demo::run(),
         Command::CheckCross => cross::run(),

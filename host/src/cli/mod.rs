@@ -2,6 +2,7 @@
 //! process exit code or an [`Error`].
 
 mod api;
+mod bench;
 mod build;
 mod containers;
 mod history;
@@ -124,6 +125,9 @@ pub enum Command {
     /// Kernels berth can boot.
     #[command(subcommand)]
     Kernel(kernel::Command),
+    /// Measure containers against VMs on this computer: start-up, memory, density, CPU
+    /// and I/O, per kernel; a table, JSON and SVG charts.
+    Bench(bench::Args),
     /// Load images from a `docker save` archive or an OCI image layout.
     Load(load::Args),
     /// Run a command in a new container.
@@ -197,6 +201,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Logout(args) => login::logout(args),
         Command::Info(args) => info::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
+        Command::Bench(a) => bench::run(a),
         Command::Load(args) => load::run(args),
         Command::Rmi(args) => images::rmi(args),
         Command::Tag(args) => images::tag(args),

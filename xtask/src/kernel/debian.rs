@@ -79,12 +79,32 @@ fn newest_package(line: &Line) -> Result<String> {
     }
 }
 
+/// The newest package of `line` in the cache (`$BERTH_CACHE/debs`), downloaded with
+/// `apt-get download` when it is not there.
+pub fn fetch(line: Line) -> Result<PathBuf> {
+    let package = newest_package(&line)?;
+    let debs = cache_dir()?.join("debs");
+    fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+    if let Some(deb) = find_deb(&debs, &package)? {
+        return Ok(deb);
+    }
+    println!("downloading {package} (apt-get download; nothing is installed)");
+    Cmd::new("apt-get")
+        .args(["download", &package])
+        .dir(&debs)
+        .run()?;
+    find_deb(&debs, &package)?.with_context(|| {
+        format!(
+            "apt-get download left no {package}_*.deb in {}",
+            debs.display()
+        )
+    })
+}
+
 /// Downloads (or finds in the cache) the newest package of `line` and adds it to berth.
 pub fn install(line: Line, dry_run: bool) -> Result<()> {
     println!("== kernel {}: Debian's prebuilt package", line.name);
     let package = newest_package(&line)?;
-    let debs = cache_dir()?.join("debs");
-    fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
     let dest = assets::kernels_dir(&assets_dir()?).join(line.name);
     if dry_run {
         println!(
@@ -93,22 +113,7 @@ pub fn install(line: Line, dry_run: bool) -> Result<()> {
         );
         return Ok(());
     }
-    let deb = match find_deb(&debs, &package)? {
-        Some(deb) => deb,
-        None => {
-            println!("downloading {package} (apt-get download; nothing is installed)");
-            Cmd::new("apt-get")
-                .args(["download", &package])
-                .dir(&debs)
-                .run()?;
-            find_deb(&debs, &package)?.with_context(|| {
-                format!(
-                    "apt-get download left no {package}_*.deb in {}",
-                    debs.display()
-                )
-            })?
-        }
-    };
+    let deb = fetch(line)?;
     let source = format!(
         "{package} {}",
         deb.file_name()

@@ -98,6 +98,12 @@ pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Vec<Kernel>> {
     Ok(kernels)
 }
 
+/// The cloud kernel's package in the cache, downloaded when missing (the VM test of
+/// `berth kernel add` adds it itself).
+pub fn fetch_cloud_package() -> Result<std::path::PathBuf> {
+    debian::fetch(debian::CLOUD_6_1)
+}
+
 /// Builds (or finds cached) and installs each kernel. With `dry_run`, only reports what it
 /// would do.
 pub fn install(kernels: &[Kernel], dry_run: bool) -> Result<()> {

@@ -65,15 +65,24 @@ fn crun_assets(assets: &Path, kernel: &str, work: &Path) -> Result<PathBuf, Stri
         ),
         work,
     )?;
+    // A kernel with its own initramfs (its modules) boots that one: crun goes there too.
+    let own = out.join("kernels").join(kernel).join("initramfs.cpio");
+    if own.is_file() {
+        let mut bytes = std::fs::read(&own).map_err(|e| e.to_string())?;
+        bytes.extend(std::fs::read(&extra).map_err(|e| e.to_string())?);
+        std::fs::write(&own, bytes).map_err(|e| e.to_string())?;
+    }
     Ok(out)
 }
 
-/// Runs `batch` of each in the guest, after one of each to warm up.
+/// Runs `batch` of each in the guest, after one of each to warm up. A crun that fails
+/// fails the measurement (`set -e`): a failed run never counts as a fast one.
 pub fn measure(berth: &Path, assets: &Path, kernel: &str, batch: u32) -> Result<CrunTimes, String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let crun_assets = crun_assets(assets, kernel, work.path())?;
     let script = format!(
-        r#"cd /bundle
+        r#"set -e
+cd /bundle
 up() {{ cut -d' ' -f1 /proc/uptime; }}
 cp run.json config.json; crun run w0
 a=$(up); for i in $(seq {batch}); do crun run r$i; done; b=$(up)
