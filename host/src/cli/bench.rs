@@ -27,14 +27,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
-    let names: Vec<String> = match &a.kernel {
-        Some(k) => k
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        None => vec![kernels::resolve(&paths.assets, None)?.name],
-    };
+    let names = kernels::names(&paths.assets, a.kernel.as_deref())?;
     for n in &names {
         kernels::resolve(&paths.assets, Some(n))?;
     }

@@ -139,15 +139,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
                 if args.command.is_empty() {
                     return Err(Error::Usage("give the command to run after --".into()));
                 }
-                let kernels: Vec<String> = match &args.kernel {
-                    Some(k) => k
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect(),
-                    None => vec![kernels::resolve(&paths.assets, None)?.name],
-                };
-                kernels
+                kernels::names(&paths.assets, args.kernel.as_deref())?
                     .into_iter()
                     .map(|k| super::vm_matrix::Target {
                         name: k.clone(),

@@ -159,6 +159,18 @@ pub fn resolve(assets: &Path, spec: Option<&str>) -> Result<Kernel, KernelError>
     Ok(kernel)
 }
 
+/// A comma-separated `--kernel` list, or the preferred installed kernel when none is given.
+pub fn names(assets: &Path, list: Option<&str>) -> Result<Vec<String>, KernelError> {
+    match list {
+        Some(k) => Ok(k
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()),
+        None => Ok(vec![resolve(assets, None)?.name]),
+    }
+}
+
 fn looks_like_path(s: &str) -> bool {
     s.contains('/') || s.contains('\\') || Path::new(s).is_file()
 }
