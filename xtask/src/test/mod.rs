@@ -49,6 +49,8 @@ pub fn run(kernels: &[Kernel], only: Option<&str>) -> Result<()> {
         .args(["test", "--workspace"])
         .dir(&root)
         .run()?;
+    // The macOS and Windows builds are checked on every run, so they cannot rot.
+    crate::cross::run()?;
 
     let berth = pipeline::build_host(Profile::Debug)?;
     pipeline::assets(kernels)?;
