@@ -211,8 +211,37 @@ fn the_lifecycle_of_a_named_container() {
     ok(&b, &["kill", "-s", "KILL", "web"]);
     let waited = ok(&b, &["wait", "web"]);
     assert_eq!(waited.stdout_text().trim(), "137");
-    ok(&b, &["rm", "web"]);
-    assert_eq!(ok(&b, &["ps", "-aq"]).stdout_text(), "");
+    // The grouped forms are the short ones; system df sees the stopped container, and
+    // container prune (which needs -f without a terminal) removes it.
+    let listed = ok(&b, &["container", "ls", "-a"]).stdout_text();
+    assert!(
+        listed.lines().skip(1).any(|l| l.ends_with("web")),
+        "container ls -a: {listed}"
+    );
+    let df = ok(&b, &["system", "df"]).stdout_text();
+    assert!(
+        df.starts_with("TYPE")
+            && df
+                .lines()
+                .any(|l| l.starts_with("Containers") && l.contains(" 1 ")),
+        "system df: {df}"
+    );
+    let unforced = b.run(&["container", "prune"], b"");
+    assert!(
+        unforced.code != 0 && unforced.stderr.contains("-f"),
+        "prune without -f: {}",
+        unforced.stderr
+    );
+    let pruned = ok(&b, &["container", "prune", "-f"]).stdout_text();
+    assert!(
+        pruned.contains("Deleted Containers") && pruned.contains("Total reclaimed space"),
+        "container prune: {pruned}"
+    );
+    assert_eq!(
+        ok(&b, &["ps", "-aq"]).stdout_text(),
+        "",
+        "container prune removed the stopped container"
+    );
     let out = b.run(&["logs", "web"], b"");
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("No such container"), "{}", out.stderr);

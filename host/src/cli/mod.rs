@@ -20,6 +20,7 @@ mod save;
 pub mod select;
 mod session;
 mod signals;
+mod system;
 mod terminal;
 mod vm_matrix;
 mod vm_run;
@@ -138,6 +139,146 @@ pub enum Command {
     /// Named volumes: data on the machine's disk that outlives containers.
     #[command(subcommand)]
     Volume(volumes::Command),
+    /// Containers: the grouped forms of the container verbs (`berth container ls`, ...).
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// The machine's disk usage, a prune of everything unused, and `info`.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish
+    /// (e.g. `berth completion bash > /etc/bash_completion.d/berth`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers.
+    #[command(alias = "list", alias = "ps")]
+    Ls(containers::PsArgs),
+    /// Remove containers.
+    #[command(alias = "remove")]
+    Rm(containers::RmArgs),
+    /// Run a command in a new container.
+    Run(Box<run::RunArgs>),
+    /// Create a container without starting it.
+    Create(Box<run::CreateArgs>),
+    /// Start stopped or created containers.
+    Start(run::StartArgs),
+    /// Attach to a running container's input and output.
+    Attach(run::AttachArgs),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Show low-level information on containers as JSON.
+    Inspect(containers::InspectArgs),
+    /// Send a signal to containers (default KILL).
+    Kill(containers::KillArgs),
+    /// Show a container's output.
+    Logs(containers::LogsArgs),
+    /// Freeze every process of containers.
+    Pause(containers::NamesArgs),
+    /// Thaw paused containers.
+    Unpause(containers::NamesArgs),
+    /// List a container's published ports.
+    Port(network::PortArgs),
+    /// Restart containers.
+    Restart(containers::StopArgs),
+    /// CPU, memory and process counts of running containers.
+    Stats(containers::StatsArgs),
+    /// Stop containers.
+    Stop(containers::StopArgs),
+    /// Show the processes of a container.
+    Top(containers::TopArgs),
+    /// Wait for containers to stop; prints their exit codes.
+    Wait(containers::NamesArgs),
+    /// Remove every stopped container.
+    Prune(system::PruneArgs),
+}
+
+impl ContainerCommand {
+    /// The short form this grouped form means (`prune` has none).
+    fn short(self) -> Result<Command, system::PruneArgs> {
+        Ok(match self {
+            ContainerCommand::Ls(a) => Command::Ps(a),
+            ContainerCommand::Rm(a) => Command::Rm(a),
+            ContainerCommand::Run(a) => Command::Run(a),
+            ContainerCommand::Create(a) => Command::Create(a),
+            ContainerCommand::Start(a) => Command::Start(a),
+            ContainerCommand::Attach(a) => Command::Attach(a),
+            ContainerCommand::Exec(a) => Command::Exec(a),
+            ContainerCommand::Inspect(a) => Command::Inspect(a),
+            ContainerCommand::Kill(a) => Command::Kill(a),
+            ContainerCommand::Logs(a) => Command::Logs(a),
+            ContainerCommand::Pause(a) => Command::Pause(a),
+            ContainerCommand::Unpause(a) => Command::Unpause(a),
+            ContainerCommand::Port(a) => Command::Port(a),
+            ContainerCommand::Restart(a) => Command::Restart(a),
+            ContainerCommand::Stats(a) => Command::Stats(a),
+            ContainerCommand::Stop(a) => Command::Stop(a),
+            ContainerCommand::Top(a) => Command::Top(a),
+            ContainerCommand::Wait(a) => Command::Wait(a),
+            ContainerCommand::Prune(a) => return Err(a),
+        })
+    }
+}
+
+#[cfg(test)]
+mod grouped_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn grouped_container_forms_are_the_short_ones() {
+        for (grouped, short) in [
+            (vec!["container", "ls", "-a"], vec!["ps", "-a"]),
+            (vec!["container", "list", "-q"], vec!["ps", "-q"]),
+            (vec!["container", "rm", "-f", "x"], vec!["rm", "-f", "x"]),
+            (
+                vec!["container", "logs", "-f", "x"],
+                vec!["logs", "-f", "x"],
+            ),
+            (
+                vec!["container", "exec", "x", "true"],
+                vec!["exec", "x", "true"],
+            ),
+        ] {
+            let Command::Container(c) = parse(&grouped) else {
+                panic!("{grouped:?}")
+            };
+            let as_short = format!("{:?}", c.short().unwrap());
+            assert_eq!(as_short, format!("{:?}", parse(&short)), "{grouped:?}");
+        }
+        let Command::Container(c) = parse(&["container", "prune", "-f"]) else {
+            panic!()
+        };
+        assert!(c.short().is_err(), "prune has no short form");
+        assert!(matches!(
+            parse(&["system", "df"]),
+            Command::System(SystemCommand::Df)
+        ));
+        assert!(matches!(
+            parse(&["completion", "fish"]),
+            Command::Completion { .. }
+        ));
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Disk usage of images, containers, volumes and the build cache.
+    Df,
+    /// Remove stopped containers, unused networks and dangling images (-a: all unused
+    /// images; --volumes: unused volumes).
+    Prune(system::SystemPruneArgs),
+    /// The host, QEMU, the accelerator and the transports berth uses.
+    Info(info::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,7 +330,15 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     init_logging(cli.debug);
     let sel = select::Selection::new(cli.machine);
     let machine = sel.machine().to_string();
-    match cli.command {
+    // A grouped container form is its short form (`container prune` has none).
+    let command = match cli.command {
+        Command::Container(c) => match c.short() {
+            Ok(short) => short,
+            Err(prune) => Command::Container(ContainerCommand::Prune(prune)),
+        },
+        other => other,
+    };
+    match command {
         Command::Images(args) => images::run(args),
         Command::Image(cmd) => image_command(cmd),
         Command::Pull(args) => pull::pull(args),
@@ -208,6 +357,18 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Vm(VmCommand::Run(args)) => vm_run::run(args),
         Command::Machine(cmd) => machine::run(cmd, &sel),
         Command::Daemon { name } => daemon(&name),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(0),
+            }
+        }
+        Command::System(SystemCommand::Info(args)) => info::run(args),
         Command::Version => {
             let paths = crate::paths::Paths::from_env()?;
             let m = crate::machine::MachineDir::new(&paths, &machine)?;
@@ -279,6 +440,9 @@ fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
             Command::Port(a) => network::port(api, a).await,
             Command::Wait(a) => containers::wait(api, a).await,
             Command::Volume(c) => volumes::run(api, c).await,
+            Command::Container(ContainerCommand::Prune(a)) => system::container_prune(api, a).await,
+            Command::System(SystemCommand::Df) => system::df(api).await,
+            Command::System(SystemCommand::Prune(a)) => system::system_prune(api, a).await,
             other => Err(Error::Usage(format!(
                 "{other:?} is not a container command"
             ))),
