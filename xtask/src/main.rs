@@ -11,6 +11,7 @@ mod elf;
 mod guest;
 mod images;
 mod initramfs;
+mod install;
 mod kernel;
 mod pipeline;
 mod test;
@@ -83,6 +84,12 @@ enum Command {
     },
     /// First run: install deps, build berth and the cloud-kernel assets, run a VM.
     Demo,
+    /// Put berth on the PATH (cargo install) and build the guest assets it boots.
+    Install {
+        /// Comma-separated kernels to install, or all (default: cloud, no compile).
+        #[arg(long, default_value = "cloud")]
+        kernels: String,
+    },
     /// Check that the host CLI compiles for macOS and Windows.
     CheckCross,
 }
@@ -111,6 +118,7 @@ fn run(command: Command) -> Result<()> {
         Command::MatrixMerge { dir } => test::merge(&dir),
         Command::Bench { kernel } => bench::run(kernel),
         Command::Demo => demo::run(),
+        Command::Install { kernels } => install::run(&kernel::parse_list(&[kernels])?),
         Command::CheckCross => cross::run(),
     }
 }
