@@ -1,4 +1,5 @@
-//! Container start-up on a running machine: warm `berth run --rm busybox true` and
+//! Container start-up on a running machine: warm `berth run --rm busybox true` (with the
+//! default bridge network, and with `--network none`) and
 //! `berth exec box true`, against Debian's crun running and exec'ing into the same busybox
 //! in a guest on the same kernel (timed by the guest), and against a cold
 //! `berth vm run -- true`, all measured in this process.
@@ -11,6 +12,7 @@ use criterion::{criterion_group, Criterion, SamplingMode};
 
 const VM: &str = "berth vm run -- true";
 const RUN: &str = "warm berth run --rm busybox true";
+const RUN_NONE: &str = "warm berth run --rm --network none busybox true";
 const EXEC: &str = "berth exec box true";
 const CRUN_RUN: &str = "crun run (in the guest)";
 const CRUN_EXEC: &str = "crun exec (in the guest)";
@@ -50,6 +52,8 @@ fn warm_run_and_exec(c: &mut Criterion) {
             ],
         ),
         (RUN, vec!["run", "--rm", "busybox", "true"]),
+        // The same without the default bridge: the network's own cost shows apart.
+        (RUN_NONE, vec!["run", "--rm", "--network", "none", "busybox", "true"]),
         (EXEC, vec!["exec", "box", "true"]),
     ] {
         group.bench_function(name, |b| {
@@ -83,5 +87,7 @@ fn main() {
     print_ratio(EXEC, VM);
     print_ratio(RUN, EXEC);
     print_ratio(RUN, CRUN_RUN);
+    print_ratio(RUN_NONE, CRUN_RUN);
+    print_ratio(RUN, RUN_NONE);
     print_ratio(EXEC, CRUN_EXEC);
 }
