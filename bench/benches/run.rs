@@ -53,7 +53,10 @@ fn warm_run_and_exec(c: &mut Criterion) {
         ),
         (RUN, vec!["run", "--rm", "busybox", "true"]),
         // The same without the default bridge: the network's own cost shows apart.
-        (RUN_NONE, vec!["run", "--rm", "--network", "none", "busybox", "true"]),
+        (
+            RUN_NONE,
+            vec!["run", "--rm", "--network", "none", "busybox", "true"],
+        ),
         (EXEC, vec!["exec", "box", "true"]),
     ] {
         group.bench_function(name, |b| {

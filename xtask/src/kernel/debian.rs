@@ -54,8 +54,23 @@ impl Line {
     }
 }
 
-/// The newest package of `line` that apt knows.
+/// The newest package of `line` that apt knows; apt's lists are updated once when they
+/// know none (a new machine's lists may be empty).
 fn newest_package(line: &Line) -> Result<String> {
+    match newest_known(line) {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            println!(
+                "apt knows no {}N{} package yet: apt-get update",
+                line.prefix, line.suffix
+            );
+            Cmd::new("apt-get").arg("update").run()?;
+            newest_known(line)
+        }
+    }
+}
+
+fn newest_known(line: &Line) -> Result<String> {
     let listing = Cmd::new("apt-cache")
         .args([
             "search",
