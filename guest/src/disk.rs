@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{self, MountFlags};
 
+/// How much of the disk's start must be zeros for it to count as blank.
+const BLANK_CHECK: usize = 64 * 1024;
+
+/// Whether a disk's first bytes are all zeros: nothing was ever written there (mkfs writes
+/// its superblock at 1 KiB).
+pub fn is_blank(head: &[u8]) -> bool {
+    !head.is_empty() && head.iter().all(|b| *b == 0)
+}
+
 /// How long the disk may take to appear (module loading, device probe).
 const APPEAR_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -23,8 +32,21 @@ pub fn mount_state_disk(device: &Path, target: &Path) -> Result<(), String> {
     }
     let dev = device.display().to_string();
     let dir = target.display().to_string();
-    if sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None).is_ok() {
+    let mounted = sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None);
+    let Err(mount_error) = mounted else {
         return Ok(());
+    };
+    // Only a blank disk is formatted. A disk with anything on it that does not mount (a
+    // kernel without ext4, a damaged file system) is an error: its layers and volumes
+    // are never formatted away.
+    let mut head = vec![0u8; BLANK_CHECK];
+    let read = std::fs::File::open(device)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| format!("reading {dev}: {e}"))?;
+    if !is_blank(&head[..read]) {
+        return Err(format!(
+            "{dev} holds a file system that does not mount ({mount_error}); it is left as it is"
+        ));
     }
     // A blank disk (hosts without mkfs.ext4): busybox makes ext2, which the ext4 driver mounts.
     let status = Command::new("/bin/mke2fs")
@@ -60,6 +82,16 @@ pub fn clean_state(state: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_disk_of_zeros_is_blank() {
+        assert!(is_blank(&[0u8; 4096]));
+        let mut ext = vec![0u8; 4096];
+        ext[1080] = 0x53;
+        ext[1081] = 0xEF;
+        assert!(!is_blank(&ext), "an ext superblock");
+        assert!(!is_blank(&[]), "nothing read");
+    }
 
     #[test]
     fn cleaning_keeps_finished_layers_and_container_files() {

@@ -111,6 +111,10 @@ pub const SHARES: Requirement = need(
 /// The modules berth-init loads when a kernel builds these as modules (dependencies are
 /// added by whoever packs them).
 pub const GUEST_MODULES: &[&str] = &[
+    // ext4 (the machine's disk) checksums its metadata with crc32c; on kernels that build
+    // them as modules, both must load before the disk is mounted.
+    "crc32c_generic",
+    "ext4",
     "virtio_ring",
     "virtio",
     "virtio_mmio",
