@@ -136,14 +136,7 @@ pub fn install(line: Line, dry_run: bool) -> Result<()> {
             .and_then(|n| n.split('_').nth(1))
             .unwrap_or("?")
     );
-    let manifest = fs::read_to_string(dest.join(assets::MANIFEST)).unwrap_or_default();
-    let current = serde_json::from_str::<assets::KernelManifest>(&manifest).ok();
-    if current.as_ref().is_some_and(|m| m.source == source)
-        && dest.join(assets::KERNEL_INITRAMFS).is_file()
-    {
-        println!("{} is {source} already", line.name);
-        return Ok(());
-    }
+    // Added every time (seconds): the modules berth-init needs may have changed since.
     if !assets::base_initramfs(&assets_dir()?).is_file() {
         crate::initramfs::run()?;
     }
