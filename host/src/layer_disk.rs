@@ -58,7 +58,23 @@ mod tests {
         let disk = tmp.path().join("disk.img");
         create(&disk, DEFAULT_SIZE).unwrap();
         assert!(disk.is_file());
-        assert_eq!(disk.metadata().unwrap().len(), DEFAULT_SIZE);
         assert!(!tmp.path().join("disk.img.partial").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let used = disk.metadata().unwrap().blocks() * 512;
+            assert!(
+                used < 1 << 20,
+                "a new disk takes no space until written: {used} bytes"
+            );
+        }
+        // A failed format leaves no disk under either name (one test: the variable is
+        // the process's).
+        std::env::set_var("BERTH_MKFS_EXT4", "/bin/false");
+        let disk = tmp.path().join("failed.img");
+        let err = create(&disk, 1 << 20).unwrap_err().to_string();
+        std::env::set_var("BERTH_MKFS_EXT4", "/bin/true");
+        assert!(err.contains("failed"), "{err}");
+        assert!(!disk.exists() && !tmp.path().join("failed.img.partial").exists());
     }
 }

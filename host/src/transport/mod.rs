@@ -122,15 +122,12 @@ fn probe_vhost_user() -> Result<String, String> {
 pub fn choose(requested: &str) -> Result<Kind, TransportError> {
     let kind = match requested {
         "auto" => {
-            return ALL
-                .iter()
-                .map(|k| probe(*k))
-                .find(|a| a.status.is_ok())
-                .map(|a| a.kind)
-                .ok_or(TransportError::Unavailable {
-                    kind: Kind::Serial,
-                    why: "nothing works".into(),
-                })
+            let found: Vec<(Kind, bool)> =
+                ALL.iter().map(|k| (*k, probe(*k).status.is_ok())).collect();
+            return pick(&found).ok_or(TransportError::Unavailable {
+                kind: Kind::Serial,
+                why: "nothing works".into(),
+            });
         }
         "vsock" | "vhost-vsock" => Kind::VhostVsock,
         "vhost-user" => Kind::VhostUser,
@@ -141,6 +138,11 @@ pub fn choose(requested: &str) -> Result<Kind, TransportError> {
         Ok(_) => Ok(kind),
         Err(why) => Err(TransportError::Unavailable { kind, why }),
     }
+}
+
+/// `auto`: the first transport that works, in the order given (fastest first).
+fn pick(found: &[(Kind, bool)]) -> Option<Kind> {
+    found.iter().find(|(_, works)| *works).map(|(k, _)| *k)
 }
 
 /// A connected byte stream to the guest.
@@ -210,10 +212,29 @@ mod tests {
             Err(TransportError::Unknown(_))
         ));
         assert_eq!(choose("serial").unwrap(), Kind::Serial);
-        assert!(
-            choose("auto").is_ok(),
-            "serial is always there, so auto always finds one"
+    }
+
+    #[test]
+    fn auto_takes_the_first_transport_that_works() {
+        use Kind::*;
+        assert_eq!(
+            pick(&[(VhostVsock, true), (VhostUser, true), (Serial, true)]),
+            Some(VhostVsock)
         );
+        assert_eq!(
+            pick(&[(VhostVsock, false), (VhostUser, true), (Serial, true)]),
+            Some(VhostUser)
+        );
+        assert_eq!(
+            pick(&[(VhostVsock, false), (VhostUser, false), (Serial, true)]),
+            Some(Serial)
+        );
+        assert_eq!(
+            pick(&[(VhostVsock, false), (VhostUser, false), (Serial, false)]),
+            None
+        );
+        // ALL is that order: the kernel's vsock, then vhost-user, then serial.
+        assert_eq!(ALL, [VhostVsock, VhostUser, Serial]);
     }
 
     #[cfg(unix)]
