@@ -356,9 +356,9 @@ fn destination_rules() {
     };
     assert_eq!(paths(&file, "/dst", "/", false), ["/dst"]);
     assert_eq!(paths(&file, "/dst/", "/", false), ["/dst/a.txt"]);
-    assert_eq!(paths(&file, "app", "/work", false), ["/work/app"]);
-    assert_eq!(paths(&file, ".", "/work", false), ["/work/a.txt"]);
-    assert_eq!(paths(&file, "sub/", "work", false), ["/work/sub/a.txt"]);
+    assert_eq!(paths(&file, "app", "/srv", false), ["/srv/app"]);
+    assert_eq!(paths(&file, ".", "/srv", false), ["/srv/a.txt"]);
+    assert_eq!(paths(&file, "sub/", "srv", false), ["/srv/sub/a.txt"]);
     let dir = ctx.select(&srcs(&["src"]), &none).unwrap();
     assert_eq!(
         paths(&dir, "/app", "/", false),

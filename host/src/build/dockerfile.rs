@@ -99,7 +99,7 @@ pub struct CopySpec {
 pub struct RunSpec {
     /// The command as written (heredoc openers such as `<<EOF` included).
     pub command: Command,
-    /// Raw `--mount` values, e.g. "type=cache,target=/root/.cache" (see [`parse_mount`]).
+    /// Raw `--mount` values, e.g. "type=cache,target=/var/cache/apt" (see [`parse_mount`]).
     pub mounts: Vec<String>,
     pub network: Option<String>,
     pub security: Option<String>,

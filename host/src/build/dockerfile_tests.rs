@@ -269,10 +269,10 @@ fn flags_on_copy_add_from_run() {
     let c = copy("FROM x\nADD --checksum=sha256:abc --keep-git-dir https://x/y.git /src");
     assert_eq!(c.checksum.as_deref(), Some("sha256:abc"));
     assert!(c.keep_git_dir);
-    let r = run("FROM x\nRUN --mount=type=cache,target=/root/.cache --mount=type=tmpfs,dst=/t --network=none --security=sandbox pip install .");
+    let r = run("FROM x\nRUN --mount=type=cache,target=/var/cache/pip --mount=type=tmpfs,dst=/t --network=none --security=sandbox pip install .");
     assert_eq!(
         r.mounts,
-        ["type=cache,target=/root/.cache", "type=tmpfs,dst=/t"]
+        ["type=cache,target=/var/cache/pip", "type=tmpfs,dst=/t"]
     );
     assert_eq!(r.network.as_deref(), Some("none"));
     assert_eq!(r.security.as_deref(), Some("sandbox"));
@@ -546,11 +546,11 @@ fn durations() {
 #[test]
 fn mounts() {
     let m = parse_mount(
-        "type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1000,gid=1000",
+        "type=cache,target=/var/cache/pip,id=pip,sharing=locked,mode=0755,uid=1000,gid=1000",
     )
     .unwrap();
     assert_eq!(m.kind, MountKind::Cache);
-    assert_eq!(m.target, "/root/.cache");
+    assert_eq!(m.target, "/var/cache/pip");
     assert_eq!(m.id.as_deref(), Some("pip"));
     assert_eq!(m.sharing.as_deref(), Some("locked"));
     assert_eq!(

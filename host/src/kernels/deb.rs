@@ -114,8 +114,13 @@ fn find(dir: &Path, prefix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-/// A member's bytes, decompressed by its name's suffix.
-fn decompress(name: &str, input: &mut impl Read, out: &mut fs::File) -> std::io::Result<()> {
+/// Bytes (a package member, a module file) decompressed by the name's suffix: `.xz`,
+/// `.zst`, `.gz`, or none.
+pub(super) fn decompress(
+    name: &str,
+    input: &mut impl Read,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut out = BufWriter::new(out);
     if name.ends_with(".xz") {
         lzma_rs::xz_decompress(&mut BufReader::new(input), &mut out)

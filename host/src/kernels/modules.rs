@@ -5,7 +5,7 @@
 //! the base initramfs.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use berth_protocol::kernel::{GUEST_MODULE_DIR, GUEST_MODULE_LIST};
@@ -134,25 +134,10 @@ impl ModuleTree {
 
 /// A module file's bytes, decompressed by its suffix.
 fn load(path: &Path) -> Result<Vec<u8>, AddError> {
-    let io = |e: std::io::Error| AddError::io(path, e);
-    let file = std::fs::File::open(path).map_err(io)?;
-    let name = path.to_string_lossy();
+    let mut file = std::fs::File::open(path).map_err(|e| AddError::io(path, e))?;
     let mut out = Vec::new();
-    if name.ends_with(".xz") {
-        lzma_rs::xz_decompress(&mut std::io::BufReader::new(file), &mut out)
-            .map_err(|e| AddError::io(path, std::io::Error::other(format!("xz: {e}"))))?;
-    } else if name.ends_with(".zst") {
-        let mut d = ruzstd::decoding::StreamingDecoder::new(file)
-            .map_err(|e| AddError::io(path, std::io::Error::other(format!("zstd: {e}"))))?;
-        d.read_to_end(&mut out).map_err(io)?;
-    } else if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut out)
-            .map_err(io)?;
-    } else {
-        let mut file = file;
-        file.read_to_end(&mut out).map_err(io)?;
-    }
+    super::deb::decompress(&path.to_string_lossy(), &mut file, &mut out)
+        .map_err(|e| AddError::io(path, e))?;
     Ok(out)
 }
 
