@@ -202,6 +202,11 @@ impl Engine {
     }
 
     /// Extracts the tar `body` into the directory `path` of the container.
+    ///
+    /// The body is always read to its end before the answer, whatever the
+    /// outcome: a client still sending (the docker CLI streams its tar) would
+    /// otherwise see its connection closed mid-write ("broken pipe") instead
+    /// of the answer, success or error.
     pub async fn archive_put_from(
         &self,
         c: &Arc<Container>,
@@ -209,6 +214,23 @@ impl Engine {
         no_overwrite_dir_non_dir: bool,
         copy_uid_gid: bool,
         mut body: impl tokio::io::AsyncRead + Unpin,
+    ) -> Result<(), ApiError> {
+        let result = self
+            .extract_into(c, path, no_overwrite_dir_non_dir, copy_uid_gid, &mut body)
+            .await;
+        // What the extraction did not take (tar padding after the end
+        // marker, or all of it after a refusal) is read and dropped.
+        let _ = tokio::io::copy(&mut body, &mut tokio::io::sink()).await;
+        result
+    }
+
+    async fn extract_into(
+        &self,
+        c: &Arc<Container>,
+        path: &str,
+        no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+        body: &mut (impl tokio::io::AsyncRead + Unpin),
     ) -> Result<(), ApiError> {
         let op = Builtin::ArchivePut {
             path: check_path(path)?,

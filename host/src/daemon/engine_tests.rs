@@ -360,6 +360,28 @@ async fn docker_cp_works_on_the_files_of_a_container_that_is_not_running() {
 }
 
 #[tokio::test]
+async fn a_refused_copy_into_a_container_still_reads_the_whole_upload() {
+    let h = harness();
+    let c = h.create("cpin", json!({"Cmd": ["sleep"]}));
+    // The fake guest gives the copy no stdin, so the extraction fails at once.
+    // The client is still sending: the daemon must read its body to the end
+    // before it answers, or the client sees "broken pipe" instead of the error.
+    let upload = vec![7u8; 3 * 1024 * 1024];
+    let mut body = std::io::Cursor::new(upload);
+    let err = h
+        .engine
+        .archive_put_from(&c, "/greeting", false, false, &mut body)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stdin"), "{err}");
+    assert_eq!(
+        body.position(),
+        3 * 1024 * 1024,
+        "PUT /archive answered before reading the upload to its end"
+    );
+}
+
+#[tokio::test]
 async fn rename_keeps_names_unique_and_says_what_it_was() {
     let h = harness();
     let a = h.create("a1", json!({"Cmd": ["sleep"]}));
