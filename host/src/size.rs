@@ -60,6 +60,19 @@ pub fn human_size(bytes: u64) -> String {
     format!("{text}{}", UNITS[unit])
 }
 
+/// Docker's memory figures (go-units `BytesSize`): four significant digits, binary
+/// units (`1.5MiB`, `1GiB`, `512B`).
+pub fn human_binary(bytes: f64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes.max(0.0);
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", significant(value, 4), UNITS[unit])
+}
+
 /// `value` (below 1000) with `digits` significant digits and no trailing zeros, like Go's `%g`.
 fn significant(value: f64, digits: usize) -> String {
     let int_digits = if value < 1.0 {
@@ -79,6 +92,14 @@ fn significant(value: f64, digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_sizes_have_four_significant_digits() {
+        assert_eq!(human_binary(512.0), "512B");
+        assert_eq!(human_binary(1_572_864.0), "1.5MiB");
+        assert_eq!(human_binary(1_073_741_824.0), "1GiB");
+        assert_eq!(human_binary(1_234_567.0), "1.177MiB");
+    }
 
     #[test]
     fn parses_docker_byte_sizes() {

@@ -127,6 +127,34 @@ impl Berth {
         cmd
     }
 
+    /// Starts berth with `args` and leaves it running (a follower, a stream); its stdout
+    /// comes line by line through the returned guard, which kills it when dropped.
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn berth");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            lines,
+            what: args.join(" "),
+        }
+    }
+
     /// Runs berth with `args`, feeding `stdin`, and waits (with the deadline).
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Outcome {
         self.run_env(args, &[], stdin)
@@ -224,6 +252,51 @@ impl Berth {
 impl Drop for Berth {
     fn drop(&mut self) {
         self.stop_machines();
+    }
+}
+
+/// A running `berth` process from [`Berth::spawn`]: killed and reaped when dropped, so
+/// a failing test leaves nothing running.
+pub struct Spawned {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    what: String,
+}
+
+impl Spawned {
+    /// The stdout lines up to and including the first that satisfies `want`, waiting at
+    /// most `within`; fails naming `awaited` (and what came) when it never comes.
+    pub fn lines_until(
+        &self,
+        awaited: &str,
+        within: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = want(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!(
+                    "`berth {}`: {awaited} did not come within {within:?}; its output: {seen:?}",
+                    self.what
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -157,6 +157,44 @@ fn the_lifecycle_of_a_named_container() {
         stats.contains("MEM USAGE") && stats.contains("web"),
         "{stats}"
     );
+    // The figures are the container's: its shell and a sleep, some memory under the
+    // machine's limit.
+    let sample = ok(
+        &b,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+            "web",
+        ],
+    )
+    .stdout_text();
+    let fields: Vec<&str> = sample.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"web"), "stats --format: {sample}");
+    let pids: u32 = fields[1].parse().unwrap_or(0);
+    assert!(
+        pids >= 1,
+        "stats counts the container's processes: {sample}"
+    );
+    assert!(
+        !fields[2].starts_with("0B") && fields[3] == "/" && fields[4].ends_with("iB"),
+        "stats shows the memory in use against a limit: {sample}"
+    );
+    // Streaming to a pipe: sample after sample, plain text without escape codes.
+    let stream = b.spawn(&["stats", "--format", "{{.Name}} {{.CPUPerc}}", "web"]);
+    let first = stream.lines_until("a first sample", Duration::from_secs(30), |l| {
+        l.starts_with("web ")
+    });
+    let second = stream.lines_until("a second sample", Duration::from_secs(30), |l| {
+        l.starts_with("web ")
+    });
+    drop(stream);
+    let all = [first, second].concat().join("\n");
+    assert!(
+        !all.contains('\x1b'),
+        "stats to a pipe has no escape codes: {all:?}"
+    );
 
     // pause freezes it: no new log lines; unpause resumes.
     ok(&b, &["pause", "web"]);

@@ -272,7 +272,7 @@ fn indexes_give_the_guest_platform_and_every_compression_pulls() {
             &format!("{host}/multi:1"),
         ],
     );
-    let tagged = ok(&b, &["images", "--format", "json"]).stdout_text();
+    let tagged = ok(&b, &["images", "--no-trunc", "--format", "{{.ID}}"]).stdout_text();
     assert!(
         tagged.contains(&layout.arm64),
         "--platform linux/arm64 is honoured: {tagged}"

@@ -151,7 +151,7 @@ fn pulled_images_run_and_the_docker_cli_pulls_pushes_and_saves() {
     ]);
     let other = Berth::new();
     ok(&other, &["load", "-i", saved.to_str().unwrap()]);
-    let reloaded = ok(&other, &["images", "--format", "json"]).stdout_text();
+    let reloaded = ok(&other, &["images", "--no-trunc", "--format", "{{.ID}}"]).stdout_text();
     assert!(
         reloaded.contains(id.trim()),
         "docker save then berth load: the same id {id}: {reloaded}"

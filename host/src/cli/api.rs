@@ -276,9 +276,41 @@ impl AsyncRead for BodyReader {
     }
 }
 
+/// `{"until":["24h"],"label":["a=b"]}` from `--filter until=24h --filter label=a=b`.
+pub fn filters_query(filters: &[String]) -> Result<String, Error> {
+    let mut map = serde_json::Map::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--filter {f:?}: expected KEY=VALUE")))?;
+        if let Some(list) = map
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()
+        {
+            list.push(Value::String(v.to_string()));
+        }
+    }
+    Ok(match map.is_empty() {
+        true => String::new(),
+        false => format!("?filters={}", enc(&Value::Object(map).to_string())),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_become_dockers_query() {
+        assert_eq!(filters_query(&[]).unwrap(), "");
+        let q = filters_query(&["until=24h".into(), "label=a=b".into()]).unwrap();
+        assert!(
+            q.starts_with("?filters=") && q.contains("until") && q.contains("a%3Db"),
+            "{q}"
+        );
+        assert!(filters_query(&["nokey".into()]).is_err());
+    }
 
     #[tokio::test]
     async fn demux_splits_streams() {

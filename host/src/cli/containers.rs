@@ -1,32 +1,14 @@
-//! Container verbs that are one or two API calls each: ps, inspect, logs, stop, kill,
-//! restart, pause, unpause, wait, rm, top, stats, exec, version.
+//! Container verbs that are one or two API calls each: inspect, logs, stop, kill,
+//! restart, pause, unpause, wait, rm, top, exec, version.
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use hyper::Method;
 use serde_json::{json, Value};
 
 use super::api::{enc, Api};
 use super::session::{self, Opts};
-use crate::image::time::human_duration;
 use crate::Error;
-
-#[derive(Debug, clap::Args)]
-pub struct PsArgs {
-    /// Show all containers (default: only running ones).
-    #[arg(short, long)]
-    all: bool,
-    /// Only show ids.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Filter (`name=web`, `id=abc`, `status=exited`).
-    #[arg(short, long)]
-    filter: Vec<String>,
-    /// Do not truncate ids and commands.
-    #[arg(long)]
-    no_trunc: bool,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
@@ -93,15 +75,6 @@ pub struct TopArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct StatsArgs {
-    /// Print one sample and exit.
-    #[arg(long)]
-    no_stream: bool,
-    /// Containers (default: every running one).
-    containers: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct ExecArgs {
     /// Keep stdin open.
     #[arg(short, long)]
@@ -127,140 +100,6 @@ pub struct ExecArgs {
     /// The container, then the command and its arguments.
     #[arg(required = true, trailing_var_arg = true, num_args = 2.., value_name = "CONTAINER COMMAND [ARG...]")]
     container_and_command: Vec<String>,
-}
-
-pub async fn ps(api: &Api, a: PsArgs) -> Result<i32, Error> {
-    let mut filters = serde_json::Map::new();
-    for f in &a.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("bad filter {f:?}: expected KEY=VALUE")))?;
-        let entry = filters.entry(k.to_string()).or_insert_with(|| json!({}));
-        if let Some(o) = entry.as_object_mut() {
-            o.insert(v.to_string(), Value::Bool(true));
-        }
-    }
-    let path = format!(
-        "/containers/json?all={}&filters={}",
-        u8::from(a.all),
-        enc(&Value::Object(filters).to_string())
-    );
-    let list = api.call(Method::GET, &path, None).await?;
-    let mut out = std::io::stdout().lock();
-    let items = list.as_array().cloned().unwrap_or_default();
-    if a.quiet {
-        for c in &items {
-            let id = c["Id"].as_str().unwrap_or_default();
-            writeln!(
-                out,
-                "{}",
-                if a.no_trunc {
-                    id
-                } else {
-                    &id[..id.len().min(12)]
-                }
-            )?;
-        }
-        return Ok(0);
-    }
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let rows: Vec<[String; 7]> = items
-        .iter()
-        .map(|c| {
-            let id = c["Id"].as_str().unwrap_or_default();
-            let cmd = c["Command"].as_str().unwrap_or_default();
-            let cmd = match a.no_trunc || cmd.chars().count() <= 20 {
-                true => format!("\"{cmd}\""),
-                false => format!("\"{}…\"", cmd.chars().take(19).collect::<String>()),
-            };
-            let created = c["Created"].as_i64().unwrap_or(0);
-            [
-                if a.no_trunc {
-                    id.to_string()
-                } else {
-                    id[..id.len().min(12)].to_string()
-                },
-                c["Image"].as_str().unwrap_or_default().to_string(),
-                cmd,
-                format!("{} ago", human_duration(now - created)),
-                c["Status"].as_str().unwrap_or_default().to_string(),
-                ports_column(&c["Ports"]),
-                c["Names"][0]
-                    .as_str()
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-            ]
-        })
-        .collect();
-    let header = [
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ];
-    print_table(&mut out, &header, &rows)?;
-    Ok(0)
-}
-
-/// Docker's PORTS column: `127.0.0.1:18080->8080/tcp, 127.0.0.1:15353->53/udp`.
-fn ports_column(ports: &Value) -> String {
-    ports
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let private = format!(
-                "{}/{}",
-                p["PrivatePort"].as_u64().unwrap_or(0),
-                p["Type"].as_str().unwrap_or("tcp")
-            );
-            match p["PublicPort"].as_u64() {
-                Some(public) => format!(
-                    "{}:{public}->{private}",
-                    p["IP"].as_str().unwrap_or_default()
-                ),
-                None => private,
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub(super) fn print_table<const N: usize>(
-    out: &mut impl Write,
-    header: &[&str; N],
-    rows: &[[String; N]],
-) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for r in rows {
-        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
 }
 
 pub async fn inspect(api: &Api, a: InspectArgs) -> Result<i32, Error> {
@@ -294,51 +133,13 @@ pub async fn inspect(api: &Api, a: InspectArgs) -> Result<i32, Error> {
         }
     }
     match &a.format {
-        Some(f) => {
-            for v in &found {
-                println!("{}", render_format(f, v));
-            }
-        }
+        Some(f) => print!("{}", super::format::render_each(f, &found)?),
         None => println!(
             "{}",
             serde_json::to_string_pretty(&found).unwrap_or_default()
         ),
     }
     Ok(i32::from(failed))
-}
-
-/// A tiny subset of Go templates: `{{.A.B}}` paths and literal text; `{{json .A}}`.
-pub fn render_format(format: &str, v: &Value) -> String {
-    let mut out = String::new();
-    let mut rest = format;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let expr = rest[start + 2..start + end].trim();
-        let (json_out, path) = match expr.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, expr),
-        };
-        let mut cur = v;
-        for key in path
-            .trim_start_matches('.')
-            .split('.')
-            .filter(|k| !k.is_empty())
-        {
-            cur = &cur[key];
-        }
-        match (json_out, cur) {
-            (false, Value::String(s)) => out.push_str(s),
-            (false, Value::Null) => out.push_str("<no value>"),
-            (_, other) => out.push_str(&other.to_string()),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
 }
 
 pub async fn logs(api: &Api, a: LogsArgs) -> Result<i32, Error> {
@@ -507,103 +308,6 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// One row of `docker stats` from a stats object.
-fn stats_row(v: &Value) -> [String; 6] {
-    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let cpu_delta = n(&v["cpu_stats"]["cpu_usage"]["total_usage"])
-        - n(&v["precpu_stats"]["cpu_usage"]["total_usage"]);
-    let sys_delta =
-        n(&v["cpu_stats"]["system_cpu_usage"]) - n(&v["precpu_stats"]["system_cpu_usage"]);
-    let cpus = n(&v["cpu_stats"]["online_cpus"]).max(1.0);
-    let cpu = match sys_delta > 0.0 && cpu_delta > 0.0 {
-        true => cpu_delta / sys_delta * cpus * 100.0,
-        false => 0.0,
-    };
-    let mem =
-        (n(&v["memory_stats"]["usage"]) - n(&v["memory_stats"]["stats"]["inactive_file"])).max(0.0);
-    let limit = n(&v["memory_stats"]["limit"]);
-    let pct = if limit > 0.0 {
-        mem / limit * 100.0
-    } else {
-        0.0
-    };
-    let id = v["id"].as_str().unwrap_or_default();
-    [
-        id[..id.len().min(12)].to_string(),
-        v["name"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
-        format!("{cpu:.2}%"),
-        format!("{} / {}", human_bytes(mem), human_bytes(limit)),
-        format!("{pct:.2}%"),
-        v["pids_stats"]["current"].to_string(),
-    ]
-}
-
-/// Binary units as `docker stats` prints them (`1.5MiB`).
-pub fn human_bytes(b: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.4}")
-        .trim_end_matches('0')
-        .trim_end_matches('.')
-        .to_string()
-        + units[i]
-}
-
-pub async fn stats(api: &Api, a: StatsArgs) -> Result<i32, Error> {
-    loop {
-        let names = match a.containers.is_empty() {
-            true => api
-                .call(Method::GET, "/containers/json", None)
-                .await?
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["Id"].as_str().map(String::from))
-                .collect(),
-            false => a.containers.clone(),
-        };
-        let mut rows = Vec::new();
-        for name in &names {
-            let v = api
-                .call(
-                    Method::GET,
-                    &format!("/containers/{}/stats?stream=false", enc(name)),
-                    None,
-                )
-                .await?;
-            rows.push(stats_row(&v));
-        }
-        let mut out = std::io::stdout().lock();
-        if !a.no_stream {
-            write!(out, "\x1b[2J\x1b[H")?;
-        }
-        let header = [
-            "CONTAINER ID",
-            "NAME",
-            "CPU %",
-            "MEM USAGE / LIMIT",
-            "MEM %",
-            "PIDS",
-        ];
-        print_table(&mut out, &header, &rows)?;
-        out.flush()?;
-        if a.no_stream {
-            return Ok(0);
-        }
-        drop(out);
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
 pub async fn exec(api: &Api, a: ExecArgs) -> Result<i32, Error> {
     let (container, cmd) = a
         .container_and_command
@@ -688,37 +392,4 @@ pub async fn version(api: Option<&Api>) -> Result<i32, Error> {
         );
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_render_paths() {
-        let v = json!({"State": {"Status": "exited", "ExitCode": 3}, "Name": "/web"});
-        assert_eq!(
-            render_format("{{.State.Status}} {{.State.ExitCode}}", &v),
-            "exited 3"
-        );
-        assert_eq!(render_format("{{json .State}}", &v), v["State"].to_string());
-        assert_eq!(render_format("{{.Nope}}", &v), "<no value>");
-    }
-
-    #[test]
-    fn stats_rows_compute_cpu_and_memory() {
-        let v = json!({
-            "id": "0123456789abcdef", "name": "/web",
-            "cpu_stats": {"cpu_usage": {"total_usage": 200}, "system_cpu_usage": 2000, "online_cpus": 2},
-            "precpu_stats": {"cpu_usage": {"total_usage": 100}, "system_cpu_usage": 1000},
-            "memory_stats": {"usage": 2097152, "limit": 4194304, "stats": {"inactive_file": 1048576}},
-            "pids_stats": {"current": 3}
-        });
-        let r = stats_row(&v);
-        assert_eq!(r[0], "0123456789ab");
-        assert_eq!(r[2], "20.00%");
-        assert_eq!(r[3], "1MiB / 4MiB");
-        assert_eq!(r[4], "25.00%");
-        assert_eq!(r[5], "3");
-    }
 }

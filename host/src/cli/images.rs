@@ -3,10 +3,10 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::Format;
-use crate::image::{time, Digest, ImageRecord, ImageStore};
+use super::format::{self, Listing};
+use crate::image::{time, ImageRecord, ImageStore};
 use crate::paths::Paths;
 use crate::size::human_size;
 use crate::Error;
@@ -19,16 +19,37 @@ pub struct Args {
     /// Show all images, build steps' intermediate images too.
     #[arg(short, long)]
     all: bool,
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    /// Do not truncate image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show each tag's repository digest.
+    #[arg(long)]
+    digests: bool,
+    /// `table`, `json`, or a Go template (`{{.Repository}}:{{.Tag}}`).
+    #[arg(long)]
+    format: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ImageJson<'a> {
-    id: &'a Digest,
-    #[serde(flatten)]
-    record: &'a ImageRecord,
-}
+/// Docker's image fields, with the headers `table` prints for them.
+const LISTING: Listing = Listing {
+    default: "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}",
+    headers: &[
+        ("ID", "IMAGE ID"),
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("Digest", "DIGEST"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+        ("Size", "SIZE"),
+        ("SharedSize", "SHARED SIZE"),
+        ("UniqueSize", "UNIQUE SIZE"),
+        ("VirtualSize", "VIRTUAL SIZE"),
+        ("Containers", "CONTAINERS"),
+    ],
+};
+/// With `--digests`, the digest column after the tag, as Docker adds it.
+const WITH_DIGESTS: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 
 pub fn run(args: Args) -> Result<i32, Error> {
     let paths = Paths::from_env()?;
@@ -42,32 +63,25 @@ pub fn run(args: Args) -> Result<i32, Error> {
         let created = r.created.as_deref().and_then(time::parse_rfc3339);
         (std::cmp::Reverse(created), r.config.clone())
     });
+    let id = |image: &ImageRecord| match args.no_trunc {
+        true => image.id().to_string(),
+        false => image.id().short().to_string(),
+    };
     if args.quiet {
         for image in &images {
-            println!("{}", image.id().short());
+            println!("{}", id(image));
         }
         return Ok(0);
     }
-    match args.format {
-        Format::Json => {
-            let list: Vec<ImageJson> = images
-                .iter()
-                .map(|r| ImageJson {
-                    id: r.id(),
-                    record: r,
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).unwrap_or_default()
-            );
-        }
-        Format::Table => print!("{}", table(&images, SystemTime::now())),
-    }
+    let rows = rows(&images, SystemTime::now(), args.no_trunc);
+    let format = match (args.format.as_deref(), args.digests) {
+        (None | Some("" | "table"), true) => Some(WITH_DIGESTS),
+        (f, _) => f,
+    };
+    print!("{}", format::render(format, &LISTING, &rows)?);
     Ok(0)
 }
 
-/// The table, laid out as Docker's tabwriter does (columns at least 10 wide, 3 spaces apart).
 #[derive(Debug, clap::Args)]
 pub struct RmiArgs {
     /// Remove even when containers use it or it has several tags.
@@ -191,11 +205,22 @@ pub fn tag(args: TagArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn table(images: &[&ImageRecord], now: SystemTime) -> String {
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
+/// One row per tag (one `<none>` row for an untagged image), as the docker CLI's image
+/// context shows it: every field a string.
+fn rows(images: &[&ImageRecord], now: SystemTime, no_trunc: bool) -> Vec<Map<String, Value>> {
+    let mut rows = Vec::new();
     for image in images {
-        let id = image.id().short().to_string();
+        let id = match no_trunc {
+            true => image.id().to_string(),
+            false => image.id().short().to_string(),
+        };
         let created = time::created_since(image.created.as_deref(), now);
+        let created_at = image
+            .created
+            .as_deref()
+            .and_then(time::parse_rfc3339)
+            .map(time::go_time_string)
+            .unwrap_or_default();
         let size = human_size(image.size);
         let names: Vec<(String, String)> = if image.tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
@@ -212,36 +237,30 @@ fn table(images: &[&ImageRecord], now: SystemTime) -> String {
                 .collect()
         };
         for (repository, tag) in names {
-            rows.push([repository, tag, id.clone(), created.clone(), size.clone()]);
+            let digest = image
+                .repo_digests
+                .iter()
+                .filter_map(|d| d.split_once('@'))
+                .find(|(repo, _)| *repo == repository || repo.ends_with(&format!("/{repository}")))
+                .map(|(_, digest)| digest.to_string())
+                .unwrap_or_else(|| "<none>".into());
+            let fields = [
+                ("ID", id.clone()),
+                ("Repository", repository),
+                ("Tag", tag),
+                ("Digest", digest),
+                ("CreatedSince", created.clone()),
+                ("CreatedAt", created_at.clone()),
+                ("Size", size.clone()),
+                ("SharedSize", "N/A".into()),
+                ("UniqueSize", "N/A".into()),
+                ("VirtualSize", size.clone()),
+                ("Containers", "N/A".into()),
+            ];
+            rows.push(format::row(fields));
         }
     }
-    tabulate(&rows)
-}
-
-/// Rows laid out as Docker's tabwriter does (columns at least 10 wide, 3 spaces apart).
-pub fn tabulate<R: AsRef<[String]>>(rows: &[R]) -> String {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
-        for (i, cell) in row.as_ref().iter().enumerate() {
-            if widths.len() <= i {
-                widths.push(10);
-            }
-            widths[i] = widths[i].max(cell.chars().count() + 3);
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let row = row.as_ref();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}", width = widths[i]));
-            }
-        }
-        out.push('\n');
-    }
-    out
+    rows
 }
 
 #[cfg(test)]
@@ -249,7 +268,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::image::Reference;
+    use crate::image::{Digest, Reference};
 
     #[test]
     fn table_rows_per_tag_and_none() {
@@ -267,7 +286,7 @@ mod tests {
         let a = record(b"a", &["busybox", "localhost:5000/x/y:t"], 4_261_550);
         let b = record(b"b", &[], 10);
         let now = UNIX_EPOCH + Duration::from_secs(1_704_067_200 + 7200);
-        let text = table(&[&a, &b], now);
+        let text = format::render(None, &LISTING, &rows(&[&a, &b], now, false)).unwrap();
         let a_id = Digest::of(b"a").short().to_string();
         let b_id = Digest::of(b"b").short().to_string();
         let expected = format!(

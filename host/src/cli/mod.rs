@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod build;
 mod containers;
+mod format;
 mod history;
 mod images;
 mod info;
@@ -14,12 +15,14 @@ mod login;
 mod machine;
 mod network;
 mod prompt;
+mod ps;
 mod pull;
 mod run;
 mod save;
 pub mod select;
 mod session;
 mod signals;
+mod stats;
 mod system;
 mod terminal;
 mod vm_matrix;
@@ -92,7 +95,7 @@ pub enum Command {
     /// List a container's published ports.
     Port(network::PortArgs),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Restart containers.
     Restart(containers::StopArgs),
     /// Download an image from a registry.
@@ -108,7 +111,7 @@ pub enum Command {
     /// Start stopped or created containers.
     Start(run::StartArgs),
     /// CPU, memory and process counts of running containers.
-    Stats(containers::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Stop containers (SIGTERM, then SIGKILL after -t seconds).
     Stop(containers::StopArgs),
     /// Give an image another name.
@@ -157,7 +160,7 @@ pub enum Command {
 pub enum ContainerCommand {
     /// List containers.
     #[command(alias = "list", alias = "ps")]
-    Ls(containers::PsArgs),
+    Ls(ps::PsArgs),
     /// Remove containers.
     #[command(alias = "remove")]
     Rm(containers::RmArgs),
@@ -186,7 +189,7 @@ pub enum ContainerCommand {
     /// Restart containers.
     Restart(containers::StopArgs),
     /// CPU, memory and process counts of running containers.
-    Stats(containers::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Stop containers.
     Stop(containers::StopArgs),
     /// Show the processes of a container.
@@ -430,10 +433,10 @@ fn with_api(machine: &str, cmd: Command) -> Result<i32, Error> {
             Command::Logs(a) => containers::logs(api, a).await,
             Command::Pause(a) => containers::pause(api, a, true).await,
             Command::Unpause(a) => containers::pause(api, a, false).await,
-            Command::Ps(a) => containers::ps(api, a).await,
+            Command::Ps(a) => ps::ps(api, a).await,
             Command::Restart(a) => containers::restart(api, a).await,
             Command::Rm(a) => containers::rm(api, a).await,
-            Command::Stats(a) => containers::stats(api, a).await,
+            Command::Stats(a) => stats::stats(api, a).await,
             Command::Stop(a) => containers::stop(api, a).await,
             Command::Top(a) => containers::top(api, a).await,
             Command::Network(c) => network::run(api, c).await,

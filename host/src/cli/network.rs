@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::api::{enc, Api};
-use super::containers::render_format;
+use super::format::{self, Listing};
 use crate::error::Error;
 
 #[derive(Debug, clap::Subcommand)]
@@ -32,6 +32,15 @@ pub enum Command {
         /// Only ids.
         #[arg(short, long)]
         quiet: bool,
+        /// Filter (`name=`, `id=`, `driver=`, `label=`, `type=custom|builtin`, `dangling=true`).
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Do not truncate ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `table`, `json`, or a Go template (`{{.ID}}: {{.Name}}`).
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove networks (refused while a container uses one).
     #[command(visible_alias = "remove")]
@@ -41,7 +50,7 @@ pub enum Command {
     },
     /// Show networks as JSON.
     Inspect {
-        /// A Go-template-like path such as `{{.IPAM.Config}}`.
+        /// A Go template such as `{{.IPAM.Config}}`, or `json`.
         #[arg(short, long)]
         format: Option<String>,
         #[arg(required = true)]
@@ -79,26 +88,30 @@ pub async fn run(api: &Api, cmd: Command) -> Result<i32, Error> {
             println!("{}", v["Id"].as_str().unwrap_or_default());
             Ok(0)
         }
-        Command::Ls { quiet } => {
-            let list = api.call(Method::GET, "/networks", None).await?;
-            let list = list.as_array().cloned().unwrap_or_default();
-            if !quiet {
-                println!("{:<14} {:<20} {:<9} SCOPE", "NETWORK ID", "NAME", "DRIVER");
-            }
-            for n in list {
-                let id = n["Id"].as_str().unwrap_or_default();
-                let short = &id[..id.len().min(12)];
-                if quiet {
-                    println!("{short}");
-                } else {
-                    println!(
-                        "{short:<14} {:<20} {:<9} {}",
-                        n["Name"].as_str().unwrap_or_default(),
-                        n["Driver"].as_str().unwrap_or_default(),
-                        n["Scope"].as_str().unwrap_or_default()
-                    );
-                }
-            }
+        Command::Ls {
+            quiet,
+            filter,
+            no_trunc,
+            format,
+        } => {
+            let path = format!("/networks{}", super::api::filters_query(&filter)?);
+            let list = api.call(Method::GET, &path, None).await?;
+            let mut list = list.as_array().cloned().unwrap_or_default();
+            list.sort_by(|a, b| {
+                format::natural_cmp(
+                    a["Name"].as_str().unwrap_or_default(),
+                    b["Name"].as_str().unwrap_or_default(),
+                )
+            });
+            let rows: Vec<_> = list.iter().map(|n| row(n, !no_trunc)).collect();
+            let out = match quiet {
+                true => rows
+                    .iter()
+                    .map(|r| format!("{}\n", r["ID"].as_str().unwrap_or_default()))
+                    .collect(),
+                false => format::render(format.as_deref(), &LISTING, &rows)?,
+            };
+            print!("{out}");
             Ok(0)
         }
         Command::Rm { names } => {
@@ -133,9 +146,7 @@ pub async fn run(api: &Api, cmd: Command) -> Result<i32, Error> {
                 }
             }
             match format {
-                Some(f) => found
-                    .iter()
-                    .for_each(|v| println!("{}", render_format(&f, v))),
+                Some(f) => print!("{}", format::render_each(&f, &found)?),
                 None => println!(
                     "{}",
                     serde_json::to_string_pretty(&found).unwrap_or_default()
@@ -205,6 +216,52 @@ fn port_lines(ports: &Value) -> Vec<(String, String)> {
     }
     out.sort_by_key(|(k, _)| k.split('/').next().and_then(|p| p.parse::<u16>().ok()));
     out
+}
+
+/// Docker's network fields, with the headers `table` prints for them.
+const LISTING: Listing = Listing {
+    default: "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+    headers: &[
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ],
+};
+
+/// One network as the docker CLI's network context shows it: every field a string.
+fn row(n: &Value, trunc: bool) -> serde_json::Map<String, Value> {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let id = s(&n["Id"]);
+    let labels = super::format::labels(&n["Labels"]);
+    let created = crate::image::time::parse_rfc3339(&s(&n["Created"])).unwrap_or(0);
+    super::format::row([
+        (
+            "ID",
+            if trunc {
+                id.chars().take(12).collect()
+            } else {
+                id
+            },
+        ),
+        ("Name", s(&n["Name"])),
+        ("Driver", s(&n["Driver"])),
+        ("Scope", s(&n["Scope"])),
+        (
+            "IPv6",
+            n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
+        ),
+        (
+            "Internal",
+            n["Internal"].as_bool().unwrap_or(false).to_string(),
+        ),
+        ("Labels", labels),
+        ("CreatedAt", crate::image::time::go_time_string(created)),
+    ])
 }
 
 #[cfg(test)]

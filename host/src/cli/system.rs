@@ -36,27 +36,6 @@ pub struct SystemPruneArgs {
     filters: Vec<String>,
 }
 
-/// `{"until":["24h"],"label":["a=b"]}` from `--filter until=24h --filter label=a=b`.
-fn filters_query(filters: &[String]) -> Result<String, Error> {
-    let mut map = serde_json::Map::new();
-    for f in filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--filter {f:?}: expected KEY=VALUE")))?;
-        if let Some(list) = map
-            .entry(k.to_string())
-            .or_insert_with(|| Value::Array(Vec::new()))
-            .as_array_mut()
-        {
-            list.push(Value::String(v.to_string()));
-        }
-    }
-    Ok(match map.is_empty() {
-        true => String::new(),
-        false => format!("?filters={}", enc(&Value::Object(map).to_string())),
-    })
-}
-
 /// Asks before deleting, as the docker CLI does; `-f` or a no on a terminal decide.
 fn confirmed(force: bool, warning: &str) -> Result<bool, Error> {
     if force {
@@ -102,7 +81,7 @@ pub async fn container_prune(api: &Api, a: PruneArgs) -> Result<i32, Error> {
     if !confirmed(a.force, "This will remove all stopped containers")? {
         return Ok(0);
     }
-    let q = filters_query(&a.filters)?;
+    let q = super::api::filters_query(&a.filters)?;
     let answer = api
         .call(Method::POST, &format!("/containers/prune{q}"), None)
         .await?;
@@ -129,7 +108,7 @@ pub async fn system_prune(api: &Api, a: SystemPruneArgs) -> Result<i32, Error> {
     if !confirmed(a.force, &warning)? {
         return Ok(0);
     }
-    let q = filters_query(&a.filters)?;
+    let q = super::api::filters_query(&a.filters)?;
     let mut total = 0;
     let answer = api
         .call(Method::POST, &format!("/containers/prune{q}"), None)
@@ -244,17 +223,6 @@ pub async fn df(api: &Api) -> Result<i32, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filters_become_dockers_query() {
-        assert_eq!(filters_query(&[]).unwrap(), "");
-        let q = filters_query(&["until=24h".into(), "label=a=b".into()]).unwrap();
-        assert!(
-            q.starts_with("?filters=") && q.contains("until") && q.contains("a%3Db"),
-            "{q}"
-        );
-        assert!(filters_query(&["nokey".into()]).is_err());
-    }
 
     #[test]
     fn df_counts_what_is_used_and_what_a_prune_frees() {

@@ -38,7 +38,27 @@ pub struct LsArgs {
     /// Filter (`dangling=true`, `name=NAME`, `label=KEY[=VALUE]`).
     #[arg(short, long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
+    /// `table`, `json`, or a Go template (`{{.Name}}\t{{.Mountpoint}}`).
+    #[arg(long)]
+    format: Option<String>,
 }
+
+/// Docker's volume fields, with the headers `table` prints for them.
+const LISTING: super::format::Listing = super::format::Listing {
+    default: "table {{.Driver}}\t{{.Name}}",
+    headers: &[
+        ("Name", "VOLUME NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("Mountpoint", "MOUNTPOINT"),
+        ("Labels", "LABELS"),
+        ("Links", "LINKS"),
+        ("Size", "SIZE"),
+        ("Availability", "AVAILABILITY"),
+        ("Group", "GROUP"),
+        ("Status", "STATUS"),
+    ],
+};
 
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
@@ -51,6 +71,9 @@ pub struct RmArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
+    /// A Go template such as `{{.Mountpoint}}`, or `json`.
+    #[arg(short, long)]
+    format: Option<String>,
     #[arg(required = true)]
     names: Vec<String>,
 }
@@ -87,13 +110,36 @@ pub async fn run(api: &Api, cmd: Command) -> Result<i32, Error> {
                     }
                 }
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&found).unwrap_or_default()
-            );
+            match &a.format {
+                Some(f) => print!("{}", super::format::render_each(f, &found)?),
+                None => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&found).unwrap_or_default()
+                ),
+            }
             Ok(i32::from(failed))
         }
     }
+}
+
+/// One volume as the docker CLI's volume context shows it: every field a string
+/// (`N/A` where berth has no figure, as Docker prints for a local volume).
+fn row(v: &Value) -> Map<String, Value> {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let labels = super::format::labels(&v["Labels"]);
+    let na = || "N/A".to_string();
+    super::format::row([
+        ("Name", s(&v["Name"])),
+        ("Driver", s(&v["Driver"])),
+        ("Scope", s(&v["Scope"])),
+        ("Mountpoint", s(&v["Mountpoint"])),
+        ("Labels", labels),
+        ("Links", na()),
+        ("Size", na()),
+        ("Availability", na()),
+        ("Group", na()),
+        ("Status", na()),
+    ])
 }
 
 fn key_value(l: &str) -> (String, Value) {
@@ -104,37 +150,27 @@ fn key_value(l: &str) -> (String, Value) {
 }
 
 async fn ls(api: &Api, a: LsArgs) -> Result<i32, Error> {
-    let mut filters = Map::new();
-    for f in &a.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("bad filter {f:?}: expected KEY=VALUE")))?;
-        let entry = filters.entry(k.to_string()).or_insert_with(|| json!([]));
-        if let Some(list) = entry.as_array_mut() {
-            list.push(Value::from(v));
-        }
-    }
-    let path = format!(
-        "/volumes?filters={}",
-        enc(&Value::Object(filters).to_string())
-    );
+    let path = format!("/volumes{}", super::api::filters_query(&a.filter)?);
     let v = api.call(Method::GET, &path, None).await?;
-    let volumes = v["Volumes"].as_array().cloned().unwrap_or_default();
-    let names = volumes
-        .iter()
-        .map(|v| v["Name"].as_str().unwrap_or_default().to_string());
+    let mut volumes = v["Volumes"].as_array().cloned().unwrap_or_default();
+    // The docker CLI lists volumes by name, in natural order.
+    volumes.sort_by(|a, b| {
+        super::format::natural_cmp(
+            a["Name"].as_str().unwrap_or_default(),
+            b["Name"].as_str().unwrap_or_default(),
+        )
+    });
     if a.quiet {
-        for n in names {
-            println!("{n}");
+        for v in &volumes {
+            println!("{}", v["Name"].as_str().unwrap_or_default());
         }
         return Ok(0);
     }
-    let rows: Vec<[String; 2]> = names.map(|n| ["local".to_string(), n]).collect();
-    super::containers::print_table(
-        &mut std::io::stdout().lock(),
-        &["DRIVER", "VOLUME NAME"],
-        &rows,
-    )?;
+    let rows: Vec<_> = volumes.iter().map(row).collect();
+    print!(
+        "{}",
+        super::format::render(a.format.as_deref(), &LISTING, &rows)?
+    );
     Ok(0)
 }
 

@@ -409,7 +409,7 @@ async fn route(
         }
         ["networks"] if get => Ok(http::json(
             200,
-            &super::network_routes::networks_list(engine),
+            &super::network_routes::networks_list(engine, q.get("filters").map(String::as_str))?,
         )),
         ["networks", "create"] if post => {
             let body = http::typed_body(req.into_body()).await?;

@@ -22,13 +22,64 @@ pub fn network_members(engine: &Engine, id: &str) -> Vec<(String, String, std::n
         .collect()
 }
 
-pub fn networks_list(engine: &Engine) -> Value {
-    engine
+/// `GET /networks`, with Docker's filters: `name` and `id` (substrings), `driver`,
+/// `label`, `scope` (`local` holds them all), `type` (`builtin` or `custom`) and
+/// `dangling` (no container attached, predefined networks left out).
+pub fn networks_list(engine: &Engine, filters: Option<&str>) -> Result<Value, ApiError> {
+    let filters = super::filters::parse(filters)?;
+    super::filters::only(
+        &filters,
+        &["name", "id", "driver", "label", "scope", "type", "dangling"],
+    )?;
+    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+        filters
+            .get(key)
+            .is_none_or(|vals| vals.iter().any(|v| test(v)))
+    };
+    for (key, allowed) in [
+        ("type", &["builtin", "custom"][..]),
+        ("dangling", &["true", "false", "1", "0"]),
+    ] {
+        if let Some(bad) = filters
+            .get(key)
+            .into_iter()
+            .flatten()
+            .find(|v| !allowed.contains(&v.as_str()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter '{key}={bad}'"
+            )));
+        }
+    }
+    let labels = |n: &super::networks::Network| -> std::collections::BTreeMap<String, String> {
+        n.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    Ok(engine
         .networks
         .all()
         .iter()
+        .filter(|n| any("name", &|v| n.name.contains(v)))
+        .filter(|n| any("id", &|v| n.id.contains(v)))
+        .filter(|n| any("driver", &|v| n.driver == v))
+        .filter(|_| any("scope", &|v| v == "local"))
+        .filter(|n| {
+            filters.get("label").is_none_or(|want| {
+                let have = labels(n);
+                want.iter().all(|w| super::filters::label_matches(w, &have))
+            })
+        })
+        .filter(|n| any("type", &|v| (v == "builtin") == n.is_predefined()))
+        .filter(|n| {
+            any("dangling", &|v| {
+                let dangling = !n.is_predefined() && network_members(engine, &n.id).is_empty();
+                matches!(v, "true" | "1") == dangling
+            })
+        })
         .map(|n| super::networks::view(n, &network_members(engine, &n.id)))
-        .collect()
+        .collect())
 }
 
 /// `POST /networks/create`: `Name`, `Driver`, one `IPAM.Config` pool, `Internal`,

@@ -115,16 +115,29 @@ pub fn rfc3339_nanos(t: SystemTime) -> String {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         return "0001-01-01T00:00:00Z".into();
     };
-    let secs = d.as_secs() as i64;
+    format!(
+        "{}.{:09}Z",
+        date_time(d.as_secs() as i64, 'T'),
+        d.subsec_nanos()
+    )
+}
+
+/// `YYYY-MM-DD<sep>HH:MM:SS` in UTC.
+fn date_time(secs: i64, sep: char) -> String {
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        "{year:04}-{month:02}-{day:02}{sep}{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
+        rem % 60
     )
+}
+
+/// Go's `time.Unix(secs, 0).UTC().String()`, which the docker CLI prints as `CreatedAt`:
+/// `2026-12-03 14:45:43 +0000 UTC`.
+pub fn go_time_string(secs: i64) -> String {
+    format!("{} +0000 UTC", date_time(secs, ' '))
 }
 
 /// Docker's `CREATED` column: `2 hours ago`, `3 years ago`; `N/A` for a missing,
@@ -164,6 +177,14 @@ pub fn human_duration(seconds: i64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn go_time_strings_are_utc_with_the_zone_named() {
+        assert_eq!(
+            go_time_string(1_727_386_302),
+            "2024-09-26 21:31:42 +0000 UTC"
+        );
+    }
 
     #[test]
     fn formats_rfc3339_and_parses_it_back() {
