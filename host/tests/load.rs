@@ -231,12 +231,15 @@ fn archives_with_escaping_entries_are_refused() {
     let image = Image::new("2020-01-01T00:00:00Z");
     ok(home.load("good.tar", &image.docker_save(&["busybox"], &[])));
     let before = home.index().unwrap();
+    let files_before = files_under(home.dir.path());
     let evil = Image::new("2024-01-01T00:00:00Z");
     let archive = evil.docker_save(&["evil"], &[("../escape", b"gotcha")]);
     let err = refused(home.load("evil.tar", &archive));
     assert!(err.contains("../escape"), "{err}");
-    assert!(!home.dir.path().join("escape").exists());
+    // Refused whole: no index entry, and no blob, temporary or stray file left anywhere
+    // under berth's home (its own layers included, not only the escaping entry).
     assert_eq!(home.index().unwrap(), before);
+    assert_eq!(files_under(home.dir.path()), files_before);
 
     let err = refused(home.load("not-an-image.tar", &tar_of(&[("README", b"hi")])));
     assert!(
@@ -244,4 +247,23 @@ fn archives_with_escaping_entries_are_refused() {
         "{err}"
     );
     assert_eq!(home.index().unwrap(), before);
+}
+
+/// Every file under `dir`, except the archives the test itself wrote there and lock files.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.retain(|p| !p.ends_with(".tar") && !p.ends_with(".lock"));
+    out.sort();
+    out
 }

@@ -61,8 +61,9 @@ fn the_command_is_pid_1_with_its_own_hostname_cgroup_and_processes() {
 #[test]
 fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     let b = with_images();
-    let script =
-        "mount; ls /dev; (echo x > /proc/sys/kernel/hostname) 2>&1; touch /sys/x 2>&1; true";
+    let script = "mount; ls /dev; \
+                  if (echo x > /proc/sys/kernel/hostname) 2>&1; then echo proc-sys-writable; fi; \
+                  if touch /sys/x 2>&1; then echo sys-writable; fi";
     let out = run(&b, &["--rm", "busybox", "sh", "-c", script]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_text();
@@ -85,6 +86,10 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     assert!(
         text.contains("touch: /sys/x: Read-only file system"),
         "{text}"
+    );
+    assert!(
+        !text.contains("-writable"),
+        "/proc/sys and /sys must refuse writes: {text}"
     );
 }
 
@@ -303,29 +308,45 @@ fn limits_are_written_to_the_containers_cgroup() {
 #[test]
 fn seccomp_caps_and_their_overrides() {
     let b = with_images();
-    let probe = "grep -E 'CapEff|Seccomp:|NoNewPrivs' /proc/self/status; mkdir -p /m; mount -t tmpfs x /m 2>/dev/null; echo mount=$?";
+    // mount needs SYS_ADMIN, which lifts its refusal as in Docker's profile; swapon
+    // needs it too, but the filter refuses it whatever the capabilities: EPERM with the
+    // capability present, and the kernel's own answer once unconfined.
+    let probe = "grep -E 'CapEff|Seccomp:|NoNewPrivs' /proc/self/status; mkdir -p /m; \
+                 mount -t tmpfs x /m 2>/dev/null; echo mount=$?; \
+                 touch /s && chmod 600 /s && swapon /s 2>&1";
     let out = run(&b, &["--rm", "busybox", "sh", "-c", probe]);
     assert_eq!(
         out.stdout_text(),
-        "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=1\n"
+        "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=1\n\
+         swapon: /s: Operation not permitted\n"
     );
-    let out = run(
-        &b,
-        &[
-            "--rm",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--security-opt",
-            "seccomp=unconfined",
-            "busybox",
-            "sh",
-            "-c",
-            probe,
-        ],
-    );
+    let admin = ["--rm", "--cap-add", "SYS_ADMIN"];
+    let out = run(&b, &[&admin[..], &["busybox", "sh", "-c", probe]].concat());
     assert_eq!(
         out.stdout_text(),
-        "CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t0\nmount=0\n"
+        "CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=0\n\
+         swapon: /s: Operation not permitted\n",
+        "the default seccomp filter, with SYS_ADMIN: mount allowed, swapon refused"
+    );
+    let unconfined = [
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ];
+    let out = run(&b, &[&admin[..], &unconfined[..]].concat());
+    let text = out.stdout_text();
+    assert!(
+        text.starts_with("CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t0\nmount=0\n"),
+        "{text}"
+    );
+    // The kernel's own answer: not a swap file, or no swap support at all.
+    assert!(
+        text.ends_with("swapon: /s: Invalid argument\n")
+            || text.ends_with("swapon: /s: Function not implemented\n"),
+        "seccomp=unconfined: no filter, so swapon reaches the kernel: {text}"
     );
     let out = run(
         &b,

@@ -111,7 +111,7 @@ fn host_folders_both_ways_read_only_and_bad_sources() {
         &[
             "inspect",
             "-f",
-            "{{.HostConfig.Binds}} {{.Mounts}}",
+            "{{.HostConfig.Binds}} {{json .Mounts}}",
             "shown",
         ],
     )

@@ -74,7 +74,7 @@ pub fn become_and_exec(p: &Process) -> (i32, String) {
     }
     let confined = !p.security.privileged && !p.security.seccomp_unconfined;
     if confined {
-        if let Err(e) = super::seccomp::apply_default() {
+        if let Err(e) = super::seccomp::apply_default(&caps) {
             return (125, e);
         }
     }

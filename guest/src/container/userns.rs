@@ -80,11 +80,3 @@ impl ParentSide {
         result
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn maps_root_to_the_unprivileged_range() {
-        assert_eq!(super::map_line(), "0 100000 65536\n");
-    }
-}
