@@ -217,15 +217,21 @@ async fn run_inner(
         let cgroup = std::path::Path::new(crate::container::CGROUP_PARENT).join(&shim.id);
         crate::container::cgroup::oom_killed(&cgroup)
     });
-    if let Some(shim) = &container {
-        agent.net.detach(&shim.id).await;
-        crate::container::finish(shim);
-    }
-    replies.send(GuestMessage::Exited {
+    let exited = GuestMessage::Exited {
         exec_id,
         status,
         oom_killed,
-    });
+    };
+    match &container {
+        Some(shim) => {
+            crate::container::finish(shim);
+            agent
+                .net
+                .detach_after(&shim.id, || replies.send(exited))
+                .await;
+        }
+        None => replies.send(exited),
+    }
     Ok(())
 }
 

@@ -6,7 +6,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 /// The uplink QEMU's user-mode network gives every guest: address, prefix, gateway.
 pub const UPLINK: (&str, Ipv4Addr, u8, Ipv4Addr) = (
@@ -97,13 +100,14 @@ pub async fn default_route(handle: &Handle, gateway: Ipv4Addr) -> io::Result<()>
     }
 }
 
-/// Creates the bridge `name` with `gateway/prefix` and brings it up (idempotent).
+/// Creates the bridge `name` with `gateway/prefix` and brings it up (idempotent);
+/// returns its index.
 pub async fn ensure_bridge(
     handle: &Handle,
     name: &str,
     gateway: Ipv4Addr,
     prefix: u8,
-) -> io::Result<()> {
+) -> io::Result<u32> {
     if index_of(handle, name).await?.is_none() {
         handle
             .link()
@@ -113,7 +117,8 @@ pub async fn ensure_bridge(
             .map_err(nl_err("creating a bridge"))?;
     }
     add_address(handle, name, gateway, prefix).await?;
-    up(handle, name).await
+    up(handle, name).await?;
+    require(handle, name).await
 }
 
 /// Deletes the link `name` (a veth's peer goes with it); a missing link is fine.
@@ -127,76 +132,85 @@ pub async fn delete(handle: &Handle, name: &str) -> io::Result<()> {
     }
 }
 
-/// Creates the veth pair `host`/`peer`, puts `host` on `bridge` (up) and moves `peer`
-/// into the network namespace at `netns`.
-pub async fn veth_into(
+/// Creates a container's veth pair in one request: `host` up on the bridge with index
+/// `bridge`, and its peer made directly inside the network namespace at `netns` as
+/// `interface` (`eth0`, ...) with `mac` (brought up by [`configure_inside`]: a veth end
+/// cannot come up before its pair exists, ENOTCONN). A `host` left by an earlier run of
+/// the same container is deleted and the pair made again.
+pub async fn veth_pair(
     handle: &Handle,
     host: &str,
-    peer: &str,
-    bridge: &str,
+    bridge: u32,
     netns: &Path,
+    interface: &str,
+    mac: [u8; 6],
 ) -> io::Result<()> {
-    handle
-        .link()
-        .add(LinkVeth::new(host, peer).build())
-        .execute()
-        .await
-        .map_err(nl_err("creating a veth pair"))?;
-    let bridge_index = require(handle, bridge).await?;
-    let host_index = require(handle, host).await?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(host_index)
-                .controller(bridge_index)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl_err("attaching the veth to its bridge"))?;
-    let ns = std::fs::File::open(netns)?;
-    let peer_index = require(handle, peer).await?;
     use std::os::fd::AsRawFd;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(peer_index)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl_err("moving the veth into the container's namespace"))
+    let ns = std::fs::File::open(netns)?;
+    let pair = || {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(interface)
+            .address(mac.to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host)
+            .controller(bridge)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build()
+    };
+    match handle.link().add(pair()).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {
+            delete(handle, host).await?;
+            handle
+                .link()
+                .add(pair())
+                .execute()
+                .await
+                .map_err(nl_err("creating a veth pair"))
+        }
+        other => other.map_err(nl_err("creating a veth pair")),
+    }
 }
 
-/// Inside a container's namespace: `lo` up, `peer` renamed to `interface` (`eth0`,
-/// `eth1`, ...) with `address`, up, and the default route through `gateway` when given.
+/// Inside a container's namespace (whose `lo` is already up): `interface` comes up with
+/// `address/prefix`, and the default route goes through `gateway` when given.
 pub async fn configure_inside(
     handle: &Handle,
-    peer: &str,
     interface: &str,
     address: Ipv4Addr,
     prefix: u8,
     gateway: Option<Ipv4Addr>,
 ) -> io::Result<()> {
-    up(handle, "lo").await?;
-    let index = require(handle, peer).await?;
+    let index = require(handle, interface).await?;
     handle
         .link()
-        .set(
-            LinkUnspec::new_with_index(index)
-                .name(interface)
-                .address(berth_protocol::mac_for(address).to_vec())
-                .build(),
-        )
+        .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
-        .map_err(nl_err("renaming the container's interface"))?;
-    add_address(handle, interface, address, prefix).await?;
-    up(handle, interface).await?;
+        .map_err(nl_err(interface))?;
+    match handle
+        .address()
+        .add(index, IpAddr::V4(address), prefix)
+        .execute()
+        .await
+    {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {}
+        other => other.map_err(nl_err("adding an address"))?,
+    }
     match gateway {
         Some(gateway) => default_route(handle, gateway).await,
         None => Ok(()),
     }
+}
+
+/// Brings up `lo` of a new network namespace: it is always the first link there.
+pub async fn loopback_up(handle: &Handle) -> io::Result<()> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(1).up().build())
+        .execute()
+        .await
+        .map_err(nl_err("lo"))
 }

@@ -56,6 +56,8 @@ pub struct Prepared {
 }
 
 struct Bridge {
+    /// Its link index, for the veth pairs put on it.
+    index: u32,
     names: dns::Names,
     users: usize,
     dns: Option<tokio::task::JoinHandle<()>>,
@@ -277,7 +279,9 @@ impl Net {
         })
         .map_err(|e| format!("ip_unprivileged_port_start: {e}"))?;
         let handle = links::connect_in(path).map_err(|e| format!("network namespace: {e}"))?;
-        links::up(&handle, "lo").await.map_err(|e| e.to_string())?;
+        links::loopback_up(&handle)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(handle)
     }
 
@@ -350,7 +354,7 @@ impl Net {
             return Err(format!("bad bridge name {:?}", a.bridge));
         }
         if !state.bridges.contains_key(&a.bridge) {
-            links::ensure_bridge(&handle, &a.bridge, gateway, a.prefix)
+            let index = links::ensure_bridge(&handle, &a.bridge, gateway, a.prefix)
                 .await
                 .map_err(|e| format!("network {}: {e}", a.network_name))?;
             let names = dns::Names::default();
@@ -366,6 +370,7 @@ impl Net {
             state.bridges.insert(
                 a.bridge.clone(),
                 Bridge {
+                    index,
                     names,
                     users: 0,
                     dns,
@@ -376,19 +381,19 @@ impl Net {
         }
         let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
         bridge.users += 1;
+        let bridge_index = bridge.index;
 
         let short = &id[..12.min(id.len())];
-        let (veth, peer) = (format!("vb{short}{index:x}"), format!("vp{short}{index:x}"));
+        let veth = format!("vb{short}{index:x}");
         let interface = format!("eth{index}");
         let made = async {
-            let _ = links::delete(&handle, &veth).await;
-            links::veth_into(&handle, &veth, &peer, &a.bridge, path)
+            let mac = berth_protocol::mac_for(address);
+            links::veth_pair(&handle, &veth, bridge_index, path, &interface, mac)
                 .await
                 .map_err(|e| e.to_string())?;
             let inside = self.inside(path).await?;
             links::configure_inside(
                 &inside,
-                &peer,
                 &interface,
                 address,
                 a.prefix,
@@ -541,7 +546,15 @@ impl Net {
 
     /// Undoes [`attach`](Self::attach) once container `id` has ended.
     pub async fn detach(&self, id: &str) {
+        self.detach_after(id, || {}).await
+    }
+
+    /// [`detach`](Self::detach), once `first` has run under the network's lock: a
+    /// container's exit is reported first and its interfaces are deleted after, off
+    /// the critical path, while a next attach still waits for them to be gone.
+    pub async fn detach_after(&self, id: &str, first: impl FnOnce()) {
         let mut state = self.state.lock().await;
+        first();
         let Some(made) = state.containers.remove(id) else {
             return;
         };
