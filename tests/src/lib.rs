@@ -29,6 +29,19 @@ pub fn test_kernel() -> String {
     std::env::var("BERTH_TEST_KERNEL").unwrap_or_else(|_| "6.1".into())
 }
 
+/// Polls `done` until it holds, failing with `what` once `within` has passed: the way a
+/// test waits for something to happen (never a bare sleep that decides the outcome).
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// A fresh installation with the busybox test image loaded.
 pub fn with_busybox() -> Berth {
     let b = Berth::new();

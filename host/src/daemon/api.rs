@@ -251,10 +251,9 @@ async fn route(
         }
         [.., "containers", name] if delete => {
             let c = engine.find(name)?;
-            engine.remove(&c, flag(&q, "force")).await?;
-            if flag(&q, "v") {
-                engine.remove_anonymous_volumes(&c.record()).await;
-            }
+            engine
+                .remove_with(&c, flag(&q, "force"), flag(&q, "v"))
+                .await?;
             Ok(http::no_content())
         }
         ["containers", name, "resize"] if post => {

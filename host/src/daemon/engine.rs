@@ -278,9 +278,7 @@ impl Engine {
             // As Docker's: a `--rm` container that cannot start is removed (the docker
             // CLI waits for that before it exits).
             drop(_op);
-            if self.remove(c, true).await.is_ok() {
-                self.remove_anonymous_volumes(&c.record()).await;
-            }
+            let _ = self.remove_with(c, true, true).await;
         }
         started
     }
@@ -450,9 +448,7 @@ impl Engine {
             p.exits += 1;
         });
         if record.spec.auto_remove {
-            if self.remove(&c, true).await.is_ok() {
-                self.remove_anonymous_volumes(&c.record()).await;
-            }
+            let _ = self.remove_with(&c, true, true).await;
         } else if restart {
             let delay = c
                 .backoff

@@ -10,6 +10,17 @@ use super::error::ApiError;
 impl Engine {
     /// `DELETE /containers/{id}`.
     pub async fn remove(&self, c: &Arc<Container>, force: bool) -> Result<(), ApiError> {
+        self.remove_with(c, force, false).await
+    }
+
+    /// [`remove`](Self::remove); with `volumes` (`rm -v`, `run --rm`) its anonymous
+    /// volumes go too, before anyone waiting for the removal hears of it, as in Docker.
+    pub async fn remove_with(
+        &self,
+        c: &Arc<Container>,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ApiError> {
         c.user_action();
         if c.state().restarting && !force {
             return Err(ApiError::conflict(format!(
@@ -42,6 +53,9 @@ impl Engine {
         }
         if !self.forget(c)? {
             return Ok(());
+        }
+        if volumes {
+            self.remove_anonymous_volumes(&c.record()).await;
         }
         c.phase.send_modify(|p| p.removed = true);
         self.events.container(c, "destroy");
