@@ -5,7 +5,9 @@ fn main() {
         Ok(cli) => match berth::cli::run(cli) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("berth: {}", berth::error::chain(&e));
+                let on = berth::cli::style::enabled(true);
+                let prefix = berth::cli::style::paint("berth:", berth::cli::style::Colour::Red, on);
+                eprintln!("{prefix} {}", berth::error::chain(&e));
                 e.exit_code()
             }
         },

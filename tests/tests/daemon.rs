@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_tests::{ok, with_busybox, Berth};
+use berth_tests::{ok, wait_until, with_busybox, Berth};
 
 fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()
@@ -83,6 +83,28 @@ fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
     // A stopped container starts again on the new machine.
     ok(&b, &["start", "c3"]);
     assert_eq!(ok(&b, &["ps", "-q"]).stdout_text().lines().count(), 1);
+    ok(&b, &["rm", "-f", "c3"]);
+
+    // machine stop gives each container its stop signal and grace period and keeps the
+    // exit code it chose: a shell that exits 3 on SIGTERM shows 3, not a kill's 137.
+    let trapper = "trap 'exit 3' TERM; while true; do sleep 0.2; done";
+    ok(
+        &b,
+        &[
+            "run", "-d", "--name", "trapper", "busybox", "sh", "-c", trapper,
+        ],
+    );
+    wait_until("trapper's loop", Duration::from_secs(30), || {
+        ok(&b, &["top", "trapper"]).stdout_text().contains("sleep")
+    });
+    ok(&b, &["machine", "stop", "-t", "30"]);
+    ok(&b, &["machine", "start"]);
+    let code = ok(&b, &["inspect", "-f", "{{.State.ExitCode}}", "trapper"]).stdout_text();
+    assert_eq!(
+        code.trim(),
+        "3",
+        "machine stop kept the container's own exit code"
+    );
     b.assert_nothing_left();
 }
 
@@ -283,6 +305,35 @@ fn the_lifecycle_of_a_named_container() {
     let out = b.run(&["logs", "web"], b"");
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+    // stop -t is a grace period: a container whose SIGTERM handler needs two seconds
+    // finishes it (exit 0) under `-t 30`, and is killed in it (137) under `-t 0`.
+    let graceful = "trap 'sleep 2; exit 0' TERM; while true; do sleep 0.2; done";
+    ok(
+        &b,
+        &[
+            "run", "-d", "--name", "graceful", "busybox", "sh", "-c", graceful,
+        ],
+    );
+    let code =
+        |b: &Berth| ok(b, &["inspect", "-f", "{{.State.ExitCode}}", "graceful"]).stdout_text();
+    // The handler is only there once the shell runs its loop.
+    let looping = |b: &Berth| {
+        wait_until("graceful's loop", Duration::from_secs(30), || {
+            ok(b, &["top", "graceful"]).stdout_text().contains("sleep")
+        })
+    };
+    looping(&b);
+    ok(&b, &["stop", "-t", "30", "graceful"]);
+    assert_eq!(code(&b).trim(), "0", "stop -t 30 let the handler finish");
+    ok(&b, &["start", "graceful"]);
+    looping(&b);
+    ok(&b, &["stop", "-t", "0", "graceful"]);
+    assert_eq!(
+        code(&b).trim(),
+        "137",
+        "stop -t 0 killed it within its handler"
+    );
+    ok(&b, &["rm", "graceful"]);
     b.assert_nothing_left();
 }
 

@@ -102,12 +102,23 @@ fn cpus_memory_and_the_pc_machine() {
         kib > 150_000 && kib <= 262_144,
         "MemTotal {kib} kB for 256M"
     );
-    let out = b.vm_run(&["--machine-type", "pc"], &["cat", "/proc/cmdline"]);
+    // The machine type shows in the guest's hardware: a pc's devices sit on a PCI bus
+    // (its host bridge among them), a microvm has none.
+    let pci = "ls /sys/bus/pci/devices 2>/dev/null | wc -l";
+    let out = b.vm_run(&["--machine-type", "pc"], &["sh", "-c", pci]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let on_pc: u32 = out.stdout_text().trim().parse().unwrap_or(0);
     assert!(
-        out.stdout_text().contains("berth.transport="),
-        "{}",
+        on_pc > 0,
+        "--machine-type pc: no PCI devices: {}",
         out.stdout_text()
+    );
+    let out = b.vm_run(&["--machine-type", "microvm"], &["sh", "-c", pci]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout_text().trim(),
+        "0",
+        "--machine-type microvm has no PCI bus"
     );
 }
 

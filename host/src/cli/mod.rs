@@ -23,6 +23,7 @@ pub mod select;
 mod session;
 mod signals;
 mod stats;
+pub mod style;
 mod system;
 mod terminal;
 mod vm_matrix;

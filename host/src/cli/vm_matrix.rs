@@ -259,8 +259,9 @@ fn secs(v: Option<u64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The kernel × result table, each failure's reason and tails under it, and the count.
-pub fn table(outcomes: &[Outcome]) -> String {
+/// The kernel × result table, each failure's reason and tails under it, and the count;
+/// the result in colour when `colour`.
+pub fn table(outcomes: &[Outcome], colour: bool) -> String {
     let mut s = format!(
         "{:<14} {:<30} {:<6} {:>4} {:>7} {:>7} {:>9}  {}\n",
         "TARGET", "RELEASE", "RESULT", "EXIT", "BOOT", "SETUP", "DURATION", "PHASE"
@@ -270,11 +271,15 @@ pub fn table(outcomes: &[Outcome]) -> String {
             .phase
             .map(|p| format!("{p:?}").to_lowercase())
             .unwrap_or_default();
+        let result = match o.passed {
+            true => super::style::paint("pass  ", super::style::Colour::Green, colour),
+            false => super::style::paint("FAIL  ", super::style::Colour::Red, colour),
+        };
         s.push_str(&format!(
-            "{:<14} {:<30} {:<6} {:>4} {:>7} {:>7} {:>9}  {}\n",
+            "{:<14} {:<30} {} {:>4} {:>7} {:>7} {:>9}  {}\n",
             o.target,
             o.release,
-            if o.passed { "pass" } else { "FAIL" },
+            result,
             o.exit_code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -362,7 +367,7 @@ pub async fn run_all(
             println!("{}", serde_json::to_string(o).unwrap_or_default());
         }
     } else {
-        print!("{}", table(&outcomes));
+        print!("{}", table(&outcomes, super::style::enabled(false)));
     }
     if let Some(file) = junit_file {
         let command = targets
@@ -438,7 +443,9 @@ command = "nproc"
 
     #[test]
     fn the_table_shows_each_target_and_the_failures_tails() {
-        let t = table(&[outcome("6.1", true), outcome("cloud", false)]);
+        let t = table(&[outcome("6.1", true), outcome("cloud", false)], false);
+        let coloured = table(&[outcome("cloud", false)], true);
+        assert!(coloured.contains("\x1b[31mFAIL  \x1b[0m"), "{coloured}");
         assert!(
             t.contains("6.1.0") && t.contains("pass") && t.contains("1.20s"),
             "{t}"
