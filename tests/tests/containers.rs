@@ -1,7 +1,9 @@
 //! `berth run`: containers from the test images, in a VM on the kernel under test.
 #![cfg(feature = "vm")]
 
-use berth_tests::{Berth, Outcome};
+use std::time::Duration;
+
+use berth_tests::{ok, Berth, Outcome};
 
 /// A berth installation with the test images loaded.
 fn with_images() -> Berth {
@@ -303,6 +305,99 @@ fn limits_are_written_to_the_containers_cgroup() {
         out.stdout_text(),
         "50000 100000\n20\n0\n67108864\n30\nwbps=1048576\n"
     );
+
+    // And they bite. --cpuset-cpus: the kernel lets the process run on that CPU only.
+    let allowed = run(
+        &b,
+        &[
+            "--rm",
+            "--cpuset-cpus",
+            "1",
+            "busybox",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(
+        allowed.stdout_text(),
+        "Cpus_allowed_list:\t1\n",
+        "--cpuset-cpus 1"
+    );
+    // --cpus: a busy loop under a fifth of a CPU is throttled; the same loop without a
+    // limit never is.
+    let busy = "i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; grep nr_throttled /sys/fs/cgroup/cpu.stat";
+    let throttled = |args: &[&str]| -> u64 {
+        let out = run(
+            &b,
+            &[&["--rm"], args, &["busybox", "sh", "-c", busy]].concat(),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let text = out.stdout_text();
+        text.trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("cpu.stat: {text}"))
+    };
+    assert!(
+        throttled(&["--cpus", "0.2"]) > 0,
+        "--cpus 0.2 never throttled a busy loop"
+    );
+    assert_eq!(
+        throttled(&[]),
+        0,
+        "a container without --cpus was throttled"
+    );
+    // --cpu-shares: two busy loops on the same CPU share it by their weights (1024 and
+    // 256, so about 4:1; more than 2:1 is asked, a generous margin).
+    for (name, shares) in [("heavy", "1024"), ("light", "256")] {
+        let args = [
+            "-d",
+            "--name",
+            name,
+            "--cpuset-cpus",
+            "0",
+            "--cpu-shares",
+            shares,
+        ];
+        run(
+            &b,
+            &[
+                &args[..],
+                &["busybox", "sh", "-c", "while true; do :; done"],
+            ]
+            .concat(),
+        );
+    }
+    let usage = |name: &str| -> u64 {
+        let out = b.run(
+            &[
+                "exec",
+                name,
+                "grep",
+                "usage_usec",
+                "/sys/fs/cgroup/cpu.stat",
+            ],
+            b"",
+        );
+        out.stdout_text()
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    berth_tests::wait_until(
+        "three CPU-seconds between the two loops",
+        Duration::from_secs(120),
+        || usage("heavy") + usage("light") > 3_000_000,
+    );
+    let (heavy, light) = (usage("heavy"), usage("light"));
+    assert!(
+        heavy > 2 * light,
+        "--cpu-shares 1024 vs 256 on one CPU: {heavy} vs {light} µs of CPU"
+    );
+    ok(&b, &["rm", "-f", "heavy", "light"]);
 }
 
 #[test]
