@@ -307,7 +307,19 @@ impl Spawned {
 }
 
 impl Drop for Spawned {
+    /// SIGTERM first, so berth cleans up after itself (a `vm run` powers its VM off),
+    /// then SIGKILL if it is still there after 15 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -87,15 +87,19 @@ fn twenty_containers_outlive_a_machine_restart_as_exited_with_their_logs() {
 
     // machine stop gives each container its stop signal and grace period and keeps the
     // exit code it chose: a shell that exits 3 on SIGTERM shows 3, not a kill's 137.
-    let trapper = "trap 'exit 3' TERM; while true; do sleep 0.2; done";
+    let trapper = "trap 'exit 3' TERM; touch /trapped; while true; do sleep 0.2; done";
     ok(
         &b,
         &[
             "run", "-d", "--name", "trapper", "busybox", "sh", "-c", trapper,
         ],
     );
-    wait_until("trapper's loop", Duration::from_secs(30), || {
-        ok(&b, &["top", "trapper"]).stdout_text().contains("sleep")
+    // The handler is there once the shell has written /trapped (the command line in
+    // `top` would show "sleep" before the shell ran a thing).
+    wait_until("trapper's handler", Duration::from_secs(30), || {
+        b.run(&["exec", "trapper", "test", "-e", "/trapped"], b"")
+            .code
+            == 0
     });
     ok(&b, &["machine", "stop", "-t", "30"]);
     ok(&b, &["machine", "start"]);
@@ -307,7 +311,8 @@ fn the_lifecycle_of_a_named_container() {
     assert!(out.stderr.contains("No such container"), "{}", out.stderr);
     // stop -t is a grace period: a container whose SIGTERM handler needs two seconds
     // finishes it (exit 0) under `-t 30`, and is killed in it (137) under `-t 0`.
-    let graceful = "trap 'sleep 2; exit 0' TERM; while true; do sleep 0.2; done";
+    let graceful = "rm -f /trapped; trap 'sleep 2; exit 0' TERM; touch /trapped; \
+                    while true; do sleep 0.2; done";
     ok(
         &b,
         &[
@@ -316,10 +321,12 @@ fn the_lifecycle_of_a_named_container() {
     );
     let code =
         |b: &Berth| ok(b, &["inspect", "-f", "{{.State.ExitCode}}", "graceful"]).stdout_text();
-    // The handler is only there once the shell runs its loop.
+    // The handler is only there once the shell has written /trapped.
     let looping = |b: &Berth| {
-        wait_until("graceful's loop", Duration::from_secs(30), || {
-            ok(b, &["top", "graceful"]).stdout_text().contains("sleep")
+        wait_until("graceful's handler", Duration::from_secs(30), || {
+            b.run(&["exec", "graceful", "test", "-e", "/trapped"], b"")
+                .code
+                == 0
         })
     };
     looping(&b);
