@@ -232,8 +232,11 @@ fn the_lifecycle_of_a_named_container() {
     let out = b.run(&["exec", "web", "true"], b"");
     assert_ne!(out.code, 0, "exec into a paused container must be refused");
     ok(&b, &["unpause", "web"]);
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(log_lines(&b, "web") > frozen, "no new lines after unpause");
+    wait_until(
+        "a new log line after unpause",
+        Duration::from_secs(30),
+        || log_lines(&b, "web") > frozen,
+    );
 
     // stop -t 1: the shell ignores SIGTERM as PID 1, so it is killed; logs -f then ends.
     let started = Instant::now();

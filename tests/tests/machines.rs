@@ -106,6 +106,34 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     let info = dev(&b, &["run", "--rm", "busybox", "nproc"]);
     assert_eq!(info.code, 0, "{}", info.stderr);
     assert_eq!(info.stdout_text(), "1\n", "the container ran on dev");
+    // Both machines run containers at once, each listing only its own.
+    ok(
+        &b,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "on-default",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let on_dev = dev(
+        &b,
+        &["run", "-d", "--name", "on-dev", "busybox", "sleep", "1000"],
+    );
+    assert_eq!(on_dev.code, 0, "{}", on_dev.stderr);
+    let names = |out: Outcome| out.stdout_text();
+    assert_eq!(
+        names(ok(&b, &["ps", "--format", "{{.Names}}"])),
+        "on-default\n"
+    );
+    assert_eq!(
+        names(dev(&b, &["ps", "--format", "{{.Names}}"])),
+        "on-dev\n"
+    );
+    ok(&b, &["rm", "-f", "on-default"]);
 
     // `machine rm` with no NAME removes the selected machine, and only after -f while it runs.
     let running = dev(&b, &["machine", "rm"]);
