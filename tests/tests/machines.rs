@@ -88,7 +88,12 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     );
 
     // A second machine, selected by the environment alone.
-    let made = dev(&b, &["machine", "start", "--memory", "384M", "--cpus", "1"]);
+    let made = dev(
+        &b,
+        &[
+            "machine", "start", "--memory", "384M", "--cpus", "1", "--disk", "2G",
+        ],
+    );
     assert_eq!(
         made.code, 0,
         "BERTH_MACHINE=dev machine start must make machine dev: {}",
@@ -106,6 +111,29 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     let info = dev(&b, &["run", "--rm", "busybox", "nproc"]);
     assert_eq!(info.code, 0, "{}", info.stderr);
     assert_eq!(info.stdout_text(), "1\n", "the container ran on dev");
+    // --disk: the machine's disk is that size (sparse on the host), and a volume on it
+    // sees a filesystem of about that size.
+    let disk = b.home().join("machines/dev/disk.img");
+    assert_eq!(
+        std::fs::metadata(&disk).unwrap().len(),
+        2 << 30,
+        "--disk 2G"
+    );
+    let df = dev(
+        &b,
+        &["run", "--rm", "-v", "dvol:/v", "busybox", "df", "-k", "/v"],
+    );
+    let total: u64 = df
+        .stdout_text()
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("df: {}", df.stdout_text()));
+    assert!(
+        (1_700_000..=2_097_152).contains(&total),
+        "a volume on a --disk 2G machine: {total} KiB"
+    );
     // Both machines run containers at once, each listing only its own.
     ok(
         &b,

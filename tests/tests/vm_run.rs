@@ -226,3 +226,19 @@ fn fifty_consecutive_boots() {
     }
     b.assert_nothing_left();
 }
+
+#[test]
+fn a_kernel_given_by_path_boots() {
+    let b = Berth::new();
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    let kernel = test_kernel();
+    let image = std::path::Path::new(&assets).join(format!("kernels/{kernel}/bzImage"));
+    let image = image.to_str().unwrap();
+    let out = b.run(&["vm", "run", "--kernel", image, "--", "uname", "-r"], b"");
+    assert_eq!(out.code, 0, "vm run --kernel {image}: {}", out.stderr);
+    assert_eq!(
+        out.stdout_text().trim(),
+        kernel_release(&b, &kernel),
+        "the image given by path is the one that booted"
+    );
+}
