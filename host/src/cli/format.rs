@@ -29,16 +29,9 @@ pub struct Listing {
     pub headers: &'static [(&'static str, &'static str)],
 }
 
-/// What `--format` asked for.
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    /// A header row, then rows, aligned.
-    Table(String),
-    /// One template execution per row.
-    Plain(String),
-}
-
-fn kind(format: Option<&str>, default: &str) -> Kind {
+/// What `--format` asked for: the template, and whether it is a table (a header row,
+/// then rows, aligned) or one execution per row.
+fn kind(format: Option<&str>, default: &str) -> (String, bool) {
     let format = format.unwrap_or("").trim();
     let format = match format {
         "" | "table" => default,
@@ -47,8 +40,8 @@ fn kind(format: Option<&str>, default: &str) -> Kind {
     };
     let unescape = |s: &str| s.trim().replace("\\t", "\t").replace("\\n", "\n");
     match format.strip_prefix("table") {
-        Some(rest) => Kind::Table(unescape(rest)),
-        None => Kind::Plain(unescape(format)),
+        Some(rest) => (unescape(rest), true),
+        None => (unescape(format), false),
     }
 }
 
@@ -79,32 +72,25 @@ pub fn render(
     listing: &Listing,
     rows: &[Map<String, Json>],
 ) -> Result<String, Error> {
-    match kind(format, listing.default) {
-        Kind::Plain(src) => {
-            let current = CurrentRow::default();
-            let tmpl = parse(&src, current.clone())?;
-            let mut out = String::new();
-            for row in rows {
-                out.push_str(&execute_row(&tmpl, &current, row)?);
-                out.push('\n');
-            }
-            Ok(out)
-        }
-        Kind::Table(src) => {
-            let current = CurrentRow::default();
-            let tmpl = parse(&src, current.clone())?;
-            let header: Map<String, Json> = listing
-                .headers
-                .iter()
-                .map(|(field, header)| (field.to_string(), Json::String(header.to_string())))
-                .collect();
-            let mut lines = vec![execute(&tmpl, &Json::Object(header))?];
-            for row in rows {
-                lines.push(execute_row(&tmpl, &current, row)?);
-            }
-            Ok(tabwrite(&lines.join("\n")))
-        }
+    let (src, table) = kind(format, listing.default);
+    let current = CurrentRow::default();
+    let tmpl = parse(&src, current.clone())?;
+    let mut lines = Vec::new();
+    if table {
+        let header: Map<String, Json> = listing
+            .headers
+            .iter()
+            .map(|(field, header)| (field.to_string(), Json::String(header.to_string())))
+            .collect();
+        lines.push(execute(&tmpl, &Json::Object(header))?);
     }
+    for row in rows {
+        lines.push(execute_row(&tmpl, &current, row)?);
+    }
+    Ok(match table {
+        true => tabwrite(&lines.join("\n")),
+        false => lines.iter().map(|l| format!("{l}\n")).collect(),
+    })
 }
 
 /// `inspect --format`: the template run over each object as the API returns it.

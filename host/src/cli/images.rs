@@ -63,13 +63,9 @@ pub fn run(args: Args) -> Result<i32, Error> {
         let created = r.created.as_deref().and_then(time::parse_rfc3339);
         (std::cmp::Reverse(created), r.config.clone())
     });
-    let id = |image: &ImageRecord| match args.no_trunc {
-        true => image.id().to_string(),
-        false => image.id().short().to_string(),
-    };
     if args.quiet {
         for image in &images {
-            println!("{}", id(image));
+            println!("{}", image_id(image, args.no_trunc));
         }
         return Ok(0);
     }
@@ -205,15 +201,20 @@ pub fn tag(args: TagArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// An image's ID as listings show it: 12 hex digits, or whole with `--no-trunc`.
+fn image_id(image: &ImageRecord, no_trunc: bool) -> String {
+    match no_trunc {
+        true => image.id().to_string(),
+        false => image.id().short().to_string(),
+    }
+}
+
 /// One row per tag (one `<none>` row for an untagged image), as the docker CLI's image
 /// context shows it: every field a string.
 fn rows(images: &[&ImageRecord], now: SystemTime, no_trunc: bool) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
     for image in images {
-        let id = match no_trunc {
-            true => image.id().to_string(),
-            false => image.id().short().to_string(),
-        };
+        let id = image_id(image, no_trunc);
         let created = time::created_since(image.created.as_deref(), now);
         let created_at = image
             .created

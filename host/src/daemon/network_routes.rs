@@ -72,13 +72,14 @@ pub fn networks_list(engine: &Engine, filters: Option<&str>) -> Result<Value, Ap
             })
         })
         .filter(|n| any("type", &|v| (v == "builtin") == n.is_predefined()))
-        .filter(|n| {
+        .map(|n| (n, network_members(engine, &n.id)))
+        .filter(|(n, members)| {
             any("dangling", &|v| {
-                let dangling = !n.is_predefined() && network_members(engine, &n.id).is_empty();
+                let dangling = !n.is_predefined() && members.is_empty();
                 matches!(v, "true" | "1") == dangling
             })
         })
-        .map(|n| super::networks::view(n, &network_members(engine, &n.id)))
+        .map(|(n, members)| super::networks::view(n, &members))
         .collect())
 }
 
