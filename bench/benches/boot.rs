@@ -1,6 +1,10 @@
-//! Cold `berth vm run -- true` against the floor: the same kernel, booted with the same
-//! QEMU flags, with a trivial static init that powers off at once. The ratio is what
-//! berth (agent start, transport, handshake, exec, power-off) adds to a bare VM boot.
+//! Cold `berth vm run -- true` against two floors, each the same kernel booted with a
+//! trivial static init that powers off at once:
+//! - the device-matched floor: the QEMU flags and devices `vm run --transport serial`
+//!   launches; the ratio is what berth (agent start, transport, handshake, exec,
+//!   power-off) adds to the same VM;
+//! - the bare floor: the same vmlinux on a microvm with no devices at all; the ratio is
+//!   everything berth's VM costs beyond the kernel's own boot.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +16,8 @@ use berth::{accel, paths::Paths};
 use berth_bench::{bench_kernel, berth_bin, print_ratio, record, time_command};
 use criterion::{criterion_group, Criterion, SamplingMode};
 
-const FLOOR: &str = "floor: bare boot + power-off";
+const FLOOR: &str = "floor: same devices, boot + power-off";
+const BARE: &str = "bare floor: no devices, boot + power-off";
 
 fn berth_run(home: &Path, transport: &str) -> Command {
     let mut cmd = Command::new(berth_bin());
@@ -30,8 +35,8 @@ fn berth_run(home: &Path, transport: &str) -> Command {
 }
 
 /// The QEMU command of the floor: what `berth vm run --transport serial` launches, with
-/// the floor initramfs in place of berth's.
-fn floor_command(dir: &Path) -> Command {
+/// the floor initramfs in place of berth's; `bare` drops every device.
+fn floor_command(dir: &Path, bare: bool) -> Command {
     let paths = Paths::from_env().expect("berth paths");
     let kernel =
         kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
@@ -65,7 +70,10 @@ fn floor_command(dir: &Path) -> Command {
     let qemu = berth::paths::find_program("BERTH_QEMU", "qemu-system-x86_64", &[])
         .expect("QEMU (qemu-system-x86_64) not found: cargo xtask deps, or BERTH_QEMU");
     let mut cmd = Command::new(qemu);
-    cmd.args(qemu::args(&spec));
+    cmd.args(match bare {
+        true => qemu::bare_args(&spec),
+        false => qemu::args(&spec),
+    });
     cmd
 }
 
@@ -82,16 +90,18 @@ fn boot(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(3))
         .measurement_time(Duration::from_secs(20));
 
-    group.bench_function(FLOOR, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += time_command(&mut floor_command(home.path()));
-            }
-            record(FLOOR, total, iters);
-            total
-        })
-    });
+    for (name, bare) in [(FLOOR, false), (BARE, true)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += time_command(&mut floor_command(home.path(), bare));
+                }
+                record(name, total, iters);
+                total
+            })
+        });
+    }
     for transport in ["serial", "vhost-user"] {
         let name = format!("berth vm run -- true ({transport})");
         group.bench_function(&name, |b| {
@@ -114,6 +124,8 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     for transport in ["serial", "vhost-user"] {
-        print_ratio(&format!("berth vm run -- true ({transport})"), FLOOR);
+        for floor in [FLOOR, BARE] {
+            print_ratio(&format!("berth vm run -- true ({transport})"), floor);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Copying a directory tree as it is: files, directories, symlinks and device nodes, with
-//! their modes (used to move the initramfs into a tmpfs).
+//! their modes (used to seed a new volume with what the image has at its mount point).
 
 use std::fs;
 use std::io;

@@ -113,12 +113,7 @@ pub fn args(spec: &Spec) -> Vec<String> {
     let mut a = base_args();
     a.extend(machine_args(spec));
     a.extend(accel_args(spec.accel));
-    a.extend([
-        "-smp".into(),
-        spec.cpus.to_string(),
-        "-m".into(),
-        format!("{}M", spec.memory_mib),
-    ]);
+    a.extend(size_args(spec));
     a.extend(kernel_args(spec));
     a.extend(console_args(spec));
     a.extend(entropy_args(spec.machine));
@@ -130,6 +125,34 @@ pub fn args(spec: &Spec) -> Vec<String> {
         ShareFs::Virtiofs => virtiofs_args(spec.machine, &spec.shares, &spec.virtiofs_dir),
     });
     a
+}
+
+/// The bare floor's argument list: `spec`'s machine, accelerator, CPUs, memory, kernel,
+/// initramfs and command line, and no device at all (no console, entropy, transport,
+/// disk, network or share). What a VM of that size costs before any device.
+pub fn bare_args(spec: &Spec) -> Vec<String> {
+    let mut a = base_args();
+    a.extend(["-M".to_string(), machine_name(spec.machine).to_string()]);
+    a.extend(accel_args(spec.accel));
+    a.extend(size_args(spec));
+    a.extend(kernel_args(spec));
+    a
+}
+
+fn size_args(spec: &Spec) -> [String; 4] {
+    [
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-m".into(),
+        format!("{}M", spec.memory_mib),
+    ]
+}
+
+fn machine_name(machine: Machine) -> &'static str {
+    match machine {
+        Machine::Microvm => "microvm",
+        Machine::Pc => "pc",
+    }
 }
 
 fn uplink_args(machine: Machine, uplink: Uplink, hostfwd: &[(u16, u16)]) -> Vec<String> {
@@ -227,10 +250,7 @@ fn needs_shared_memory(spec: &Spec) -> bool {
 }
 
 fn machine_args(spec: &Spec) -> Vec<String> {
-    let mut machine = match spec.machine {
-        Machine::Microvm => "microvm".to_string(),
-        Machine::Pc => "pc".to_string(),
-    };
+    let mut machine = machine_name(spec.machine).to_string();
     let mut a = Vec::new();
     if needs_shared_memory(spec) {
         // vhost-user backends map guest memory: it must be a shareable memfd.
@@ -409,6 +429,34 @@ mod tests {
         assert!(line.contains("-no-reboot"));
         assert!(line.contains("-device virtio-rng-device"));
         assert!(line.contains("-drive file=/d/layers.img,if=none,id=disk0,format=raw -device virtio-blk-device,drive=disk0"));
+    }
+
+    #[test]
+    fn the_bare_floor_has_no_device_at_all() {
+        let mut s = spec(
+            Machine::Microvm,
+            TransportDevice::VhostUser {
+                socket: "/run/x/vhu.sock".into(),
+            },
+        );
+        s.uplink = Uplink::Restricted;
+        let bare = bare_args(&s);
+        let line = bare.join(" ");
+        assert!(
+            line.contains("-M microvm -accel tcg -smp 2 -m 512M"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-kernel /k/vmlinux -initrd /k/initramfs.cpio"),
+            "{line}"
+        );
+        for device in [
+            "-device", "-chardev", "-serial", "-drive", "-netdev", "-object",
+        ] {
+            assert!(!bare.iter().any(|a| a == device), "{device} in {line}");
+        }
+        // The same base flags as a full VM: only the devices differ.
+        assert!(args(&s).starts_with(&bare[..5]), "{line}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::transport::{self, Kind, Transport, TransportError};
 pub const MIN_MEMORY_MIB: u64 = 64;
 
 const POLL: Duration = Duration::from_millis(10);
+/// How often a VM told to power off is checked: its exit is a few milliseconds away,
+/// and every `vm run` waits for it.
+const EXIT_POLL: Duration = Duration::from_millis(1);
 const CONSOLE_TAIL_LINES: usize = 25;
 
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +243,7 @@ impl Vm {
 
     /// Waits for QEMU to exit by itself, up to `timeout`; kills it after that.
     pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let exited = tokio::time::timeout(timeout, wait_child(&mut self.qemu))
+        let exited = tokio::time::timeout(timeout, wait_child_every(&mut self.qemu, EXIT_POLL))
             .await
             .is_ok();
         if !exited {
@@ -378,10 +381,14 @@ fn describe_exit_text(status: String) -> String {
 
 /// Polls a child until it exits; returns its status as text.
 async fn wait_child(child: &mut Child) -> String {
+    wait_child_every(child, POLL).await
+}
+
+async fn wait_child_every(child: &mut Child, poll: Duration) -> String {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.to_string(),
-            Ok(None) => tokio::time::sleep(POLL).await,
+            Ok(None) => tokio::time::sleep(poll).await,
             Err(e) => return format!("unknown status: {e}"),
         }
     }

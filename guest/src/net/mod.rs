@@ -116,43 +116,43 @@ impl State {
 /// The guest's networks. One per agent; every method is safe to call concurrently.
 pub struct Net {
     uplink: Uplink,
-    handle: Option<rtnetlink::Handle>,
+    /// Whether this agent manages the guest's networks at all (it does as PID 1).
+    enabled: bool,
+    /// The netlink connection, made when first needed: a VM that never runs a networked
+    /// container (`vm run`) never pays for it. `None` inside: it could not be made.
+    handle: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     state: tokio::sync::Mutex<State>,
 }
 
 impl Net {
-    /// Configures `lo` and the uplink. Failures are logged: the agent runs without
-    /// networks rather than not at all, and each container start then says why.
+    /// Brings `lo` up and configures the uplink. The netlink connection waits for the
+    /// uplink or the first networked container, the nftables ruleset for the first bridge
+    /// (with none, it would hold nothing that matters: the guest's own traffic needs no
+    /// masquerade). Failures are logged: the agent runs without networks rather than not
+    /// at all, and each container start then says why.
     pub async fn start(uplink: Uplink) -> Arc<Net> {
-        let handle = match links::connect() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::error!("netlink: {e}; containers get no network");
-                None
-            }
-        };
-        if let Some(h) = &handle {
-            if let Err(e) = links::up(h, "lo").await {
-                tracing::warn!("lo: {e}");
-            }
-            if uplink != Uplink::None {
-                if let Err(e) = configure_uplink(h).await {
-                    tracing::error!("uplink: {e}");
-                }
+        if let Err(e) = crate::sys::loopback_up() {
+            tracing::warn!("lo: {e}");
+        }
+        let net = Arc::new(Net {
+            uplink,
+            enabled: true,
+            handle: Default::default(),
+            state: Default::default(),
+        });
+        if uplink != Uplink::None {
+            let configured = match net.handle().await {
+                Ok(h) => configure_uplink(h).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = configured {
+                tracing::error!("uplink: {e}");
             }
         }
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
             tracing::warn!("ip_forward: {e}");
         }
         let _ = std::fs::create_dir_all(NETNS_DIR);
-        let net = Arc::new(Net {
-            uplink,
-            handle,
-            state: Default::default(),
-        });
-        if let Err(e) = net.apply_rules(&[]) {
-            tracing::error!("{e}");
-        }
         net
     }
 
@@ -161,14 +161,26 @@ impl Net {
     pub fn disabled() -> Arc<Net> {
         Arc::new(Net {
             uplink: Uplink::None,
-            handle: None,
+            enabled: false,
+            handle: Default::default(),
             state: Default::default(),
         })
     }
 
-    fn handle(&self) -> Result<&rtnetlink::Handle, String> {
-        self.handle
-            .as_ref()
+    /// The netlink connection, made on first use.
+    async fn handle(&self) -> Result<&rtnetlink::Handle, String> {
+        let made = self
+            .handle
+            .get_or_init(|| async {
+                if !self.enabled {
+                    return None;
+                }
+                links::connect()
+                    .inspect_err(|e| tracing::error!("netlink: {e}; containers get no network"))
+                    .ok()
+            })
+            .await;
+        made.as_ref()
             .ok_or_else(|| "the guest has no netlink connection".to_string())
     }
 
@@ -227,7 +239,7 @@ impl Net {
                     },
                 }
             }
-            None if self.handle.is_none() => Made {
+            None if self.handle().await.is_err() => Made {
                 netns: None,
                 attached: Vec::new(),
                 prepared: Prepared {
@@ -343,7 +355,7 @@ impl Net {
         routed: bool,
         a: &Attachment,
     ) -> Result<Attached, String> {
-        let handle = self.handle()?.clone();
+        let handle = self.handle().await?.clone();
         let parse = |what: &str, s: &str| -> Result<Ipv4Addr, String> {
             s.parse()
                 .map_err(|_| format!("bad {what} {s:?} for network {}", a.network_name))
@@ -433,7 +445,7 @@ impl Net {
 
     /// Undoes [`join`](Self::join): the interface, the names, one user of the bridge.
     async fn leave(&self, state: &mut State, done: Attached) {
-        if let Ok(handle) = self.handle() {
+        if let Ok(handle) = self.handle().await {
             if let Err(e) = links::delete(handle, &done.veth).await {
                 tracing::warn!("deleting {}: {e}", done.veth);
             }
@@ -472,7 +484,7 @@ impl Net {
                 task.abort();
             }
         }
-        if let Ok(handle) = self.handle() {
+        if let Ok(handle) = self.handle().await {
             if let Err(e) = links::delete(handle, name).await {
                 tracing::warn!("deleting bridge {name}: {e}");
             }
