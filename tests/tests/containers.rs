@@ -398,6 +398,32 @@ fn limits_are_written_to_the_containers_cgroup() {
         "--cpu-shares 1024 vs 256 on one CPU: {heavy} vs {light} µs of CPU"
     );
     ok(&b, &["rm", "-f", "heavy", "light"]);
+
+    // --device-write-bps: 6 MiB written and flushed to the disk at 1 MiB/s cannot take
+    // less than about 5 s, however fast or slow the machine (a lower bound only: a busy
+    // machine makes it longer, never shorter). Timed by the guest's clock.
+    let timed_write = "a=$(cut -d' ' -f1 /proc/uptime); \
+                       dd if=/dev/zero of=/written bs=64k count=96 conv=fsync 2>/dev/null; \
+                       b=$(cut -d' ' -f1 /proc/uptime); echo $a $b";
+    let seconds = |args: &[&str]| -> f64 {
+        let out = run(
+            &b,
+            &[&["--rm"], args, &["busybox", "sh", "-c", timed_write]].concat(),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let text = out.stdout_text();
+        let t: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert_eq!(t.len(), 2, "uptime before and after the write: {text}");
+        t[1] - t[0]
+    };
+    let limited = seconds(&["--device-write-bps", "/dev/vda:1mb"]);
+    assert!(
+        limited >= 3.0,
+        "--device-write-bps /dev/vda:1mb let 6 MiB reach the disk in {limited:.2} s"
+    );
 }
 
 #[test]

@@ -28,6 +28,11 @@ fn the_docker_cli_makes_networks_and_publishes_ports() {
         "www",
         "-p",
         "18081:8080",
+        // A range the PORTS column groups, and a label for `.Label`.
+        "--expose",
+        "7000-7001",
+        "--label",
+        "tier=front",
         "busybox",
         "sh",
         "-c",
@@ -263,9 +268,20 @@ fn berth_lists_as_docker_does(b: &Berth, d: &Docker) {
             .expect("web in ps json"),
     )
     .unwrap();
-    assert_eq!(web["Ports"], "127.0.0.1:18081->8080/tcp", "{json}");
+    assert_eq!(
+        web["Ports"], "7000-7001/tcp, 127.0.0.1:18081->8080/tcp",
+        "PORTS groups a range of exposed ports, then the mappings: {json}"
+    );
     assert_eq!(web["Networks"], "n1", "{json}");
     same(&["ps", "-a"]);
+    let tiers = same(&["ps", "-a", "--format", r#"{{.Names}}={{.Label "tier"}}"#]);
+    assert!(tiers.contains("web=front"), "the .Label method: {tiers}");
+    same(&[
+        "ps",
+        "-a",
+        "--format",
+        "table {{.Names}}\t{{.Label \"tier\"}}",
+    ]);
     same(&[
         "ps",
         "--no-trunc",

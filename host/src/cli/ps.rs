@@ -172,28 +172,94 @@ pub fn row(c: &Value, now: i64, trunc: bool) -> Map<String, Value> {
     row
 }
 
-/// Docker's PORTS column: `127.0.0.1:18080->8080/tcp, 127.0.0.1:15353->53/udp`.
+/// Docker's PORTS column. Ports are sorted by container port, address, host port and
+/// protocol. A port not published, or published on the same number, joins a range with
+/// the ports just below it of the same address and protocol (`53-54/udp`,
+/// `0.0.0.0:8000-8002->8000-8002/tcp`); a range ends where a number is skipped. Ranges
+/// come first (those cut short first, then the rest in the order they began), then the
+/// mappings onto other host ports (`127.0.0.1:18080->8080/tcp`).
 fn ports_column(ports: &Value) -> String {
-    ports
+    struct Port {
+        ip: String,
+        private: u64,
+        public: Option<u64>,
+        proto: String,
+    }
+    /// A range of ports: (address, if published; protocol), first, last.
+    struct Range {
+        key: (String, String),
+        first: u64,
+        last: u64,
+    }
+    let show = |r: &Range| {
+        let (ip, proto) = &r.key;
+        let span = match r.first == r.last {
+            true => r.first.to_string(),
+            false => format!("{}-{}", r.first, r.last),
+        };
+        match ip.is_empty() {
+            true => format!("{span}/{proto}"),
+            false => format!("{}->{span}/{proto}", host_port(ip, &span)),
+        }
+    };
+    let mut list: Vec<Port> = ports
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| {
-            let private = format!(
-                "{}/{}",
-                p["PrivatePort"].as_u64().unwrap_or(0),
-                p["Type"].as_str().unwrap_or("tcp")
-            );
-            match p["PublicPort"].as_u64() {
-                Some(public) => format!(
-                    "{}:{public}->{private}",
-                    p["IP"].as_str().unwrap_or_default()
-                ),
-                None => private,
-            }
+        .map(|p| Port {
+            ip: p["IP"].as_str().unwrap_or_default().to_string(),
+            private: p["PrivatePort"].as_u64().unwrap_or(0),
+            public: p["PublicPort"].as_u64(),
+            proto: p["Type"].as_str().unwrap_or("tcp").to_string(),
         })
+        .collect();
+    list.sort_by(|a, b| {
+        (a.private, &a.ip, a.public.unwrap_or(0), &a.proto).cmp(&(
+            b.private,
+            &b.ip,
+            b.public.unwrap_or(0),
+            &b.proto,
+        ))
+    });
+    let mut cut_short = Vec::new();
+    let mut ranges: Vec<Range> = Vec::new();
+    let mut mappings = Vec::new();
+    for p in list {
+        if !p.ip.is_empty() && p.public != Some(p.private) {
+            let public = p.public.unwrap_or(0).to_string();
+            mappings.push(format!(
+                "{}->{}/{}",
+                host_port(&p.ip, &public),
+                p.private,
+                p.proto
+            ));
+            continue;
+        }
+        let fresh = Range {
+            key: (p.ip, p.proto),
+            first: p.private,
+            last: p.private,
+        };
+        match ranges.iter_mut().find(|r| r.key == fresh.key) {
+            None => ranges.push(fresh),
+            Some(r) if p.private == r.last + 1 => r.last = p.private,
+            Some(r) => cut_short.push(show(&std::mem::replace(r, fresh))),
+        }
+    }
+    cut_short
+        .into_iter()
+        .chain(ranges.iter().map(show))
+        .chain(mappings)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `address:port`, with an IPv6 address in brackets, as Go's `net.JoinHostPort`.
+fn host_port(ip: &str, port: &str) -> String {
+    match ip.contains(':') {
+        true => format!("[{ip}]:{port}"),
+        false => format!("{ip}:{port}"),
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +290,7 @@ mod tests {
         assert_eq!(get("Command"), "\"sleep 100000 and so…\"");
         assert_eq!(get("CreatedAt"), "2024-09-26 21:31:42 +0000 UTC");
         assert_eq!(get("RunningFor"), "About a minute ago");
-        assert_eq!(get("Ports"), "127.0.0.1:8080->80/tcp, 53/udp");
+        assert_eq!(get("Ports"), "53/udp, 127.0.0.1:8080->80/tcp");
         assert_eq!(get("Labels"), "a=1,b=2");
         assert_eq!(get("Mounts"), "averyveryverylo,/srv/data");
         assert_eq!(get("Networks"), "bridge,front");
@@ -238,6 +304,35 @@ mod tests {
             keys, fields,
             "every field has a header, every header a field"
         );
+    }
+
+    #[test]
+    fn ports_group_into_ranges_as_dockers_do() {
+        let port = |ip: &str, private: u64, public: Option<u64>, proto: &str| {
+            let mut p = json!({"PrivatePort": private, "Type": proto});
+            if let Some(public) = public {
+                p["IP"] = json!(ip);
+                p["PublicPort"] = json!(public);
+            }
+            p
+        };
+        let ports = json!([
+            port("0.0.0.0", 8002, Some(8002), "tcp"),
+            port("0.0.0.0", 8000, Some(8000), "tcp"),
+            port("0.0.0.0", 8001, Some(8001), "tcp"),
+            port("", 54, None, "udp"),
+            port("", 53, None, "udp"),
+            port("", 60, None, "udp"),
+            port("127.0.0.1", 80, Some(18080), "tcp"),
+            port("::", 9000, Some(9000), "tcp"),
+            port("::", 443, Some(8443), "tcp"),
+        ]);
+        assert_eq!(
+            ports_column(&ports),
+            "53-54/udp, 60/udp, 0.0.0.0:8000-8002->8000-8002/tcp, [::]:9000->9000/tcp, \
+             127.0.0.1:18080->80/tcp, [::]:8443->443/tcp"
+        );
+        assert_eq!(ports_column(&json!([])), "");
     }
 
     #[test]

@@ -229,6 +229,13 @@ impl Engine {
             config.working_dir = spec.cwd.clone();
         }
         config.user = Some(spec.user.clone().unwrap_or_default());
+        // Docker's `Config.ExposedPorts`: the image's and the request's.
+        let mut exposed = image_config.exposed_ports.clone().unwrap_or_default();
+        exposed.extend(body.config.exposed_ports.clone().unwrap_or_default());
+        for key in exposed.keys() {
+            create::port_key(key)?;
+        }
+        config.exposed_ports = (!exposed.is_empty()).then_some(exposed);
         let mut labels = image_config.labels.clone().unwrap_or_default();
         labels.extend(body.config.labels.clone().unwrap_or_default());
         config.labels = Some(labels);

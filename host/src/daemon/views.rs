@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::engine::Container;
 use super::error::ApiError;
-use super::state::{Record, Status};
+use super::state::{PortSpec, Record, Status};
 use crate::image::time::{human_duration, parse_rfc3339, rfc3339_nanos};
 use crate::image::{ImageRecord, Reference};
 
@@ -63,12 +63,13 @@ pub fn network_settings(r: &Record) -> Value {
     let mut networks = serde_json::Map::new();
     let running = r.state.running;
     let endpoint_of = |name: &str| r.endpoint_on(name).filter(|_| running);
-    if let Some(e) = r.primary_endpoint().filter(|_| running) {
-        for p in &e.ports {
-            let key = format!("{}/{}", p.container_port, p.proto.as_str());
-            let entry = ports.entry(key).or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(list) = entry {
-                list.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+    for (key, binding) in shown_ports(r) {
+        let entry = ports.entry(key).or_insert(Value::Null);
+        if let Some(p) = binding {
+            let binding = json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()});
+            match entry {
+                Value::Array(list) => list.push(binding),
+                other => *other = Value::Array(vec![binding]),
             }
         }
     }
@@ -110,18 +111,43 @@ pub fn network_settings(r: &Record) -> Value {
     })
 }
 
-/// `GET /containers/json`'s `Ports`: one entry per published port.
+/// `GET /containers/json`'s `Ports`: one entry per published binding, and one without a
+/// host side per exposed port that has none.
 fn list_ports(r: &Record) -> Value {
-    let Some(e) = r.primary_endpoint().filter(|_| r.state.running) else {
-        return json!([]);
-    };
-    e.ports
-        .iter()
-        .map(|p| {
-            json!({"IP": p.host_ip, "PrivatePort": p.container_port,
-                   "PublicPort": p.host_port, "Type": p.proto.as_str()})
+    shown_ports(r)
+        .into_iter()
+        .map(|(key, binding)| {
+            let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+            let port: u16 = port.parse().unwrap_or(0);
+            match binding {
+                Some(p) => json!({"IP": p.host_ip, "PrivatePort": port,
+                                  "PublicPort": p.host_port, "Type": proto}),
+                None => json!({"PrivatePort": port, "Type": proto}),
+            }
         })
         .collect()
+}
+
+/// The ports a running container on a network shows, as Docker's `port/proto` keys:
+/// each published binding, and each exposed port (the image's and the request's,
+/// `Config.ExposedPorts`) that has no binding, with none. Nothing while it does not run.
+fn shown_ports(r: &Record) -> Vec<(String, Option<&PortSpec>)> {
+    let Some(e) = r.primary_endpoint().filter(|_| r.state.running) else {
+        return Vec::new();
+    };
+    let key = |p: &PortSpec| format!("{}/{}", p.container_port, p.proto.as_str());
+    let mut shown: Vec<(String, Option<&PortSpec>)> =
+        e.ports.iter().map(|p| (key(p), Some(p))).collect();
+    for exposed in r.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+        let exposed = match exposed.contains('/') {
+            true => exposed.clone(),
+            false => format!("{exposed}/tcp"),
+        };
+        if !shown.iter().any(|(k, _)| *k == exposed) {
+            shown.push((exposed, None));
+        }
+    }
+    shown
 }
 
 /// Docker's `Status` column: `Up 5 seconds`, `Exited (0) 3 minutes ago`, `Created`.

@@ -12,7 +12,9 @@
 //!
 //! Templates are Go's `text/template`, through the `gotmpl` crate, with the functions
 //! the docker CLI adds: `json`, `join`, `split`, `lower`, `upper`, `title`, `truncate`,
-//! `pad`.
+//! `pad`; and its contexts' `.Label "key"` method (see `methods`).
+
+mod methods;
 
 use std::sync::{Arc, Mutex};
 
@@ -74,7 +76,7 @@ pub fn render(
 ) -> Result<String, Error> {
     let (src, table) = kind(format, listing.default);
     let current = CurrentRow::default();
-    let tmpl = parse(&src, current.clone())?;
+    let tmpl = parse(&methods::rewrite(&src), current.clone())?;
     let mut lines = Vec::new();
     if table {
         let header: Map<String, Json> = listing
@@ -119,6 +121,7 @@ fn parse(src: &str, row: CurrentRow) -> Result<Template, Error> {
     fn string(s: String) -> gotmpl::Result<Value> {
         Ok(Value::String(s.into()))
     }
+    let current = row.clone();
     Template::new("")
         .func("json", move |args| {
             let v = args.first().map(to_json).unwrap_or(Json::Null);
@@ -143,6 +146,18 @@ fn parse(src: &str, row: CurrentRow) -> Result<Template, Error> {
                 .map(|p| Value::String(p.into()))
                 .collect();
             Ok(Value::List(parts.into()))
+        })
+        .func("label", move |args| {
+            // No current row: this is the table's header.
+            let header = current.lock().map(|r| r.is_none()).unwrap_or(false);
+            if header {
+                return string(methods::label_header(&arg(args, 1)));
+            }
+            let labels = match args.first() {
+                Some(row @ Value::Map(_)) => row.field("Labels").map(|v| v.to_string()),
+                _ => None,
+            };
+            string(methods::label(&labels.unwrap_or_default(), &arg(args, 1)))
         })
         .func("lower", |args| string(arg(args, 0).to_lowercase()))
         .func("upper", |args| string(arg(args, 0).to_uppercase()))
@@ -322,6 +337,30 @@ mod tests {
         .into_iter()
         .map(|v| v.as_object().cloned().unwrap())
         .collect()
+    }
+
+    #[test]
+    fn the_label_method_reads_a_rows_labels() {
+        let mut rows = rows();
+        rows[0].insert("Labels".into(), json!("tier=web,com.x.team=a=b"));
+        rows[1].insert("Labels".into(), json!(""));
+        let out = render(
+            Some(r#"{{.Names}}:{{.Label "tier"}}:{{.Label "com.x.team"}}"#),
+            &PS,
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(out, "web:web:a=b\na-long-name-here::\n");
+        let table = render(
+            Some(r#"table {{.Names}}\t{{.Label "com.x.team-name"}}"#),
+            &PS,
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(
+            table.lines().next().unwrap(),
+            "NAMES              team name"
+        );
     }
 
     #[test]
