@@ -306,6 +306,7 @@ const VIRTIOFSD_DEADLINE: Duration = Duration::from_secs(10);
 /// Starts a virtiofsd for each share, listening on `qemu::virtiofs_socket(dir, tag)`
 /// (QEMU connects at start-up, so each socket must exist first). `--sandbox none`: it
 /// runs as the user, with the user's access to the folder, as QEMU's 9p server does.
+/// All are started before any is waited for, so their start-ups overlap.
 fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Child>, VmError> {
     let bin = crate::shares::virtiofsd().ok_or_else(|| VmError::Spawn {
         what: "virtiofsd".into(),
@@ -315,6 +316,12 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
         ),
     })?;
     let mut started: Vec<Child> = Vec::new();
+    let stop_all = |started: &mut Vec<Child>| {
+        for c in started.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    };
     for s in shares {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
         let log = std::fs::File::create(dir.join(format!("{}.virtiofsd.log", s.tag)))?;
@@ -328,11 +335,20 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             .stdout(log.try_clone()?)
             .stderr(log);
         crate::sys::kill_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|source| VmError::Spawn {
-            what: bin.display().to_string(),
-            source,
-        })?;
-        let start = Instant::now();
+        match cmd.spawn() {
+            Ok(child) => started.push(child),
+            Err(source) => {
+                stop_all(&mut started);
+                return Err(VmError::Spawn {
+                    what: bin.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    let start = Instant::now();
+    for (s, child) in shares.iter().zip(started.iter_mut()) {
+        let socket = qemu::virtiofs_socket(dir, &s.tag);
         let ready = loop {
             if socket.exists() {
                 break Ok(());
@@ -349,22 +365,16 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
                     s.path.display()
                 ));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         };
         if let Err(what) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            for mut c in started {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            stop_all(&mut started);
             let log = last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10);
             return Err(VmError::Spawn {
                 what,
                 source: std::io::Error::other(log),
             });
         }
-        started.push(child);
     }
     Ok(started)
 }

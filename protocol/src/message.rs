@@ -507,6 +507,11 @@ pub struct Attachment {
     /// NAT to the uplink, nothing forwarded in or out).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
+    /// The machine's default bridge: the guest keeps it (with its rules) when its last
+    /// container leaves, as Docker keeps `docker0`, so a lone `run` does not make and
+    /// delete it each time. Other bridges go with their last container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_bridge: bool,
 }
 
 /// The MAC address of a container's interface on a bridge network, from its IPv4

@@ -57,6 +57,7 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
                         dns_names: vec!["db".into()],
                         extra_hosts: Vec::new(),
                         internal: false,
+                        keep_bridge: true,
                     }),
                     _ => ContainerOp::Update(Resources {
                         memory: Some(memory),
@@ -235,6 +236,7 @@ fn container_specs_round_trip_and_default_to_none() {
                     dns_names: vec!["web".into(), "ababababab".into()],
                     extra_hosts: vec![("db".into(), "10.0.0.9".into())],
                     internal: true,
+                    keep_bridge: false,
                 }],
             }),
             mounts: vec![

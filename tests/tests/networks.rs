@@ -194,20 +194,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     .stdout_text();
     assert_eq!(none.lines().count(), 1, "{none}");
     assert!(none.contains("lo:") && none.contains("UP"), "{none}");
-    let host = ok(
-        &b,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            "busybox",
-            "ip",
-            "-o",
-            "addr",
-        ],
-    )
-    .stdout_text();
+    let host = in_guest_network(&b, &["ip", "-o", "addr"]);
     assert!(host.contains("10.0.2.15/24"), "{host}");
     let shared = ok(
         &b,
@@ -265,7 +252,26 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     ok(&b, &["rm", "-f", "web"]);
     ok(&b, &["network", "rm", "front", "back"]);
     assert!(!ok(&b, &["network", "ls"]).stdout_text().contains("front"));
+    // In the guest, a user network's bridge went with its last container; the default
+    // bridge stays after its last container leaves, as Docker's docker0 does.
+    ok(&b, &["run", "--rm", "busybox", "true"]);
+    let links = in_guest_network(&b, &["ls", "/sys/class/net"]);
+    assert!(
+        links.contains("berth0"),
+        "the default bridge was deleted with its last container: {links}"
+    );
+    assert!(
+        !links.contains("br-"),
+        "a user network's bridge outlived its containers: {links}"
+    );
     b.assert_nothing_left();
+}
+
+/// The output of `cmd` run in a busybox container on the guest's own network (`host`).
+fn in_guest_network(b: &Berth, cmd: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--network", "host", "busybox"];
+    args.extend_from_slice(cmd);
+    ok(b, &args).stdout_text()
 }
 
 /// Fetches `url`: whether curl succeeded, and the body (or, on failure, curl's exit

@@ -63,6 +63,8 @@ struct Bridge {
     dns: Option<tokio::task::JoinHandle<()>>,
     /// `--internal`: cut off from the uplink.
     internal: bool,
+    /// Kept when its last container leaves (the machine's default bridge).
+    keep: bool,
 }
 
 /// What the agent made for one container, to undo at its end.
@@ -387,6 +389,7 @@ impl Net {
                     users: 0,
                     dns,
                     internal: a.internal,
+                    keep: a.keep_bridge,
                 },
             );
             self.apply_rules(&state.rule_inputs())?;
@@ -470,13 +473,13 @@ impl Net {
         self.release_bridge(state, &done.bridge).await;
     }
 
-    /// Drops one user of `bridge`; the last one deletes it.
+    /// Drops one user of `bridge`; the last one deletes it, unless it is kept.
     async fn release_bridge(&self, state: &mut State, name: &str) {
         let Some(bridge) = state.bridges.get_mut(name) else {
             return;
         };
         bridge.users = bridge.users.saturating_sub(1);
-        if bridge.users > 0 {
+        if bridge.users > 0 || bridge.keep {
             return;
         }
         if let Some(bridge) = state.bridges.remove(name) {

@@ -122,6 +122,7 @@ impl Engine {
             dns_names,
             extra_hosts,
             internal: network.internal,
+            keep_bridge: network.name == super::networks::DEFAULT_BRIDGE,
         })
     }
 
