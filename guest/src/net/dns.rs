@@ -144,7 +144,9 @@ pub fn serve(
                 (Reply::Forward, Some(upstream)) => {
                     let socket = socket.clone();
                     tokio::spawn(async move {
-                        if let Some(bytes) = forward(&query, upstream).await {
+                        if let Some(bytes) =
+                            forward_or_fail(&query, upstream, UPSTREAM_DEADLINE).await
+                        {
                             let _ = socket.send_to(&bytes, from).await;
                         }
                     });
@@ -155,13 +157,29 @@ pub fn serve(
     }))
 }
 
+/// Asks `upstream`; when it does not answer by `deadline`, the client gets SERVFAIL at
+/// once (as from Docker's embedded DNS) instead of waiting out its own timeouts.
+async fn forward_or_fail(
+    query: &[u8],
+    upstream: SocketAddr,
+    deadline: Duration,
+) -> Option<Vec<u8>> {
+    if let Some(bytes) = forward(query, upstream, deadline).await {
+        return Some(bytes);
+    }
+    match answer(query, &HashMap::new(), false) {
+        Reply::Answer(bytes) => Some(bytes),
+        Reply::Forward | Reply::Ignore => None,
+    }
+}
+
 /// Asks `upstream` and returns its answer, or nothing by the deadline.
-async fn forward(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+async fn forward(query: &[u8], upstream: SocketAddr, deadline: Duration) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
     socket.connect(upstream).await.ok()?;
     socket.send(query).await.ok()?;
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(UPSTREAM_DEADLINE, socket.recv(&mut buf))
+    let n = tokio::time::timeout(deadline, socket.recv(&mut buf))
         .await
         .ok()?
         .ok()?;
@@ -236,5 +254,53 @@ mod tests {
         };
         assert_eq!(Packet::parse(&bytes).unwrap().rcode(), RCODE::ServerFailure);
         assert_eq!(answer(b"\x01\x02", &table(), true), Reply::Ignore);
+    }
+
+    /// A resolver on the loopback that answers every query with `reply` (or, with
+    /// `None`, reads it and never answers).
+    async fn fake_upstream(reply: Option<Vec<u8>>) -> SocketAddr {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            while let Ok((_, from)) = socket.recv_from(&mut buf).await {
+                if let Some(reply) = &reply {
+                    let _ = socket.send_to(reply, from).await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn forwarded_queries_get_the_upstreams_answer() {
+        // An answer only the upstream can give (an address for the name).
+        let known = HashMap::from([("example.org".to_string(), vec![Ipv4Addr::new(192, 0, 2, 7)])]);
+        let Reply::Answer(theirs) = answer(&query("example.org", TYPE::A), &known, false) else {
+            panic!("no answer");
+        };
+        let upstream = fake_upstream(Some(theirs.clone())).await;
+        let got = forward_or_fail(
+            &query("example.org", TYPE::A),
+            upstream,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(got, Some(theirs), "the upstream's own reply, relayed");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_is_servfail_at_its_deadline() {
+        let upstream = fake_upstream(None).await;
+        let bytes = forward_or_fail(
+            &query("example.org", TYPE::A),
+            upstream,
+            Duration::from_millis(100),
+        )
+        .await
+        .expect("an answer to the client, not silence");
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!(reply.id(), 7, "the client's query id");
+        assert_eq!(reply.rcode(), RCODE::ServerFailure);
     }
 }
