@@ -306,6 +306,24 @@ impl Spawned {
     }
 }
 
+impl Spawned {
+    /// Waits for the process to end by itself, at most `within`; fails naming `awaited`.
+    pub fn wait_exit(&mut self, awaited: &str, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`berth {}`: {awaited} did not happen within {within:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Spawned {
     /// SIGTERM first, so berth cleans up after itself (a `vm run` powers its VM off),
     /// then SIGKILL if it is still there after 15 s.

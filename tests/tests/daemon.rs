@@ -2,8 +2,6 @@
 //! their containers, and state that survives a machine restart.
 #![cfg(feature = "vm")]
 
-use std::io::Read;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_tests::{ok, wait_until, with_busybox, Berth};
@@ -130,25 +128,16 @@ fn the_lifecycle_of_a_named_container() {
     );
 
     // logs -f streams: lines keep coming while it runs.
-    let mut follow = b.command(&["logs", "-f", "web"]);
-    let mut child = follow
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-        }
-        seen
-    });
-    std::thread::sleep(Duration::from_secs(4));
+    let mut follow = b.spawn(&["logs", "-f", "web"]);
+    let streamed = std::cell::Cell::new(0);
+    follow.lines_until(
+        "four lines streamed by logs -f",
+        Duration::from_secs(30),
+        |_| {
+            streamed.set(streamed.get() + 1);
+            streamed.get() >= 4
+        },
+    );
 
     // exec carries its exit code; env, user and working directory apply.
     let out = b.run(&["exec", "web", "sh", "-c", "exit 5"], b"");
@@ -242,19 +231,7 @@ fn the_lifecycle_of_a_named_container() {
     let started = Instant::now();
     ok(&b, &["stop", "-t", "1", "web"]);
     assert!(started.elapsed() < Duration::from_secs(60));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "logs -f did not end with the container"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let streamed = String::from_utf8(reader.join().unwrap()).unwrap();
-    assert!(
-        streamed.lines().count() >= 4,
-        "logs -f streamed: {streamed:?}"
-    );
+    follow.wait_exit("logs -f ending with the container", Duration::from_secs(20));
     let state = ok(
         &b,
         &[
