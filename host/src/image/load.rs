@@ -11,6 +11,7 @@ use tempfile::NamedTempFile;
 
 use super::archive::{DirSource, Source, TarSource};
 use super::layer::{read_up_to, Compression};
+use super::watch::{Unwatched, Watch, Watched};
 use super::{docker, oci, Digest, ImageError, ImageRecord, ImageStore, Reference};
 
 /// An image `berth load` stored.
@@ -24,11 +25,20 @@ pub struct Loaded {
 
 /// Loads a tar archive (optionally gzip-compressed) or an OCI layout directory.
 pub fn load_path(store: &ImageStore, input: &Path) -> Result<Vec<Loaded>, ImageError> {
+    load_path_watched(store, input, &Unwatched)
+}
+
+/// [`load_path`], telling `watch` how far each file of the archive has been read.
+pub fn load_path_watched(
+    store: &ImageStore,
+    input: &Path,
+    watch: &dyn Watch,
+) -> Result<Vec<Loaded>, ImageError> {
     let name = input.display().to_string();
     if input.is_dir() {
-        return import(store, &DirSource::new(input, &name));
+        return import(store, &DirSource::new(input, &name), watch);
     }
-    load_file(store, input, &name)
+    load_file(store, input, &name, watch)
 }
 
 /// Loads an archive from a stream (stdin): it is spooled to a temporary file first, since
@@ -38,11 +48,26 @@ pub fn load_reader(
     reader: impl Read,
     name: &str,
 ) -> Result<Vec<Loaded>, ImageError> {
-    let spooled = spool(store, reader, name)?;
-    load_file(store, spooled.path(), name)
+    load_reader_watched(store, reader, name, &Unwatched)
 }
 
-fn load_file(store: &ImageStore, path: &Path, name: &str) -> Result<Vec<Loaded>, ImageError> {
+/// [`load_reader`], telling `watch` how far each file of the archive has been read.
+pub fn load_reader_watched(
+    store: &ImageStore,
+    reader: impl Read,
+    name: &str,
+    watch: &dyn Watch,
+) -> Result<Vec<Loaded>, ImageError> {
+    let spooled = spool(store, reader, name)?;
+    load_file(store, spooled.path(), name, watch)
+}
+
+fn load_file(
+    store: &ImageStore,
+    path: &Path,
+    name: &str,
+    watch: &dyn Watch,
+) -> Result<Vec<Loaded>, ImageError> {
     let mut file = File::open(path).map_err(ImageError::io("cannot open", path))?;
     let mut magic = [0u8; 6];
     let n = read_up_to(&mut file, &mut magic).map_err(ImageError::io("cannot read", path))?;
@@ -50,12 +75,12 @@ fn load_file(store: &ImageStore, path: &Path, name: &str) -> Result<Vec<Loaded>,
         return Err(ImageError::invalid(name, "the input is empty"));
     }
     match Compression::sniff(&magic[..n]) {
-        Compression::Plain => import(store, &TarSource::scan(path, name)?),
+        Compression::Plain => import(store, &TarSource::scan(path, name)?, watch),
         Compression::Gzip => {
             drop(file);
             let file = File::open(path).map_err(ImageError::io("cannot open", path))?;
             let tar = spool(store, MultiGzDecoder::new(BufReader::new(file)), name)?;
-            import(store, &TarSource::scan(tar.path(), name)?)
+            import(store, &TarSource::scan(tar.path(), name)?, watch)
         }
         other => Err(ImageError::Unsupported(format!(
             "{name}: {} compressed archives are not supported: decompress it first",
@@ -82,7 +107,12 @@ fn spool(
     Ok(tmp)
 }
 
-fn import(store: &ImageStore, src: &dyn Source) -> Result<Vec<Loaded>, ImageError> {
+fn import(
+    store: &ImageStore,
+    src: &dyn Source,
+    watch: &dyn Watch,
+) -> Result<Vec<Loaded>, ImageError> {
+    let src = &Watched { inner: src, watch };
     let images: Vec<ImageRecord> = if src.exists("manifest.json") {
         docker::import(src, store.blobs())?
     } else if src.exists("oci-layout") {

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod save;
 mod store;
 pub mod time;
+pub mod watch;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 pub use digest::Digest;
 pub use index::{ImageIndex, ImageRecord, Images};
-pub use load::{load_path, load_reader, Loaded};
+pub use load::{load_path, load_path_watched, load_reader, load_reader_watched, Loaded};
 pub use reference::{Reference, DEFAULT_DOMAIN};
 pub use store::{BlobStore, BlobWriter};
 
