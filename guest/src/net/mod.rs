@@ -15,6 +15,7 @@
 
 pub mod dns;
 mod links;
+mod loopback;
 mod nft;
 pub mod ports;
 
@@ -133,7 +134,7 @@ impl Net {
     /// masquerade). Failures are logged: the agent runs without networks rather than not
     /// at all, and each container start then says why.
     pub async fn start(uplink: Uplink) -> Arc<Net> {
-        if let Err(e) = crate::sys::loopback_up() {
+        if let Err(e) = loopback::loopback_up() {
             tracing::warn!("lo: {e}");
         }
         let net = Arc::new(Net {
