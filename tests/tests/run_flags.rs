@@ -1,7 +1,8 @@
 //! `berth run` flags that each change one thing a container sees, and the verbs around a
 //! running container (`attach`, `exec -d`), on one machine: hostname, labels, extra hosts
 //! (`host-gateway` included), exposed ports, volume mounts by `--mount`, `--rm` with an
-//! anonymous volume, a read-throughput limit, and the DNS server's SERVFAIL.
+//! anonymous volume, a read-throughput limit, and the DNS server's forwarding to `--dns`
+//! servers and its SERVFAIL.
 #![cfg(feature = "vm")]
 
 use std::time::Duration;
@@ -10,6 +11,15 @@ use berth_tests::{ok, wait_until, with_busybox, Berth};
 
 fn out(b: &Berth, args: &[&str]) -> String {
     ok(b, args).stdout_text()
+}
+
+/// What `berth run --rm --network dnsnet FLAGS... busybox COMMAND...` printed, on
+/// either stream, whatever its exit code.
+fn on_dnsnet(b: &Berth, flags_and_command: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--network", "dnsnet"];
+    args.extend(flags_and_command);
+    let r = b.run(&args, b"");
+    format!("{}{}", r.stdout_text(), r.stderr)
 }
 
 #[test]
@@ -195,19 +205,7 @@ fn run_flags_change_what_the_container_sees() {
     // The DNS server of a user network answers SERVFAIL for a name it cannot forward
     // (the test machines' uplink is restricted: no upstream).
     ok(&b, &["network", "create", "dnsnet"]);
-    let r = b.run(
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "dnsnet",
-            "busybox",
-            "nslookup",
-            "nosuch.invalid",
-        ],
-        b"",
-    );
-    let text = format!("{}{}", r.stdout_text(), r.stderr);
+    let text = on_dnsnet(&b, &["busybox", "nslookup", "nosuch.invalid"]);
     assert!(
         text.contains("SERVFAIL"),
         "an unresolvable name is SERVFAIL: {text}"
@@ -232,8 +230,78 @@ fn run_flags_change_what_the_container_sees() {
         r.stdout_text()
     );
 
-    ok(&b, &["rm", "-f", "lab", "talker"]);
-    ok(&b, &["network", "rm", "dnsnet"]);
+    // --dns on a user network: berth's resolver stays the container's only nameserver
+    // and forwards what it cannot answer to the container's servers, as Docker's
+    // embedded DNS does. The upstream here is a real DNS server that never leaves the
+    // guest: the resolver of another network, which alone knows the name asked.
+    ok(
+        &b,
+        &["network", "create", "--subnet", "10.77.0.0/24", "dnsup"],
+    );
+    ok(
+        &b,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "faraway",
+            "--network",
+            "dnsup",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    let faraway = out(
+        &b,
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.dnsup.IPAddress}}",
+            "faraway",
+        ],
+    );
+    let faraway = faraway.trim();
+    assert!(
+        faraway.starts_with("10.77.0."),
+        "faraway's address: {faraway:?}"
+    );
+    let seen = on_dnsnet(
+        &b,
+        &[
+            "--dns", "10.77.0.1", "busybox", "sh", "-c",
+            // One question (-type=a): busybox's nslookup gives its A and AAAA questions
+            // one id, so two forwarded answers arriving out of order would confuse it.
+            "grep -c ^nameserver /etc/resolv.conf; grep ExtServers /etc/resolv.conf; nslookup -type=a faraway",
+        ],
+    );
+    assert!(
+        seen.starts_with("1\n# ExtServers: [10.77.0.1]\n"),
+        "--dns on a user network: one nameserver (berth's resolver), the server as ExtServers: {seen}"
+    );
+    assert!(
+        seen.contains(&format!("Address: {faraway}")),
+        "--dns: a name only the container's --dns server knows is forwarded to it and answered: {seen}"
+    );
+    // A --dns server that never answers (no one has the address): SERVFAIL once the
+    // forward's deadline passes, not silence until the client gives up.
+    let text = on_dnsnet(
+        &b,
+        &[
+            "--dns",
+            "10.77.0.250",
+            "busybox",
+            "nslookup",
+            "nosuch.invalid",
+        ],
+    );
+    assert!(
+        text.contains("SERVFAIL"),
+        "--dns server that never answers: the client gets SERVFAIL: {text}"
+    );
+
+    ok(&b, &["rm", "-f", "lab", "talker", "faraway"]);
+    ok(&b, &["network", "rm", "dnsnet", "dnsup"]);
     ok(&b, &["volume", "rm", "kept"]);
     b.assert_nothing_left();
 }

@@ -25,7 +25,7 @@ pub(super) async fn container_spec(
     }
     let net = agent
         .net
-        .attach(&c.id, &c.hostname, c.network.as_ref())
+        .attach(&c.id, &c.hostname, c.network.as_ref(), &c.process.dns)
         .await
         .map_err(|e| (ErrorKind::Internal, e))?;
     shim.resolv_conf = Some(crate::net::with_dns_options(

@@ -1,13 +1,15 @@
 //! The DNS server of a bridge network: answers the names of the network's containers
 //! (name, `--network-alias`es, short id) from the agent's table, and passes every other
-//! question to the uplink's resolver when the machine has an open uplink (else answers
-//! "server failure" at once). It listens on the bridge's gateway address, port 53/udp,
+//! question on: to the asking container's own `--dns` servers when it has some (as
+//! Docker's embedded DNS does with a container's external servers), else to the
+//! uplink's resolver when the machine has an open uplink; with neither it answers
+//! "server failure" at once. It listens on the bridge's gateway address, port 53/udp,
 //! which is the `nameserver` of the network's containers.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use simple_dns::rdata::{RData, A};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
@@ -17,6 +19,10 @@ use tokio::net::UdpSocket;
 const TTL: u32 = 600;
 /// How long an upstream resolver gets to answer.
 const UPSTREAM_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a question that its upstreams left unanswered gets SERVFAIL without asking
+/// them again: clients retry a SERVFAIL at once (busybox's nslookup up to four times),
+/// and each retry would wait out the deadline again.
+const SILENT_MEMO: Duration = Duration::from_secs(5);
 
 /// Lower-case name -> addresses, for one network.
 pub type Names = Arc<Mutex<HashMap<String, Vec<Ipv4Addr>>>>;
@@ -26,6 +32,10 @@ pub type Names = Arc<Mutex<HashMap<String, Vec<Ipv4Addr>>>>;
 /// Docker's embedded DNS does), whichever network's server it asks. Shared by every
 /// bridge's server.
 pub type Peers = Arc<Mutex<HashMap<Ipv4Addr, Vec<Names>>>>;
+
+/// A container's address -> its `--dns` servers, which its questions that no table
+/// answers go to. Shared by every bridge's server.
+pub type Upstreams = Arc<Mutex<HashMap<Ipv4Addr, Vec<SocketAddr>>>>;
 
 /// The names a client sees: its own network's, then those of the other networks it
 /// is on (its own network's answer wins for a name on both).
@@ -101,16 +111,20 @@ pub fn answer(query: &[u8], names: &HashMap<String, Vec<Ipv4Addr>>, can_forward:
     }
 }
 
-/// Serves DNS on `listen` until the returned task is aborted.
+/// Serves DNS on `listen` until the returned task is aborted. `uplink` is where the
+/// questions of a client without `--dns` servers of its own (in `upstreams`) go;
+/// `None` for a network whose questions never leave it (`--internal`).
 pub fn serve(
     listen: Ipv4Addr,
     names: Names,
     peers: Peers,
-    upstream: Option<SocketAddr>,
+    upstreams: Upstreams,
+    uplink: Option<Option<SocketAddr>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let socket = std::net::UdpSocket::bind((listen, 53))?;
     socket.set_nonblocking(true)?;
     let socket = Arc::new(UdpSocket::from_std(socket)?);
+    let silent = Silent::default();
     Ok(tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
@@ -118,54 +132,105 @@ pub fn serve(
                 continue;
             };
             let query = buf[..n].to_vec();
-            let others: Vec<HashMap<String, Vec<Ipv4Addr>>> = match from.ip() {
+            let (others, theirs) = match from.ip() {
                 std::net::IpAddr::V4(ip) => {
                     let peers = peers.lock().unwrap_or_else(|p| p.into_inner());
-                    peers
+                    let others: Vec<HashMap<String, Vec<Ipv4Addr>>> = peers
                         .get(&ip)
                         .into_iter()
                         .flatten()
                         .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                        .collect()
+                        .collect();
+                    let upstreams = upstreams.lock().unwrap_or_else(|p| p.into_inner());
+                    (others, upstreams.get(&ip).cloned().unwrap_or_default())
                 }
-                std::net::IpAddr::V6(_) => Vec::new(),
+                std::net::IpAddr::V6(_) => (Vec::new(), Vec::new()),
             };
+            let to = upstreams_for(theirs, uplink);
             let reply = {
                 let table = names.lock().unwrap_or_else(|p| p.into_inner());
                 match others.is_empty() {
-                    true => answer(&query, &table, upstream.is_some()),
-                    false => answer(&query, &visible(&table, &others), upstream.is_some()),
+                    true => answer(&query, &table, !to.is_empty()),
+                    false => answer(&query, &visible(&table, &others), !to.is_empty()),
                 }
             };
-            match (reply, upstream) {
-                (Reply::Answer(bytes), _) => {
+            match reply {
+                Reply::Answer(bytes) => {
                     let _ = socket.send_to(&bytes, from).await;
                 }
-                (Reply::Forward, Some(upstream)) => {
-                    let socket = socket.clone();
+                Reply::Forward => {
+                    let (socket, silent) = (socket.clone(), silent.clone());
                     tokio::spawn(async move {
-                        if let Some(bytes) =
-                            forward_or_fail(&query, upstream, UPSTREAM_DEADLINE).await
-                        {
+                        let forwarded = forward_or_fail(&query, &to, UPSTREAM_DEADLINE, &silent);
+                        if let Some(bytes) = forwarded.await {
                             let _ = socket.send_to(&bytes, from).await;
                         }
                     });
                 }
-                _ => {}
+                Reply::Ignore => {}
             }
         }
     }))
 }
 
-/// Asks `upstream`; when it does not answer by `deadline`, the client gets SERVFAIL at
-/// once (as from Docker's embedded DNS) instead of waiting out its own timeouts.
+/// Where a client's unanswered questions go: its own `--dns` servers, else the uplink's
+/// resolver (`uplink`: `None` on an internal network, `Some(None)` with no open uplink).
+pub fn upstreams_for(
+    theirs: Vec<SocketAddr>,
+    uplink: Option<Option<SocketAddr>>,
+) -> Vec<SocketAddr> {
+    match uplink {
+        None => Vec::new(),
+        Some(_) if !theirs.is_empty() => theirs,
+        Some(uplink) => uplink.into_iter().collect(),
+    }
+}
+
+/// A question ("name type") to some upstreams.
+type Asked = (Vec<SocketAddr>, String);
+
+/// Questions that their upstreams just left unanswered, and when.
+#[derive(Clone, Default)]
+struct Silent(Arc<Mutex<HashMap<Asked, Instant>>>);
+
+impl Silent {
+    fn key(query: &[u8], upstreams: &[SocketAddr]) -> Option<Asked> {
+        let packet = Packet::parse(query).ok()?;
+        let q = packet.questions.first()?;
+        let question = format!("{} {:?}", q.qname, q.qtype).to_ascii_lowercase();
+        Some((upstreams.to_vec(), question))
+    }
+
+    fn recent(&self, key: &Asked) -> bool {
+        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        memo.get(key).is_some_and(|at| at.elapsed() < SILENT_MEMO)
+    }
+
+    fn mark(&self, key: Asked) {
+        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        memo.retain(|_, at| at.elapsed() < SILENT_MEMO);
+        memo.insert(key, Instant::now());
+    }
+}
+
+/// Asks every one of `upstreams` at once and relays the first answer; when none
+/// answers by `deadline`, the client gets SERVFAIL at once (as from Docker's embedded
+/// DNS) instead of waiting out its own timeouts, and so does the same question to the
+/// same upstreams for a while after (`silent`).
 async fn forward_or_fail(
     query: &[u8],
-    upstream: SocketAddr,
+    upstreams: &[SocketAddr],
     deadline: Duration,
+    silent: &Silent,
 ) -> Option<Vec<u8>> {
-    if let Some(bytes) = forward(query, upstream, deadline).await {
-        return Some(bytes);
+    let key = Silent::key(query, upstreams);
+    if !key.as_ref().is_some_and(|k| silent.recent(k)) {
+        if let Some(bytes) = forward_to_any(query, upstreams, deadline).await {
+            return Some(bytes);
+        }
+        if let Some(key) = key {
+            silent.mark(key);
+        }
     }
     match answer(query, &HashMap::new(), false) {
         Reply::Answer(bytes) => Some(bytes),
@@ -173,9 +238,32 @@ async fn forward_or_fail(
     }
 }
 
+/// Asks every one of `upstreams` at once; the first answer by `deadline`.
+async fn forward_to_any(
+    query: &[u8],
+    upstreams: &[SocketAddr],
+    deadline: Duration,
+) -> Option<Vec<u8>> {
+    let mut asked = tokio::task::JoinSet::new();
+    for upstream in upstreams {
+        let (query, upstream) = (query.to_vec(), *upstream);
+        asked.spawn(async move { forward(&query, upstream, deadline).await });
+    }
+    while let Some(answered) = asked.join_next().await {
+        if let Ok(Some(bytes)) = answered {
+            return Some(bytes);
+        }
+    }
+    None
+}
+
 /// Asks `upstream` and returns its answer, or nothing by the deadline.
 async fn forward(query: &[u8], upstream: SocketAddr, deadline: Duration) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
+    let any: SocketAddr = match upstream {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any).await.ok()?;
     socket.connect(upstream).await.ok()?;
     socket.send(query).await.ok()?;
     let mut buf = vec![0u8; 4096];
@@ -256,20 +344,36 @@ mod tests {
         assert_eq!(answer(b"\x01\x02", &table(), true), Reply::Ignore);
     }
 
+    #[test]
+    fn a_clients_own_servers_come_before_the_uplink_and_internal_networks_ask_no_one() {
+        let own: SocketAddr = "172.19.0.1:53".parse().unwrap();
+        let uplink: SocketAddr = "10.0.2.3:53".parse().unwrap();
+        assert_eq!(upstreams_for(vec![own], Some(Some(uplink))), vec![own]);
+        assert_eq!(upstreams_for(vec![own], Some(None)), vec![own]);
+        assert_eq!(upstreams_for(vec![], Some(Some(uplink))), vec![uplink]);
+        assert_eq!(upstreams_for(vec![], Some(None)), vec![]);
+        assert_eq!(upstreams_for(vec![own], None), vec![]);
+    }
+
     /// A resolver on the loopback that answers every query with `reply` (or, with
-    /// `None`, reads it and never answers).
-    async fn fake_upstream(reply: Option<Vec<u8>>) -> SocketAddr {
+    /// `None`, reads it and never answers), and counts the queries it got.
+    async fn fake_upstream(
+        reply: Option<Vec<u8>>,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = socket.local_addr().unwrap();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 512];
             while let Ok((_, from)) = socket.recv_from(&mut buf).await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if let Some(reply) = &reply {
                     let _ = socket.send_to(reply, from).await;
                 }
             }
         });
-        addr
+        (addr, asked)
     }
 
     #[tokio::test]
@@ -279,28 +383,52 @@ mod tests {
         let Reply::Answer(theirs) = answer(&query("example.org", TYPE::A), &known, false) else {
             panic!("no answer");
         };
-        let upstream = fake_upstream(Some(theirs.clone())).await;
+        let (upstream, _) = fake_upstream(Some(theirs.clone())).await;
+        let (silent, _) = fake_upstream(None).await;
         let got = forward_or_fail(
             &query("example.org", TYPE::A),
-            upstream,
+            &[silent, upstream],
             Duration::from_secs(10),
+            &Silent::default(),
         )
         .await;
-        assert_eq!(got, Some(theirs), "the upstream's own reply, relayed");
+        assert_eq!(
+            got,
+            Some(theirs),
+            "the answering upstream's own reply, relayed past a silent one"
+        );
     }
 
     #[tokio::test]
     async fn an_upstream_that_never_answers_is_servfail_at_its_deadline() {
-        let upstream = fake_upstream(None).await;
-        let bytes = forward_or_fail(
-            &query("example.org", TYPE::A),
-            upstream,
+        let (upstream, asked) = fake_upstream(None).await;
+        let memo = Silent::default();
+        for _ in 0..3 {
+            let bytes = forward_or_fail(
+                &query("example.org", TYPE::A),
+                &[upstream],
+                Duration::from_millis(100),
+                &memo,
+            )
+            .await
+            .expect("an answer to the client, not silence");
+            let reply = Packet::parse(&bytes).unwrap();
+            assert_eq!(reply.id(), 7, "the client's query id");
+            assert_eq!(reply.rcode(), RCODE::ServerFailure);
+        }
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the same question retried at once is SERVFAIL without asking the silent upstream again"
+        );
+        // Another question still goes to it.
+        forward_or_fail(
+            &query("example.net", TYPE::A),
+            &[upstream],
             Duration::from_millis(100),
+            &memo,
         )
-        .await
-        .expect("an answer to the client, not silence");
-        let reply = Packet::parse(&bytes).unwrap();
-        assert_eq!(reply.id(), 7, "the client's query id");
-        assert_eq!(reply.rcode(), RCODE::ServerFailure);
+        .await;
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

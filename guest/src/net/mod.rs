@@ -74,6 +74,8 @@ struct Made {
     /// Its interfaces on bridge networks, in the order they were made.
     attached: Vec<Attached>,
     prepared: Prepared,
+    /// Its `--dns` servers, which its bridges' DNS servers forward its questions to.
+    upstreams: Vec<SocketAddr>,
 }
 
 /// One interface of a container on a bridge network.
@@ -101,6 +103,7 @@ struct State {
     containers: HashMap<String, Made>,
     /// Shared with every bridge's DNS server.
     peers: dns::Peers,
+    upstreams: dns::Upstreams,
 }
 
 impl State {
@@ -203,18 +206,29 @@ impl Net {
         }
     }
 
-    /// Prepares the network of container `id` before its shim starts.
+    /// Prepares the network of container `id` before its shim starts. On a bridge
+    /// network, the questions its DNS server cannot answer go to `dns` (`--dns`).
     pub async fn attach(
         &self,
         id: &str,
         hostname: &str,
         spec: Option<&NetworkSpec>,
+        dns: &[String],
     ) -> Result<Prepared, String> {
+        let upstreams = dns
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .map_err(|_| format!("--dns {s:?} is not an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut state = self.state.lock().await;
         let made = match spec {
             Some(NetworkSpec::Host) => Made {
                 netns: None,
                 attached: Vec::new(),
+                upstreams: Vec::new(),
                 prepared: Prepared {
                     netns: NsEntry::Host,
                     hosts: hosts_file(hostname, None, &[("127.0.0.1".into(), HOST_NAMES.into())]),
@@ -236,6 +250,7 @@ impl Net {
                 Made {
                     netns: None,
                     attached: Vec::new(),
+                    upstreams: Vec::new(),
                     prepared: Prepared {
                         netns,
                         ..theirs.prepared.clone()
@@ -245,6 +260,7 @@ impl Net {
             None if self.handle().await.is_err() => Made {
                 netns: None,
                 attached: Vec::new(),
+                upstreams: Vec::new(),
                 prepared: Prepared {
                     netns: NsEntry::New,
                     hosts: hosts_file(hostname, None, &[]),
@@ -260,6 +276,7 @@ impl Net {
                 Made {
                     netns: Some(path.clone()),
                     attached: Vec::new(),
+                    upstreams: Vec::new(),
                     prepared: Prepared {
                         netns: NsEntry::Join(path),
                         hosts: hosts_file(hostname, None, &[]),
@@ -273,7 +290,9 @@ impl Net {
             }
         };
         let prepared = made.prepared.clone();
-        state.containers.insert(id.to_string(), made);
+        state
+            .containers
+            .insert(id.to_string(), Made { upstreams, ..made });
         refresh_peers(&mut state, id);
         Ok(prepared)
     }
@@ -339,6 +358,7 @@ impl Net {
         Ok(Made {
             netns: Some(path.clone()),
             attached,
+            upstreams: Vec::new(),
             prepared: Prepared {
                 netns: NsEntry::Join(path),
                 hosts: hosts_file(hostname, Some(&first.address), &extra),
@@ -374,8 +394,16 @@ impl Net {
                 .map_err(|e| format!("network {}: {e}", a.network_name))?;
             let names = dns::Names::default();
             // An internal network resolves its own names only.
-            let upstream = (self.uplink == Uplink::Open && !a.internal).then_some(UPLINK_DNS);
-            let dns = match dns::serve(gateway, names.clone(), state.peers.clone(), upstream) {
+            let uplink =
+                (!a.internal).then_some((self.uplink == Uplink::Open).then_some(UPLINK_DNS));
+            let served = dns::serve(
+                gateway,
+                names.clone(),
+                state.peers.clone(),
+                state.upstreams.clone(),
+                uplink,
+            );
+            let dns = match served {
                 Ok(task) => Some(task),
                 Err(e) => {
                     tracing::warn!("DNS for network {}: {e}", a.network_name);
@@ -456,6 +484,11 @@ impl Net {
         }
         state
             .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&done.address);
+        state
+            .upstreams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&done.address);
@@ -585,12 +618,19 @@ impl Net {
     }
 }
 
-/// Tells the DNS servers which other networks container `id` is on: each of its
-/// addresses sees the names of its other networks.
+/// Tells the DNS servers which other networks container `id` is on (each of its
+/// addresses sees the names of its other networks) and where its other questions go.
 fn refresh_peers(state: &mut State, id: &str) {
     let Some(made) = state.containers.get(id) else {
         return;
     };
+    let mut upstreams = state.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+    for me in &made.attached {
+        match made.upstreams.is_empty() {
+            true => upstreams.remove(&me.address),
+            false => upstreams.insert(me.address, made.upstreams.clone()),
+        };
+    }
     let mut peers = state.peers.lock().unwrap_or_else(|p| p.into_inner());
     for me in &made.attached {
         let others: Vec<dns::Names> = made
@@ -625,8 +665,9 @@ pub fn hosts_file(hostname: &str, address: Option<&str>, extra: &[(String, Strin
 }
 
 /// A container's resolv.conf with `--dns`, `--dns-search` and `--dns-option` applied:
-/// the given servers replace the network's, except berth's own resolver on a user
-/// network, which stays first so container names still resolve.
+/// the given servers replace the network's, except on a user network, where berth's
+/// own resolver stays the only one (so container names still resolve) and forwards to
+/// them what it cannot answer, named in an `# ExtServers:` line as Docker writes it.
 pub fn with_dns_options(
     base: &str,
     o: &berth_protocol::ProcessOptions,
@@ -645,15 +686,15 @@ pub fn with_dns_options(
         .filter_map(|l| l.strip_prefix("options "))
         .flat_map(|o| o.split_whitespace().map(String::from))
         .collect();
+    let mut external = None;
     if !o.dns.is_empty() {
-        servers = match keep_resolver {
-            true => servers
-                .into_iter()
-                .take(1)
-                .chain(o.dns.iter().cloned())
-                .collect(),
-            false => o.dns.clone(),
-        };
+        match keep_resolver {
+            true => {
+                servers.truncate(1);
+                external = Some(format!("# ExtServers: [{}]\n", o.dns.join(" ")));
+            }
+            false => servers = o.dns.clone(),
+        }
     }
     for opt in &o.dns_options {
         let key = opt.split(':').next().unwrap_or_default();
@@ -670,6 +711,7 @@ pub fn with_dns_options(
     if !options.is_empty() {
         out.push_str(&format!("options {}\n", options.join(" ")));
     }
+    out.extend(external);
     out
 }
 
@@ -686,7 +728,7 @@ mod tests {
         let user = super::with_dns_options("nameserver 172.18.0.1\noptions ndots:0\n", &o, true);
         assert_eq!(
             user,
-            "nameserver 172.18.0.1\nnameserver 10.0.0.53\nsearch example.com\noptions ndots:2\n"
+            "nameserver 172.18.0.1\nsearch example.com\noptions ndots:2\n# ExtServers: [10.0.0.53]\n"
         );
         let bridge = super::with_dns_options("nameserver 10.0.2.3\n", &o, false);
         assert!(

@@ -105,6 +105,17 @@ pub struct CreateArgs {
     /// An /etc/hosts entry, `NAME:IP` (`host-gateway` is the guest itself).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_host: Vec<String>,
+    /// A DNS server for the container. On a network made with `berth network create`,
+    /// berth's resolver stays the container's nameserver and forwards to it the names
+    /// it does not know; elsewhere it replaces the network's.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// A DNS search domain.
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// A resolver option (`ndots:2`).
+    #[arg(long = "dns-option", value_name = "OPT")]
+    dns_option: Vec<String>,
     /// Mount a host folder or a volume: `/host/dir:/path[:ro]` (a folder the machine
     /// shares), `NAME:/path` (a named volume, created when missing) or `/path` (an
     /// anonymous volume).
@@ -266,6 +277,9 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
             "PortBindings": port_bindings(&a.publish)?,
             "PublishAllPorts": a.publish_all,
             "ExtraHosts": a.add_host,
+            "Dns": a.dns,
+            "DnsSearch": a.dns_search,
+            "DnsOptions": a.dns_option,
         },
         "ExposedPorts": a.expose.iter().map(|p| {
             let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
