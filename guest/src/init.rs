@@ -10,6 +10,10 @@ use crate::sys::{self, MountFlags};
 
 /// Where the agent keeps layers and containers.
 const STATE_DIR: &str = "/var/lib/berth";
+/// Where the boot's warm-up container keeps its overlay (a tmpfs).
+const WARMUP_DIR: &str = "/run/berth";
+/// How long the power-off waits for the killed processes to end.
+const REAP_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Entry point of `berth-init`; returns only when not running as PID 1.
 pub fn main() -> i32 {
@@ -43,20 +47,7 @@ pub fn main() -> i32 {
         ) {
             tracing::error!("{e}");
         }
-        // After the modules: on distro kernels virtio_blk is one.
-        if let Some(disk) = &cfg.disk {
-            match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
-                Ok(()) => tracing::info!("layer cache on {disk}"),
-                Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
-            }
-        }
-        crate::disk::clean_state(Path::new(STATE_DIR));
     }
-    let shares = match is_init {
-        true => crate::shares::Shares::mount_all(&cfg.shares, cfg.shares_virtiofs),
-        false => crate::shares::Shares::default(),
-    };
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,8 +55,28 @@ pub fn main() -> i32 {
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
             let reaper = Reaper::start()?;
+            // A machine (it has a state disk) runs containers: their path warms up on
+            // the runtime's threads while this one mounts the disk and the shares.
+            if is_init && cfg.disk.is_some() {
+                let dir = Path::new(WARMUP_DIR).to_path_buf();
+                tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
+            }
+            if is_init {
+                // After the modules: on distro kernels virtio_blk is one.
+                if let Some(disk) = &cfg.disk {
+                    match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
+                        Ok(()) => tracing::info!("layer cache on {disk}"),
+                        Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
+                    }
+                }
+                crate::disk::clean_state(Path::new(STATE_DIR));
+            }
+            let shares = match is_init {
+                true => crate::shares::Shares::mount_all(&cfg.shares, cfg.shares_virtiofs),
+                false => crate::shares::Shares::default(),
+            };
             let net = match is_init {
-                true => crate::net::Net::start(cfg.uplink).await,
+                true => crate::net::Net::start(cfg.uplink, cfg.disk.is_some()).await,
                 false => crate::net::Net::disabled(),
             };
             let agent = Agent {
@@ -112,6 +123,8 @@ pub fn power_off() -> ! {
     // Let the multiplexer put the last replies on the wire.
     std::thread::sleep(Duration::from_millis(10));
     sys::kill_all(nix::sys::signal::Signal::SIGKILL);
+    sys::reap_all(REAP_DEADLINE);
+    crate::disk::settle(Path::new(STATE_DIR));
     sys::sync();
     let e = sys::power_off();
     tracing::error!("power off failed: {e}");

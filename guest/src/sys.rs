@@ -151,6 +151,30 @@ pub fn kill_all(signal: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(-1), signal);
 }
 
+/// Reaps children until none is left (as PID 1, every orphan is one) or `deadline`
+/// passes. Whoever else reaps meanwhile (the agent's reaper) only makes it end sooner.
+pub fn reap_all(deadline: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) if start.elapsed() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Ok(WaitStatus::StillAlive) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Makes the file system mounted at `path` read-only: the file system itself, not one
+/// bind of it.
+pub fn remount_fs_read_only(path: &Path) -> io::Result<()> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(io::Error::from)
+}
+
 /// Ends the VM: the host starts QEMU with `-no-reboot` and the kernel with `reboot=t`, so a
 /// reboot is the quickest reliable way out on every machine type. Only returns on failure.
 pub fn power_off() -> Errno {

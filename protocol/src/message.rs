@@ -101,6 +101,14 @@ pub enum HostMessage {
     /// How much disk the guest's container files (each container's writable layer) and
     /// volumes use (`docker system df`, what a prune frees). Answered by one `DiskUsage`.
     DiskUsage { request_id: u64 },
+    /// Makes a bridge network's bridge, rules and DNS server before any container needs
+    /// them (the daemon sends it for the machine's default network as it comes up, so
+    /// the first container after a boot does not wait for them); a bridge that exists
+    /// already is left as it is. Answered by one `NetworkPrepared`.
+    PrepareNetwork {
+        request_id: u64,
+        network: BridgeNetwork,
+    },
 }
 
 /// Which containers a [`HostMessage::RemoveContainerFiles`] means.
@@ -514,6 +522,36 @@ pub struct Attachment {
     pub keep_bridge: bool,
 }
 
+/// A bridge network as the guest makes it: what every [`Attachment`] to it repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeNetwork {
+    pub network_name: String,
+    /// The bridge's interface name in the guest (at most 15 bytes).
+    pub bridge: String,
+    /// The subnet's prefix length, e.g. 16.
+    pub prefix: u8,
+    /// The bridge's own address.
+    pub gateway: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_bridge: bool,
+}
+
+impl Attachment {
+    /// The network this attachment is to.
+    pub fn network(&self) -> BridgeNetwork {
+        BridgeNetwork {
+            network_name: self.network_name.clone(),
+            bridge: self.bridge.clone(),
+            prefix: self.prefix,
+            gateway: self.gateway.clone(),
+            internal: self.internal,
+            keep_bridge: self.keep_bridge,
+        }
+    }
+}
+
 /// The MAC address of a container's interface on a bridge network, from its IPv4
 /// address as Docker makes it (`02:42` and the four address bytes): the guest sets it, the
 /// daemon shows it in inspect.
@@ -670,6 +708,11 @@ pub enum GuestMessage {
         request_id: u64,
         containers: Vec<(String, u64)>,
         volumes: Vec<(String, u64)>,
+    },
+    /// Answer to `PrepareNetwork`: `error` says why the bridge could not be made.
+    NetworkPrepared {
+        request_id: u64,
+        error: Option<String>,
     },
 }
 

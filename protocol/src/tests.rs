@@ -72,6 +72,26 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
         any::<u64>().prop_map(|request_id| HostMessage::DiskUsage { request_id }),
         (
             any::<u64>(),
+            "[a-z0-9]{1,15}",
+            any::<u8>(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(request_id, bridge, prefix, internal, keep_bridge)| {
+                HostMessage::PrepareNetwork {
+                    request_id,
+                    network: BridgeNetwork {
+                        network_name: format!("net-{bridge}"),
+                        bridge,
+                        prefix,
+                        gateway: "172.17.0.1".into(),
+                        internal,
+                        keep_bridge,
+                    },
+                }
+            }),
+        (
+            any::<u64>(),
             any::<bool>(),
             prop::collection::vec("[0-9a-f]{64}", 0..3)
         )
@@ -130,6 +150,9 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
             .prop_map(|(request_id, error)| GuestMessage::VolumeRemoved { request_id, error }),
         (any::<u64>(), prop::option::of(".*")).prop_map(|(request_id, error)| {
             GuestMessage::ContainerFilesRemoved { request_id, error }
+        }),
+        (any::<u64>(), prop::option::of(".*")).prop_map(|(request_id, error)| {
+            GuestMessage::NetworkPrepared { request_id, error }
         }),
         (
             any::<u64>(),

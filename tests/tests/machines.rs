@@ -213,6 +213,17 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
         again.stderr
     );
     assert_eq!(ok(&b, &["volume", "ls", "-q"]).stdout_text(), "keep\n");
+    // The stop left the machine's disk clean (read-only before the power-off): its
+    // mount at this boot had no journal to replay.
+    let boot = ok(&b, &["run", "--rm", "busybox", "dmesg"]).stdout_text();
+    let ext4: Vec<&str> = boot
+        .lines()
+        .filter(|l| l.contains("EXT4-fs (vda)"))
+        .collect();
+    assert!(
+        !ext4.is_empty() && !ext4.iter().any(|l| l.contains("recovery")),
+        "machine stop leaves the disk clean: the next boot's mount says {ext4:?}"
+    );
     b.assert_nothing_left();
 }
 

@@ -197,6 +197,19 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
                 replies.send(GuestMessage::ContainerFilesRemoved { request_id, error });
             });
         }
+        HostMessage::PrepareNetwork {
+            request_id,
+            network,
+        } => {
+            let (agent, replies) = (agent.clone(), replies.clone());
+            tokio::spawn(async move {
+                let error = agent.net.prepare(&network).await.err();
+                if let Some(e) = &error {
+                    tracing::warn!("preparing network {}: {e}", network.network_name);
+                }
+                replies.send(GuestMessage::NetworkPrepared { request_id, error });
+            });
+        }
         HostMessage::DiskUsage { request_id } => usage::spawn(
             replies.clone(),
             agent.containers_dir.clone(),

@@ -26,6 +26,7 @@ pub mod stats;
 pub mod top;
 pub mod user;
 pub mod userns;
+pub mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -24,7 +24,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_protocol::{Attachment, NetworkSpec};
+use berth_protocol::{Attachment, BridgeNetwork, NetworkSpec};
 
 use crate::container::NsEntry;
 
@@ -131,23 +131,35 @@ pub struct Net {
 }
 
 impl Net {
-    /// Brings `lo` up and configures the uplink. The netlink connection waits for the
-    /// uplink or the first networked container, the nftables ruleset for the first bridge
-    /// (with none, it would hold nothing that matters: the guest's own traffic needs no
-    /// masquerade). Failures are logged: the agent runs without networks rather than not
-    /// at all, and each container start then says why.
-    pub async fn start(uplink: Uplink) -> Arc<Net> {
+    /// Brings `lo` up, and starts the rest of the set-up in the background, beside the
+    /// agent's start and the host's first requests (containers do not wait for it): the
+    /// uplink and, on a machine that runs `containers`, the first nftables ruleset (no
+    /// bridge yet), so that the first container finds that code run once and pays only
+    /// for its bridge. A VM that runs one command (`vm run`) without an uplink never
+    /// makes the netlink connection or the ruleset. Failures are logged: the agent runs without networks rather than
+    /// not at all, and each container start then says why.
+    pub async fn start(uplink: Uplink, containers: bool) -> Arc<Net> {
         if let Err(e) = loopback::loopback_up() {
             tracing::warn!("lo: {e}");
         }
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+            tracing::warn!("ip_forward: {e}");
+        }
+        let _ = std::fs::create_dir_all(NETNS_DIR);
         let net = Arc::new(Net {
             uplink,
             enabled: true,
             handle: Default::default(),
             state: Default::default(),
         });
-        if uplink != Uplink::None {
-            let configured = match net.handle().await {
+        let setting_up = net.clone();
+        tokio::spawn(async move { setting_up.set_up(containers).await });
+        net
+    }
+
+    async fn set_up(&self, containers: bool) {
+        if self.uplink != Uplink::None {
+            let configured = match self.handle().await {
                 Ok(h) => configure_uplink(h).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
@@ -155,11 +167,16 @@ impl Net {
                 tracing::error!("uplink: {e}");
             }
         }
-        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-            tracing::warn!("ip_forward: {e}");
+        if containers {
+            // Under the lock, and only while there is no bridge: a bridge made meanwhile
+            // wrote the ruleset already (and one without it must not replace it).
+            let state = self.state.lock().await;
+            if state.bridges.is_empty() {
+                if let Err(e) = self.apply_rules(&[]) {
+                    tracing::warn!("{e}");
+                }
+            }
         }
-        let _ = std::fs::create_dir_all(NETNS_DIR);
-        net
     }
 
     /// No networking at all (an agent that is not PID 1, in tests on a host): containers
@@ -367,6 +384,69 @@ impl Net {
         })
     }
 
+    /// Makes the bridge of `net` ahead of its first container ([`ensure_bridge`]).
+    ///
+    /// [`ensure_bridge`]: Self::ensure_bridge
+    pub async fn prepare(&self, net: &BridgeNetwork) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        self.ensure_bridge(&mut state, net).await.map(|_| ())
+    }
+
+    /// Makes the bridge of `net`, with the gateway address on it, its DNS server and its
+    /// rules, unless it exists. Returns the gateway.
+    async fn ensure_bridge(
+        &self,
+        state: &mut State,
+        net: &BridgeNetwork,
+    ) -> Result<Ipv4Addr, String> {
+        let gateway: Ipv4Addr = net.gateway.parse().map_err(|_| {
+            format!(
+                "bad gateway {:?} for network {}",
+                net.gateway, net.network_name
+            )
+        })?;
+        if state.bridges.contains_key(&net.bridge) {
+            return Ok(gateway);
+        }
+        if net.bridge.is_empty() || net.bridge.len() > 15 {
+            return Err(format!("bad bridge name {:?}", net.bridge));
+        }
+        let handle = self.handle().await?;
+        let index = links::ensure_bridge(handle, &net.bridge, gateway, net.prefix)
+            .await
+            .map_err(|e| format!("network {}: {e}", net.network_name))?;
+        let names = dns::Names::default();
+        // An internal network resolves its own names only.
+        let uplink = (!net.internal).then_some((self.uplink == Uplink::Open).then_some(UPLINK_DNS));
+        let served = dns::serve(
+            gateway,
+            names.clone(),
+            state.peers.clone(),
+            state.upstreams.clone(),
+            uplink,
+        );
+        let dns = match served {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!("DNS for network {}: {e}", net.network_name);
+                None
+            }
+        };
+        state.bridges.insert(
+            net.bridge.clone(),
+            Bridge {
+                index,
+                names,
+                users: 0,
+                dns,
+                internal: net.internal,
+                keep: net.keep_bridge,
+            },
+        );
+        self.apply_rules(&state.rule_inputs())?;
+        Ok(gateway)
+    }
+
     /// Gives the namespace at `path` (container `id`'s) interface `eth<index>` on the
     /// bridge of `a`, made on first use, and the container's names in its DNS table.
     async fn join(
@@ -379,50 +459,11 @@ impl Net {
         a: &Attachment,
     ) -> Result<Attached, String> {
         let handle = self.handle().await?.clone();
-        let parse = |what: &str, s: &str| -> Result<Ipv4Addr, String> {
-            s.parse()
-                .map_err(|_| format!("bad {what} {s:?} for network {}", a.network_name))
-        };
-        let gateway = parse("gateway", &a.gateway)?;
-        let address = parse("address", &a.address)?;
-        if a.bridge.is_empty() || a.bridge.len() > 15 {
-            return Err(format!("bad bridge name {:?}", a.bridge));
-        }
-        if !state.bridges.contains_key(&a.bridge) {
-            let index = links::ensure_bridge(&handle, &a.bridge, gateway, a.prefix)
-                .await
-                .map_err(|e| format!("network {}: {e}", a.network_name))?;
-            let names = dns::Names::default();
-            // An internal network resolves its own names only.
-            let uplink =
-                (!a.internal).then_some((self.uplink == Uplink::Open).then_some(UPLINK_DNS));
-            let served = dns::serve(
-                gateway,
-                names.clone(),
-                state.peers.clone(),
-                state.upstreams.clone(),
-                uplink,
-            );
-            let dns = match served {
-                Ok(task) => Some(task),
-                Err(e) => {
-                    tracing::warn!("DNS for network {}: {e}", a.network_name);
-                    None
-                }
-            };
-            state.bridges.insert(
-                a.bridge.clone(),
-                Bridge {
-                    index,
-                    names,
-                    users: 0,
-                    dns,
-                    internal: a.internal,
-                    keep: a.keep_bridge,
-                },
-            );
-            self.apply_rules(&state.rule_inputs())?;
-        }
+        let address: Ipv4Addr = a
+            .address
+            .parse()
+            .map_err(|_| format!("bad address {:?} for network {}", a.address, a.network_name))?;
+        let gateway = self.ensure_bridge(state, &a.network()).await?;
         let bridge = state.bridges.get_mut(&a.bridge).ok_or("bridge vanished")?;
         bridge.users += 1;
         let bridge_index = bridge.index;

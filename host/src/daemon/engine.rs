@@ -96,6 +96,7 @@ impl Engine {
     /// containers, and `unless-stopped` ones the user had not stopped.
     /// Files the guest keeps for containers the daemon has no record of are deleted.
     pub fn restore(self: &Arc<Self>) {
+        self.prepare_default_network();
         let known: Vec<String> = self.all().iter().map(|c| c.id.clone()).collect();
         let engine = self.clone();
         tokio::spawn(async move {
@@ -117,6 +118,33 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Has the guest make the default network's bridge (which it keeps) while the first
+    /// requests come in, rather than when the first container needs it.
+    fn prepare_default_network(self: &Arc<Self>) {
+        let Ok(network) = self.networks.find(super::networks::DEFAULT_BRIDGE) else {
+            return;
+        };
+        let Some((_, prefix, gateway)) = network.subnet else {
+            return;
+        };
+        let bridge = berth_protocol::BridgeNetwork {
+            network_name: network.name.clone(),
+            bridge: network.bridge_name(),
+            prefix,
+            gateway: gateway.to_string(),
+            internal: network.internal,
+            keep_bridge: true,
+        };
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.guest.prepare_network(bridge).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("the default network's bridge: {e}"),
+                Err(e) => tracing::warn!("preparing the default network: {e}"),
+            }
+        });
     }
 
     /// Runs `f` with the container list locked.

@@ -315,6 +315,11 @@ async fn always_containers_come_back_with_the_daemon() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!again.engine.find("stopped").unwrap().state().running);
     assert!(!again.engine.find("plain").unwrap().state().running);
+    assert_eq!(
+        again.guest.calls_of("prepare-network"),
+        ["prepare-network berth0 172.17.0.1/16"],
+        "the default network's bridge is made as the daemon comes up"
+    );
     let pruned = again.guest.calls_of("rm-files all-but");
     assert_eq!(
         pruned.len(),

@@ -202,6 +202,26 @@ impl Guest {
     }
 
     /// Bytes used by each container's writable layer and each volume.
+    /// Makes a bridge network's bridge in the guest ahead of its first container.
+    pub async fn prepare_network(
+        &self,
+        network: berth_protocol::BridgeNetwork,
+    ) -> Result<Result<(), String>, ClientError> {
+        let reply = self
+            .request("PrepareNetwork", OP_DEADLINE, |request_id| {
+                HostMessage::PrepareNetwork {
+                    request_id,
+                    network,
+                }
+            })
+            .await?;
+        match reply {
+            GuestMessage::NetworkPrepared { error: None, .. } => Ok(Ok(())),
+            GuestMessage::NetworkPrepared { error: Some(e), .. } => Ok(Err(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     pub async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
         let reply = self
             .request("DiskUsage", VOLUME_DEADLINE, |request_id| {
@@ -359,7 +379,8 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
             GuestMessage::ContainerReply { request_id, .. }
             | GuestMessage::VolumeRemoved { request_id, .. }
             | GuestMessage::ContainerFilesRemoved { request_id, .. }
-            | GuestMessage::DiskUsage { request_id, .. } => Key::Request(*request_id),
+            | GuestMessage::DiskUsage { request_id, .. }
+            | GuestMessage::NetworkPrepared { request_id, .. } => Key::Request(*request_id),
             GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
                 Key::Layer(digest.clone())
             }
@@ -441,6 +462,12 @@ impl GuestApi for Guest {
     }
     async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
         Guest::disk_usage(self).await
+    }
+    async fn prepare_network(
+        &self,
+        network: berth_protocol::BridgeNetwork,
+    ) -> Result<Result<(), String>, ClientError> {
+        Guest::prepare_network(self, network).await
     }
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         Guest::ensure_layers(self, layers).await

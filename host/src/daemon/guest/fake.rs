@@ -291,6 +291,18 @@ impl GuestApi for FakeGuest {
         Ok(self.usage.lock().unwrap().clone())
     }
 
+    async fn prepare_network(
+        &self,
+        network: berth_protocol::BridgeNetwork,
+    ) -> Result<Result<(), String>, ClientError> {
+        self.check_alive()?;
+        self.record(format!(
+            "prepare-network {} {}/{}",
+            network.bridge, network.gateway, network.prefix
+        ));
+        Ok(Ok(()))
+    }
+
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         self.check_alive()?;
         self.record(format!("layers {}", layers.len()));

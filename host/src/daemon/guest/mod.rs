@@ -57,6 +57,12 @@ pub trait GuestApi: Send + Sync + 'static {
     ) -> Result<Result<(), String>, ClientError>;
     /// Bytes used by each container's writable layer and each volume in the guest.
     async fn disk_usage(&self) -> Result<DiskUsage, ClientError>;
+    /// Makes a bridge network's bridge ahead of its first container; the inner error
+    /// says why it could not be made.
+    async fn prepare_network(
+        &self,
+        network: berth_protocol::BridgeNetwork,
+    ) -> Result<Result<(), String>, ClientError>;
     /// Makes sure the guest's layer cache holds every `(digest, blob path)`.
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError>;
     /// Opens a flow to `addr` inside the guest (a published port's connection).
