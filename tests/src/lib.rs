@@ -29,16 +29,35 @@ pub fn test_kernel() -> String {
     std::env::var("BERTH_TEST_KERNEL").unwrap_or_else(|_| "6.1".into())
 }
 
+/// Says that the rest of a test cannot run here, and why: `cargo xtask test` counts the
+/// test as skipped with `reason` in its matrix (the marker is its `SKIP_MARKER`), not as
+/// a pass. Call it, then return, after the parts that could run have run.
+pub fn skip(reason: &str) {
+    println!("berth-skip: {reason}");
+}
+
 /// Polls `done` until it holds, failing with `what` once `within` has passed: the way a
 /// test waits for something to happen (never a bare sleep that decides the outcome).
 pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    wait_for(what, within, || match done() {
+        true => Ok(()),
+        false => Err("not yet".into()),
+    })
+}
+
+/// Polls `look` until it gives `Ok(value)`, and returns the value; fails after `within`
+/// naming `what` and the last thing `look` saw (its `Err`).
+pub fn wait_for<T>(what: &str, within: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
+    loop {
+        match look() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {within:?}; last seen: {seen}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -4,10 +4,10 @@
 //! people use every day.
 #![cfg(feature = "vm")]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::docker::Docker;
-use berth_tests::Berth;
+use berth_tests::{wait_for, Berth};
 
 const PROJECT: &str = r#"
 version: "2.4"
@@ -41,18 +41,10 @@ volumes:
 
 /// Waits for `check` to hold, failing with `what` and the last value seen.
 fn until(what: &str, mut check: impl FnMut() -> (bool, String)) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (done, seen) = check();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {seen}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for(what, Duration::from_secs(120), || match check() {
+        (true, _) => Ok(()),
+        (false, seen) => Err(seen),
+    })
 }
 
 #[test]

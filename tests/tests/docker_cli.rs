@@ -2,7 +2,9 @@
 #![cfg(feature = "vm")]
 
 use berth_tests::docker::Docker;
-use berth_tests::{ok, Berth};
+use std::time::Duration;
+
+use berth_tests::{ok, wait_for, Berth};
 
 #[test]
 fn the_docker_cli_drives_berth() {
@@ -162,23 +164,19 @@ fn the_docker_cli_drives_berth() {
         "-c",
         "exit 3",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let state = d.ok(&[
-            "inspect",
-            "-f",
-            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
-            "flaky",
-        ]);
-        if state.trim() == "2 exited 3" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "--restart on-failure:2: {state}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_for(
+        "--restart on-failure:2: two restarts, then exited with 3",
+        Duration::from_secs(60),
+        || {
+            let state = d.ok(&[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+                "flaky",
+            ]);
+            (state.trim() == "2 exited 3").then_some(()).ok_or(state)
+        },
+    );
     let policy = d.ok(&[
         "inspect",
         "-f",
@@ -238,18 +236,14 @@ fn the_docker_cli_drives_berth() {
         "-c",
         "sleep 3; touch /tmp/ready; exec sleep 1000",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let h = d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
-        if h.trim() == "healthy" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "healthcheck never healthy: {h}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    wait_for(
+        "the healthcheck to report healthy",
+        Duration::from_secs(60),
+        || {
+            let h = d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+            (h.trim() == "healthy").then_some(()).ok_or(h)
+        },
+    );
     assert!(
         d.ok(&["ps"]).contains("(healthy)"),
         "docker ps shows the health"
@@ -506,18 +500,14 @@ fn the_docker_cli_drives_berth() {
     assert_eq!(id.trim().len(), 64, "{id}");
     let ps = d.ok(&["ps"]);
     assert!(ps.contains("d1") && ps.contains("Up"), "{ps}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logs = d.ok(&["logs", "d1"]);
-        if logs == "hello\n" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "docker logs: {logs:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_for(
+        "docker logs d1 to print hello",
+        Duration::from_secs(30),
+        || {
+            let logs = d.ok(&["logs", "d1"]);
+            (logs == "hello\n").then_some(()).ok_or(format!("{logs:?}"))
+        },
+    );
     // `machine start` wrote a docker CLI context: the docker CLI finds berth without
     // DOCKER_HOST once it is the current context.
     let ctx = Docker::without_host(&b);

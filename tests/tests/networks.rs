@@ -5,9 +5,9 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_tests::{Berth, Outcome};
+use berth_tests::{wait_for, Berth, Outcome};
 
 fn with_images(names: &[&str]) -> Berth {
     let b = Berth::new();
@@ -28,20 +28,17 @@ fn ok(b: &Berth, args: &[&str]) -> Outcome {
 
 /// Runs `args` until its stdout contains `want`, or fails after `deadline`.
 fn until_output(b: &Berth, args: &[&str], want: &str, deadline: Duration) -> Outcome {
-    let start = Instant::now();
-    loop {
-        let out = b.run(args, b"");
-        if out.stdout_text().contains(want) {
-            return out;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "berth {args:?} never printed {want:?} in {deadline:?}; last: {} / {}",
-            out.stdout_text(),
-            out.stderr
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(
+        &format!("berth {args:?} printing {want:?}"),
+        deadline,
+        || {
+            let out = b.run(args, b"");
+            match out.stdout_text().contains(want) {
+                true => Ok(out),
+                false => Err(format!("{} / {}", out.stdout_text(), out.stderr)),
+            }
+        },
+    )
 }
 
 const GET: &str = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5";
@@ -305,15 +302,16 @@ fn published_ports_carry_tcp_and_udp_from_the_host() {
             "berth-test/httpd",
         ],
     );
-    let start = Instant::now();
-    let page = loop {
-        let (done, body) = curl("http://127.0.0.1:18080/");
-        if done && body.contains("hello from berth") {
-            break body;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no page: {body}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let page = wait_for(
+        "-p 18080:8080 to serve the page",
+        Duration::from_secs(30),
+        || {
+            let (done, body) = curl("http://127.0.0.1:18080/");
+            (done && body.contains("hello from berth"))
+                .then_some(body.clone())
+                .ok_or(body)
+        },
+    );
     assert_eq!(page, "<h1>hello from berth</h1>\n");
     let parallel: Vec<_> = (0..100)
         .map(|_| std::thread::spawn(|| curl("http://127.0.0.1:18080/")))
@@ -390,14 +388,14 @@ fn published_ports_carry_tcp_and_udp_from_the_host() {
     );
     let line = ok(&b, &["port", "anyport", "8080"]).stdout_text();
     let url = format!("http://{}/", line.trim());
-    let start = Instant::now();
-    while !curl(&url).1.contains("hello from berth") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "-P never served {url}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(
+        &format!("-P to serve {url}"),
+        Duration::from_secs(30),
+        || {
+            let (_, body) = curl(&url);
+            body.contains("hello from berth").then_some(()).ok_or(body)
+        },
+    );
 
     // UDP: an echo server behind -p 15353:53/udp.
     ok(
@@ -419,15 +417,18 @@ fn published_ports_carry_tcp_and_udp_from_the_host() {
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let start = Instant::now();
     let mut buf = [0u8; 64];
-    let echoed = loop {
-        socket.send_to(b"ping over udp", "127.0.0.1:15353").unwrap();
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            break buf[..n].to_vec();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no UDP echo");
-    };
+    let echoed = wait_for(
+        "a UDP echo through -p 15353:53/udp",
+        Duration::from_secs(30),
+        || {
+            socket.send_to(b"ping over udp", "127.0.0.1:15353").unwrap();
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) => Ok(buf[..n].to_vec()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    );
     assert_eq!(echoed, b"ping over udp");
     socket
         .send_to(b"second datagram", "127.0.0.1:15353")

@@ -41,6 +41,11 @@ fn host_folders_both_ways_read_only_and_bad_sources() {
             &["has no 9p support", "--share-fs virtiofs"],
         );
         b.assert_nothing_left();
+        berth_tests::skip(
+            "Debian's cloud kernel has no 9p: host folders over 9p (both ways, read-only, \
+             bad sources) were not checked, only that a 9p folder is refused naming \
+             --share-fs virtiofs",
+        );
         return;
     }
     std::fs::write(dir.path().join("from-host"), "written on the host\n").unwrap();

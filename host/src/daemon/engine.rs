@@ -706,7 +706,8 @@ impl Engine {
     }
 
     /// Stops every container (SIGTERM, then SIGKILL after `timeout`), for machine stop.
-    pub async fn stop_all(&self, timeout: Duration) {
+    /// Returns how many containers were running.
+    pub async fn stop_all(&self, timeout: Duration) -> usize {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let running: Vec<_> = self
@@ -720,6 +721,7 @@ impl Engine {
                 tracing::warn!("stopping a container: {e}");
             }
         }
+        running.len()
     }
 
     pub fn resize_target(&self, c: &Container) -> Result<u64, ApiError> {

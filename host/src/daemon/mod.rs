@@ -225,9 +225,10 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
     };
     drop(listener);
     let _ = std::fs::remove_file(&socket);
-    engine.stop_all(timeout).await;
-    // Give supervisors a moment to record the exits.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    if engine.stop_all(timeout).await > 0 {
+        // Give supervisors a moment to record the exits (and remove `--rm` containers).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     if guest.power_off().await {
         vm.wait_exit(POWER_OFF_DEADLINE).await;
     }
