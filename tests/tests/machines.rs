@@ -215,7 +215,8 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
     assert_eq!(ok(&b, &["volume", "ls", "-q"]).stdout_text(), "keep\n");
     // The stop left the machine's disk clean (read-only before the power-off): its
     // mount at this boot had no journal to replay.
-    let boot = ok(&b, &["run", "--rm", "busybox", "dmesg"]).stdout_text();
+    // Privileged: Debian's kernels restrict the kernel log to CAP_SYSLOG.
+    let boot = ok(&b, &["run", "--rm", "--privileged", "busybox", "dmesg"]).stdout_text();
     let ext4: Vec<&str> = boot
         .lines()
         .filter(|l| l.contains("EXT4-fs (vda)"))
