@@ -112,14 +112,15 @@ pub fn answer(query: &[u8], names: &HashMap<String, Vec<Ipv4Addr>>, can_forward:
 }
 
 /// Serves DNS on `listen` until the returned task is aborted. `uplink` is where the
-/// questions of a client without `--dns` servers of its own (in `upstreams`) go;
-/// `None` for a network whose questions never leave it (`--internal`).
+/// questions of a client without `--dns` servers of its own (in `upstreams`) go; an
+/// `internal` network's questions never leave it.
 pub fn serve(
     listen: Ipv4Addr,
     names: Names,
     peers: Peers,
     upstreams: Upstreams,
-    uplink: Option<Option<SocketAddr>>,
+    internal: bool,
+    uplink: Option<SocketAddr>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let socket = std::net::UdpSocket::bind((listen, 53))?;
     socket.set_nonblocking(true)?;
@@ -146,7 +147,7 @@ pub fn serve(
                 }
                 std::net::IpAddr::V6(_) => (Vec::new(), Vec::new()),
             };
-            let to = upstreams_for(theirs, uplink);
+            let to = upstreams_for(theirs, internal, uplink);
             let reply = {
                 let table = names.lock().unwrap_or_else(|p| p.into_inner());
                 match others.is_empty() {
@@ -173,16 +174,17 @@ pub fn serve(
     }))
 }
 
-/// Where a client's unanswered questions go: its own `--dns` servers, else the uplink's
-/// resolver (`uplink`: `None` on an internal network, `Some(None)` with no open uplink).
+/// Where a client's unanswered questions go: nowhere on an internal network, else its
+/// own `--dns` servers, else the uplink's resolver (`None` with no open uplink).
 pub fn upstreams_for(
     theirs: Vec<SocketAddr>,
-    uplink: Option<Option<SocketAddr>>,
+    internal: bool,
+    uplink: Option<SocketAddr>,
 ) -> Vec<SocketAddr> {
-    match uplink {
-        None => Vec::new(),
-        Some(_) if !theirs.is_empty() => theirs,
-        Some(uplink) => uplink.into_iter().collect(),
+    match internal {
+        true => Vec::new(),
+        false if !theirs.is_empty() => theirs,
+        false => uplink.into_iter().collect(),
     }
 }
 
@@ -348,11 +350,11 @@ mod tests {
     fn a_clients_own_servers_come_before_the_uplink_and_internal_networks_ask_no_one() {
         let own: SocketAddr = "172.19.0.1:53".parse().unwrap();
         let uplink: SocketAddr = "10.0.2.3:53".parse().unwrap();
-        assert_eq!(upstreams_for(vec![own], Some(Some(uplink))), vec![own]);
-        assert_eq!(upstreams_for(vec![own], Some(None)), vec![own]);
-        assert_eq!(upstreams_for(vec![], Some(Some(uplink))), vec![uplink]);
-        assert_eq!(upstreams_for(vec![], Some(None)), vec![]);
-        assert_eq!(upstreams_for(vec![own], None), vec![]);
+        assert_eq!(upstreams_for(vec![own], false, Some(uplink)), vec![own]);
+        assert_eq!(upstreams_for(vec![own], false, None), vec![own]);
+        assert_eq!(upstreams_for(vec![], false, Some(uplink)), vec![uplink]);
+        assert_eq!(upstreams_for(vec![], false, None), vec![]);
+        assert_eq!(upstreams_for(vec![own], true, Some(uplink)), vec![]);
     }
 
     /// A resolver on the loopback that answers every query with `reply` (or, with

@@ -136,8 +136,8 @@ impl Net {
     /// uplink and, on a machine that runs `containers`, the first nftables ruleset (no
     /// bridge yet), so that the first container finds that code run once and pays only
     /// for its bridge. A VM that runs one command (`vm run`) without an uplink never
-    /// makes the netlink connection or the ruleset. Failures are logged: the agent runs without networks rather than
-    /// not at all, and each container start then says why.
+    /// makes the netlink connection or the ruleset. Failures are logged: the agent runs
+    /// without networks rather than not at all, and each container start then says why.
     pub async fn start(uplink: Uplink, containers: bool) -> Arc<Net> {
         if let Err(e) = loopback::loopback_up() {
             tracing::warn!("lo: {e}");
@@ -232,14 +232,6 @@ impl Net {
         spec: Option<&NetworkSpec>,
         dns: &[String],
     ) -> Result<Prepared, String> {
-        let upstreams = dns
-            .iter()
-            .map(|s| {
-                s.parse::<std::net::IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, 53))
-                    .map_err(|_| format!("--dns {s:?} is not an IP address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut state = self.state.lock().await;
         let made = match spec {
             Some(NetworkSpec::Host) => Made {
@@ -302,14 +294,12 @@ impl Net {
                 }
             }
             Some(NetworkSpec::Bridge { networks }) => {
-                self.attach_bridges(&mut state, id, hostname, networks)
+                self.attach_bridges(&mut state, id, hostname, networks, dns)
                     .await?
             }
         };
         let prepared = made.prepared.clone();
-        state
-            .containers
-            .insert(id.to_string(), Made { upstreams, ..made });
+        state.containers.insert(id.to_string(), made);
         refresh_peers(&mut state, id);
         Ok(prepared)
     }
@@ -336,14 +326,24 @@ impl Net {
         Ok(handle)
     }
 
-    /// A new namespace for container `id` with an interface on each of `networks`.
+    /// A new namespace for container `id` with an interface on each of `networks`; the
+    /// questions their DNS servers cannot answer for it go to `dns`.
     async fn attach_bridges(
         &self,
         state: &mut State,
         id: &str,
         hostname: &str,
         networks: &[Attachment],
+        dns: &[String],
     ) -> Result<Made, String> {
+        let upstreams = dns
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .map_err(|_| format!("--dns {s:?} is not an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let first = networks.first().ok_or("a bridge spec names no network")?;
         if networks.len() > MAX_NETWORKS {
             return Err(format!(
@@ -375,7 +375,7 @@ impl Net {
         Ok(Made {
             netns: Some(path.clone()),
             attached,
-            upstreams: Vec::new(),
+            upstreams,
             prepared: Prepared {
                 netns: NsEntry::Join(path),
                 hosts: hosts_file(hostname, Some(&first.address), &extra),
@@ -416,14 +416,13 @@ impl Net {
             .await
             .map_err(|e| format!("network {}: {e}", net.network_name))?;
         let names = dns::Names::default();
-        // An internal network resolves its own names only.
-        let uplink = (!net.internal).then_some((self.uplink == Uplink::Open).then_some(UPLINK_DNS));
         let served = dns::serve(
             gateway,
             names.clone(),
             state.peers.clone(),
             state.upstreams.clone(),
-            uplink,
+            net.internal,
+            (self.uplink == Uplink::Open).then_some(UPLINK_DNS),
         );
         let dns = match served {
             Ok(task) => Some(task),

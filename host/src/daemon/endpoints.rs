@@ -85,7 +85,8 @@ impl Engine {
         aliases: &[String],
         address: std::net::Ipv4Addr,
     ) -> Result<Attachment, ApiError> {
-        let Some((subnet, prefix, gateway)) = network.subnet else {
+        let (Some((subnet, _, gateway)), Some(bridge)) = (network.subnet, network.bridge_network())
+        else {
             return Err(ApiError::internal(format!(
                 "network {} has no subnet",
                 network.name
@@ -113,16 +114,16 @@ impl Engine {
             .collect();
         Ok(Attachment {
             network_id: network.id.clone(),
-            network_name: network.name.clone(),
-            bridge: network.bridge_name(),
+            network_name: bridge.network_name,
+            bridge: bridge.bridge,
             subnet: subnet.to_string(),
-            prefix,
-            gateway: gateway.to_string(),
+            prefix: bridge.prefix,
+            gateway: bridge.gateway,
             address: address.to_string(),
             dns_names,
             extra_hosts,
-            internal: network.internal,
-            keep_bridge: network.name == super::networks::DEFAULT_BRIDGE,
+            internal: bridge.internal,
+            keep_bridge: bridge.keep_bridge,
         })
     }
 

@@ -123,19 +123,9 @@ impl Engine {
     /// Has the guest make the default network's bridge (which it keeps) while the first
     /// requests come in, rather than when the first container needs it.
     fn prepare_default_network(self: &Arc<Self>) {
-        let Ok(network) = self.networks.find(super::networks::DEFAULT_BRIDGE) else {
+        let network = self.networks.find(super::networks::DEFAULT_BRIDGE);
+        let Some(bridge) = network.ok().and_then(|n| n.bridge_network()) else {
             return;
-        };
-        let Some((_, prefix, gateway)) = network.subnet else {
-            return;
-        };
-        let bridge = berth_protocol::BridgeNetwork {
-            network_name: network.name.clone(),
-            bridge: network.bridge_name(),
-            prefix,
-            gateway: gateway.to_string(),
-            internal: network.internal,
-            keep_bridge: true,
         };
         let engine = self.clone();
         tokio::spawn(async move {

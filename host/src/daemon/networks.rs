@@ -64,6 +64,20 @@ impl Network {
         self.driver == "bridge" && self.name != DEFAULT_BRIDGE
     }
 
+    /// The network as the guest makes its bridge; `None` without a subnet (no bridge).
+    /// The default bridge is kept when its last container leaves, as Docker's docker0.
+    pub fn bridge_network(&self) -> Option<berth_protocol::BridgeNetwork> {
+        let (_, prefix, gateway) = self.subnet?;
+        Some(berth_protocol::BridgeNetwork {
+            network_name: self.name.clone(),
+            bridge: self.bridge_name(),
+            prefix,
+            gateway: gateway.to_string(),
+            internal: self.internal,
+            keep_bridge: self.name == DEFAULT_BRIDGE,
+        })
+    }
+
     /// The bridge's interface name in the guest (at most 15 bytes).
     pub fn bridge_name(&self) -> String {
         if self.name == DEFAULT_BRIDGE {

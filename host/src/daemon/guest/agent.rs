@@ -201,7 +201,6 @@ impl Guest {
         }
     }
 
-    /// Bytes used by each container's writable layer and each volume.
     /// Makes a bridge network's bridge in the guest ahead of its first container.
     pub async fn prepare_network(
         &self,
@@ -222,6 +221,7 @@ impl Guest {
         }
     }
 
+    /// Bytes used by each container's writable layer and each volume.
     pub async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
         let reply = self
             .request("DiskUsage", VOLUME_DEADLINE, |request_id| {
