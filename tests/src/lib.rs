@@ -282,8 +282,67 @@ impl Berth {
 }
 
 impl Drop for Berth {
+    /// Stops the machines without panicking: a failing test drops this while it
+    /// unwinds, and a second panic there would abort the whole test binary.
     fn drop(&mut self) {
-        self.stop_machines();
+        for name in self.running_machines() {
+            let mut cmd = self.command(&["machine", "stop", "-t", "0", &name]);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            let mut child = match cmd.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    eprintln!("stopping machine {name}: cannot run berth: {e}");
+                    continue;
+                }
+            };
+            let deadline = Instant::now() + COMMAND_DEADLINE;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) if status.success() => break,
+                    Ok(Some(status)) => {
+                        eprintln!("stopping machine {name}: berth machine stop: {status}");
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Ok(None) | Err(_) => {
+                        eprintln!("stopping machine {name}: no end within {COMMAND_DEADLINE:?}");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A child process a test drives by hand (its signals, its pipes): killed and reaped
+/// when dropped if it is still running, so a failing test leaves nothing behind.
+pub struct ChildGuard(pub Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -347,8 +406,12 @@ impl Drop for Spawned {
     /// SIGTERM first, so berth cleans up after itself (a `vm run` powers its VM off),
     /// then SIGKILL if it is still there after 15 s.
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // ended (and reaped) already: its pid may be someone else's now
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {

@@ -461,8 +461,8 @@ fn cancelled_build_leaves_nothing(b: &Berth, d: &Docker, c: &Path) {
         "FROM busybox\nRUN echo started-slow && sleep 600\n",
     );
     let dir = c.display().to_string();
-    let mut child = b
-        .command(&[
+    let mut child = berth_tests::ChildGuard(
+        b.command(&[
             "build",
             "-t",
             "slow:1",
@@ -473,7 +473,8 @@ fn cancelled_build_leaves_nothing(b: &Berth, d: &Docker, c: &Path) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
     for line in std::io::BufReader::new(stdout).lines() {
@@ -489,18 +490,14 @@ fn cancelled_build_leaves_nothing(b: &Berth, d: &Docker, c: &Path) {
     );
     child.kill().unwrap();
     let _ = child.wait();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let left = d.ok(&["ps", "-aq"]);
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a cancelled build left its step's container: {left}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    berth_tests::wait_for(
+        "a cancelled build's step container to go",
+        std::time::Duration::from_secs(60),
+        || {
+            let left = d.ok(&["ps", "-aq"]);
+            left.is_empty().then_some(()).ok_or(left)
+        },
+    );
     let (code, _, _) = d.run(&["image", "inspect", "slow:1"]);
     assert_ne!(code, 0, "a cancelled build must not tag its image");
 }

@@ -399,16 +399,26 @@ fn limits_are_written_to_the_containers_cgroup() {
     );
     ok(&b, &["rm", "-f", "heavy", "light"]);
 
-    // --device-write-bps: 6 MiB written and flushed to the disk at 1 MiB/s cannot take
-    // less than about 5 s, however fast or slow the machine (a lower bound only: a busy
+    // --device-write-bps and --device-read-bps: 6 MiB written and flushed to the disk,
+    // or read back from it past the page cache (O_DIRECT), at 1 MiB/s cannot take less
+    // than about 5 s, however fast or slow the machine (a lower bound only: a busy
     // machine makes it longer, never shorter). Timed by the guest's clock.
-    let timed_write = "a=$(cut -d' ' -f1 /proc/uptime); \
-                       dd if=/dev/zero of=/written bs=64k count=96 conv=fsync 2>/dev/null; \
-                       b=$(cut -d' ' -f1 /proc/uptime); echo $a $b";
-    let seconds = |args: &[&str]| -> f64 {
+    let timed = |setup: &str, transfer: &str| {
+        format!(
+            "{setup}a=$(cut -d' ' -f1 /proc/uptime); {transfer} 2>/dev/null; \
+             b=$(cut -d' ' -f1 /proc/uptime); echo $a $b"
+        )
+    };
+    let fill = "dd if=/dev/zero of=/written bs=64k count=96 conv=fsync";
+    let write = timed("", fill);
+    let read = timed(
+        &format!("{fill} 2>/dev/null; "),
+        "dd if=/written of=/dev/null bs=64k iflag=direct",
+    );
+    let seconds = |args: &[&str], script: &str| -> f64 {
         let out = run(
             &b,
-            &[&["--rm"], args, &["busybox", "sh", "-c", timed_write]].concat(),
+            &[&["--rm"], args, &["busybox", "sh", "-c", script]].concat(),
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
         let text = out.stdout_text();
@@ -416,13 +426,18 @@ fn limits_are_written_to_the_containers_cgroup() {
             .split_whitespace()
             .filter_map(|n| n.parse().ok())
             .collect();
-        assert_eq!(t.len(), 2, "uptime before and after the write: {text}");
+        assert_eq!(t.len(), 2, "uptime before and after the transfer: {text}");
         t[1] - t[0]
     };
-    let limited = seconds(&["--device-write-bps", "/dev/vda:1mb"]);
+    let limited = seconds(&["--device-write-bps", "/dev/vda:1mb"], &write);
     assert!(
         limited >= 3.0,
         "--device-write-bps /dev/vda:1mb let 6 MiB reach the disk in {limited:.2} s"
+    );
+    let limited = seconds(&["--device-read-bps", "/dev/vda:1mb"], &read);
+    assert!(
+        limited >= 3.0,
+        "--device-read-bps /dev/vda:1mb let 6 MiB be read from the disk in {limited:.2} s"
     );
 }
 

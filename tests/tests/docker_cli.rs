@@ -495,7 +495,8 @@ fn the_docker_cli_drives_berth() {
         "busybox",
         "sh",
         "-c",
-        "echo hello; sleep 1000",
+        // A SIGTERM handler that needs three seconds; "hello" says it is in place.
+        "trap 'sleep 3; exit 3' TERM; echo hello; while true; do sleep 0.2; done",
     ]);
     assert_eq!(id.trim().len(), 64, "{id}");
     let ps = d.ok(&["ps"]);
@@ -532,14 +533,39 @@ fn the_docker_cli_drives_berth() {
     assert_eq!(inspect[0]["Name"], "/d1");
     let status = d.ok(&["inspect", "-f", "{{.State.Status}}", "d1"]);
     assert_eq!(status.trim(), "running");
+    // stop -t is the grace period: -t 30 lets the handler finish (its exit 3), -t 1 kills
+    // the container within it (137).
+    let stopped = |d: &Docker| {
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "d1",
+        ])
+    };
+    d.ok(&["stop", "-t", "30", "d1"]);
+    assert_eq!(
+        stopped(&d).trim(),
+        "exited 3",
+        "docker stop -t 30: the SIGTERM handler finishes within the grace period"
+    );
+    d.ok(&["start", "d1"]);
+    wait_for(
+        "d1's second start to print hello",
+        Duration::from_secs(30),
+        || {
+            let logs = d.ok(&["logs", "d1"]);
+            (logs == "hello\nhello\n")
+                .then_some(())
+                .ok_or(format!("{logs:?}"))
+        },
+    );
     d.ok(&["stop", "-t", "1", "d1"]);
-    let status = d.ok(&[
-        "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.ExitCode}}",
-        "d1",
-    ]);
-    assert_eq!(status.trim(), "exited 137");
+    assert_eq!(
+        stopped(&d).trim(),
+        "exited 137",
+        "docker stop -t 1: killed when the grace period ends, within its handler"
+    );
     d.ok(&["rm", "d1"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     let (code, _, err) = d.run(&["inspect", "d1"]);

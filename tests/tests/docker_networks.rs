@@ -38,27 +38,23 @@ fn the_docker_cli_makes_networks_and_publishes_ports() {
         "-c",
         serve,
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, out, _) = d.run(&[
-            "run",
-            "--rm",
-            "--network",
-            "n1",
-            "busybox",
-            "sh",
-            "-c",
-            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 www 8080",
-        ]);
-        if out.contains("served-by-web") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never served by alias: {out}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    berth_tests::wait_for(
+        "the web server answering by its alias www",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, out, _) = d.run(&[
+                "run",
+                "--rm",
+                "--network",
+                "n1",
+                "busybox",
+                "sh",
+                "-c",
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 www 8080",
+            ]);
+            out.contains("served-by-web").then_some(()).ok_or(out)
+        },
+    );
     assert_eq!(d.ok(&["port", "web"]).trim(), "8080/tcp -> 127.0.0.1:18081");
     assert!(d.ok(&["ps"]).contains("127.0.0.1:18081->8080/tcp"));
     let curl = Command::new("curl")

@@ -105,6 +105,39 @@ fn machine_verbs_act_on_the_selected_machine_and_keep_the_others_volumes() {
         made.stderr
     );
     assert_eq!(b.running_machines().len(), 2);
+    // machine ls lists both, each with its own size and state.
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&b, &["machine", "ls", "--format", "json"]).stdout_text())
+            .expect("machine ls --format json");
+    let summary: Vec<(String, bool, u64, u64)> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["running"].as_bool().unwrap_or_default(),
+                m["config"]["cpus"].as_u64().unwrap_or_default(),
+                m["config"]["memory_mib"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("default".to_string(), true, 2, 1024),
+            ("dev".to_string(), true, 1, 384)
+        ],
+        "machine ls lists both running machines with their sizes: {listed}"
+    );
+    let table = ok(&b, &["machine", "ls"]).stdout_text();
+    assert!(
+        table.starts_with("NAME")
+            && table
+                .lines()
+                .any(|l| l.starts_with("dev ") && l.contains("running")),
+        "machine ls: {table}"
+    );
     let contexts = docker_contexts(&b);
     assert!(contexts.contains(&"berth".to_string()), "{contexts:?}");
     assert!(contexts.contains(&"berth-dev".to_string()), "{contexts:?}");

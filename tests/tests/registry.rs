@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::fixtures::{
     image_file, multi_platform, registry_with_busybox, rootfs_tarball, Proxy, CUT, PASS, STALL,
@@ -457,19 +457,17 @@ fn faults_give_clear_errors_and_leave_the_store_as_it_was() {
     // kill -9 in the middle of a download: run again and it completes.
     let d = Berth::new();
     proxy.set(STALL);
-    let mut child = d
-        .command(&["pull", &via])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !partials(&d).iter().any(|(_, len)| *len > 0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "waiting for a pull to start downloading"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = berth_tests::ChildGuard(
+        d.command(&["pull", &via])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    berth_tests::wait_until(
+        "a pull to start downloading",
+        Duration::from_secs(60),
+        || partials(&d).iter().any(|(_, len)| *len > 0),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -486,10 +484,12 @@ fn faults_give_clear_errors_and_leave_the_store_as_it_was() {
     let before_gets = big.blob_gets(&big_layer);
     let pulls: Vec<_> = (0..2)
         .map(|_| {
-            e.command(&["pull", &name])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            berth_tests::ChildGuard(
+                e.command(&["pull", &name])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
         })
         .collect();
     for mut p in pulls {

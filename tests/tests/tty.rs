@@ -2,7 +2,7 @@
 #![cfg(feature = "vm")]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::{berth_bin, test_kernel, Berth};
 
@@ -50,18 +50,17 @@ impl Tmux {
 
     /// Waits (with a deadline) until the screen shows `text`.
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 90s for {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        berth_tests::wait_for(
+            &format!("{text:?} on the terminal's screen"),
+            Duration::from_secs(90),
+            || {
+                let screen = self.screen();
+                match screen.contains(text) {
+                    true => Ok(screen),
+                    false => Err(format!("the screen:\n{screen}")),
+                }
+            },
+        )
     }
 }
 

@@ -191,12 +191,13 @@ fn signals_to_berth_reach_the_command() {
     let b = Berth::new();
     let kernel = test_kernel();
     let script = "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.1; done";
-    let mut child = b
-        .command(&["vm", "run", "--kernel", &kernel, "--", "sh", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = berth_tests::ChildGuard(
+        b.command(&["vm", "run", "--kernel", &kernel, "--", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // If anything below blocks, the watchdog ends berth so the reads return and fail.
     let pid = child.id().to_string();
     std::thread::spawn(move || {

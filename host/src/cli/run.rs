@@ -79,6 +79,17 @@ pub struct CreateArgs {
     /// unprivileged id range, 100000-165535, on the guest).
     #[arg(long, default_value = "host")]
     userns: String,
+    /// PID namespace: the container's own (default), `host` (the machine's) or
+    /// `container:NAME`.
+    #[arg(long, value_name = "MODE")]
+    pid: Option<String>,
+    /// IPC namespace: `private` (default), `shareable`, `none`, `host` or
+    /// `container:NAME`.
+    #[arg(long, value_name = "MODE")]
+    ipc: Option<String>,
+    /// UTS namespace: the container's own (default) or `host` (the machine's hostname).
+    #[arg(long, value_name = "MODE")]
+    uts: Option<String>,
     /// Security options; `seccomp=unconfined` turns the seccomp filter off.
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
@@ -235,7 +246,7 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
     let console = a.tty.then(super::terminal::size);
     let (binds, mounts, anonymous) = super::volumes::create_fields(&a.volume, &a.mount)?;
     let entrypoint = a.entrypoint.as_ref().map(|e| vec![e.clone()]);
-    Ok(json!({
+    let mut body = json!({
         "Image": image,
         "Cmd": if command.is_empty() { Value::Null } else { json!(command) },
         "Entrypoint": entrypoint,
@@ -290,7 +301,16 @@ pub fn create_body(a: &CreateArgs, attach: bool) -> Result<Value, Error> {
                 json!({ a.network.clone(): {"Aliases": a.network_alias} })
             }
         },
-    }))
+    });
+    // The namespaces (the daemon checks the modes); apart, as json! has a recursion limit.
+    for (field, mode) in [
+        ("PidMode", &a.pid),
+        ("IpcMode", &a.ipc),
+        ("UTSMode", &a.uts),
+    ] {
+        body["HostConfig"][field] = json!(mode.clone().unwrap_or_default());
+    }
+    Ok(body)
 }
 
 /// `-p` values as Docker's `PortBindings` (`{"8080/tcp": [{"HostIp", "HostPort"}]}`).
@@ -650,6 +670,12 @@ mod tests {
             "SYS_ADMIN",
             "--userns",
             "private",
+            "--pid",
+            "host",
+            "--ipc",
+            "container:db",
+            "--uts",
+            "host",
             "busybox",
             "sh",
             "-c",
@@ -668,6 +694,9 @@ mod tests {
         assert_eq!(h["PidsLimit"], 20);
         assert_eq!(h["BlkioDeviceWriteBps"][0]["Rate"], 1 << 20);
         assert_eq!(h["UsernsMode"], "private");
+        assert_eq!(h["PidMode"], "host");
+        assert_eq!(h["IpcMode"], "container:db");
+        assert_eq!(h["UTSMode"], "host");
         let none = T::parse_from(["x", "busybox"]);
         assert_eq!(create_body(&none.a, false).unwrap()["Cmd"], Value::Null);
         let bad = T::parse_from(["x", "--userns", "odd", "busybox"]);
