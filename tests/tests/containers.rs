@@ -83,11 +83,11 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     }
     assert!(
         text.contains("can't create /proc/sys/kernel/hostname: Read-only file system"),
-        "{text}"
+        "/proc/sys is mounted read-only: {text}"
     );
     assert!(
         text.contains("touch: /sys/x: Read-only file system"),
-        "{text}"
+        "/sys is mounted read-only: {text}"
     );
     assert!(
         !text.contains("-writable"),
@@ -454,7 +454,8 @@ fn seccomp_caps_and_their_overrides() {
     assert_eq!(
         out.stdout_text(),
         "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=1\n\
-         swapon: /s: Operation not permitted\n"
+         swapon: /s: Operation not permitted\n",
+        "Docker's default capabilities and the default seccomp filter"
     );
     let admin = ["--rm", "--cap-add", "SYS_ADMIN"];
     let out = run(&b, &[&admin[..], &["busybox", "sh", "-c", probe]].concat());
@@ -547,15 +548,20 @@ fn userns_private_maps_root_to_an_unprivileged_range() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "0");
+    assert_eq!(lines[0], "0", "--userns private: root inside: {text}");
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["0", "100000", "65536"]
+        ["0", "100000", "65536"],
+        "--userns private: the container's root is uid 100000 of the guest: {text}"
     );
-    assert_eq!(lines[2], "created");
+    assert_eq!(
+        lines[2], "created",
+        "--userns private: root inside owns the container's /: {text}"
+    );
     let out = run(&b, &["--rm", "busybox", "cat", "/proc/self/uid_map"]);
     assert_eq!(
         out.stdout_text().split_whitespace().collect::<Vec<_>>(),
-        ["0", "0", "4294967295"]
+        ["0", "0", "4294967295"],
+        "without --userns, the identity map"
     );
 }
