@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const USER: &str = "berth";
 pub const PASSWORD: &str = "s3cret-pw";
@@ -108,16 +108,14 @@ impl Registry {
             .spawn()
             .expect("docker-registry (cargo xtask deps installs it)");
         self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the registry did not listen on 127.0.0.1:{} in 20 s: {}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for(
+            &format!("the registry listening on 127.0.0.1:{}", self.port),
+            Duration::from_secs(20),
+            || match TcpStream::connect(("127.0.0.1", self.port)) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("{e}; its log: {}", self.log())),
+            },
+        );
     }
 
     /// Kills the registry (its storage stays).

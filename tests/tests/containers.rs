@@ -477,7 +477,7 @@ fn seccomp_caps_and_their_overrides() {
     let text = out.stdout_text();
     assert!(
         text.starts_with("CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t0\nmount=0\n"),
-        "{text}"
+        "seccomp=unconfined: the process has no seccomp filter (Seccomp: 0): {text}"
     );
     // The kernel's own answer: not a swap file, or no swap support at all.
     assert!(
