@@ -245,11 +245,39 @@ impl Berth {
     }
 
     /// Stops every running machine of this installation (`berth machine stop -t 0`).
+    /// Never panics (a failing test's `Drop` runs this while it unwinds, and a second
+    /// panic there would abort the whole test binary): failures are reported on stderr.
     pub fn stop_machines(&self) {
         for name in self.running_machines() {
-            let out = self.run(&["machine", "stop", "-t", "0", &name], b"");
-            if out.code != 0 {
-                eprintln!("stopping machine {name}: {}", out.stderr);
+            let mut cmd = self.command(&["machine", "stop", "-t", "0", &name]);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = match cmd.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    eprintln!("stopping machine {name}: cannot run berth: {e}");
+                    continue;
+                }
+            };
+            let deadline = Instant::now() + COMMAND_DEADLINE;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) if status.success() => break,
+                    Ok(Some(status)) => {
+                        eprintln!("stopping machine {name}: berth machine stop: {status}");
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Ok(None) | Err(_) => {
+                        eprintln!("stopping machine {name}: no end within {COMMAND_DEADLINE:?}");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
             }
         }
     }
@@ -282,41 +310,8 @@ impl Berth {
 }
 
 impl Drop for Berth {
-    /// Stops the machines without panicking: a failing test drops this while it
-    /// unwinds, and a second panic there would abort the whole test binary.
     fn drop(&mut self) {
-        for name in self.running_machines() {
-            let mut cmd = self.command(&["machine", "stop", "-t", "0", &name]);
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
-            let mut child = match cmd.spawn() {
-                Ok(child) => child,
-                Err(e) => {
-                    eprintln!("stopping machine {name}: cannot run berth: {e}");
-                    continue;
-                }
-            };
-            let deadline = Instant::now() + COMMAND_DEADLINE;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) if status.success() => break,
-                    Ok(Some(status)) => {
-                        eprintln!("stopping machine {name}: berth machine stop: {status}");
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    Ok(None) | Err(_) => {
-                        eprintln!("stopping machine {name}: no end within {COMMAND_DEADLINE:?}");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
+        self.stop_machines();
     }
 }
 

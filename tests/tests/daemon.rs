@@ -10,13 +10,18 @@ fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()
 }
 
+/// The guest's PID 1 (berth-init), whose root a `--pid host` container reaches.
+const GUEST_INIT: u32 = 1;
+/// The parent of the containers' cgroups, relative to the guest's root.
+const GUEST_CGROUPS: &str = "sys/fs/cgroup/berth";
+
 /// The `frozen` value of the container's cgroup as the guest kernel reports it
 /// (`cgroup.events`), read through the machine's root by a privileged container in the
 /// machine's PID namespace.
 fn freezer_state(b: &Berth, name: &str) -> String {
     let id = ok(b, &["inspect", "-f", "{{.Id}}", name]).stdout_text();
     let events = format!(
-        "/proc/1/root/sys/fs/cgroup/berth/{}/cgroup.events",
+        "/proc/{GUEST_INIT}/root/{GUEST_CGROUPS}/{}/cgroup.events",
         id.trim()
     );
     let out = ok(
