@@ -3,7 +3,6 @@
 //! container's (`container:NAME`; PID and IPC only, as Docker's).
 
 use berth_protocol::{Namespaces, NsMode};
-use serde_json::Value;
 
 use super::engine::Engine;
 use super::error::ApiError;
@@ -15,8 +14,7 @@ use super::models::HostConfig;
 pub fn requested(host: &HostConfig, hostname_given: bool) -> Result<Namespaces, ApiError> {
     let refuse = |field: &str, value: &str, allowed: &str| {
         ApiError::bad_request(format!(
-            "HostConfig.{field} {:?} is not supported by berth (use {allowed})",
-            Value::from(value)
+            "HostConfig.{field} {value:?} is not supported by berth (use {allowed})"
         ))
     };
     let pid = match host.pid_mode.as_deref().unwrap_or("") {
@@ -87,7 +85,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn host(v: Value) -> HostConfig {
         serde_json::from_value(v).unwrap()
