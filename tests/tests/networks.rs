@@ -149,7 +149,10 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
         b"",
     );
     let text = other.stdout_text();
-    assert!(!text.contains("hello-from-web"), "{text}");
+    assert!(
+        !text.contains("hello-from-web"),
+        "networks are isolated: a container on another network reached web: {text}"
+    );
     assert!(
         text.contains("by-name=1") && text.contains("by-ip=1"),
         "{text}\n{}",
