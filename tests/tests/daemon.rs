@@ -10,20 +10,17 @@ fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()
 }
 
-/// The guest's PID 1 (berth-init), whose root a `--pid host` container reaches.
-const GUEST_INIT: u32 = 1;
-/// The parent of the containers' cgroups, relative to the guest's root.
+/// The guest's PID 1 (berth-init), whose mount namespace a `--pid host` container enters.
+const GUEST_INIT: &str = "1";
+/// The parent of the containers' cgroups in the guest.
 const GUEST_CGROUPS: &str = "sys/fs/cgroup/berth";
 
 /// The `frozen` value of the container's cgroup as the guest kernel reports it
-/// (`cgroup.events`), read through the machine's root by a privileged container in the
-/// machine's PID namespace.
+/// (`cgroup.events`), read in the guest's mount namespace by a privileged container in
+/// the machine's PID namespace.
 fn freezer_state(b: &Berth, name: &str) -> String {
     let id = ok(b, &["inspect", "-f", "{{.Id}}", name]).stdout_text();
-    let events = format!(
-        "/proc/{GUEST_INIT}/root/{GUEST_CGROUPS}/{}/cgroup.events",
-        id.trim()
-    );
+    let events = format!("/{GUEST_CGROUPS}/{}/cgroup.events", id.trim());
     let out = ok(
         b,
         &[
@@ -35,6 +32,10 @@ fn freezer_state(b: &Berth, name: &str) -> String {
             "--network",
             "none",
             "busybox",
+            "nsenter",
+            "-t",
+            GUEST_INIT,
+            "-m",
             "cat",
             &events,
         ],
