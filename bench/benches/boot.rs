@@ -14,6 +14,7 @@ use berth::kernels;
 use berth::qemu::{self, Chardev, Machine, TransportDevice};
 use berth::{accel, paths::Paths};
 use berth_bench::{bench_kernel, berth_bin, print_ratio, record, time_command};
+use berth_protocol::boot::{AgentTransport, BootParams};
 use criterion::{criterion_group, Criterion, SamplingMode};
 
 const FLOOR: &str = "floor: same devices, boot + power-off";
@@ -41,6 +42,9 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
     let kernel =
         kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
     let accel = accel::choose();
+    let serial = AgentTransport::Serial {
+        name: berth_protocol::SERIAL_PORT_NAME.to_string(),
+    };
     let spec = qemu::Spec {
         machine: Machine::Microvm,
         accel: accel.accel,
@@ -52,12 +56,16 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
             Machine::Microvm,
             accel.accel,
             accel::host_tsc_khz(),
-            &["berth.transport=serial".to_string()],
+            &BootParams {
+                transport: serial.clone(),
+                ..BootParams::default()
+            }
+            .to_args(),
         ),
         console_log: dir.join("console.log"),
         transport: TransportDevice::Serial {
             chardev: Chardev::Unix(dir.join("agent.sock")),
-            name: berth_protocol_port_name(),
+            name: berth_protocol::SERIAL_PORT_NAME.to_string(),
         },
         disks: Vec::new(),
         uplink: qemu::Uplink::None,
@@ -75,10 +83,6 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         false => qemu::args(&spec),
     });
     cmd
-}
-
-fn berth_protocol_port_name() -> String {
-    "berth.0".to_string()
 }
 
 fn boot(c: &mut Criterion) {

@@ -2,56 +2,20 @@
 
 use std::path::Path;
 
-/// How the host reaches the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// An AF_VSOCK listener (vhost-vsock and vhost-user-vsock look the same from inside).
-    Vsock,
-    /// A named virtio-serial port.
-    Serial,
-}
+pub use berth_protocol::boot::{AgentTransport, BootParams};
 
-/// Settings passed by the host as `berth.*` kernel parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The agent's settings: the host's `berth.*` keys (defined in `berth_protocol::boot`)
+/// and the `module.param=value` tokens meant for kernel modules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
-    pub transport: Transport,
-    pub vsock_port: u32,
-    pub serial_name: String,
-    pub debug: bool,
-    pub hostname: String,
-    /// The persistent layer-cache disk (`berth.disk=/dev/vda`), when the host gave one.
-    pub disk: Option<String>,
+    pub boot: BootParams,
     /// `module.param=value` tokens, handed to modules as they load (the kernel only does
     /// that itself for built-in code).
     pub module_params: Vec<(String, String)>,
-    /// The uplink the host attached (`berth.uplink=open|restricted`); none when absent.
-    pub uplink: crate::net::Uplink,
-    /// Host loopback ports to serve inside the guest (`berth.hostfwd=8000,9000`).
-    pub host_ports: Vec<u16>,
-    /// Host folders shared over virtio-9p (`berth.share=TAG:PATH`, the path
-    /// percent-encoded): (mount tag, host path).
-    pub shares: Vec<(String, String)>,
-    /// The shares are virtiofs devices, not 9p (`berth.sharefs=virtiofs`).
-    pub shares_virtiofs: bool,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            transport: Transport::Vsock,
-            vsock_port: berth_protocol::VSOCK_PORT,
-            serial_name: berth_protocol::SERIAL_PORT_NAME.to_string(),
-            debug: false,
-            hostname: "berth".to_string(),
-            disk: None,
-            module_params: Vec::new(),
-            uplink: crate::net::Uplink::None,
-            host_ports: Vec::new(),
-            shares: Vec::new(),
-            shares_virtiofs: false,
-        }
-    }
-}
+/// The hostname when the host names none.
+pub const DEFAULT_HOSTNAME: &str = "berth";
 
 impl Config {
     /// Reads the command line from `path` (normally `/proc/cmdline`).
@@ -62,53 +26,30 @@ impl Config {
     /// Parses a kernel command line. Unknown or malformed tokens are ignored: a bad value
     /// must never keep the agent from starting.
     pub fn parse(cmdline: &str) -> Config {
-        let mut cfg = Config::default();
+        let mut module_params = Vec::new();
         for token in cmdline.split_whitespace() {
-            let (key, value) = token.split_once('=').unwrap_or((token, ""));
-            match key {
-                "berth.transport" => match value {
-                    "serial" => cfg.transport = Transport::Serial,
-                    "vsock" => cfg.transport = Transport::Vsock,
-                    _ => {}
-                },
-                "berth.port" => {
-                    if let Ok(port) = value.parse() {
-                        cfg.vsock_port = port;
-                    }
-                }
-                "berth.serial" if !value.is_empty() => cfg.serial_name = value.to_string(),
-                "berth.hostname" if !value.is_empty() => cfg.hostname = value.to_string(),
-                "berth.disk" if value.starts_with("/dev/") => cfg.disk = Some(value.to_string()),
-                "berth.debug" => cfg.debug = value != "0",
-                "berth.uplink" => match value {
-                    "open" => cfg.uplink = crate::net::Uplink::Open,
-                    "restricted" => cfg.uplink = crate::net::Uplink::Restricted,
-                    _ => {}
-                },
-                "berth.hostfwd" => {
-                    cfg.host_ports = value.split(',').filter_map(|p| p.parse().ok()).collect()
-                }
-                "berth.sharefs" => cfg.shares_virtiofs = value == "virtiofs",
-                "berth.share" => {
-                    let share = value.split_once(':').and_then(|(tag, path)| {
-                        let path = percent_decode(path)?;
-                        (!tag.is_empty() && path.starts_with('/')).then(|| (tag.into(), path))
-                    });
-                    cfg.shares.extend(share);
-                }
-                _ => {
-                    if let Some((module, param)) = key.split_once('.') {
-                        if !module.is_empty() && !param.is_empty() && !module.starts_with("berth") {
-                            cfg.module_params.push((
-                                module.replace('-', "_"),
-                                token[module.len() + 1..].to_string(),
-                            ));
-                        }
-                    }
+            let key = token.split_once('=').map_or(token, |(k, _)| k);
+            if key.starts_with(berth_protocol::boot::KEY_PREFIX) {
+                continue;
+            }
+            if let Some((module, param)) = key.split_once('.') {
+                if !module.is_empty() && !param.is_empty() {
+                    module_params.push((
+                        module.replace('-', "_"),
+                        token[module.len() + 1..].to_string(),
+                    ));
                 }
             }
         }
-        cfg
+        Config {
+            boot: BootParams::parse(cmdline),
+            module_params,
+        }
+    }
+
+    /// The guest's hostname.
+    pub fn hostname(&self) -> &str {
+        self.boot.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME)
     }
 
     /// The parameter string for module `name` (space-separated `param=value`).
@@ -123,21 +64,6 @@ impl Config {
     }
 }
 
-/// Undoes the host's `%XX` escapes; `None` for a malformed escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,38 +74,24 @@ mod tests {
             "console=ttyS0 berth.transport=serial berth.port=77 berth.debug=1 \
              virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=4K@0x1:5 quiet",
         );
-        assert_eq!(cfg.transport, Transport::Serial);
-        assert_eq!(cfg.vsock_port, 77);
-        assert!(cfg.debug);
+        assert_eq!(
+            cfg.boot.transport,
+            AgentTransport::Serial {
+                name: berth_protocol::SERIAL_PORT_NAME.into()
+            }
+        );
+        assert!(cfg.boot.debug);
         assert_eq!(
             cfg.params_for("virtio_mmio"),
             "device=512@0xfeb00e00:12 device=4K@0x1:5"
         );
         assert_eq!(cfg.params_for("vsock"), "");
-        let cfg = Config::parse("berth.uplink=restricted berth.hostfwd=8000,x,9000");
-        assert_eq!(cfg.uplink, crate::net::Uplink::Restricted);
-        assert_eq!(cfg.host_ports, [8000, 9000]);
-    }
-
-    #[test]
-    fn bad_values_fall_back_to_defaults() {
-        let cfg = Config::parse(
-            "berth.transport=carrier-pigeon berth.port=x berth.serial= berth.share=x \
-             berth.share=t:rel berth.share=t:/a%2 berth.share=:/a berth.share=t:/%FF",
-        );
-        assert_eq!(cfg, Config::default());
-    }
-
-    #[test]
-    fn shares_are_decoded() {
-        let cfg = Config::parse("berth.share=berth0:/home/ann berth.share=berth1:/a%20b/%C3%A9");
         assert_eq!(
-            cfg.shares,
-            [
-                ("berth0".to_string(), "/home/ann".to_string()),
-                ("berth1".to_string(), "/a b/é".to_string())
-            ]
+            cfg.params_for("berth"),
+            "",
+            "berth.* keys are not module parameters"
         );
+        assert_eq!(cfg.hostname(), DEFAULT_HOSTNAME);
     }
 
     #[test]
@@ -187,6 +99,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cmdline");
         std::fs::write(&path, "berth.hostname=box\n").unwrap();
-        assert_eq!(Config::from_file(&path).unwrap().hostname, "box");
+        assert_eq!(Config::from_file(&path).unwrap().hostname(), "box");
     }
 }

@@ -26,13 +26,13 @@ pub fn main() -> i32 {
     }
     let mount_errors = if is_init { mount_system() } else { Vec::new() };
     let cfg = Config::from_file(Path::new("/proc/cmdline")).unwrap_or_default();
-    init_logging(cfg.debug);
+    init_logging(cfg.boot.debug);
     for e in mount_errors {
         tracing::error!("{e}");
     }
     std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     if is_init {
-        if let Err(e) = sys::set_hostname(&cfg.hostname) {
+        if let Err(e) = sys::set_hostname(cfg.hostname()) {
             tracing::warn!("sethostname: {e}");
         }
         let cgroups = Path::new("/sys/fs/cgroup");
@@ -57,13 +57,13 @@ pub fn main() -> i32 {
             let reaper = Reaper::start()?;
             // A machine (it has a state disk) runs containers: their path warms up on
             // the runtime's threads while this one mounts the disk and the shares.
-            if is_init && cfg.disk.is_some() {
+            if is_init && cfg.boot.disk.is_some() {
                 let dir = Path::new(WARMUP_DIR).to_path_buf();
                 tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
             }
             if is_init {
                 // After the modules: on distro kernels virtio_blk is one.
-                if let Some(disk) = &cfg.disk {
+                if let Some(disk) = &cfg.boot.disk {
                     match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
                         Ok(()) => tracing::info!("layer cache on {disk}"),
                         Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
@@ -72,16 +72,18 @@ pub fn main() -> i32 {
                 crate::disk::clean_state(Path::new(STATE_DIR));
             }
             let shares = match is_init {
-                true => crate::shares::Shares::mount_all(&cfg.shares, cfg.shares_virtiofs),
+                true => {
+                    crate::shares::Shares::mount_all(&cfg.boot.shares, cfg.boot.shares_virtiofs)
+                }
                 false => crate::shares::Shares::default(),
             };
             let net = match is_init {
-                true => crate::net::Net::start(cfg.uplink, cfg.disk.is_some()).await,
+                true => crate::net::Net::start(cfg.boot.uplink, cfg.boot.disk.is_some()).await,
                 false => crate::net::Net::disabled(),
             };
             let agent = Agent {
                 net,
-                host_ports: cfg.host_ports.clone(),
+                host_ports: cfg.boot.host_ports.clone(),
                 reaper,
                 is_init,
                 layers_dir: Path::new(STATE_DIR).join("layers"),
@@ -89,7 +91,7 @@ pub fn main() -> i32 {
                 volumes_dir: Path::new(berth_protocol::VOLUMES_DIR).to_path_buf(),
                 shares: std::sync::Arc::new(shares),
             };
-            crate::transport::serve(&cfg, agent).await
+            crate::transport::serve(&cfg.boot.transport, agent).await
         }),
         Err(e) => Err(e),
     };

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use berth_protocol::boot::BootShare;
 use berth_protocol::MountSource;
 
 use crate::sys::{self, MountFlags};
@@ -38,32 +39,37 @@ impl Default for Shares {
 }
 
 impl Shares {
-    /// Mounts each `(tag, host path)` under [`PREFIX`], parents first. Failures are kept
+    /// Mounts each share (tag, host path) under [`PREFIX`], parents first. Failures are kept
     /// (and logged): a container that needs the share then fails with the reason.
-    pub fn mount_all(shares: &[(String, String)], virtiofs: bool) -> Shares {
-        let mut sorted: Vec<&(String, String)> = shares.iter().collect();
-        sorted.sort_by_key(|(_, path)| path.len());
+    pub fn mount_all(shares: &[BootShare], virtiofs: bool) -> Shares {
+        let mut sorted: Vec<&BootShare> = shares.iter().collect();
+        sorted.sort_by_key(|s| s.path.len());
         let list = sorted
             .into_iter()
-            .map(|(tag, host_path)| {
-                let target = format!("{PREFIX}{host_path}");
-                let mounted = match virtiofs {
-                    true => mount_virtiofs(tag, &target),
-                    false => mount_9p(tag, &target),
-                };
-                let error = mounted.err().map(|e| match virtiofs {
-                    true => e.to_string(),
-                    false => explain(&e.to_string()),
-                });
-                match &error {
-                    None => tracing::info!("host folder {host_path} at {target}"),
-                    Some(e) => tracing::error!("host folder {host_path}: {e}"),
-                }
-                Share {
-                    host_path: host_path.clone(),
-                    error,
-                }
-            })
+            .map(
+                |BootShare {
+                     tag,
+                     path: host_path,
+                 }| {
+                    let target = format!("{PREFIX}{host_path}");
+                    let mounted = match virtiofs {
+                        true => mount_virtiofs(tag, &target),
+                        false => mount_9p(tag, &target),
+                    };
+                    let error = mounted.err().map(|e| match virtiofs {
+                        true => e.to_string(),
+                        false => explain(&e.to_string()),
+                    });
+                    match &error {
+                        None => tracing::info!("host folder {host_path} at {target}"),
+                        Some(e) => tracing::error!("host folder {host_path}: {e}"),
+                    }
+                    Share {
+                        host_path: host_path.clone(),
+                        error,
+                    }
+                },
+            )
             .collect();
         Shares {
             prefix: PathBuf::from(PREFIX),

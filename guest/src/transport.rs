@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use berth_mux::Session;
 
 use crate::agent::Agent;
-use crate::config::{Config, Transport};
+use crate::config::AgentTransport;
 use crate::sys::CharDevice;
 
 /// How long to wait for the transport device to appear after boot.
@@ -16,10 +16,10 @@ const DEVICE_DEADLINE: Duration = Duration::from_secs(20);
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
 /// Serves the host forever (returns only if the transport cannot be set up).
-pub async fn serve(cfg: &Config, agent: Agent) -> io::Result<()> {
-    match cfg.transport {
-        Transport::Vsock => serve_vsock(cfg.vsock_port, agent).await,
-        Transport::Serial => serve_serial(&cfg.serial_name, agent).await,
+pub async fn serve(transport: &AgentTransport, agent: Agent) -> io::Result<()> {
+    match transport {
+        AgentTransport::Vsock { port } => serve_vsock(*port, agent).await,
+        AgentTransport::Serial { name } => serve_serial(name, agent).await,
     }
 }
 

@@ -51,36 +51,9 @@ pub enum Chardev {
 }
 
 /// The guest's uplink: QEMU's user-mode network (slirp), which works unprivileged on every
-/// host OS and turns guest connections into connections of the QEMU process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uplink {
-    /// No network device at all.
-    None,
-    /// `restrict=on`: the guest reaches nothing outside the VM (host ports come through
-    /// the agent's transport instead, see `--forward-host-port`).
-    Restricted,
-    /// The guest reaches whatever the host reaches.
-    Open,
-}
-
-impl Uplink {
-    pub fn parse(s: &str) -> Option<Uplink> {
-        match s {
-            "none" => Some(Uplink::None),
-            "restricted" => Some(Uplink::Restricted),
-            "open" => Some(Uplink::Open),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Uplink::None => "none",
-            Uplink::Restricted => "restricted",
-            Uplink::Open => "open",
-        }
-    }
-}
+/// host OS and turns guest connections into connections of the QEMU process. The agent
+/// hears which one as `berth.uplink`.
+pub use berth_protocol::boot::Uplink;
 
 /// Everything that decides the command line.
 #[derive(Debug, Clone)]

@@ -8,8 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// The kernel parameter that names a share: `berth.share=<tag>:<percent-encoded path>`.
-pub const PARAM: &str = "berth.share";
+use berth_protocol::boot::BootShare;
 
 /// One shared folder: a canonical host directory and the 9p mount tag of its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +18,12 @@ pub struct Share {
 }
 
 impl Share {
-    /// The kernel parameter announcing this share to the guest.
-    pub fn param(&self) -> String {
-        format!(
-            "{PARAM}={}:{}",
-            self.tag,
-            percent_encode(&self.path.to_string_lossy())
-        )
+    /// How the kernel command line announces this share to the guest.
+    pub fn boot_share(&self) -> BootShare {
+        BootShare {
+            tag: self.tag.clone(),
+            path: self.path.to_string_lossy().into_owned(),
+        }
     }
 }
 
@@ -122,30 +120,9 @@ pub fn containing<'a>(shares: &'a [Share], path: &Path) -> Option<&'a Share> {
     shares.iter().find(|s| path.starts_with(&s.path))
 }
 
-/// Escapes every byte outside `[A-Za-z0-9/._~+-]` as `%XX`, so a path is one
-/// whitespace-free token of the kernel command line.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/._~+-".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoding_keeps_paths_one_token() {
-        assert_eq!(percent_encode("/home/ann/src"), "/home/ann/src");
-        assert_eq!(percent_encode("/a b/%c:d"), "/a%20b/%25c%3Ad");
-        assert_eq!(percent_encode("/é"), "/%C3%A9");
-    }
 
     #[test]
     fn nested_missing_and_repeated_folders_are_dropped() {
@@ -171,6 +148,6 @@ mod tests {
             Some(&"berth0".to_string())
         );
         assert!(containing(&shares, &root.join("ab")).is_none());
-        assert!(shares[0].param().starts_with("berth.share=berth0:/"));
+        assert_eq!(shares[0].boot_share().path, a.to_string_lossy());
     }
 }

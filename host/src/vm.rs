@@ -13,6 +13,7 @@ use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Machine};
 use crate::transport::{self, Kind, Transport, TransportError};
+use berth_protocol::boot::BootParams;
 
 /// The least guest memory berth boots with: below it, kernels die before their console
 /// starts (nothing to show the user), so the request is refused up front instead.
@@ -120,24 +121,22 @@ impl Vm {
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
         let transport = transport::open(cfg.transport, &dir)?;
-        let mut params = transport.agent_params();
-        if cfg.debug_guest {
-            params.push("berth.debug=1".into());
+        let params = BootParams {
+            transport: transport.agent_transport(),
+            debug: cfg.debug_guest,
+            hostname: None,
+            // The layer disk is the machine's only disk, so the guest sees it first.
+            disk: cfg.layer_disk.as_ref().map(|_| "/dev/vda".to_string()),
+            uplink: cfg.uplink,
+            host_ports: cfg.host_ports.clone(),
+            shares: cfg
+                .shares
+                .iter()
+                .map(crate::shares::Share::boot_share)
+                .collect(),
+            shares_virtiofs: cfg.share_fs == crate::shares::ShareFs::Virtiofs,
         }
-        if cfg.layer_disk.is_some() {
-            params.push("berth.disk=/dev/vda".into());
-        }
-        if cfg.uplink != qemu::Uplink::None {
-            params.push(format!("berth.uplink={}", cfg.uplink.as_str()));
-        }
-        if !cfg.host_ports.is_empty() {
-            let ports: Vec<String> = cfg.host_ports.iter().map(u16::to_string).collect();
-            params.push(format!("berth.hostfwd={}", ports.join(",")));
-        }
-        params.extend(cfg.shares.iter().map(crate::shares::Share::param));
-        if cfg.share_fs == crate::shares::ShareFs::Virtiofs && !cfg.shares.is_empty() {
-            params.push("berth.sharefs=virtiofs".into());
-        }
+        .to_args();
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,

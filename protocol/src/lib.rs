@@ -15,6 +15,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod boot;
 pub mod kernel;
 mod message;
 pub use message::*;

@@ -41,15 +41,7 @@ const UPLINK_DNS: SocketAddr =
 pub const HOST_NAMES: &str = "host.berth.internal host.docker.internal";
 
 /// How the host attached the guest's uplink (`berth.uplink=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uplink {
-    /// No network device.
-    None,
-    /// QEMU user networking with `restrict=on`: nothing leaves the machine.
-    Restricted,
-    /// QEMU user networking: the guest reaches what the host reaches.
-    Open,
-}
+pub use berth_protocol::boot::Uplink;
 
 /// What a container's shim needs: its namespace and its /etc files.
 #[derive(Debug, Clone)]

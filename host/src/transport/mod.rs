@@ -22,6 +22,7 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::qemu::TransportDevice;
+use berth_protocol::boot::AgentTransport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -160,8 +161,8 @@ pub trait Transport: Send {
     fn kind(&self) -> Kind;
     /// The QEMU device that carries the transport.
     fn device(&self) -> TransportDevice;
-    /// `berth.*` kernel parameters that tell the agent how to reach the host.
-    fn agent_params(&self) -> Vec<String>;
+    /// How the agent reaches the host (said on the kernel command line).
+    fn agent_transport(&self) -> AgentTransport;
     /// Waits for (vsock: the guest dials) or makes (serial: we dial QEMU) the connection.
     /// Loops until it succeeds: the caller bounds it with the boot deadline and watches
     /// QEMU meanwhile.
@@ -190,15 +191,6 @@ pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn Transport>, TransportError
             why: "not supported on this host OS".into(),
         }),
     }
-}
-
-/// The kernel parameters of the vsock transports: the agent dials the host on `port`.
-#[cfg(unix)]
-fn vsock_params(port: u32) -> Vec<String> {
-    vec![
-        "berth.transport=vsock".to_string(),
-        format!("berth.port={port}"),
-    ]
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{BoxIo, Establish, Kind, Transport};
 use crate::qemu::{Chardev, TransportDevice};
+use berth_protocol::boot::AgentTransport;
 
 pub struct Serial {
     chardev: Chardev,
@@ -30,8 +31,10 @@ impl Transport for Serial {
         }
     }
 
-    fn agent_params(&self) -> Vec<String> {
-        vec!["berth.transport=serial".to_string()]
+    fn agent_transport(&self) -> AgentTransport {
+        AgentTransport::Serial {
+            name: berth_protocol::SERIAL_PORT_NAME.to_string(),
+        }
     }
 
     fn establish(&mut self) -> Establish<'_> {

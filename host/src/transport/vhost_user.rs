@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 
-use super::{vsock_params, Establish, Kind, Transport, TransportError};
+use super::{Establish, Kind, Transport, TransportError};
 use crate::qemu::TransportDevice;
 use crate::vm::last_lines;
+use berth_protocol::boot::AgentTransport;
 
 /// How long the backend gets to create its socket.
 const BACKEND_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,8 +53,8 @@ impl Transport for VhostUser {
         }
     }
 
-    fn agent_params(&self) -> Vec<String> {
-        vsock_params(berth_protocol::VSOCK_PORT)
+    fn agent_transport(&self) -> AgentTransport {
+        AgentTransport::default()
     }
 
     fn establish(&mut self) -> Establish<'_> {

@@ -5,8 +5,9 @@ use std::io;
 
 use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
 
-use super::{vsock_params, Establish, Kind, Transport, TransportError};
+use super::{Establish, Kind, Transport, TransportError};
 use crate::qemu::TransportDevice;
+use berth_protocol::boot::AgentTransport;
 
 pub struct VhostVsock {
     listener: VsockListener,
@@ -48,8 +49,8 @@ impl Transport for VhostVsock {
         TransportDevice::VhostVsock { cid: self.cid }
     }
 
-    fn agent_params(&self) -> Vec<String> {
-        vsock_params(self.port)
+    fn agent_transport(&self) -> AgentTransport {
+        AgentTransport::Vsock { port: self.port }
     }
 
     fn establish(&mut self) -> Establish<'_> {
