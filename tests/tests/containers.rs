@@ -506,10 +506,35 @@ fn seccomp_caps_and_their_overrides() {
             "busybox",
             "sh",
             "-c",
-            "echo 1 > /proc/sys/vm/overcommit_memory && echo rw",
+            "echo 1 > /proc/sys/vm/overcommit_memory && echo rw; \
+             grep -E ' /sys(/fs/cgroup)? ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; \
+             test -c /dev/kmsg && echo kmsg",
         ],
     );
-    assert_eq!(out.stdout_text(), "rw\n", "{}", out.stderr);
+    assert_eq!(
+        out.stdout_text(),
+        "rw\n/sys rw\n/sys/fs/cgroup rw\nkmsg\n",
+        "--privileged: /proc/sys, sysfs and the cgroup writable, the machine's devices \
+         (/dev/kmsg) present: {}",
+        out.stderr
+    );
+    let out = run(
+        &b,
+        &[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E ' /sys(/fs/cgroup)? ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; \
+             test -e /dev/kmsg || echo no-kmsg",
+        ],
+    );
+    assert_eq!(
+        out.stdout_text(),
+        "/sys ro\n/sys/fs/cgroup ro\nno-kmsg\n",
+        "an unprivileged container: sysfs and the cgroup read-only, no machine devices: {}",
+        out.stderr
+    );
 }
 
 #[test]

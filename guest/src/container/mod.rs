@@ -13,6 +13,7 @@
 mod archive;
 pub mod cgroup;
 mod changes;
+mod devices;
 mod join;
 mod launch;
 pub mod mounts;

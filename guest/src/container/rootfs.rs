@@ -80,22 +80,15 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
     mount_overlay(spec)?;
     let at = |p: &str| root.join(p).display().to_string();
     let nosuid_nodev_noexec = MountFlags::MS_NOSUID | MountFlags::MS_NODEV | MountFlags::MS_NOEXEC;
+    // sysfs and the cgroup are read-only, except in a privileged container (as Docker).
+    let sys_flags = match spec.security.privileged {
+        true => nosuid_nodev_noexec,
+        false => nosuid_nodev_noexec | MountFlags::MS_RDONLY,
+    };
     sys::mount_fs("proc", &at("proc"), "proc", nosuid_nodev_noexec, None)?;
-    sys::mount_fs(
-        "sysfs",
-        &at("sys"),
-        "sysfs",
-        nosuid_nodev_noexec | MountFlags::MS_RDONLY,
-        None,
-    )?;
-    // The container's own cgroup (the cgroup namespace makes it the root), read-only.
-    sys::mount_fs(
-        "cgroup",
-        &at("sys/fs/cgroup"),
-        "cgroup2",
-        nosuid_nodev_noexec | MountFlags::MS_RDONLY,
-        None,
-    )?;
+    sys::mount_fs("sysfs", &at("sys"), "sysfs", sys_flags, None)?;
+    // The container's own cgroup (the cgroup namespace makes it the root).
+    sys::mount_fs("cgroup", &at("sys/fs/cgroup"), "cgroup2", sys_flags, None)?;
     sys::mount_fs(
         "tmpfs",
         &at("dev"),
@@ -165,8 +158,12 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         let exe = std::fs::read_link("/proc/self/exe")?;
         sys::bind_mount(&exe, &init, true)?;
     }
+    if spec.security.privileged {
+        // Docker gives a privileged container every device of its host.
+        super::devices::add_machine_devices(Path::new("/dev"), &root.join("dev"))?;
+    }
     for d in &spec.process.devices {
-        add_device(&root, d)?;
+        super::devices::add_device(&root, d)?;
     }
     write_sysctls(&root, &spec.process.sysctls)?;
     write_etc(&root, spec)?;
@@ -193,40 +190,6 @@ fn build_and_pivot(spec: &ShimSpec) -> io::Result<()> {
         super::NsEntry::Host => Ok(()),
         _ => sys::set_hostname(&spec.hostname).map_err(io::Error::from),
     }
-}
-
-/// `--device`: a node like the machine's (type, numbers, mode, owner) at the container's
-/// path.
-fn add_device(root: &Path, d: &berth_protocol::Device) -> io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
-    let fail = |m: String| io::Error::other(format!("--device {}: {m}", d.path_on_host));
-    let meta = std::fs::metadata(&d.path_on_host).map_err(|e| fail(e.to_string()))?;
-    let kind = match meta.file_type() {
-        t if t.is_char_device() => NodeKind::Char,
-        t if t.is_block_device() => NodeKind::Block,
-        _ => return Err(fail("not a device node of the machine".into())),
-    };
-    let rel = d.path_in_container.trim_start_matches('/');
-    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-        return Err(fail(format!(
-            "bad path in the container {:?}",
-            d.path_in_container
-        )));
-    }
-    let node = root.join(rel);
-    if let Some(parent) = node.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let _ = std::fs::remove_file(&node);
-    let rdev = meta.rdev();
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    sys::make_node(&node, kind, meta.mode() & 0o7777, major, minor)
-        .map_err(|e| fail(e.to_string()))?;
-    std::fs::set_permissions(
-        &node,
-        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
-    )?;
-    std::os::unix::fs::chown(&node, Some(meta.uid()), Some(meta.gid()))
 }
 
 /// The container's root (its layers under its upper directory) at `spec.rootfs()`.
