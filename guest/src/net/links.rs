@@ -52,15 +52,14 @@ pub async fn index_of(handle: &Handle, name: &str) -> io::Result<Option<u32>> {
     }
 }
 
-async fn require(handle: &Handle, name: &str) -> io::Result<u32> {
+pub async fn require(handle: &Handle, name: &str) -> io::Result<u32> {
     index_of(handle, name)
         .await?
         .ok_or_else(|| io::Error::other(format!("no link named {name}")))
 }
 
-/// Brings `name` up.
-pub async fn up(handle: &Handle, name: &str) -> io::Result<()> {
-    let index = require(handle, name).await?;
+/// Brings the link with `index` (`name`, for errors) up.
+pub async fn up(handle: &Handle, index: u32, name: &str) -> io::Result<()> {
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -69,14 +68,13 @@ pub async fn up(handle: &Handle, name: &str) -> io::Result<()> {
         .map_err(nl_err(name))
 }
 
-/// Adds `address/prefix` to `name`; an address already there is fine.
+/// Adds `address/prefix` to the link with `index`; an address already there is fine.
 pub async fn add_address(
     handle: &Handle,
-    name: &str,
+    index: u32,
     address: Ipv4Addr,
     prefix: u8,
 ) -> io::Result<()> {
-    let index = require(handle, name).await?;
     match handle
         .address()
         .add(index, IpAddr::V4(address), prefix)
@@ -101,24 +99,31 @@ pub async fn default_route(handle: &Handle, gateway: Ipv4Addr) -> io::Result<()>
 }
 
 /// Creates the bridge `name` with `gateway/prefix` and brings it up (idempotent);
-/// returns its index.
+/// returns its index. A new bridge is made up in its creation request: four round trips
+/// to the kernel, three for one that exists.
 pub async fn ensure_bridge(
     handle: &Handle,
     name: &str,
     gateway: Ipv4Addr,
     prefix: u8,
 ) -> io::Result<u32> {
-    if index_of(handle, name).await?.is_none() {
-        handle
-            .link()
-            .add(LinkBridge::new(name).build())
-            .execute()
-            .await
-            .map_err(nl_err("creating a bridge"))?;
-    }
-    add_address(handle, name, gateway, prefix).await?;
-    up(handle, name).await?;
-    require(handle, name).await
+    let index = match index_of(handle, name).await? {
+        Some(index) => {
+            up(handle, index, name).await?;
+            index
+        }
+        None => {
+            handle
+                .link()
+                .add(LinkBridge::new(name).up().build())
+                .execute()
+                .await
+                .map_err(nl_err("creating a bridge"))?;
+            require(handle, name).await?
+        }
+    };
+    add_address(handle, index, gateway, prefix).await?;
+    Ok(index)
 }
 
 /// Deletes the link `name` (a veth's peer goes with it); a missing link is fine.
@@ -184,21 +189,8 @@ pub async fn configure_inside(
     gateway: Option<Ipv4Addr>,
 ) -> io::Result<()> {
     let index = require(handle, interface).await?;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(nl_err(interface))?;
-    match handle
-        .address()
-        .add(index, IpAddr::V4(address), prefix)
-        .execute()
-        .await
-    {
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {}
-        other => other.map_err(nl_err("adding an address"))?,
-    }
+    up(handle, index, interface).await?;
+    add_address(handle, index, address, prefix).await?;
     match gateway {
         Some(gateway) => default_route(handle, gateway).await,
         None => Ok(()),

@@ -693,7 +693,8 @@ fn refresh_peers(state: &mut State, id: &str) {
 
 async fn configure_uplink(h: &rtnetlink::Handle) -> std::io::Result<()> {
     let (name, address, prefix, gateway) = links::UPLINK;
-    links::add_address(h, name, address, prefix).await?;
-    links::up(h, name).await?;
+    let index = links::require(h, name).await?;
+    links::add_address(h, index, address, prefix).await?;
+    links::up(h, index, name).await?;
     links::default_route(h, gateway).await
 }
