@@ -135,7 +135,7 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     print_ratio(PUBLISHED, HOSTFWD);
     for name in [PUBLISHED, HOSTFWD] {
-        if let Some(secs) = berth_bench::mean_secs(name) {
+        if let Some(secs) = berth_bench::median_secs(name) {
             println!("{name}: {:.1} MiB/s", SIZE_MIB as f64 / secs);
         }
     }

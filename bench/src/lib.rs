@@ -78,38 +78,67 @@ pub fn time_command(cmd: &mut Command) -> Duration {
     took
 }
 
-/// Mean time per iteration of each benchmark, by name, for the ratios printed at the end.
-static MEANS: Mutex<Vec<(String, Duration, u32)>> = Mutex::new(Vec::new());
+/// Each benchmark's batches, by name, as seconds per iteration, for the ratios printed at
+/// the end. Criterion's warm-up batches count too: they run the same command.
+static BATCHES: Mutex<Vec<(String, Vec<f64>)>> = Mutex::new(Vec::new());
 
 /// Records one measured batch of `iters` iterations that took `total`.
 pub fn record(name: &str, total: Duration, iters: u64) {
-    let mut means = MEANS.lock().unwrap_or_else(|p| p.into_inner());
-    match means.iter_mut().find(|(n, _, _)| n == name) {
-        Some((_, t, n)) => {
-            *t += total;
-            *n += iters as u32;
-        }
-        None => means.push((name.to_string(), total, iters as u32)),
+    if iters == 0 {
+        return;
+    }
+    let per_iter = total.as_secs_f64() / iters as f64;
+    let mut batches = BATCHES.lock().unwrap_or_else(|p| p.into_inner());
+    match batches.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => v.push(per_iter),
+        None => batches.push((name.to_string(), vec![per_iter])),
     }
 }
 
-/// Mean seconds per iteration of a recorded benchmark.
-pub fn mean_secs(name: &str) -> Option<f64> {
-    let means = MEANS.lock().unwrap_or_else(|p| p.into_inner());
-    means
-        .iter()
-        .find(|(n, _, _)| n == name)
-        .filter(|(_, _, n)| *n > 0)
-        .map(|(_, t, n)| t.as_secs_f64() / f64::from(*n))
+/// Median seconds per iteration over a recorded benchmark's batches: on a shared,
+/// noisy machine one stalled batch moves a mean but not the median.
+pub fn median_secs(name: &str) -> Option<f64> {
+    let batches = BATCHES.lock().unwrap_or_else(|p| p.into_inner());
+    let (_, v) = batches.iter().find(|(n, _)| n == name)?;
+    median(v)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// Prints `name / baseline` as a ratio line.
 pub fn print_ratio(name: &str, baseline: &str) {
-    match (mean_secs(name), mean_secs(baseline)) {
+    match (median_secs(name), median_secs(baseline)) {
         (Some(a), Some(b)) => println!(
-            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s mean)",
+            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s, medians of batches)",
             a / b
         ),
         _ => println!("ratio {name} / {baseline}: not measured"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_batch_does_not_move_the_median() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[0.6, 0.62, 1.4]), Some(0.62));
+        assert_eq!(median(&[0.5, 0.75, 0.625, 1.5]), Some(0.6875));
+        record("t", Duration::from_millis(1200), 2);
+        record("t", Duration::from_millis(610), 1);
+        record("t", Duration::from_millis(2800), 2);
+        assert_eq!(median_secs("t"), Some(0.61));
+        assert_eq!(median_secs("unknown"), None);
     }
 }
