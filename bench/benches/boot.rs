@@ -50,6 +50,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         accel: accel.accel,
         cpus: 1,
         memory_mib: 512,
+        ram: qemu::Ram::for_host(),
         kernel: kernel.image(true).to_path_buf(),
         initramfs: paths.assets.join("floor-init.cpio"),
         cmdline: qemu::cmdline(

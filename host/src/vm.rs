@@ -142,6 +142,7 @@ impl Vm {
             accel: cfg.accel.accel,
             cpus: cfg.cpus,
             memory_mib: cfg.memory_mib,
+            ram: qemu::Ram::for_host(),
             kernel: cfg
                 .kernel
                 .image(cfg.machine == Machine::Microvm)
