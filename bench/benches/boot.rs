@@ -42,9 +42,6 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
     let kernel =
         kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
     let accel = accel::choose();
-    let serial = AgentTransport::Serial {
-        name: berth_protocol::SERIAL_PORT_NAME.to_string(),
-    };
     let spec = qemu::Spec {
         machine: Machine::Microvm,
         accel: accel.accel,
@@ -58,7 +55,9 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
             accel.accel,
             accel::host_tsc_khz(),
             &BootParams {
-                transport: serial.clone(),
+                transport: AgentTransport::Serial {
+                    name: berth_protocol::SERIAL_PORT_NAME.to_string(),
+                },
                 ..BootParams::default()
             }
             .to_args(),

@@ -46,30 +46,26 @@ impl Shares {
         sorted.sort_by_key(|s| s.path.len());
         let list = sorted
             .into_iter()
-            .map(
-                |BootShare {
-                     tag,
-                     path: host_path,
-                 }| {
-                    let target = format!("{PREFIX}{host_path}");
-                    let mounted = match virtiofs {
-                        true => mount_virtiofs(tag, &target),
-                        false => mount_9p(tag, &target),
-                    };
-                    let error = mounted.err().map(|e| match virtiofs {
-                        true => e.to_string(),
-                        false => explain(&e.to_string()),
-                    });
-                    match &error {
-                        None => tracing::info!("host folder {host_path} at {target}"),
-                        Some(e) => tracing::error!("host folder {host_path}: {e}"),
-                    }
-                    Share {
-                        host_path: host_path.clone(),
-                        error,
-                    }
-                },
-            )
+            .map(|share| {
+                let (tag, host_path) = (&share.tag, &share.path);
+                let target = format!("{PREFIX}{host_path}");
+                let mounted = match virtiofs {
+                    true => mount_virtiofs(tag, &target),
+                    false => mount_9p(tag, &target),
+                };
+                let error = mounted.err().map(|e| match virtiofs {
+                    true => e.to_string(),
+                    false => explain(&e.to_string()),
+                });
+                match &error {
+                    None => tracing::info!("host folder {host_path} at {target}"),
+                    Some(e) => tracing::error!("host folder {host_path}: {e}"),
+                }
+                Share {
+                    host_path: host_path.clone(),
+                    error,
+                }
+            })
             .collect();
         Shares {
             prefix: PathBuf::from(PREFIX),

@@ -183,7 +183,11 @@ impl BootParams {
         }
         match &mut p.transport {
             AgentTransport::Vsock { port: p } => *p = port.unwrap_or(*p),
-            AgentTransport::Serial { name } => *name = serial_name.unwrap_or(name.clone()),
+            AgentTransport::Serial { name } => {
+                if let Some(given) = serial_name {
+                    *name = given;
+                }
+            }
         }
         p
     }
