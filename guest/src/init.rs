@@ -35,10 +35,14 @@ pub fn main() -> i32 {
         if let Err(e) = sys::set_hostname(cfg.hostname()) {
             tracing::warn!("sethostname: {e}");
         }
-        let cgroups = Path::new("/sys/fs/cgroup");
-        let parent = Path::new(crate::container::CGROUP_PARENT);
-        if let Err(e) = crate::container::cgroup::enable_controllers(cgroups, parent) {
-            tracing::warn!("cgroup controllers for containers: {e}");
+        // Only a machine (it has a state disk) runs containers; `vm run` leaves the
+        // cgroup tree as the kernel made it.
+        if cfg.boot.disk.is_some() {
+            let cgroups = Path::new("/sys/fs/cgroup");
+            let parent = Path::new(crate::container::CGROUP_PARENT);
+            if let Err(e) = crate::container::cgroup::enable_controllers(cgroups, parent) {
+                tracing::warn!("cgroup controllers for containers: {e}");
+            }
         }
         for e in crate::modules::load_all(
             Path::new(crate::modules::LIST),

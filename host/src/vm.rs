@@ -8,12 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::accel;
-use crate::client::{AgentClient, ClientError};
+use crate::client::{AgentClient, ClientError, Exec, Requests};
 use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Machine};
-use crate::transport::{self, Kind, Transport, TransportError};
+use crate::transport::{self, BoxIo, Kind, Transport, TransportError};
 use berth_protocol::boot::BootParams;
+use berth_protocol::{ExecSpec, HostMessage};
 
 /// The least guest memory berth boots with: below it, kernels die before their console
 /// starts (nothing to show the user), so the request is refused up front instead.
@@ -109,6 +110,8 @@ pub struct Vm {
     virtiofsd: Vec<Child>,
     dir: PathBuf,
     logs_dir: PathBuf,
+    /// Whether the VM holds anything that outlives it: the layer disk, shared folders.
+    keeps_state: bool,
 }
 
 impl Vm {
@@ -189,12 +192,43 @@ impl Vm {
             virtiofsd,
             dir,
             logs_dir: paths.logs_dir()?,
+            keeps_state: cfg.layer_disk.is_some() || !cfg.shares.is_empty(),
         })
     }
 
     /// Waits for the guest's connection and the agent's handshake, within `deadline`,
     /// failing early if QEMU exits.
     pub async fn connect(&mut self, deadline: Duration) -> Result<AgentClient, VmError> {
+        let (client, ()) = self
+            .connect_with(deadline, |io| async move {
+                Ok((AgentClient::handshake(io, "berth").await?, ()))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// [`Vm::connect`], asking for a first process along with the handshake
+    /// ([`AgentClient::handshake_then`]).
+    pub async fn connect_then(
+        &mut self,
+        deadline: Duration,
+        first: ExecSpec,
+    ) -> Result<(AgentClient, Exec), VmError> {
+        self.connect_with(deadline, |io| {
+            AgentClient::handshake_then(io, "berth", first)
+        })
+        .await
+    }
+
+    async fn connect_with<T, F, Fut>(
+        &mut self,
+        deadline: Duration,
+        handshake: F,
+    ) -> Result<(AgentClient, T), VmError>
+    where
+        F: FnOnce(BoxIo) -> Fut,
+        Fut: std::future::Future<Output = Result<(AgentClient, T), ClientError>>,
+    {
         let what = format!("the guest agent answering over {}", self.transport.kind());
         let start = Instant::now();
         let Vm {
@@ -205,7 +239,7 @@ impl Vm {
                 .establish()
                 .await
                 .map_err(|e| ClientError::Mux(e.into()))?;
-            AgentClient::handshake(io, "berth").await
+            handshake(io).await
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(deadline, attempt) => r,
@@ -214,14 +248,14 @@ impl Vm {
             }
         };
         match outcome {
-            Ok(Ok(client)) => {
+            Ok(Ok((client, extra))) => {
                 tracing::debug!(
                     "agent answered after {:?}: {} on {}",
                     start.elapsed(),
                     client.guest.agent,
                     client.guest.kernel_release
                 );
-                Ok(client)
+                Ok((client, extra))
             }
             Ok(Err(source)) => Err(VmError::Agent {
                 what,
@@ -252,6 +286,21 @@ impl Vm {
             let _ = self.qemu.wait();
         }
         exited
+    }
+
+    /// Ends a VM whose work is done. One that keeps something (the layer disk, shared
+    /// folders) powers off through its agent, which settles the disk and flushes what the
+    /// guest still caches, within `timeout`. One that keeps nothing (everything it had was
+    /// in its own RAM, and its command's exit and output are in) is stopped at once: the
+    /// guest's shutdown would cost a round trip and the kernel's power-off path, and
+    /// could lose nothing.
+    pub async fn finish(&mut self, requests: &mut Requests, timeout: Duration) {
+        if !self.keeps_state {
+            let _ = self.qemu.kill();
+            let _ = self.qemu.wait();
+        } else if requests.send(&HostMessage::PowerOff).await.is_ok() {
+            self.wait_exit(timeout).await;
+        }
     }
 
     /// The last lines of the guest console and of QEMU's output, for error messages. The

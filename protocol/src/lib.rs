@@ -30,6 +30,9 @@ pub const SERIAL_PORT_NAME: &str = "berth.0";
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 4;
+/// The cgroup controllers a machine's agent enables for containers at boot (written to
+/// `cgroup.subtree_control`); the bench's crun yardstick enables the same.
+pub const CGROUP_CONTROLLERS: &str = "+cpu +cpuset +io +memory +pids";
 
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

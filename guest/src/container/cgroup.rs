@@ -8,7 +8,7 @@ use std::path::Path;
 use berth_protocol::Resources;
 
 /// The controllers containers get.
-pub const CONTROLLERS: &str = "+cpu +cpuset +io +memory +pids";
+pub const CONTROLLERS: &str = berth_protocol::CGROUP_CONTROLLERS;
 /// cpu.max period in microseconds (Docker's default CFS period).
 const CPU_PERIOD: u64 = 100_000;
 

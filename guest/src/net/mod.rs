@@ -136,10 +136,13 @@ impl Net {
         if let Err(e) = loopback::loopback_up() {
             tracing::warn!("lo: {e}");
         }
-        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-            tracing::warn!("ip_forward: {e}");
+        // Forwarding and the namespaces' directory are for containers.
+        if containers {
+            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+                tracing::warn!("ip_forward: {e}");
+            }
+            let _ = std::fs::create_dir_all(NETNS_DIR);
         }
-        let _ = std::fs::create_dir_all(NETNS_DIR);
         let net = Arc::new(Net {
             uplink,
             enabled: true,

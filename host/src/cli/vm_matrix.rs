@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_protocol::{ExecSpec, GuestMessage, HostMessage};
+use berth_protocol::{ExecSpec, GuestMessage};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
@@ -247,9 +247,7 @@ pub async fn run_target(paths: &Paths, cfg: &VmConfig, target: &Target) -> Outco
     if !out.passed {
         out.console_tail = Some(tail(&vm.tail()));
     }
-    if client.requests.send(&HostMessage::PowerOff).await.is_ok() {
-        vm.wait_exit(POWER_OFF).await;
-    }
+    vm.finish(&mut client.requests, POWER_OFF).await;
     out.total_ms = ms(started.elapsed());
     out
 }

@@ -211,7 +211,6 @@ pub(super) async fn boot_and_run(
     spec: ExecSpec,
 ) -> Result<Ended, Error> {
     let mut vm = Vm::launch(paths, cfg)?;
-    let mut client = vm.connect(cfg.boot_timeout).await?;
     let agent_err = |vm: &Vm, what: &str, source: ClientError| VmError::Agent {
         what: what.into(),
         tail: vm.tail(),
@@ -220,10 +219,7 @@ pub(super) async fn boot_and_run(
 
     let spec_tty = spec.tty.is_some();
     let spec_stdin = spec.stdin;
-    let exec = client
-        .start_exec(spec)
-        .await
-        .map_err(|e| agent_err(&vm, "starting the command", e))?;
+    let (mut client, exec) = vm.connect_then(cfg.boot_timeout, spec).await?;
     let stdout = tokio::spawn(copy_out(exec.stdout, tokio::io::stdout()));
     let stderr = tokio::spawn(copy_out(exec.stderr, tokio::io::stderr()));
     let stdin = exec.stdin.map(|mut to_guest| {
@@ -271,9 +267,7 @@ pub(super) async fn boot_and_run(
     if let Some(stdin) = stdin {
         stdin.abort();
     }
-    if client.requests.send(&HostMessage::PowerOff).await.is_ok() {
-        vm.wait_exit(POWER_OFF_TIMEOUT).await;
-    }
+    vm.finish(&mut client.requests, POWER_OFF_TIMEOUT).await;
     outcome
 }
 
