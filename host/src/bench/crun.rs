@@ -80,11 +80,13 @@ fn crun_assets(assets: &Path, kernel: &str, work: &Path) -> Result<PathBuf, Stri
 pub fn measure(berth: &Path, assets: &Path, kernel: &str, batch: u32) -> Result<CrunTimes, String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let crun_assets = crun_assets(assets, kernel, work.path())?;
-    // The controllers a machine enables for its containers: `vm run` leaves them off.
+    // The guest as a machine's agent sets it up for containers (`vm run` does not): the
+    // same cgroup controllers, and IPv4 forwarding (new network namespaces inherit it).
     let controllers = berth_protocol::CGROUP_CONTROLLERS;
     let script = format!(
         r#"set -e
 echo '{controllers}' > /sys/fs/cgroup/cgroup.subtree_control
+echo 1 > /proc/sys/net/ipv4/ip_forward
 cd /bundle
 up() {{ cut -d' ' -f1 /proc/uptime; }}
 cp run.json config.json; crun run w0
