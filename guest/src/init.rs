@@ -1,13 +1,11 @@
 //! PID 1 duties: mount the system, load modules, start the agent, power off at the end.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::{Agent, Storage};
+use crate::agent::Agent;
 use crate::config::Config;
 use crate::process::Reaper;
-use crate::shares::Shares;
 use crate::sys::{self, MountFlags};
 
 /// Where the agent keeps layers and containers.
@@ -62,28 +60,27 @@ pub fn main() -> i32 {
         Ok(rt) => rt.block_on(async {
             let reaper = Reaper::start()?;
             // A machine (it has a state disk) runs containers: their path warms up on
-            // the runtime's threads while the disk and the shares mount.
+            // the runtime's threads while this one mounts the disk and the shares.
             if is_init && cfg.boot.disk.is_some() {
                 let dir = Path::new(WARMUP_DIR).to_path_buf();
                 tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
             }
-            let storage = Arc::new(Storage::mounting());
-            let mount = {
-                let (storage, boot) = (storage.clone(), cfg.boot.clone());
-                move || {
-                    let mounted = std::panic::catch_unwind(|| mount_storage(is_init, &boot));
-                    storage.mounted(mounted.unwrap_or_else(|_| {
-                        tracing::error!("mounting the state disk and the shares failed");
-                        crate::shares::Shares::default()
-                    }))
+            if is_init {
+                // After the modules: on distro kernels virtio_blk is one.
+                if let Some(disk) = &cfg.boot.disk {
+                    match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
+                        Ok(()) => tracing::info!("layer cache on {disk}"),
+                        Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
+                    }
                 }
-            };
-            match cfg.boot.disk.is_some() || !cfg.boot.shares.is_empty() {
-                // A machine answers the daemon (and starts its default bridge) while its
-                // disk and shares mount on another thread; requests that touch them wait.
-                true => drop(tokio::task::spawn_blocking(mount)),
-                false => mount(),
+                crate::disk::clean_state(Path::new(STATE_DIR));
             }
+            let shares = match is_init {
+                true => {
+                    crate::shares::Shares::mount_all(&cfg.boot.shares, cfg.boot.shares_virtiofs)
+                }
+                false => crate::shares::Shares::default(),
+            };
             let net = match is_init {
                 true => crate::net::Net::start(cfg.boot.uplink, cfg.boot.disk.is_some()).await,
                 false => crate::net::Net::disabled(),
@@ -96,7 +93,7 @@ pub fn main() -> i32 {
                 layers_dir: Path::new(STATE_DIR).join("layers"),
                 containers_dir: Path::new(STATE_DIR).join("containers"),
                 volumes_dir: Path::new(berth_protocol::VOLUMES_DIR).to_path_buf(),
-                storage,
+                shares: std::sync::Arc::new(shares),
             };
             crate::transport::serve(&cfg.boot.transport, agent).await
         }),
@@ -109,22 +106,6 @@ pub fn main() -> i32 {
         power_off();
     }
     1
-}
-
-/// Mounts the state disk (after the modules: on distro kernels virtio_blk is one) and
-/// cleans up interrupted work on it, then mounts the host's shared folders.
-fn mount_storage(is_init: bool, boot: &berth_protocol::boot::BootParams) -> Shares {
-    if !is_init {
-        return Shares::default();
-    }
-    if let Some(disk) = &boot.disk {
-        match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
-            Ok(()) => tracing::info!("layer cache on {disk}"),
-            Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
-        }
-    }
-    crate::disk::clean_state(Path::new(STATE_DIR));
-    Shares::mount_all(&boot.shares, boot.shares_virtiofs)
 }
 
 /// The kernel unpacks the initramfs into "rootfs", the one mount with no parent, and

@@ -22,7 +22,7 @@ async fn connect() -> (Session, Stream) {
         net: berth_guest::net::Net::disabled(),
         host_ports: Vec::new(),
         volumes_dir: state.join("volumes"),
-        storage: std::sync::Arc::new(berth_guest::agent::Storage::ready(Default::default())),
+        shares: Default::default(),
     };
     tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
     let host = Session::client(host_io);

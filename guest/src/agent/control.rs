@@ -67,13 +67,7 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
     if handshake(&mut rd, &replies).await {
         loop {
             match read_msg::<_, HostMessage>(&mut rd).await {
-                Ok(Some(msg)) => {
-                    // In order: a request behind one that waits, waits too.
-                    if needs_storage(&msg) {
-                        agent.storage.wait().await;
-                    }
-                    handle(&agent, &conn, &replies, msg).await
-                }
+                Ok(Some(msg)) => handle(&agent, &conn, &replies, msg).await,
                 Ok(None) => break,
                 Err(e) => {
                     // The stream is out of sync after a bad frame: say why, then close it.
@@ -89,20 +83,6 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
     }
     drop(replies);
     let _ = writer.await;
-}
-
-/// Whether a request may touch the state disk or the shared folders (see
-/// [`super::Storage`]). Only those that surely do not are answered while they mount:
-/// a new kind of request waits by default.
-fn needs_storage(msg: &HostMessage) -> bool {
-    !matches!(
-        msg,
-        HostMessage::Hello { .. }
-            | HostMessage::Ping { .. }
-            | HostMessage::Resize { .. }
-            | HostMessage::Signal { .. }
-            | HostMessage::PrepareNetwork { .. }
-    )
 }
 
 async fn handshake<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, replies: &Replies) -> bool {
@@ -243,37 +223,6 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             } else {
                 std::process::exit(0);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_that_may_touch_the_disk_or_the_shares_wait_for_them() {
-        for waits in [
-            HostMessage::ListLayers,
-            HostMessage::PutLayer {
-                digest: "sha256:0".into(),
-            },
-            HostMessage::DiskUsage { request_id: 1 },
-            HostMessage::PowerOff,
-        ] {
-            assert!(needs_storage(&waits), "{waits:?} waits for the storage");
-        }
-        for answered in [
-            HostMessage::Ping { nonce: 1 },
-            HostMessage::Signal {
-                exec_id: 1,
-                signal: 15,
-            },
-        ] {
-            assert!(
-                !needs_storage(&answered),
-                "{answered:?} is answered at once"
-            );
         }
     }
 }

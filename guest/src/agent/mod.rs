@@ -12,7 +12,6 @@ mod join;
 mod layers;
 mod spec;
 mod stdio;
-mod storage;
 mod usage;
 mod volumes;
 
@@ -24,7 +23,6 @@ use berth_protocol::{StdioFd, StreamOpen};
 
 use crate::process::Reaper;
 pub use stdio::StreamRegistry;
-pub use storage::Storage;
 pub use volumes::volume_dir;
 
 /// What the agent needs from the rest of berth-init.
@@ -44,8 +42,7 @@ pub struct Agent {
     /// Named volumes: `<name>/_data` each (`berth_protocol::VOLUMES_DIR` in the VM).
     pub volumes_dir: PathBuf,
     /// Host folders shared with this guest, mounted at boot.
-    /// The state disk and the host's shared folders, mounted beside the first exchanges.
-    pub storage: Arc<Storage>,
+    pub shares: Arc<crate::shares::Shares>,
 }
 
 /// State of one host connection.

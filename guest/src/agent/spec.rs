@@ -92,8 +92,7 @@ fn files_spec(
         .mounts
         .iter()
         .map(|m| {
-            let shares = agent.storage.shares()?;
-            let source = crate::shares::source_path(shares, &agent.volumes_dir, &m.source)?;
+            let source = crate::shares::source_path(&agent.shares, &agent.volumes_dir, &m.source)?;
             Ok(BindMount {
                 source,
                 target: m.target.clone(),
