@@ -73,9 +73,11 @@ impl AgentClient {
         first: ExecSpec,
     ) -> Result<(AgentClient, Exec), ClientError> {
         let mut agent = Self::hello(io, client).await?;
-        let exec = agent.start_exec(first).await?;
+        let exec = agent.start_exec(first).await;
+        // An agent that refused the hello may close the stream before the request is
+        // out: its reason, read first, is the error to report.
         agent.read_ack().await?;
-        Ok((agent, exec))
+        Ok((agent, exec?))
     }
 
     /// Sends the hello on a new control stream; the answer is still to be read.
@@ -188,6 +190,42 @@ mod tests {
             tty: None,
             join: None,
         }
+    }
+
+    /// A refused hello is reported with the agent's reason, even when the agent closed
+    /// the stream before the pipelined request went out.
+    #[tokio::test]
+    async fn a_refused_hello_reports_the_agents_reason() {
+        let (host, guest) = tokio::io::duplex(64 * 1024);
+        let agent = tokio::spawn(async move {
+            let mut session = Session::server(guest);
+            let mut control = session.accept().await.expect("the control stream");
+            let _: Option<StreamOpen> = read_msg(&mut control).await.unwrap();
+            let _: Option<HostMessage> = read_msg(&mut control).await.unwrap();
+            let refusal = GuestMessage::Error {
+                exec_id: None,
+                kind: ErrorKind::VersionMismatch,
+                message: "host speaks protocol 0".into(),
+            };
+            write_msg(&mut control, &refusal).await.unwrap();
+            drop(control);
+            session
+        });
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            AgentClient::handshake_then(Box::new(host), "test", spec()),
+        )
+        .await
+        .expect("the handshake ends");
+        match outcome {
+            Err(ClientError::Refused { kind, message }) => {
+                assert_eq!(kind, ErrorKind::VersionMismatch);
+                assert_eq!(message, "host speaks protocol 0");
+            }
+            Err(other) => panic!("the refusal's reason was lost: {other}"),
+            Ok(_) => panic!("a refused hello was accepted"),
+        }
+        drop(agent.await.unwrap());
     }
 
     /// A fake agent that answers the hello only once the exec request has arrived behind
