@@ -15,6 +15,7 @@ pub mod modules;
 pub mod net;
 pub mod process;
 pub mod shares;
+pub mod spawn;
 pub mod sys;
 pub mod transport;
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use berth_protocol::ExitStatus;
 use tokio::sync::oneshot;
 
+use crate::spawn::{Process, Started, Stdio};
 use crate::sys::{self, Reaped};
 
 /// Exit-status waiters by pid.
@@ -58,9 +59,24 @@ impl Reaper {
         }
     }
 
-    /// Spawns `cmd` and returns the child with a receiver for its exit status. The table
-    /// stays locked across the spawn, so the reaper can neither miss the new pid nor steal
-    /// the wait std does itself when exec fails.
+    /// Launches `process` ([`Process::spawn`]) and returns it with a receiver for its exit
+    /// status. The table stays locked across the start, so the reaper can neither miss the
+    /// new pid nor steal the wait glibc does itself when the exec fails.
+    pub fn launch(
+        &self,
+        process: &Process,
+        stdio: Stdio,
+    ) -> io::Result<(Started, oneshot::Receiver<ExitStatus>)> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let started = process.spawn(stdio)?;
+        let (tx, rx) = oneshot::channel();
+        table.insert(started.pid, tx);
+        Ok((started, rx))
+    }
+
+    /// Spawns `cmd` (for what [`Reaper::launch`] cannot do: a process on a terminal) and
+    /// returns the child with a receiver for its exit status. The table stays locked
+    /// across the spawn, as in `launch`, for the wait std does itself when exec fails.
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<ExitStatus>)> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let child = cmd.spawn()?;
@@ -84,6 +100,21 @@ mod tests {
         let (_c, rx) = reaper
             .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
             .unwrap();
+        assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
+        let sh = |script: &str| Process {
+            program: "sh".into(),
+            argv0: None,
+            args: vec!["-c".into(), script.into()],
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: None,
+        };
+        let (_s, rx) = reaper.launch(&sh("exit 4"), Stdio::Null).unwrap();
+        assert_eq!(rx.await.unwrap(), ExitStatus::Code(4));
+        let mut missing = sh("");
+        missing.program = "/no/such/program".into();
+        let e = reaper.launch(&missing, Stdio::Null).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let (_s, rx) = reaper.launch(&sh("kill -9 $$"), Stdio::Null).unwrap();
         assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
     }
 }

@@ -96,14 +96,25 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
 }
 
 #[test]
-fn dockers_default_capabilities() {
+fn dockers_default_capabilities_and_signals() {
     let b = with_images();
     let out = run(
         &b,
-        &["--rm", "busybox", "grep", "CapEff", "/proc/self/status"],
+        &[
+            "--rm",
+            "busybox",
+            "grep",
+            "-E",
+            "CapEff|SigBlk|SigIgn",
+            "/proc/self/status",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout_text(), "CapEff:\t00000000a80425fb\n");
+    // As Docker starts it: no signal blocked, none ignored (SIGPIPE among them).
+    assert_eq!(
+        out.stdout_text(),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nCapEff:\t00000000a80425fb\n"
+    );
 }
 
 #[test]

@@ -57,8 +57,20 @@ fn large_output_arrives_whole_and_separate() {
 #[test]
 fn death_by_signal_exits_128_plus_n() {
     let b = Berth::new();
-    let out = b.vm_run(&[], &["sh", "-c", "kill -9 $$"]);
+    let out = b.vm_run(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "grep -E 'SigBlk|SigIgn' /proc/self/status; kill -9 $$",
+        ],
+    );
     assert_eq!(out.code, 137, "{}", out.stderr);
+    // The command starts with no signal blocked or ignored.
+    assert_eq!(
+        out.stdout_text(),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
     let out = b.vm_run(&[], &["sh", "-c", "kill -TERM $$"]);
     assert_eq!(out.code, 143, "{}", out.stderr);
     b.assert_nothing_left();

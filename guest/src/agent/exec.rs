@@ -3,18 +3,18 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_mux::Stream;
-use berth_protocol::{ErrorKind, ExecSpec, GuestMessage, StdioFd};
+use berth_protocol::{ErrorKind, ExecSpec, ExitStatus, GuestMessage, StdioFd};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use super::control::Replies;
 use super::Agent;
 use super::Connection;
+use crate::spawn::{self, Process, Started};
 use crate::sys;
 
 /// How long the host has to open the stdio streams an `Exec` names.
@@ -81,18 +81,16 @@ async fn run_inner(
         Some(c) => Some(super::spec::container_spec(agent, c, &spec).await?),
         None => None,
     };
-    let mut cmd = match (&container, &joined) {
-        (Some(shim), _) => shim.command().map_err(|e| (ErrorKind::Internal, e))?,
-        (None, Some(exec_shim)) => exec_shim.command().map_err(|e| (ErrorKind::Internal, e))?,
-        (None, None) => {
-            let mut cmd = Command::new(program);
-            cmd.args(&spec.argv[1..])
-                .env_clear()
-                .envs(DEFAULT_ENV.iter().copied())
-                .envs(spec.env.iter().filter_map(|kv| kv.split_once('=')))
-                .current_dir(spec.cwd.as_deref().unwrap_or("/"));
-            cmd
-        }
+    let process = match (&container, &joined) {
+        (Some(shim), _) => shim.process().map_err(|e| (ErrorKind::Internal, e))?,
+        (None, Some(exec_shim)) => exec_shim.process().map_err(|e| (ErrorKind::Internal, e))?,
+        (None, None) => Process {
+            program: program.clone(),
+            argv0: None,
+            args: spec.argv[1..].to_vec(),
+            env: environment(&spec.env),
+            cwd: Some(spec.cwd.clone().unwrap_or_else(|| "/".into())),
+        },
     };
     // A container's terminal comes from its own devpts instance (`/dev/pts/N` inside).
     let devpts = match (&container, &joined) {
@@ -120,32 +118,15 @@ async fn run_inner(
             return Err((ErrorKind::Internal, format!("pseudo-terminal: {e}")));
         }
     };
-    match &pty {
-        Some((_, slave)) => {
-            let end = || -> Result<Stdio, (ErrorKind, String)> {
-                let fd = slave
-                    .try_clone()
-                    .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
-                Ok(Stdio::from(fd))
-            };
-            cmd.stdin(end()?).stdout(end()?).stderr(end()?);
-        }
-        None => {
-            cmd.stdin(if spec.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        }
-    }
-    sys::new_session_on_spawn(&mut cmd, pty.is_some());
-    let spawned = agent.reaper.spawn(&mut cmd);
-    // Our copies of the pty slave must close, or reading the master never ends.
-    drop(cmd);
+    let spawned = match &pty {
+        Some((_, slave)) => spawn_on_terminal(agent, &process, slave),
+        None => agent
+            .reaper
+            .launch(&process, spawn::Stdio::Pipes { stdin: spec.stdin }),
+    };
+    // Our copy of the pty slave must close, or reading the master never ends.
     let master = pty.map(|(master, _slave)| master);
-    let (mut child, status) = match spawned {
+    let (started, status) = match spawned {
         Ok(s) => s,
         Err(e) => {
             if let Some(shim) = &container {
@@ -155,7 +136,7 @@ async fn run_inner(
             return Err(spawn_error(program, &e));
         }
     };
-    let pid = child.id();
+    let pid = started.pid;
     replies.send(GuestMessage::Started { exec_id, pid });
     conn.pids
         .lock()
@@ -185,7 +166,7 @@ async fn run_inner(
         let mut stderr = stderr;
         let _ = stderr.shutdown().await;
     } else {
-        pump_pipes(&mut pumps, &mut inputs, &mut child, stdin, stdout, stderr);
+        pump_pipes(&mut pumps, &mut inputs, started, stdin, stdout, stderr);
     }
 
     let status = status
@@ -265,23 +246,63 @@ fn spawn_error(program: &str, e: &io::Error) -> (ErrorKind, String) {
     (kind, format!("exec {program:?}: {what}"))
 }
 
-/// Connects a child's stdio pipes to the host's streams.
+/// The environment of a command run directly in the guest: the defaults, each replaced
+/// by the request's own value of the same name.
+fn environment(requested: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = DEFAULT_ENV
+        .iter()
+        .filter(|(k, _)| {
+            !requested
+                .iter()
+                .any(|kv| kv.split_once('=').is_some_and(|(name, _)| name == *k))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.extend(requested.iter().filter(|kv| kv.contains('=')).cloned());
+    env
+}
+
+/// Starts `process` on the terminal whose slave end is `slave`, as the leader of a new
+/// session with that terminal as its controlling one (which takes code in the child, so
+/// this is std's fork path rather than [`Reaper::launch`](crate::process::Reaper::launch)).
+fn spawn_on_terminal(
+    agent: &Agent,
+    process: &Process,
+    slave: &OwnedFd,
+) -> io::Result<(Started, tokio::sync::oneshot::Receiver<ExitStatus>)> {
+    let mut cmd = process.command();
+    let end = || slave.try_clone().map(std::process::Stdio::from);
+    cmd.stdin(end()?).stdout(end()?).stderr(end()?);
+    sys::new_session_on_spawn(&mut cmd, true);
+    let (child, status) = agent.reaper.spawn(&mut cmd)?;
+    Ok((
+        Started {
+            pid: child.id(),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        },
+        status,
+    ))
+}
+
+/// Connects a process's stdio pipes to the host's streams.
 fn pump_pipes(
     pumps: &mut Vec<tokio::task::JoinHandle<()>>,
     inputs: &mut Vec<tokio::task::JoinHandle<()>>,
-    child: &mut std::process::Child,
+    started: Started,
     stdin: Option<Stream>,
     stdout: Stream,
     stderr: Stream,
 ) {
-    if let (Some(from_host), Some(to_child)) = (stdin, child.stdin.take()) {
-        inputs.push(tokio::spawn(pump_in(from_host, to_child.into())));
+    if let (Some(from_host), Some(to_process)) = (stdin, started.stdin) {
+        inputs.push(tokio::spawn(pump_in(from_host, to_process)));
     }
-    if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump_out(out.into(), stdout)));
+    if let Some(out) = started.stdout {
+        pumps.push(tokio::spawn(pump_out(out, stdout)));
     }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump_out(err.into(), stderr)));
+    if let Some(err) = started.stderr {
+        pumps.push(tokio::spawn(pump_out(err, stderr)));
     }
 }
 

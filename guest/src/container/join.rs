@@ -11,11 +11,11 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
 use super::{launch, ShimSpec, CGROUP_PARENT};
+use crate::spawn::Process;
 use crate::sys::{self, Forked, Namespace};
 
 /// The first argument that makes `berth-init` an exec shim.
@@ -56,16 +56,14 @@ pub struct ExecShimSpec {
 }
 
 impl ExecShimSpec {
-    /// The command that runs this exec shim.
-    pub fn command(&self) -> Result<Command, String> {
-        use std::os::unix::process::CommandExt as _;
+    /// The process that runs this exec shim.
+    pub fn process(&self) -> Result<Process, String> {
         let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("berth-container-exec")
-            .arg(EXEC_SHIM_ARG)
-            .arg(json)
-            .env_clear();
-        Ok(cmd)
+        Ok(Process::berth_init(
+            "berth-container-exec",
+            EXEC_SHIM_ARG,
+            json,
+        ))
     }
 
     /// The process's privileges: the container's, or everything with `privileged`.
@@ -181,7 +179,7 @@ pub fn main(spec_json: &str) -> i32 {
 
 /// In the container's namespaces: becomes the exec'd process; returns only on failure.
 fn child(spec: &ExecShimSpec, userns: Option<File>) -> (i32, String) {
-    let _ = sys::unblock_all_signals();
+    let _ = sys::clean_signals();
     if let Some(op) = &spec.builtin {
         // As the guest's root in the container's mounts, as Docker's daemon copies.
         return super::archive::run(op);
@@ -280,9 +278,8 @@ mod tests {
     #[test]
     fn the_spec_survives_the_command_line() {
         let s = spec(true);
-        let cmd = s.command().unwrap();
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args[0], EXEC_SHIM_ARG);
-        assert_eq!(serde_json::from_str::<ExecShimSpec>(args[1]).unwrap(), s);
+        let p = s.process().unwrap();
+        assert_eq!(p.args[0], EXEC_SHIM_ARG);
+        assert_eq!(serde_json::from_str::<ExecShimSpec>(&p.args[1]).unwrap(), s);
     }
 }

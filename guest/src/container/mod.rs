@@ -30,7 +30,8 @@ pub mod userns;
 pub mod warmup;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::spawn::Process;
 
 use serde::{Deserialize, Serialize};
 
@@ -196,15 +197,10 @@ impl ShimSpec {
         Ok(())
     }
 
-    /// The command that runs this container's shim.
-    pub fn command(&self) -> Result<Command, String> {
+    /// The process that runs this container's shim.
+    pub fn process(&self) -> Result<Process, String> {
         let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("berth-container-shim")
-            .arg(SHIM_ARG)
-            .arg(json)
-            .env_clear();
-        Ok(cmd)
+        Ok(Process::berth_init("berth-container-shim", SHIM_ARG, json))
     }
 }
 
@@ -225,5 +221,3 @@ pub fn finish(spec: &ShimSpec) {
     state::forget_run(&spec.dir);
     let _ = std::fs::remove_dir(Path::new(CGROUP_PARENT).join(&spec.id));
 }
-
-use std::os::unix::process::CommandExt as _;

@@ -36,7 +36,7 @@ pub fn main(args: &[String]) -> i32 {
     }
     match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
-            let _ = sys::unblock_all_signals();
+            let _ = sys::clean_signals();
             let c: Result<Vec<CString>, _> =
                 argv.iter().map(|a| CString::new(a.as_bytes())).collect();
             let Ok(c) = c else {

@@ -49,7 +49,7 @@ pub fn main(spec_json: &str) -> i32 {
             drop(parent_side);
             drop(exec_seen);
             let _open_until_exec = exec_signal;
-            let _ = sys::unblock_all_signals();
+            let _ = sys::clean_signals();
             if let Err(e) = sys::take_terminal() {
                 return fail(&format!("terminal: {e}"));
             }

@@ -11,10 +11,10 @@
 //! It is best effort: a failure is logged at debug level and changes nothing else.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use super::{state, ShimSpec};
 use crate::process::Reaper;
+use crate::spawn::Stdio;
 
 /// Its id: not 64 hex digits, so no container's id can ever be it (`valid_id`).
 pub const ID: &str = "berth-warmup";
@@ -58,11 +58,8 @@ pub async fn run(reaper: Reaper, state_dir: PathBuf) {
         spec.mount_devpts()?;
         spec.mount_shm()?;
         state::save_spec(&spec)?;
-        let mut cmd = spec.command().map_err(std::io::Error::other)?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let (_child, status) = reaper.spawn(&mut cmd)?;
+        let process = spec.process().map_err(std::io::Error::other)?;
+        let (_started, status) = reaper.launch(&process, Stdio::Null)?;
         status
             .await
             .map_err(|_| std::io::Error::other("lost track of the warm-up container"))

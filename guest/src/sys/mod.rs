@@ -5,21 +5,19 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::Command;
 use std::task::{ready, Context, Poll};
 
 use nix::errno::Errno;
 use nix::mount::MsFlags;
-use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+mod process;
+
 pub use nix::errno::Errno as SysError;
+pub use process::*;
 
 /// Mounts `fstype` from `source` on `target`, creating `target` first. Already mounted
 /// (`EBUSY`) counts as success.
@@ -146,27 +144,6 @@ pub fn sync() {
     nix::unistd::sync();
 }
 
-/// Sends `signal` to every process but ourselves (PID 1 is exempt from kill(-1)).
-pub fn kill_all(signal: Signal) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(-1), signal);
-}
-
-/// Reaps children until none is left (as PID 1, every orphan is one) or `deadline`
-/// passes. Whoever else reaps meanwhile (the agent's reaper) only makes it end sooner.
-pub fn reap_all(deadline: std::time::Duration) {
-    let start = std::time::Instant::now();
-    loop {
-        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::StillAlive) if start.elapsed() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(1))
-            }
-            Ok(WaitStatus::StillAlive) => return,
-            Ok(_) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 /// Makes the file system mounted at `path` read-only: the file system itself, not one
 /// bind of it.
 pub fn remount_fs_read_only(path: &Path) -> io::Result<()> {
@@ -182,74 +159,6 @@ pub fn power_off() -> Errno {
         Err(e) => e,
         Ok(never) => match never {},
     }
-}
-
-/// Sends `signal` (a raw number from the host) to `pid`.
-pub fn send_signal(pid: u32, signal: i32) -> Result<(), Errno> {
-    let signal = Signal::try_from(signal)?;
-    nix::sys::signal::kill(Pid::from_raw(pid as i32), signal)
-}
-
-/// Sends SIGKILL to the process group `pgid` (our children lead their own groups).
-pub fn kill_group(pgid: u32) {
-    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
-}
-
-/// One reaped child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reaped {
-    Exited(u32, i32),
-    Signaled(u32, i32),
-}
-
-/// Reaps one terminated child without blocking; `None` when no child has ended.
-pub fn reap_one() -> Option<Reaped> {
-    loop {
-        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                return Some(Reaped::Exited(pid.as_raw() as u32, code))
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                return Some(Reaped::Signaled(pid.as_raw() as u32, sig as i32))
-            }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
-            Ok(_) => continue,
-            Err(Errno::EINTR) => continue,
-            Err(_) => return None,
-        }
-    }
-}
-
-/// Makes the child of `cmd` lead a new session (and so a new process group), so signals
-/// and the final clean-up reach everything it started.
-/// With `controlling_tty`, stdin (a pty slave) also becomes the session's terminal.
-pub fn new_session_on_spawn(cmd: &mut Command, controlling_tty: bool) {
-    // SAFETY: the closure runs between fork and exec and only calls setsid(2) and
-    // ioctl(2), which are async-signal-safe; it allocates nothing and touches no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            if controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// When stdin is a terminal: starts a new session and makes that terminal its controlling
-/// terminal, taking it from the parent's session (the container shim's), as runc does.
-pub fn take_terminal() -> io::Result<()> {
-    if !nix::unistd::isatty(0).unwrap_or(false) {
-        return Ok(());
-    }
-    nix::unistd::setsid().map_err(io::Error::from)?;
-    // SAFETY: TIOCSCTTY takes an integer argument (1: steal from another session) and
-    // touches no memory of ours.
-    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 1) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A new pseudo-terminal of `rows` x `cols`: (master, slave).
@@ -411,23 +320,6 @@ impl AsyncWrite for CharDevice {
     }
 }
 
-/// Which side of a fork we are on.
-pub enum Forked {
-    Parent(u32),
-    Child,
-}
-
-/// Forks the calling process. Only for single-threaded processes (the container shim):
-/// with other threads alive, the child could inherit locks held by them.
-pub fn fork_single_threaded() -> io::Result<Forked> {
-    // SAFETY: callers are single-threaded (documented above), so the child cannot
-    // inherit a lock or allocator state held by another thread.
-    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
-        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw() as u32)),
-        nix::unistd::ForkResult::Child => Ok(Forked::Child),
-    }
-}
-
 /// The namespaces the container shim makes for the container's first process: its
 /// children are born into the new PID namespace. The mount namespace is made by that
 /// process itself ([`unshare_mount_namespace`]), so its pivot_root leaves the shim's root
@@ -574,80 +466,6 @@ pub fn set_identity(uid: u32, gid: u32) -> io::Result<()> {
     setgroups(&[Gid::from_raw(gid)]).map_err(io::Error::from)?;
     setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
     setuid(Uid::from_raw(uid)).map_err(io::Error::from)
-}
-
-/// Replaces the process image; returns only on failure.
-pub fn exec(path: &CStr, argv: &[std::ffi::CString], env: &[std::ffi::CString]) -> io::Error {
-    match nix::unistd::execve(path, argv, env) {
-        Err(e) => io::Error::from(e),
-        Ok(never) => match never {},
-    }
-}
-
-/// The signals a container shim passes on to its container.
-pub const FORWARDED_SIGNALS: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
-
-fn shim_sigset() -> nix::sys::signal::SigSet {
-    let mut set = nix::sys::signal::SigSet::empty();
-    for s in FORWARDED_SIGNALS {
-        set.add(*s);
-    }
-    set.add(Signal::SIGCHLD);
-    set
-}
-
-/// Blocks the forwarded signals and SIGCHLD, to be taken with [`wait_signal`].
-pub fn block_shim_signals() -> io::Result<()> {
-    shim_sigset().thread_block().map_err(io::Error::from)
-}
-
-/// Unblocks every signal (the container process starts with a clean mask).
-pub fn unblock_all_signals() -> io::Result<()> {
-    nix::sys::signal::SigSet::all()
-        .thread_unblock()
-        .map_err(io::Error::from)
-}
-
-/// Waits for one of the blocked shim signals.
-pub fn wait_signal() -> io::Result<Signal> {
-    shim_sigset().wait().map_err(io::Error::from)
-}
-
-/// Sends `signal` to `pid`; a process that is gone is not an error.
-pub fn forward_signal(pid: u32, signal: Signal) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
-}
-
-/// Reaps `pid` if it has ended.
-pub fn try_reap(pid: u32) -> Option<Reaped> {
-    match nix::sys::wait::waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(p, code)) => Some(Reaped::Exited(p.as_raw() as u32, code)),
-        Ok(WaitStatus::Signaled(p, sig, _)) => {
-            Some(Reaped::Signaled(p.as_raw() as u32, sig as i32))
-        }
-        _ => None,
-    }
-}
-
-/// Ends the process the way `signal` would (default action), so the parent sees the same
-/// "killed by signal" status; exits 128+N if the signal does not kill.
-pub fn die_by_signal(signal: i32) -> ! {
-    if let Ok(sig) = Signal::try_from(signal) {
-        // SAFETY: restoring the default disposition installs no handler code.
-        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
-        let _ = unblock_all_signals();
-        let _ = nix::sys::signal::raise(sig);
-    }
-    std::process::exit(128 + signal)
 }
 
 /// Sets no_new_privs: execve can no longer grant privileges (setuid bits, file caps).
