@@ -5,6 +5,10 @@
 //!   power-off) adds to the same VM;
 //! - the bare floor: the same vmlinux on a microvm with no devices at all; the ratio is
 //!   everything berth's VM costs beyond the kernel's own boot.
+//!
+//! The ratios are printed twice: from criterion's batches (each benchmark measured after
+//! the other) and from a pass of rounds that take the four commands in turn, which a
+//! shared machine's drift cannot put on one side only.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,12 +17,17 @@ use std::time::Duration;
 use berth::kernels;
 use berth::qemu::{self, Chardev, Machine, TransportDevice};
 use berth::{accel, paths::Paths};
-use berth_bench::{bench_kernel, berth_bin, print_ratio, record, time_command};
+use berth_bench::{
+    alternating, bench_kernel, berth_bin, print_alternating_ratio, print_ratio, record,
+    time_command,
+};
 use berth_protocol::boot::{AgentTransport, BootParams};
 use criterion::{criterion_group, Criterion, SamplingMode};
 
 const FLOOR: &str = "floor: same devices, boot + power-off";
 const BARE: &str = "bare floor: no devices, boot + power-off";
+/// Rounds of the alternating pass at the end (four cold boots each).
+const ROUNDS: usize = 15;
 
 fn berth_run(home: &Path, transport: &str) -> Command {
     let mut cmd = Command::new(berth_bin());
@@ -130,6 +139,24 @@ fn main() {
     for transport in ["serial", "vhost-user"] {
         for floor in [FLOOR, BARE] {
             print_ratio(&format!("berth vm run -- true ({transport})"), floor);
+        }
+    }
+    // The ratios again, with the four commands taken in turn (see `alternating`).
+    let home = tempfile::tempdir().expect("temp dir");
+    let serial = "berth vm run -- true (serial)";
+    let vhost = "berth vm run -- true (vhost-user)";
+    let medians = alternating(
+        ROUNDS,
+        &mut [
+            (FLOOR, &mut || floor_command(home.path(), false)),
+            (serial, &mut || berth_run(home.path(), "serial")),
+            (BARE, &mut || floor_command(home.path(), true)),
+            (vhost, &mut || berth_run(home.path(), "vhost-user")),
+        ],
+    );
+    for name in [serial, vhost] {
+        for floor in [FLOOR, BARE] {
+            print_alternating_ratio(&medians, name, floor, ROUNDS);
         }
     }
 }

@@ -126,6 +126,44 @@ pub fn print_ratio(name: &str, baseline: &str) {
     }
 }
 
+/// Runs `rounds` rounds in which each of `commands` runs once, in turn, and returns each
+/// one's median seconds. Criterion measures one benchmark after another, so on a shared
+/// machine whose speed drifts over minutes the two sides of a ratio can meet different
+/// weather; taken in alternation, every side meets the same.
+pub fn alternating(
+    rounds: usize,
+    commands: &mut [(&str, &mut dyn FnMut() -> Command)],
+) -> Vec<(String, f64)> {
+    let mut times = vec![Vec::with_capacity(rounds); commands.len()];
+    for _ in 0..rounds {
+        for ((_, make), t) in commands.iter_mut().zip(times.iter_mut()) {
+            t.push(time_command(&mut make()).as_secs_f64());
+        }
+    }
+    commands
+        .iter()
+        .zip(times)
+        .map(|((name, _), t)| (name.to_string(), median(&t).unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// Prints `name` against `baseline` from [`alternating`]'s medians.
+pub fn print_alternating_ratio(
+    medians: &[(String, f64)],
+    name: &str,
+    baseline: &str,
+    rounds: usize,
+) {
+    let find = |n: &str| medians.iter().find(|(m, _)| m == n).map(|(_, s)| *s);
+    match (find(name), find(baseline)) {
+        (Some(a), Some(b)) => println!(
+            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s, medians of {rounds} alternating rounds)",
+            a / b
+        ),
+        _ => println!("ratio {name} / {baseline}: not measured"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +178,31 @@ mod tests {
         record("t", Duration::from_millis(2800), 2);
         assert_eq!(median_secs("t"), Some(0.61));
         assert_eq!(median_secs("unknown"), None);
+    }
+
+    #[test]
+    fn alternating_rounds_time_each_command_apart() {
+        let (mut quick, mut slow) = (0, 0);
+        let medians = alternating(
+            3,
+            &mut [
+                ("quick", &mut || {
+                    quick += 1;
+                    Command::new("true")
+                }),
+                ("slow", &mut || {
+                    slow += 1;
+                    let mut c = Command::new("sleep");
+                    c.arg("0.05");
+                    c
+                }),
+            ],
+        );
+        assert_eq!((quick, slow), (3, 3));
+        assert_eq!(medians[0].0, "quick");
+        assert!(
+            medians[1].1 >= 0.05 && medians[0].1 < medians[1].1,
+            "{medians:?}"
+        );
     }
 }
