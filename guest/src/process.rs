@@ -86,35 +86,47 @@ impl Reaper {
     }
 }
 
+/// Tests whose children this process waits for take turns with the reaper's test, whose
+/// reaper takes any child of the process.
+#[cfg(test)]
+pub(crate) static TEST_CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn exit_codes_and_signals_are_delivered() {
-        let reaper = Reaper::start().unwrap();
-        let (_c, rx) = reaper
-            .spawn(Command::new("sh").args(["-c", "exit 3"]))
+    #[test]
+    fn exit_codes_and_signals_are_delivered() {
+        let _turn = TEST_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        assert_eq!(rx.await.unwrap(), ExitStatus::Code(3));
-        let (_c, rx) = reaper
-            .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
-            .unwrap();
-        assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
-        let sh = |script: &str| Process {
-            program: "sh".into(),
-            argv0: None,
-            args: vec!["-c".into(), script.into()],
-            env: vec!["PATH=/usr/bin:/bin".into()],
-            cwd: None,
-        };
-        let (_s, rx) = reaper.launch(&sh("exit 4"), Stdio::Null).unwrap();
-        assert_eq!(rx.await.unwrap(), ExitStatus::Code(4));
-        let mut missing = sh("");
-        missing.program = "/no/such/program".into();
-        let e = reaper.launch(&missing, Stdio::Null).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
-        let (_s, rx) = reaper.launch(&sh("kill -9 $$"), Stdio::Null).unwrap();
-        assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
+        rt.block_on(async {
+            let reaper = Reaper::start().unwrap();
+            let (_c, rx) = reaper
+                .spawn(Command::new("sh").args(["-c", "exit 3"]))
+                .unwrap();
+            assert_eq!(rx.await.unwrap(), ExitStatus::Code(3));
+            let (_c, rx) = reaper
+                .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
+                .unwrap();
+            assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
+            let sh = |script: &str| Process {
+                program: "sh".into(),
+                argv0: None,
+                args: vec!["-c".into(), script.into()],
+                env: vec!["PATH=/usr/bin:/bin".into()],
+                cwd: None,
+            };
+            let (_s, rx) = reaper.launch(&sh("exit 4"), Stdio::Null).unwrap();
+            assert_eq!(rx.await.unwrap(), ExitStatus::Code(4));
+            let mut missing = sh("");
+            missing.program = "/no/such/program".into();
+            let e = reaper.launch(&missing, Stdio::Null).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+            let (_s, rx) = reaper.launch(&sh("kill -9 $$"), Stdio::Null).unwrap();
+            assert_eq!(rx.await.unwrap(), ExitStatus::Signal(9));
+        });
     }
 }

@@ -85,7 +85,14 @@ impl Process {
             .unwrap_or(DEFAULT_PATH);
         let mut denied = false;
         for dir in path.split(':') {
-            let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(&self.program);
+            // A relative entry is relative to where the process starts, as for execvp
+            // in the child.
+            let dir = Path::new(if dir.is_empty() { "." } else { dir });
+            let candidate = match &self.cwd {
+                Some(cwd) if dir.is_relative() => Path::new(cwd).join(dir),
+                _ => dir.to_path_buf(),
+            }
+            .join(&self.program);
             if !candidate.is_file() {
                 continue;
             }
@@ -138,7 +145,19 @@ impl Process {
         let ends = Ends::new(stdio)?;
         let [stdin, stdout, stderr] = &ends.theirs;
         let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-        let pid = sys::posix_spawn(&path, &argv, &envp, cwd.as_deref(), stdio)?;
+        let pid = match sys::posix_spawn(&path, &argv, &envp, cwd.as_deref(), stdio) {
+            // As execvp(3) does: a file the kernel cannot execute (no `#!` line) is a
+            // script for /bin/sh.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+                let sh = cstring(b"/bin/sh")?;
+                let argv: Vec<CString> = [sh.clone(), path]
+                    .into_iter()
+                    .chain(argv.into_iter().skip(1))
+                    .collect();
+                sys::posix_spawn(&sh, &argv, &envp, cwd.as_deref(), stdio)?
+            }
+            spawned => spawned?,
+        };
         Ok(Started {
             pid,
             stdin: ends.ours.0,
@@ -207,6 +226,14 @@ mod tests {
         }
     }
 
+    /// The reaper's test reaps every child of this process: tests with children of their
+    /// own take turns with it.
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        crate::process::TEST_CHILDREN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn read_all(fd: Option<OwnedFd>) -> String {
         let mut s = String::new();
         std::fs::File::from(fd.expect("a pipe"))
@@ -225,6 +252,7 @@ mod tests {
 
     #[test]
     fn a_process_gets_its_arguments_environment_directory_and_pipes() {
+        let _turn = turn();
         let p = sh(r#"echo "$0 $GREETING $(pwd) $(cat)"; echo oops >&2; exit 7"#);
         let started = p.spawn(Stdio::Pipes { stdin: true }).unwrap();
         {
@@ -239,6 +267,7 @@ mod tests {
 
     #[test]
     fn a_process_leads_a_session_of_its_own_with_default_signals() {
+        let _turn = turn();
         let mut p = sh("cut -d' ' -f1,6 /proc/$$/stat; grep SigIgn /proc/$$/status");
         p.program = "/bin/sh".into();
         p.argv0 = Some("named".into());
@@ -255,6 +284,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_forbidden_program_is_the_callers_error() {
+        let _turn = turn();
         let mut p = sh("true");
         p.program = "no-such-program-anywhere".into();
         let e = p.spawn(Stdio::Null).unwrap_err();
@@ -270,6 +300,7 @@ mod tests {
 
     #[test]
     fn a_name_is_found_in_the_processes_own_path() {
+        let _turn = turn();
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("only-here");
         std::fs::write(&tool, "#!/bin/sh\necho found\n").unwrap();
@@ -286,5 +317,43 @@ mod tests {
         let started = p.spawn(Stdio::Pipes { stdin: false }).unwrap();
         assert_eq!(read_all(started.stdout), "found\n");
         assert_eq!(wait(started.pid), 0);
+    }
+
+    #[test]
+    fn a_file_without_a_shebang_line_runs_as_a_shell_script() {
+        let _turn = turn();
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("plain");
+        std::fs::write(&script, "echo \"as a script: $1\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let p = Process {
+            program: "./plain".into(),
+            argv0: None,
+            args: vec!["yes".into()],
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: Some(dir.path().display().to_string()),
+        };
+        let started = p.spawn(Stdio::Pipes { stdin: false }).unwrap();
+        assert_eq!(read_all(started.stdout), "as a script: yes\n");
+        assert_eq!(wait(started.pid), 0);
+    }
+
+    #[test]
+    fn a_relative_path_entry_is_relative_to_the_processes_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let tool = dir.path().join("bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let p = Process {
+            program: "tool".into(),
+            argv0: None,
+            args: Vec::new(),
+            env: vec!["PATH=bin".into()],
+            cwd: Some(dir.path().display().to_string()),
+        };
+        assert_eq!(p.resolve().unwrap(), tool);
     }
 }

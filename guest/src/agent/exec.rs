@@ -246,19 +246,16 @@ fn spawn_error(program: &str, e: &io::Error) -> (ErrorKind, String) {
     (kind, format!("exec {program:?}: {what}"))
 }
 
-/// The environment of a command run directly in the guest: the defaults, each replaced
-/// by the request's own value of the same name.
+/// The environment of a command run directly in the guest: the defaults, then the
+/// request's variables; of several with one name, the last one counts.
 fn environment(requested: &[String]) -> Vec<String> {
-    let mut env: Vec<String> = DEFAULT_ENV
-        .iter()
-        .filter(|(k, _)| {
-            !requested
-                .iter()
-                .any(|kv| kv.split_once('=').is_some_and(|(name, _)| name == *k))
-        })
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    env.extend(requested.iter().filter(|kv| kv.contains('=')).cloned());
+    let defaults = DEFAULT_ENV.iter().map(|(k, v)| format!("{k}={v}"));
+    let mut env: Vec<String> = Vec::new();
+    for kv in defaults.chain(requested.iter().filter(|kv| kv.contains('=')).cloned()) {
+        let name = kv.split_once('=').map(|(name, _)| name.to_string());
+        env.retain(|e| e.split_once('=').map(|(n, _)| n) != name.as_deref());
+        env.push(kv);
+    }
     env
 }
 
@@ -337,6 +334,25 @@ async fn pump_in(mut from: Stream, to: OwnedFd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_requests_variables_replace_the_defaults_and_the_last_one_counts() {
+        let env = environment(&[
+            "HOME=/home/u".into(),
+            "X=1".into(),
+            "X=2".into(),
+            "bad".into(),
+        ]);
+        assert_eq!(
+            env,
+            [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=linux",
+                "HOME=/home/u",
+                "X=2"
+            ]
+        );
+    }
 
     #[test]
     fn spawn_errors_map_to_docker_classes() {
