@@ -328,18 +328,23 @@ async fn route(
             let detach = body.detach.unwrap_or(false);
             let tty = body.tty.unwrap_or(e.config.tty);
             let console = super::exec::console_size(body.console_size.as_deref());
-            let exec = engine.exec_start(&e, Some(tty), console).await?;
-            let engine = engine.clone();
             if detach {
+                let exec = engine.exec_start(&e, Some(tty), console).await?;
                 tokio::spawn(super::exec::run_exec::<http::Upgraded>(
-                    engine, e, exec, None, tty,
+                    engine.clone(),
+                    e,
+                    exec,
+                    None,
+                    tty,
                 ));
                 return Ok(full_ok());
             }
+            engine.exec_startable(&e)?;
+            let engine = engine.clone();
             Ok(http::hijack(
                 on_upgrade,
                 http::stream_type(tty),
-                move |io| super::exec::run_exec(engine, e, exec, Some(io), tty),
+                move |io| super::exec::start_and_run(engine, e, io, tty, console),
             ))
         }
         ["exec", id, "json"] if get => Ok(http::json(200, &engine.exec_find(id)?.inspect())),

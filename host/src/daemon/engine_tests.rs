@@ -747,3 +747,45 @@ async fn prune_and_df_report_the_guests_sizes() {
     );
     h.engine.kill(&up, 9).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_attached_exec_starts_when_served_and_a_failed_start_goes_into_the_stream() {
+    use tokio::io::AsyncReadExt;
+    let h = harness();
+    let c = h.create("box", json!({"Cmd": ["sleep"]}));
+    h.engine.start(&c).await.unwrap();
+    let exec = |cmd: Value| {
+        let body = serde_json::from_value(json!({"Cmd": cmd, "AttachStdout": true})).unwrap();
+        let id = h.engine.exec_create(&c, &body).unwrap();
+        h.engine.exec_find(&id).unwrap()
+    };
+    let served = |e: Arc<super::exec::ExecInstance>| async {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let started = h.guest.exec_times.lock().unwrap().len();
+        h.engine.exec_startable(&e).unwrap();
+        assert_eq!(
+            h.guest.exec_times.lock().unwrap().len(),
+            started,
+            "the process starts only once the client's connection is served"
+        );
+        super::exec::start_and_run(h.engine.clone(), e, server, false, None).await;
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        out
+    };
+    let e = exec(json!(["echo", "hi"]));
+    assert_eq!(served(e.clone()).await, super::logs::frame(1, b"hi\n"));
+    assert_eq!(e.inspect()["ExitCode"], 0);
+    let e = exec(json!(["nostart"]));
+    let out = served(e.clone()).await;
+    assert_eq!(out[0], 2, "a start failure is written as stderr: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out).contains("executable file not found"),
+        "{out:?}"
+    );
+    assert_eq!(e.inspect()["ExitCode"], 127);
+    assert!(
+        h.engine.exec_startable(&e).is_err(),
+        "an exec that ran cannot start again"
+    );
+}

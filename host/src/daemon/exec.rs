@@ -170,6 +170,24 @@ impl Engine {
             .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
     }
 
+    /// What would keep an exec from starting and is answered before the connection is
+    /// hijacked, as Docker answers it (409): it ran already, its container is not running.
+    pub fn exec_startable(&self, e: &ExecInstance) -> Result<(), ApiError> {
+        if e.state.lock().unwrap_or_else(|p| p.into_inner()).started {
+            return Err(ApiError::conflict(format!(
+                "exec {} has already run",
+                &e.id[..12]
+            )));
+        }
+        if !e.container.state().running {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                e.container.id
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts an exec in the guest; the caller then runs [`run_exec`] on its streams.
     pub async fn exec_start(
         &self,
@@ -238,6 +256,40 @@ impl Engine {
                     "unexpected answer from the guest: {other:?}"
                 )))
             }
+        }
+    }
+}
+
+/// Starts the exec on an attached client connection, already upgraded, and serves it
+/// ([`run_exec`]). As Docker does, the process starts only after the `101`: its first
+/// output must not arrive together with the response's headers, which a client that
+/// reads them through a buffered reader (docker-py, with urllib3) keeps in that buffer
+/// and never sees. A failure to start is written into the stream (stderr), and its exit
+/// code (126, 127) is the exec's, for the client's inspect.
+pub async fn start_and_run<IO>(
+    engine: Arc<Engine>,
+    e: Arc<ExecInstance>,
+    mut io: IO,
+    tty: bool,
+    console: Option<TtySize>,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    match engine.exec_start(&e, Some(tty), console).await {
+        Ok(exec) => run_exec(engine, e, exec, Some(io), tty).await,
+        Err(err) => {
+            tracing::info!("exec {}: {}", &e.id[..12], err.message);
+            {
+                let mut s = e.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.exit_code.get_or_insert(126);
+            }
+            let text = format!("{}\r\n", err.message);
+            let data = match tty {
+                true => text.into_bytes(),
+                false => frame(StreamKind::Stderr.frame_byte(), text.as_bytes()),
+            };
+            let _ = io.write_all(&data).await;
+            let _ = io.shutdown().await;
         }
     }
 }
