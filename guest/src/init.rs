@@ -38,6 +38,7 @@ pub fn main() -> i32 {
         // Only a machine (it has a state disk) runs containers; `vm run` leaves the
         // cgroup tree as the kernel made it.
         if cfg.boot.disk.is_some() {
+            expedite_rcu();
             let cgroups = Path::new("/sys/fs/cgroup");
             let parent = Path::new(crate::container::CGROUP_PARENT);
             if let Err(e) = crate::container::cgroup::enable_controllers(cgroups, parent) {
@@ -103,6 +104,20 @@ pub fn main() -> i32 {
         power_off();
     }
     1
+}
+
+/// Makes the kernel's RCU grace periods expedited on a machine: every container start
+/// and end waits for some (unmounting the old root after pivot_root, network namespaces
+/// and their interfaces), and a normal grace period lasts several scheduler ticks. The
+/// kernel expedites them itself while it boots and stops before it runs init. Measured:
+/// a warm `berth run --rm busybox true` took 71 instead of 84 ms (medians of 24,
+/// alternating). The cost, an IPI to each vCPU per grace period, is nothing on a VM of a
+/// few vCPUs. A `vm run` guest is left as the kernel under test made it.
+fn expedite_rcu() {
+    const KNOB: &str = "/sys/kernel/rcu_expedited";
+    if let Err(e) = std::fs::write(KNOB, "1") {
+        tracing::debug!("{KNOB}: {e}");
+    }
 }
 
 /// The agent's runtime. A machine (it has a state disk) runs containers: two worker

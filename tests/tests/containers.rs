@@ -65,7 +65,8 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     let b = with_images();
     let script = "mount; ls /dev; \
                   if (echo x > /proc/sys/kernel/hostname) 2>&1; then echo proc-sys-writable; fi; \
-                  if touch /sys/x 2>&1; then echo sys-writable; fi";
+                  if touch /sys/x 2>&1; then echo sys-writable; fi; \
+                  echo rcu_expedited=$(cat /sys/kernel/rcu_expedited)";
     let out = run(&b, &["--rm", "busybox", "sh", "-c", script]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_text();
@@ -92,6 +93,11 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     assert!(
         !text.contains("-writable"),
         "/proc/sys and /sys must refuse writes: {text}"
+    );
+    // The machine's agent makes RCU grace periods expedited (faster container starts).
+    assert!(
+        text.lines().any(|l| l == "rcu_expedited=1"),
+        "the machine's kernel does not expedite RCU grace periods: {text}"
     );
 }
 

@@ -82,12 +82,14 @@ pub fn measure(berth: &Path, assets: &Path, kernel: &str, batch: u32) -> Result<
     let crun_assets = crun_assets(assets, kernel, work.path())?;
     // The guest as a machine's agent sets it up for containers (`vm run` does not): the
     // same cgroup controllers (a kernel without one of them gets a warning, as from the
-    // agent), and IPv4 forwarding (new network namespaces inherit it).
+    // agent), IPv4 forwarding (new network namespaces inherit it) and expedited RCU grace
+    // periods (crun's container starts and ends wait for them as berth's do).
     let controllers = berth_protocol::CGROUP_CONTROLLERS;
     let script = format!(
         r#"set -e
 echo '{controllers}' > /sys/fs/cgroup/cgroup.subtree_control || echo "crun yardstick: not every cgroup controller of '{controllers}' is in this kernel" >&2
 echo 1 > /proc/sys/net/ipv4/ip_forward
+echo 1 > /sys/kernel/rcu_expedited || echo "crun yardstick: this kernel has no /sys/kernel/rcu_expedited" >&2
 cd /bundle
 up() {{ cut -d' ' -f1 /proc/uptime; }}
 cp run.json config.json; crun run w0
