@@ -270,7 +270,7 @@ fn spawn_on_terminal(
     let mut cmd = process.command();
     let end = || slave.try_clone().map(std::process::Stdio::from);
     cmd.stdin(end()?).stdout(end()?).stderr(end()?);
-    sys::new_session_on_spawn(&mut cmd, true);
+    sys::new_session_on_terminal(&mut cmd);
     let (child, status) = agent.reaper.spawn(&mut cmd)?;
     Ok((
         Started {

@@ -70,15 +70,16 @@ pub fn reap_one() -> Option<Reaped> {
 }
 
 /// Makes the child of `cmd` lead a new session (and so a new process group), so signals
-/// and the final clean-up reach everything it started.
-/// With `controlling_tty`, stdin (a pty slave) also becomes the session's terminal.
-pub fn new_session_on_spawn(cmd: &mut Command, controlling_tty: bool) {
+/// and the final clean-up reach everything it started, with its stdin (a pty slave) as
+/// the session's terminal. (A process without a terminal is started by posix_spawn, which
+/// makes the session itself: `crate::spawn`.)
+pub fn new_session_on_terminal(cmd: &mut Command) {
     // SAFETY: the closure runs between fork and exec and only calls setsid(2) and
     // ioctl(2), which are async-signal-safe; it allocates nothing and touches no lock.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(io::Error::from)?;
-            if controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
