@@ -21,6 +21,12 @@ const APPEAR_DEADLINE: Duration = Duration::from_secs(5);
 /// How long the power-off waits for the disk's last users to let go of it.
 const SETTLE_DEADLINE: Duration = Duration::from_millis(500);
 
+/// The state disk's read-ahead, in KiB (the kernel's default is 128). Each request to an
+/// emulated disk costs about a millisecond whatever its size, and a container's first
+/// exec reads its binary from the layer cache: busybox's took 23 requests (36 ms from its
+/// exec to its exit, on a cold machine) with the default, 10 (22 ms) with this.
+const READ_AHEAD_KIB: u32 = 1024;
+
 /// Whether the state disk is mounted (else the state lives in memory).
 static MOUNTED: AtomicBool = AtomicBool::new(false);
 
@@ -28,7 +34,21 @@ static MOUNTED: AtomicBool = AtomicBool::new(false);
 pub fn mount_state_disk(device: &Path, target: &Path) -> Result<(), String> {
     mount_or_format(device, target)?;
     MOUNTED.store(true, Ordering::SeqCst);
+    if let Err(e) = set_read_ahead(device, READ_AHEAD_KIB) {
+        tracing::warn!("read-ahead of {}: {e}", device.display());
+    }
     Ok(())
+}
+
+/// Sets the read-ahead of the whole disk `device` (`/dev/vda`) through its sysfs queue.
+fn set_read_ahead(device: &Path, kib: u32) -> std::io::Result<()> {
+    let name = device
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a device path"))?;
+    let knob = Path::new("/sys/block")
+        .join(name)
+        .join("queue/read_ahead_kb");
+    std::fs::write(knob, kib.to_string())
 }
 
 /// Leaves the state disk clean before the power-off, once nothing runs: remounted

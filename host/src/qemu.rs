@@ -272,8 +272,14 @@ fn memory_args(machine: Machine, ram: Ram, memory_mib: u64) -> Vec<String> {
 
 fn accel_args(accel: Accel) -> Vec<String> {
     let mut a = vec!["-accel".to_string(), accel.qemu_name().to_string()];
-    if accel == Accel::Kvm {
-        a.extend(["-cpu".to_string(), "host".to_string()]);
+    match accel {
+        Accel::Kvm => a.extend(["-cpu".to_string(), "host".to_string()]),
+        // TCG's default model with ARAT, the local APIC timer that keeps running in idle.
+        // Without it the kernel needs a broadcast timer (microvm has none) before it
+        // leaves the periodic tick: every idle vCPU woke 250 times a second, and timers
+        // stayed at the tick's 4 ms resolution.
+        Accel::Tcg => a.extend(["-cpu".to_string(), "qemu64,+arat".to_string()]),
+        Accel::Hvf | Accel::Whpx => {}
     }
     a
 }
@@ -369,6 +375,13 @@ pub fn cmdline(
     if let (Machine::Microvm, Accel::Tcg, Some(khz)) = (machine, accel, tsc_khz) {
         c.push(format!("tsc_early_khz={khz}"));
     }
+    if accel == Accel::Tcg {
+        // Under TCG every vCPU reads one TSC (QEMU's clock), but the emulated CPU does not
+        // say its TSC is invariant, so a kernel with two CPUs or more marked it unstable
+        // and kept time with jiffies: 4 ms steps, no high-resolution timers, and a system
+        // call for every clock read.
+        c.push("tsc=reliable".into());
+    }
     c.extend(agent_params.iter().cloned());
     c.join(" ")
 }
@@ -449,7 +462,7 @@ mod tests {
         let bare = bare_args(&s);
         let line = bare.join(" ");
         assert!(
-            line.contains("-M microvm -accel tcg -smp 2 -m 512M"),
+            line.contains("-M microvm -accel tcg -cpu qemu64,+arat -smp 2 -m 512M"),
             "{line}"
         );
         assert!(
@@ -574,6 +587,17 @@ mod tests {
         assert!(!cmdline(Machine::Pc, Accel::Tcg, Some(2600000), &p).contains("tsc_early_khz"));
         assert!(!cmdline(Machine::Microvm, Accel::Kvm, Some(2600000), &p).contains("tsc_early_khz"));
         assert!(cmdline(Machine::Microvm, Accel::Tcg, None, &p).ends_with("berth.transport=vsock"));
+    }
+
+    #[test]
+    fn under_tcg_the_guest_keeps_its_tsc_and_a_tickless_idle() {
+        let p = Vec::new();
+        for machine in [Machine::Microvm, Machine::Pc] {
+            assert!(cmdline(machine, Accel::Tcg, None, &p).contains(" tsc=reliable"));
+            let line = joined(&spec(machine, TransportDevice::VhostVsock { cid: 3 }));
+            assert!(line.contains("-accel tcg -cpu qemu64,+arat "), "{line}");
+        }
+        assert!(!cmdline(Machine::Microvm, Accel::Kvm, None, &p).contains("tsc=reliable"));
     }
 
     #[test]

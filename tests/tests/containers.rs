@@ -66,7 +66,9 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     let script = "mount; ls /dev; \
                   if (echo x > /proc/sys/kernel/hostname) 2>&1; then echo proc-sys-writable; fi; \
                   if touch /sys/x 2>&1; then echo sys-writable; fi; \
-                  echo rcu_expedited=$(cat /sys/kernel/rcu_expedited)";
+                  echo rcu_expedited=$(cat /sys/kernel/rcu_expedited); \
+                  echo clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); \
+                  echo read_ahead_kb=$(cat /sys/block/vda/queue/read_ahead_kb)";
     let out = run(&b, &["--rm", "busybox", "sh", "-c", script]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_text();
@@ -98,6 +100,18 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     assert!(
         text.lines().any(|l| l == "rcu_expedited=1"),
         "the machine's kernel does not expedite RCU grace periods: {text}"
+    );
+    // Its clock is the TSC (or KVM's), not jiffies: with two vCPUs under TCG the kernel
+    // distrusted the TSC unless told it is reliable, and kept time in 4 ms steps.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("clocksource=") && !l.contains("jiffies")),
+        "the machine's kernel keeps time with jiffies (no tsc=reliable?): {text}"
+    );
+    // The state disk reads ahead a megabyte: each request to an emulated disk is costly.
+    assert!(
+        text.lines().any(|l| l == "read_ahead_kb=1024"),
+        "the state disk's read-ahead is not set: {text}"
     );
 }
 
