@@ -2,7 +2,7 @@
 //! stream. A reader task routes every reply to whoever waits for it (by exec id, request
 //! id or layer digest); when the connection ends, every waiter learns it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,14 +41,18 @@ pub struct Guest {
     requests: tokio::sync::Mutex<Requests>,
     waiters: Waiters,
     next_id: AtomicU64,
-    /// One layer transfer at a time (they share the guest's cache).
-    layers: tokio::sync::Mutex<()>,
+    /// The digests in the guest's layer cache, once listed (`None` before). Only this
+    /// connection adds layers and nothing removes them while the agent runs, so a layer
+    /// seen once is there for good. The lock also keeps layer transfers one at a time.
+    layers: tokio::sync::Mutex<Option<HashSet<String>>>,
     closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Guest {
     /// Takes over a handshaken client and starts routing its replies.
     /// Streams the guest opens are served too: `HostPort` ones only for `host_ports`.
+    /// The guest's layer cache is listed at once, in the background: a machine's first
+    /// container then finds the answer there instead of waiting a round trip for it.
     pub fn new(client: AgentClient, host_ports: Vec<u16>) -> Arc<Guest> {
         let (session, requests, events) = client.into_parts();
         let opener = session.opener();
@@ -56,14 +60,23 @@ impl Guest {
         let waiters: Waiters = Arc::default();
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(route(events, waiters.clone(), closed_tx));
-        Arc::new(Guest {
+        let guest = Arc::new(Guest {
             session: opener,
             requests: tokio::sync::Mutex::new(requests),
             waiters,
             next_id: AtomicU64::new(1),
-            layers: tokio::sync::Mutex::new(()),
+            layers: tokio::sync::Mutex::new(None),
             closed,
-        })
+        });
+        let listing = guest.clone();
+        tokio::spawn(async move {
+            let mut known = listing.layers.lock().await;
+            match listing.list_layers().await {
+                Ok(digests) => *known = Some(digests),
+                Err(e) => tracing::debug!("listing the guest's layers: {e}"),
+            }
+        });
+        guest
     }
 
     /// Opens a flow to `addr` inside the guest (a published port's connection).
@@ -271,23 +284,11 @@ impl Guest {
         if layers.is_empty() {
             return Ok(());
         }
-        let _one_at_a_time = self.layers.lock().await;
-        let mut rx = self.wait_for(Key::LayerList);
-        self.send(&HostMessage::ListLayers).await?;
-        let cached = loop {
-            match tokio::time::timeout(OP_DEADLINE, rx.recv()).await {
-                Ok(Some(GuestMessage::LayerList { digests })) => break digests,
-                Ok(Some(_)) => continue,
-                Ok(None) => return Err(ClientError::Closed),
-                Err(_) => {
-                    self.forget(&Key::LayerList);
-                    return Err(ClientError::Unexpected(
-                        "no layer list from the guest within its deadline".into(),
-                    ));
-                }
-            }
-        };
-        self.forget(&Key::LayerList);
+        let mut known = self.layers.lock().await;
+        if known.is_none() {
+            *known = Some(self.list_layers().await?);
+        }
+        let cached = known.get_or_insert_with(HashSet::new);
         let missing: Vec<_> = layers.iter().filter(|(d, _)| !cached.contains(d)).collect();
         tracing::info!(
             "the guest's layer cache holds {} of {} layers",
@@ -297,8 +298,29 @@ impl Guest {
         for (digest, blob) in missing {
             tracing::info!("sending layer {digest}");
             self.put_layer(digest, blob).await?;
+            cached.insert(digest.clone());
         }
         Ok(())
+    }
+
+    /// The digests in the guest's layer cache, as the guest lists them.
+    async fn list_layers(&self) -> Result<HashSet<String>, ClientError> {
+        let mut rx = self.wait_for(Key::LayerList);
+        self.send(&HostMessage::ListLayers).await?;
+        let listed = loop {
+            match tokio::time::timeout(OP_DEADLINE, rx.recv()).await {
+                Ok(Some(GuestMessage::LayerList { digests })) => break Ok(digests),
+                Ok(Some(_)) => continue,
+                Ok(None) => break Err(ClientError::Closed),
+                Err(_) => {
+                    break Err(ClientError::Unexpected(
+                        "no layer list from the guest within its deadline".into(),
+                    ))
+                }
+            }
+        };
+        self.forget(&Key::LayerList);
+        listed.map(|digests| digests.into_iter().collect())
     }
 
     async fn put_layer(&self, digest: &str, blob: &PathBuf) -> Result<(), ClientError> {
@@ -474,5 +496,63 @@ impl GuestApi for Guest {
     }
     async fn connect(&self, addr: &str, proto: PortProto) -> Result<Stream, ClientError> {
         Guest::connect(self, addr, proto).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_mux::read_msg;
+    use berth_protocol::VERSION;
+
+    /// A fake agent that answers the hello and every `ListLayers` (with one digest), and
+    /// counts the lists it was asked for.
+    async fn layer_listing_agent(io: tokio::io::DuplexStream, lists: mpsc::UnboundedSender<()>) {
+        let mut session = Session::server(io);
+        let mut control = session.accept().await.expect("the control stream");
+        let _: Option<StreamOpen> = read_msg(&mut control).await.unwrap();
+        let _: Option<HostMessage> = read_msg(&mut control).await.unwrap();
+        let ack = GuestMessage::HelloAck {
+            version: VERSION,
+            agent: "fake".into(),
+            kernel_release: "6.1".into(),
+        };
+        write_msg(&mut control, &ack).await.unwrap();
+        while let Ok(Some(msg)) = read_msg::<_, HostMessage>(&mut control).await {
+            if let HostMessage::ListLayers = msg {
+                let _ = lists.send(());
+                let listed = GuestMessage::LayerList {
+                    digests: vec!["sha256:aa".into()],
+                };
+                write_msg(&mut control, &listed).await.unwrap();
+            }
+        }
+    }
+
+    /// The layer cache is listed once, when the connection starts and before anyone asks:
+    /// a container's start then costs no round trip for it.
+    #[tokio::test]
+    async fn the_guests_layers_are_listed_once_as_the_connection_starts() {
+        let (host, agent_io) = tokio::io::duplex(64 * 1024);
+        let (lists_tx, mut lists) = mpsc::unbounded_channel();
+        let agent = tokio::spawn(layer_listing_agent(agent_io, lists_tx));
+        let client = AgentClient::handshake(Box::new(host), "test")
+            .await
+            .unwrap();
+        let guest = Guest::new(client, Vec::new());
+        tokio::time::timeout(Duration::from_secs(10), lists.recv())
+            .await
+            .expect("the layer cache is listed without a request for layers")
+            .unwrap();
+        let layer = [("sha256:aa".to_string(), PathBuf::from("/nonexistent"))];
+        for _ in 0..3 {
+            guest.ensure_layers(&layer).await.unwrap();
+        }
+        drop(guest);
+        agent.abort();
+        assert!(
+            lists.try_recv().is_err(),
+            "the layer cache was listed again for a layer known to be there"
+        );
     }
 }
