@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Ready};
 use crate::config::Config;
 use crate::process::Reaper;
 use crate::sys::{self, MountFlags};
@@ -63,16 +63,14 @@ pub fn main() -> i32 {
                 let dir = Path::new(WARMUP_DIR).to_path_buf();
                 tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
             }
-            if is_init {
-                // After the modules: on distro kernels virtio_blk is one.
-                if let Some(disk) = &cfg.boot.disk {
-                    match crate::disk::mount_state_disk(Path::new(disk), Path::new(STATE_DIR)) {
-                        Ok(()) => tracing::info!("layer cache on {disk}"),
-                        Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
-                    }
+            let ready = match (is_init, &cfg.boot.disk) {
+                (true, Some(disk)) => mount_state(disk.clone()),
+                (true, None) => {
+                    crate::disk::clean_state(Path::new(STATE_DIR));
+                    Ready::now()
                 }
-                crate::disk::clean_state(Path::new(STATE_DIR));
-            }
+                (false, _) => Ready::now(),
+            };
             let shares = match is_init {
                 true => {
                     crate::shares::Shares::mount_all(&cfg.boot.shares, cfg.boot.shares_virtiofs)
@@ -92,6 +90,7 @@ pub fn main() -> i32 {
                 containers_dir: Path::new(STATE_DIR).join("containers"),
                 volumes_dir: Path::new(berth_protocol::VOLUMES_DIR).to_path_buf(),
                 shares: std::sync::Arc::new(shares),
+                ready,
             };
             crate::transport::serve(&cfg.boot.transport, agent).await
         }),
@@ -104,6 +103,23 @@ pub fn main() -> i32 {
         power_off();
     }
     1
+}
+
+/// Mounts the state disk (after the modules: on distro kernels virtio_blk is one) and
+/// clears what the last boot left, on a thread of its own: the agent serves the host
+/// meanwhile, and its requests wait for the returned [`Ready`]. A disk that does not
+/// mount leaves the state in memory.
+fn mount_state(disk: String) -> Ready {
+    let (done, ready) = Ready::later();
+    tokio::task::spawn_blocking(move || {
+        match crate::disk::mount_state_disk(Path::new(&disk), Path::new(STATE_DIR)) {
+            Ok(()) => tracing::info!("layer cache on {disk}"),
+            Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
+        }
+        crate::disk::clean_state(Path::new(STATE_DIR));
+        let _ = done.send(true);
+    });
+    ready
 }
 
 /// Makes the kernel's RCU grace periods expedited on a machine: every container start

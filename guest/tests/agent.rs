@@ -1,6 +1,6 @@
 //! The agent end to end over an in-memory pipe: handshake, exec with stdio, errors.
 
-use berth_guest::agent::Agent;
+use berth_guest::agent::{Agent, Ready};
 use berth_guest::process::Reaper;
 use berth_mux::{read_msg, write_msg, Session, Stream};
 use berth_protocol::*;
@@ -11,6 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn connect() -> (Session, Stream) {
+    connect_with(Ready::now()).await
+}
+
+/// An agent whose state is in place once `ready` says so, after its hello.
+async fn connect_with(ready: Ready) -> (Session, Stream) {
     let (host_io, guest_io) = tokio::io::duplex(1 << 16);
     // Leaked on purpose: the agent task may outlive the test body by a moment.
     let state = tempfile::tempdir().unwrap().keep();
@@ -23,6 +28,7 @@ async fn connect() -> (Session, Stream) {
         host_ports: Vec::new(),
         volumes_dir: state.join("volumes"),
         shares: Default::default(),
+        ready,
     };
     tokio::spawn(async move { agent.serve(Session::server(guest_io)).await });
     let host = Session::client(host_io);
@@ -187,4 +193,29 @@ async fn remove_volume_answers_by_request_id() {
         } => assert!(e.contains("invalid volume name"), "{e}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A machine answers the hello while its disk is still being mounted; the requests behind
+/// it wait for the mount, and are answered once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_for_the_state_but_the_hello_does_not() {
+    let _turn = SERIAL.lock().await;
+    let (mounted, ready) = Ready::later();
+    let (_host, mut control) = connect_with(ready).await;
+    write_msg(&mut control, &HostMessage::ListLayers)
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), next(&mut control));
+    assert!(
+        early.await.is_err(),
+        "a request was served before the agent's state was in place"
+    );
+    mounted.send(true).unwrap();
+    let listed = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut control))
+        .await
+        .expect("the request is served once the state is in place");
+    assert!(
+        matches!(listed, GuestMessage::LayerList { .. }),
+        "{listed:?}"
+    );
 }

@@ -65,6 +65,7 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
     let replies = Replies(tx);
 
     if handshake(&mut rd, &replies).await {
+        agent.ready.wait().await;
         loop {
             match read_msg::<_, HostMessage>(&mut rd).await {
                 Ok(Some(msg)) => handle(&agent, &conn, &replies, msg).await,

@@ -43,6 +43,34 @@ pub struct Agent {
     pub volumes_dir: PathBuf,
     /// Host folders shared with this guest, mounted at boot.
     pub shares: Arc<crate::shares::Shares>,
+    /// Whether the state (the machine's disk) is in place; see [`Ready`].
+    pub ready: Ready,
+}
+
+/// Whether the agent's state is in place: a machine mounts its disk while the host's
+/// hello is already answered, so the host's own start (its API socket, the client's
+/// first calls) overlaps the mount. Every request after the hello waits for it.
+#[derive(Clone)]
+pub struct Ready(tokio::sync::watch::Receiver<bool>);
+
+impl Ready {
+    /// In place from the start.
+    pub fn now() -> Ready {
+        Ready(tokio::sync::watch::channel(true).1)
+    }
+
+    /// In place once the sender sends `true`, or is dropped (its work failed: the
+    /// requests then meet what is there, as they would after a failed mount).
+    pub fn later() -> (tokio::sync::watch::Sender<bool>, Ready) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Ready(rx))
+    }
+
+    /// Resolves once the state is in place.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
 }
 
 /// State of one host connection.
