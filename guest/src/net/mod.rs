@@ -285,11 +285,7 @@ impl Net {
                 },
             },
             None => {
-                let path = self.new_netns(id)?;
-                if let Err(e) = self.inside(&path).await {
-                    let _ = crate::sys::remove_netns(&path);
-                    return Err(e);
-                }
+                let (path, _inside) = self.new_netns(id).await?;
                 Made {
                     netns: Some(path.clone()),
                     attached: Vec::new(),
@@ -312,26 +308,27 @@ impl Net {
         Ok(prepared)
     }
 
-    fn new_netns(&self, id: &str) -> Result<PathBuf, String> {
+    /// A new network namespace for container `id` (kept at `NETNS_DIR/id`) with `lo` up,
+    /// and a netlink handle inside it. As Docker, any user may bind any port there
+    /// (`ip_unprivileged_port_start=0`): the namespace is the container's alone. One
+    /// thread makes it, sets it up and opens the netlink socket there (three before:
+    /// every thread's start is slow guest code under TCG).
+    async fn new_netns(&self, id: &str) -> Result<(PathBuf, rtnetlink::Handle), String> {
         let path = PathBuf::from(NETNS_DIR).join(id);
         let _ = crate::sys::remove_netns(&path);
-        crate::sys::create_netns(&path).map_err(|e| format!("network namespace: {e}"))?;
-        Ok(path)
-    }
-
-    /// A netlink handle inside the namespace at `path`, with `lo` up there. As Docker,
-    /// any user may bind any port there (`ip_unprivileged_port_start=0`): the namespace
-    /// is the container's alone.
-    async fn inside(&self, path: &std::path::Path) -> Result<rtnetlink::Handle, String> {
-        crate::sys::in_netns(path, || {
+        let rt = tokio::runtime::Handle::current();
+        let inside = crate::sys::create_netns(&path, move || {
             std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+                .map_err(|e| std::io::Error::other(format!("ip_unprivileged_port_start: {e}")))?;
+            let _entered = rt.enter();
+            links::connect()
         })
-        .map_err(|e| format!("ip_unprivileged_port_start: {e}"))?;
-        let handle = links::connect_in(path).map_err(|e| format!("network namespace: {e}"))?;
-        links::loopback_up(&handle)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(handle)
+        .map_err(|e| format!("network namespace: {e}"))?;
+        if let Err(e) = links::loopback_up(&inside).await {
+            let _ = crate::sys::remove_netns(&path);
+            return Err(format!("lo in the network namespace: {e}"));
+        }
+        Ok((path, inside))
     }
 
     /// A new namespace for container `id` with an interface on each of `networks`; the
@@ -359,10 +356,13 @@ impl Net {
                 networks.len()
             ));
         }
-        let path = self.new_netns(id)?;
+        let (path, inside) = self.new_netns(id).await?;
         let mut attached = Vec::new();
         for (index, a) in networks.iter().enumerate() {
-            match self.join(state, id, &path, index, index == 0, a).await {
+            match self
+                .join(state, id, (&path, &inside), index, index == 0, a)
+                .await
+            {
                 Ok(done) => attached.push(done),
                 Err(e) => {
                     for done in attached {
@@ -454,13 +454,14 @@ impl Net {
         Ok(gateway)
     }
 
-    /// Gives the namespace at `path` (container `id`'s) interface `eth<index>` on the
-    /// bridge of `a`, made on first use, and the container's names in its DNS table.
+    /// Gives the namespace at `path` (container `id`'s, `inside` a netlink handle there)
+    /// interface `eth<index>` on the bridge of `a`, made on first use, and the
+    /// container's names in its DNS table.
     async fn join(
         &self,
         state: &mut State,
         id: &str,
-        path: &std::path::Path,
+        (path, inside): (&std::path::Path, &rtnetlink::Handle),
         index: usize,
         routed: bool,
         a: &Attachment,
@@ -483,9 +484,8 @@ impl Net {
             links::veth_pair(&handle, &veth, bridge_index, path, &interface, mac)
                 .await
                 .map_err(|e| e.to_string())?;
-            let inside = self.inside(path).await?;
             links::configure_inside(
-                &inside,
+                inside,
                 &interface,
                 address,
                 a.prefix,
@@ -599,7 +599,10 @@ impl Net {
             .find(|i| !made.attached.iter().any(|x| x.index == *i))
             .ok_or_else(|| format!("a container can be on at most {MAX_NETWORKS} networks"))?;
         let routed = made.attached.is_empty();
-        let done = self.join(&mut state, id, &path, index, routed, a).await?;
+        let inside = links::connect_in(&path).map_err(|e| format!("network namespace: {e}"))?;
+        let done = self
+            .join(&mut state, id, (&path, &inside), index, routed, a)
+            .await?;
         if let Some(made) = state.containers.get_mut(id) {
             made.attached.push(done);
         }

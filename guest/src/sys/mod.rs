@@ -535,12 +535,17 @@ pub fn join_namespace(fd: &File, ns: Namespace) -> io::Result<()> {
 }
 
 /// Makes a new network namespace and keeps it alive by bind-mounting it on `path` (an
-/// empty file is created there), as `ip netns add` does. The namespace is made by a
-/// short-lived thread of its own, so no thread of the agent changes namespace.
-pub fn create_netns(path: &Path) -> io::Result<()> {
+/// empty file is created there), as `ip netns add` does, then runs `then` inside it (to
+/// set it up, or open netlink sockets there: a socket stays in the namespace it was made
+/// in). All on one short-lived thread of its own, so no thread of the agent changes
+/// namespace. On failure nothing is left at `path`.
+pub fn create_netns<T: Send + 'static>(
+    path: &Path,
+    then: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     File::create(path)?;
     let target = path.to_owned();
-    let made = std::thread::spawn(move || -> io::Result<()> {
+    let made = std::thread::spawn(move || -> io::Result<T> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
         nix::mount::mount(
@@ -550,12 +555,14 @@ pub fn create_netns(path: &Path) -> io::Result<()> {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| io::Error::other(format!("bind-mounting the network namespace: {e}")))
+        .map_err(|e| io::Error::other(format!("bind-mounting the network namespace: {e}")))?;
+        then()
     })
     .join()
-    .map_err(|_| io::Error::other("the network namespace thread panicked"))?;
+    .map_err(|_| io::Error::other("the network namespace thread panicked"))
+    .and_then(|made| made);
     if made.is_err() {
-        let _ = std::fs::remove_file(path);
+        let _ = remove_netns(path);
     }
     made
 }
