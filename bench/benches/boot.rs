@@ -145,7 +145,7 @@ fn main() {
     let home = tempfile::tempdir().expect("temp dir");
     let serial = "berth vm run -- true (serial)";
     let vhost = "berth vm run -- true (vhost-user)";
-    let medians = alternating(
+    let measured = alternating(
         ROUNDS,
         &mut [
             (FLOOR, &mut || floor_command(home.path(), false)),
@@ -156,7 +156,7 @@ fn main() {
     );
     for name in [serial, vhost] {
         for floor in [FLOOR, BARE] {
-            print_alternating_ratio(&medians, name, floor, ROUNDS);
+            print_alternating_ratio(&measured, name, floor);
         }
     }
 }

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use berth_bench::{
     alternating, bench_kernel, berth_command, print_alternating_ratio, print_ratio, record,
-    time_command,
+    time_command, Alternating,
 };
 use criterion::{criterion_group, Criterion, SamplingMode};
 
 const COLD_RUN: &str = "cold berth run --rm busybox true";
 const COLD_VM: &str = "cold berth vm run -- true (2 vCPUs, 1 GiB)";
 /// Rounds of the alternating pass at the end (a cold run and a cold VM each).
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
 
 /// The machine's size, given to both.
 const CPUS: &str = "2";
@@ -79,7 +79,7 @@ fn cold(c: &mut Criterion) {
         })
     });
     group.finish();
-    let medians = alternating(
+    let measured = alternating(
         ROUNDS,
         &mut [
             (COLD_VM, &mut || cold_vm(home.path())),
@@ -90,11 +90,11 @@ fn cold(c: &mut Criterion) {
         home.path(),
         &["machine", "stop", "-t", "0"],
     ));
-    *ALTERNATING.lock().unwrap_or_else(|p| p.into_inner()) = medians;
+    *ALTERNATING.lock().unwrap_or_else(|p| p.into_inner()) = Some(measured);
 }
 
-/// The alternating pass's medians, printed after criterion's summary.
-static ALTERNATING: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+/// The alternating pass's measures, printed after criterion's summary.
+static ALTERNATING: Mutex<Option<Alternating>> = Mutex::new(None);
 
 criterion_group!(benches, cold);
 
@@ -102,6 +102,7 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_ratio(COLD_RUN, COLD_VM);
-    let medians = ALTERNATING.lock().unwrap_or_else(|p| p.into_inner());
-    print_alternating_ratio(&medians, COLD_RUN, COLD_VM, ROUNDS);
+    if let Some(measured) = &*ALTERNATING.lock().unwrap_or_else(|p| p.into_inner()) {
+        print_alternating_ratio(measured, COLD_RUN, COLD_VM);
+    }
 }

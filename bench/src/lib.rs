@@ -133,32 +133,75 @@ pub fn print_ratio(name: &str, baseline: &str) {
 pub fn alternating(
     rounds: usize,
     commands: &mut [(&str, &mut dyn FnMut() -> Command)],
-) -> Vec<(String, f64)> {
+) -> Alternating {
     let mut times = vec![Vec::with_capacity(rounds); commands.len()];
     for _ in 0..rounds {
         for ((_, make), t) in commands.iter_mut().zip(times.iter_mut()) {
             t.push(time_command(&mut make()).as_secs_f64());
         }
     }
-    commands
-        .iter()
-        .zip(times)
-        .map(|((name, _), t)| (name.to_string(), median(&t).unwrap_or(f64::NAN)))
-        .collect()
+    Alternating {
+        times: commands
+            .iter()
+            .zip(times)
+            .map(|((name, _), t)| (name.to_string(), t))
+            .collect(),
+    }
 }
 
-/// Prints `name` against `baseline` from [`alternating`]'s medians.
-pub fn print_alternating_ratio(
-    medians: &[(String, f64)],
-    name: &str,
-    baseline: &str,
-    rounds: usize,
-) {
-    let find = |n: &str| medians.iter().find(|(m, _)| m == n).map(|(_, s)| *s);
-    match (find(name), find(baseline)) {
+/// What [`alternating`] measured: each command's seconds, round by round.
+#[derive(Debug, Clone, Default)]
+pub struct Alternating {
+    pub times: Vec<(String, Vec<f64>)>,
+}
+
+impl Alternating {
+    fn of(&self, name: &str) -> Option<&[f64]> {
+        self.times
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_slice())
+    }
+
+    /// The median seconds of `name`.
+    pub fn median(&self, name: &str) -> Option<f64> {
+        median(self.of(name)?)
+    }
+
+    /// `name / baseline` in each round. The two ran one after the other, so what the
+    /// shared machine's speed did over the whole pass cancels out of each.
+    pub fn round_ratios(&self, name: &str, baseline: &str) -> Vec<f64> {
+        match (self.of(name), self.of(baseline)) {
+            (Some(a), Some(b)) => a.iter().zip(b).map(|(a, b)| a / b).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The first and third quartiles of `values`: the medians of their lower and upper
+/// halves (the middle value of an odd count in neither).
+pub fn quartiles(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let half = v.len() / 2;
+    Some((median(&v[..half])?, median(&v[v.len() - half..])?))
+}
+
+/// Prints `name` against `baseline` from [`alternating`]'s measures: the ratio of the
+/// medians, and the spread of the round-by-round ratios.
+pub fn print_alternating_ratio(measured: &Alternating, name: &str, baseline: &str) {
+    let per_round = measured.round_ratios(name, baseline);
+    let spread = match (median(&per_round), quartiles(&per_round)) {
+        (Some(m), Some((q1, q3))) => {
+            format!("; round by round: median {m:.2}, quartiles {q1:.2}-{q3:.2}")
+        }
+        _ => String::new(),
+    };
+    match (measured.median(name), measured.median(baseline)) {
         (Some(a), Some(b)) => println!(
-            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s, medians of {rounds} alternating rounds)",
-            a / b
+            "ratio {name} / {baseline} = {:.2} ({a:.3}s / {b:.3}s, medians of {} alternating rounds{spread})",
+            a / b,
+            per_round.len()
         ),
         _ => println!("ratio {name} / {baseline}: not measured"),
     }
@@ -183,7 +226,7 @@ mod tests {
     #[test]
     fn alternating_rounds_time_each_command_apart() {
         let (mut quick, mut slow) = (0, 0);
-        let medians = alternating(
+        let measured = alternating(
             3,
             &mut [
                 ("quick", &mut || {
@@ -199,10 +242,29 @@ mod tests {
             ],
         );
         assert_eq!((quick, slow), (3, 3));
-        assert_eq!(medians[0].0, "quick");
-        assert!(
-            medians[1].1 >= 0.05 && medians[0].1 < medians[1].1,
-            "{medians:?}"
+        assert_eq!(measured.times[0].0, "quick");
+        let (q, s) = (
+            measured.median("quick").unwrap(),
+            measured.median("slow").unwrap(),
         );
+        assert!(s >= 0.05 && q < s, "{measured:?}");
+        let ratios = measured.round_ratios("slow", "quick");
+        assert_eq!(ratios.len(), 3);
+        assert!(ratios.iter().all(|r| *r > 1.0), "{ratios:?}");
+    }
+
+    #[test]
+    fn round_ratios_pair_each_round_and_quartiles_split_the_halves() {
+        let measured = Alternating {
+            times: vec![
+                ("a".into(), vec![2.0, 4.0, 9.0]),
+                ("b".into(), vec![1.0, 2.0, 3.0]),
+            ],
+        };
+        assert_eq!(measured.round_ratios("a", "b"), [2.0, 2.0, 3.0]);
+        assert!(measured.round_ratios("a", "nothing").is_empty());
+        assert_eq!(quartiles(&[5.0, 1.0, 3.0, 2.0, 4.0]), Some((1.5, 4.5)));
+        assert_eq!(quartiles(&[1.0, 2.0, 3.0, 4.0]), Some((1.5, 3.5)));
+        assert_eq!(quartiles(&[1.0]), None);
     }
 }
