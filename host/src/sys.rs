@@ -58,3 +58,38 @@ pub fn signal_process(pid: u32, signal: i32) -> bool {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe { libc::kill(pid, signal) == 0 }
 }
+
+/// Whether some of what was written to the unix stream socket `fd` still waits in its
+/// peer's receive queue, unread (`TIOCOUTQ`, which counts the queued buffers with their
+/// overhead, not the bytes). `None` where the kernel cannot say. The caller keeps `fd`
+/// open meanwhile (it holds the connection).
+#[cfg(target_os = "linux")]
+pub fn unread_by_peer(fd: std::os::fd::RawFd) -> Option<bool> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer, which points at `queued`, alive
+    // for the call; on a descriptor that is not a socket the call fails and writes nothing.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then_some(queued > 0)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+pub fn unread_by_peer(_fd: std::os::fd::RawFd) -> Option<bool> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_unix_socket_has_unread_bytes_until_its_peer_reads_them() {
+        let (mut ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(super::unread_by_peer(ours.as_raw_fd()), Some(false));
+        ours.write_all(b"HTTP/1.1 101").unwrap();
+        assert_eq!(super::unread_by_peer(ours.as_raw_fd()), Some(true));
+        let mut buf = [0u8; 12];
+        theirs.read_exact(&mut buf).unwrap();
+        assert_eq!(super::unread_by_peer(ours.as_raw_fd()), Some(false));
+    }
+}

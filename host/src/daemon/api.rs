@@ -322,6 +322,7 @@ async fn route(
         }
         ["exec", id, "start"] if post => {
             let e = engine.exec_find(id)?;
+            let peer = req.extensions().get::<http::PeerFd>().copied();
             let on_upgrade = hyper::upgrade::on(&mut req);
             let body: ExecStartBody = http::typed_body(req.into_body()).await?;
             super::fields::check_other("", &body.other)?;
@@ -344,7 +345,7 @@ async fn route(
             Ok(http::hijack(
                 on_upgrade,
                 http::stream_type(tty),
-                move |io| super::exec::start_and_run(engine, e, io, tty, console),
+                move |io| super::exec::start_and_run(engine, e, io, tty, console, peer),
             ))
         }
         ["exec", id, "json"] if get => Ok(http::json(200, &engine.exec_find(id)?.inspect())),

@@ -111,6 +111,27 @@ pub async fn typed_body<T: serde::de::DeserializeOwned + Default>(
     super::models::parse(&body_bytes(body).await?)
 }
 
+/// The client connection's socket, put in each request's extensions by the accept loop
+/// (see [`wait_until_read`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerFd(pub std::os::fd::RawFd);
+
+/// How long [`wait_until_read`] waits for the client to read what was written to it.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the client has read everything written to its connection (the `101`'s
+/// headers), up to [`READ_DEADLINE`]. A client that reads the headers through a buffered
+/// reader (docker-py, through urllib3) keeps whatever arrived with them in that buffer
+/// and then reads the raw socket: the first output of a fast exec, sent right behind the
+/// `101`, was lost that way. Where the kernel cannot tell, it does not wait.
+pub async fn wait_until_read(peer: Option<PeerFd>) {
+    let Some(PeerFd(fd)) = peer else { return };
+    let start = std::time::Instant::now();
+    while crate::sys::unread_by_peer(fd) == Some(true) && start.elapsed() < READ_DEADLINE {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it
 /// over, as Docker's attach and exec start do.
 pub fn hijack<F, Fut>(

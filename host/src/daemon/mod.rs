@@ -195,8 +195,12 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let ctl = ctl.clone();
+                let peer = http::PeerFd(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| api::handle(ctl.clone(), req));
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(peer);
+                        api::handle(ctl.clone(), req)
+                    });
                     let conn = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades();
