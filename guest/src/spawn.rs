@@ -234,6 +234,13 @@ mod tests {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Writes `text` to `path`, executable by anyone.
+    fn executable(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+
     fn read_all(fd: Option<OwnedFd>) -> String {
         let mut s = String::new();
         std::fs::File::from(fd.expect("a pipe"))
@@ -303,9 +310,7 @@ mod tests {
         let _turn = turn();
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("only-here");
-        std::fs::write(&tool, "#!/bin/sh\necho found\n").unwrap();
-        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        executable(&tool, "#!/bin/sh\necho found\n");
         let p = Process {
             program: "only-here".into(),
             argv0: None,
@@ -324,9 +329,7 @@ mod tests {
         let _turn = turn();
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("plain");
-        std::fs::write(&script, "echo \"as a script: $1\"\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        executable(&script, "echo \"as a script: $1\"\n");
         let p = Process {
             program: "./plain".into(),
             argv0: None,
@@ -344,9 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("bin")).unwrap();
         let tool = dir.path().join("bin/tool");
-        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        executable(&tool, "#!/bin/sh\n");
         let p = Process {
             program: "tool".into(),
             argv0: None,

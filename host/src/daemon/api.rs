@@ -294,9 +294,11 @@ async fn route(
                 };
                 (past, c.out_tx.subscribe())
             };
+            let peer = req.extensions().get::<http::PeerFd>().copied();
             let on_upgrade = hyper::upgrade::on(&mut req);
             Ok(http::hijack(
                 on_upgrade,
+                peer,
                 http::stream_type(tty),
                 move |io| super::exec::run_attach(c, io, output, want, (tty, keys), (past, stream)),
             ))
@@ -344,8 +346,9 @@ async fn route(
             let engine = engine.clone();
             Ok(http::hijack(
                 on_upgrade,
+                peer,
                 http::stream_type(tty),
-                move |io| super::exec::start_and_run(engine, e, io, tty, console, peer),
+                move |io| super::exec::start_and_run(engine, e, io, tty, console),
             ))
         }
         ["exec", id, "json"] if get => Ok(http::json(200, &engine.exec_find(id)?.inspect())),

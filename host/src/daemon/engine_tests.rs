@@ -768,7 +768,7 @@ async fn an_attached_exec_starts_when_served_and_a_failed_start_goes_into_the_st
             started,
             "the process starts only once the client's connection is served"
         );
-        super::exec::start_and_run(h.engine.clone(), e, server, false, None, None).await;
+        super::exec::start_and_run(h.engine.clone(), e, server, false, None).await;
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
         out

@@ -261,23 +261,21 @@ impl Engine {
 }
 
 /// Starts the exec on an attached client connection, already upgraded, and serves it
-/// ([`run_exec`]). As Docker does, the process starts only after the `101`, and here
-/// only once the client (`peer`) has read it: its first output must not arrive together
-/// with the response's headers, which a client that reads them through a buffered reader
-/// (docker-py, with urllib3) keeps in that buffer and never sees. A failure to start is
-/// written into the stream (stderr), and its exit code (126, 127) is the exec's, for the
-/// client's inspect.
+/// ([`run_exec`]). As Docker does, the process starts only after the `101` (and
+/// [`super::http::hijack`] calls this once the client has read it): its first output
+/// must not arrive together with the response's headers, which a client that reads them
+/// through a buffered reader (docker-py, with urllib3) keeps in that buffer and never
+/// sees. A failure to start is written into the stream (stderr), and its exit code (126,
+/// 127) is the exec's, for the client's inspect.
 pub async fn start_and_run<IO>(
     engine: Arc<Engine>,
     e: Arc<ExecInstance>,
     mut io: IO,
     tty: bool,
     console: Option<TtySize>,
-    peer: Option<super::http::PeerFd>,
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    super::http::wait_until_read(peer).await;
     match engine.exec_start(&e, Some(tty), console).await {
         Ok(exec) => run_exec(engine, e, exec, Some(io), tty).await,
         Err(err) => {

@@ -124,7 +124,7 @@ const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 /// reader (docker-py, through urllib3) keeps whatever arrived with them in that buffer
 /// and then reads the raw socket: the first output of a fast exec, sent right behind the
 /// `101`, was lost that way. Where the kernel cannot tell, it does not wait.
-pub async fn wait_until_read(peer: Option<PeerFd>) {
+async fn wait_until_read(peer: Option<PeerFd>) {
     let Some(PeerFd(fd)) = peer else { return };
     let start = std::time::Instant::now();
     while crate::sys::unread_by_peer(fd) == Some(true) && start.elapsed() < READ_DEADLINE {
@@ -133,9 +133,11 @@ pub async fn wait_until_read(peer: Option<PeerFd>) {
 }
 
 /// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it
-/// over, as Docker's attach and exec start do.
+/// over and the client (`peer`) has read the answer ([`wait_until_read`]), as Docker's
+/// attach and exec start do: nothing `serve` writes arrives together with the headers.
 pub fn hijack<F, Fut>(
     on_upgrade: hyper::upgrade::OnUpgrade,
+    peer: Option<PeerFd>,
     content_type: &str,
     serve: F,
 ) -> Response<Body>
@@ -145,7 +147,10 @@ where
 {
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Ok(upgraded) => {
+                wait_until_read(peer).await;
+                serve(TokioIo::new(upgraded)).await
+            }
             Err(e) => tracing::warn!("connection upgrade failed: {e}"),
         }
     });
