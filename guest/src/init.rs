@@ -56,13 +56,8 @@ pub fn main() -> i32 {
     let runtime = runtime(cfg.boot.disk.is_some());
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
-            let reaper = Reaper::start()?;
-            // A machine (it has a state disk) runs containers: their path warms up on
-            // the runtime's threads while this one mounts the disk and the shares.
-            if is_init && cfg.boot.disk.is_some() {
-                let dir = Path::new(WARMUP_DIR).to_path_buf();
-                tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
-            }
+            // A machine's state disk mounts from here on, beside the agent's start and
+            // the host's connection: on a cold machine the first container waits for it.
             let ready = match (is_init, &cfg.boot.disk) {
                 (true, Some(disk)) => mount_state(disk.clone()),
                 (true, None) => {
@@ -71,6 +66,16 @@ pub fn main() -> i32 {
                 }
                 (false, _) => Ready::now(),
             };
+            // The host's connection first: it comes up while the rest is set up.
+            let dialing = crate::transport::Dialing::start(&cfg.boot.transport);
+            tokio::task::yield_now().await;
+            let reaper = Reaper::start()?;
+            // A machine (it has a state disk) runs containers: their path warms up on
+            // the runtime's threads while the disk and the shares mount.
+            if is_init && cfg.boot.disk.is_some() {
+                let dir = Path::new(WARMUP_DIR).to_path_buf();
+                tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
+            }
             let shares = match is_init {
                 true => {
                     crate::shares::Shares::mount_all(&cfg.boot.shares, cfg.boot.shares_virtiofs)
@@ -92,7 +97,7 @@ pub fn main() -> i32 {
                 shares: std::sync::Arc::new(shares),
                 ready,
             };
-            crate::transport::serve(&cfg.boot.transport, agent).await
+            crate::transport::serve(dialing, agent).await
         }),
         Err(e) => Err(e),
     };
@@ -106,9 +111,9 @@ pub fn main() -> i32 {
 }
 
 /// Mounts the state disk (after the modules: on distro kernels virtio_blk is one) and
-/// clears what the last boot left, on a thread of its own: the agent serves the host
-/// meanwhile, and its requests wait for the returned [`Ready`]. A disk that does not
-/// mount leaves the state in memory.
+/// clears what the last boot left, on a thread of its own: the agent starts and serves
+/// the host meanwhile, and its requests wait for the returned [`Ready`]. A disk that does
+/// not mount leaves the state in memory.
 fn mount_state(disk: String) -> Ready {
     let (done, ready) = Ready::later();
     tokio::task::spawn_blocking(move || {

@@ -1,4 +1,5 @@
-//! Where the host's connection comes from: an AF_VSOCK listener or a virtio-serial port.
+//! Where the host's connection comes from: an AF_VSOCK connection the agent dials, or a
+//! virtio-serial port it opens.
 //! Either way the agent gets one byte stream and runs a multiplexed session over it.
 
 use std::io;
@@ -15,29 +16,67 @@ use crate::sys::CharDevice;
 const DEVICE_DEADLINE: Duration = Duration::from_secs(20);
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
-/// Serves the host forever (returns only if the transport cannot be set up).
-pub async fn serve(transport: &AgentTransport, agent: Agent) -> io::Result<()> {
-    match transport {
-        AgentTransport::Vsock { port } => serve_vsock(*port, agent).await,
-        AgentTransport::Serial { name } => serve_serial(name, agent).await,
+/// The first connection to the host, being made on a task of its own. The agent starts it
+/// before the rest of its set-up (the reaper, the warm-up, shares, the network), at the
+/// moment the state disk starts to mount: on a machine's second vCPU the dial and the
+/// host's first requests come in meanwhile. A cold `berth run` waits for both the hello
+/// and the disk; moving either alone gained nothing, both together about 15 ms.
+pub struct Dialing(tokio::task::JoinHandle<io::Result<Link>>);
+
+/// One connection's byte stream.
+enum Link {
+    /// The port dialled, and the connection.
+    Vsock(u32, tokio_vsock::VsockStream),
+    /// The port's device node (reopened for the next connection) and the open port.
+    Serial(PathBuf, CharDevice),
+}
+
+impl Dialing {
+    /// Starts the first connection. Call it on the runtime; the dial is under way once
+    /// the caller next yields.
+    pub fn start(transport: &AgentTransport) -> Dialing {
+        let transport = transport.clone();
+        Dialing(tokio::spawn(async move {
+            match transport {
+                AgentTransport::Vsock { port } => {
+                    let stream = dial_vsock(port, Some(Instant::now())).await?;
+                    Ok(Link::Vsock(port, stream))
+                }
+                AgentTransport::Serial { name } => open_serial(&name).await,
+            }
+        }))
     }
 }
 
-/// Dials the host (context id 2) on `port`, serves the connection, and dials again when
-/// it ends. The guest dials rather than listens so that the host never has to poll, and
-/// no connection can arrive before the vsock driver is ready.
-async fn serve_vsock(port: u32, agent: Agent) -> io::Result<()> {
+/// Serves the host forever, starting with the connection `first` makes (returns only if
+/// the transport cannot be set up).
+pub async fn serve(first: Dialing, agent: Agent) -> io::Result<()> {
+    let link = first
+        .0
+        .await
+        .map_err(|e| io::Error::other(format!("the dial to the host failed: {e}")))??;
+    match link {
+        Link::Vsock(port, stream) => serve_vsock(port, stream, agent).await,
+        Link::Serial(path, dev) => serve_serial(path, dev, agent).await,
+    }
+}
+
+/// Dials the host (context id 2) on `port`. The guest dials rather than listens so that
+/// the host never has to poll, and no connection can arrive before the vsock driver is
+/// ready. Until a first connection is made (`first_since` is its start) a failure is
+/// retried for [`DEVICE_DEADLINE`]; after that, for ever.
+async fn dial_vsock(
+    port: u32,
+    first_since: Option<Instant>,
+) -> io::Result<tokio_vsock::VsockStream> {
     use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
-    let started = Instant::now();
-    let mut connected_once = false;
     loop {
         match VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, port)).await {
             Ok(stream) => {
                 tracing::info!("connected to the host on vsock port {port}");
-                connected_once = true;
-                agent.serve(Session::server(stream)).await;
+                return Ok(stream);
             }
-            Err(e) if connected_once || started.elapsed() < DEVICE_DEADLINE => {
+            Err(e) if first_since.is_none_or(|t| t.elapsed() < DEVICE_DEADLINE) => {
                 tracing::debug!("vsock connect to the host failed: {e}");
             }
             Err(e) => {
@@ -51,7 +90,21 @@ async fn serve_vsock(port: u32, agent: Agent) -> io::Result<()> {
     }
 }
 
-async fn serve_serial(name: &str, agent: Agent) -> io::Result<()> {
+/// Serves `stream`, then each connection dialled after it ends.
+async fn serve_vsock(
+    port: u32,
+    mut stream: tokio_vsock::VsockStream,
+    agent: Agent,
+) -> io::Result<()> {
+    loop {
+        agent.serve(Session::server(stream)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stream = dial_vsock(port, None).await?;
+    }
+}
+
+/// Finds the virtio-serial port called `name` (waiting for it to appear) and opens it.
+async fn open_serial(name: &str) -> io::Result<Link> {
     let started = Instant::now();
     let path = loop {
         match find_port(Path::new(VIRTIO_PORTS), name) {
@@ -67,13 +120,18 @@ async fn serve_serial(name: &str, agent: Agent) -> io::Result<()> {
             }
         }
     };
+    let dev = CharDevice::open(&path)?;
     tracing::info!("serving on virtio-serial port {name} ({})", path.display());
-    // A serial port carries one connection at a time; when the host goes away, reopen it
-    // and wait for the next one.
+    Ok(Link::Serial(path, dev))
+}
+
+/// Serves the open port. A serial port carries one connection at a time; when the host
+/// goes away, reopen it and wait for the next one.
+async fn serve_serial(path: PathBuf, mut dev: CharDevice, agent: Agent) -> io::Result<()> {
     loop {
-        let dev = CharDevice::open(&path)?;
         agent.serve(Session::server(dev)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
+        dev = CharDevice::open(&path)?;
     }
 }
 
