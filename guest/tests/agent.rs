@@ -205,10 +205,38 @@ async fn requests_wait_for_the_state_but_the_hello_does_not() {
     write_msg(&mut control, &HostMessage::ListLayers)
         .await
         .unwrap();
+    // A network's preparation needs no state: it is answered at once, behind the list.
+    let network = berth_protocol::BridgeNetwork {
+        network_name: "bridge".into(),
+        bridge: "berth0".into(),
+        prefix: 16,
+        gateway: "172.17.0.1".into(),
+        internal: false,
+        keep_bridge: true,
+    };
+    write_msg(
+        &mut control,
+        &HostMessage::PrepareNetwork {
+            request_id: 7,
+            network,
+        },
+    )
+    .await
+    .unwrap();
+    let prepared = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut control))
+        .await
+        .expect("a network's preparation waited for the agent's state");
+    assert!(
+        matches!(
+            prepared,
+            GuestMessage::NetworkPrepared { request_id: 7, .. }
+        ),
+        "{prepared:?}"
+    );
     let early = tokio::time::timeout(std::time::Duration::from_millis(300), next(&mut control));
     assert!(
         early.await.is_err(),
-        "a request was served before the agent's state was in place"
+        "the layer list was served before the agent's state was in place"
     );
     mounted.send(true).unwrap();
     let listed = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut control))

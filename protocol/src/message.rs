@@ -748,6 +748,9 @@ pub enum ErrorKind {
     VersionMismatch,
     /// Anything else that went wrong in the guest.
     Internal,
+    /// A layer the container names is not in the guest's layer cache: the host sends it
+    /// and asks again.
+    LayerMissing,
 }
 
 impl ErrorKind {

@@ -118,6 +118,7 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         Just(ErrorKind::BadRequest),
         Just(ErrorKind::VersionMismatch),
         Just(ErrorKind::Internal),
+        Just(ErrorKind::LayerMissing),
     ];
     prop_oneof![
         (any::<u32>(), ".*", ".*").prop_map(|(version, agent, kernel_release)| {
@@ -368,6 +369,7 @@ fn exit_status_maps_signals_like_a_shell() {
     assert_eq!(ErrorKind::NotFound.exit_code(), 127);
     assert_eq!(ErrorKind::CannotInvoke.exit_code(), 126);
     assert_eq!(ErrorKind::Internal.exit_code(), 125);
+    assert_eq!(ErrorKind::LayerMissing.exit_code(), 125);
 }
 
 #[test]

@@ -65,10 +65,16 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
     let replies = Replies(tx);
 
     if handshake(&mut rd, &replies).await {
-        agent.ready.wait().await;
+        let mut state_in_place = false;
         loop {
             match read_msg::<_, HostMessage>(&mut rd).await {
-                Ok(Some(msg)) => handle(&agent, &conn, &replies, msg).await,
+                Ok(Some(msg)) => {
+                    if !state_in_place && holds_for_the_state(&msg) {
+                        agent.ready.wait().await;
+                        state_in_place = true;
+                    }
+                    handle(&agent, &conn, &replies, msg).await
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // The stream is out of sync after a bad frame: say why, then close it.
@@ -84,6 +90,20 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
     }
     drop(replies);
     let _ = writer.await;
+}
+
+/// Whether a request waits, and holds up the requests behind it, until the agent's state
+/// (a machine's disk) is in place. The order of requests is kept, except that these do not
+/// wait: a network's preparation, which needs no state (a cold machine makes its default
+/// bridge while its disk mounts), and the layer list and the deletion of left-over
+/// container files, which wait for the state in tasks of their own.
+fn holds_for_the_state(msg: &HostMessage) -> bool {
+    !matches!(
+        msg,
+        HostMessage::PrepareNetwork { .. }
+            | HostMessage::ListLayers
+            | HostMessage::RemoveContainerFiles { .. }
+    )
 }
 
 async fn handshake<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, replies: &Replies) -> bool {
@@ -135,9 +155,18 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             }
         }
         HostMessage::Ping { nonce } => replies.send(GuestMessage::Pong { nonce }),
-        HostMessage::ListLayers => replies.send(GuestMessage::LayerList {
-            digests: layers::cached(&agent.layers_dir),
-        }),
+        HostMessage::ListLayers => {
+            let (ready, dir, replies) = (
+                agent.ready.clone(),
+                agent.layers_dir.clone(),
+                replies.clone(),
+            );
+            tokio::spawn(async move {
+                ready.wait().await;
+                let digests = layers::cached(&dir);
+                replies.send(GuestMessage::LayerList { digests })
+            });
+        }
         HostMessage::PutLayer { digest } => {
             tokio::spawn(layers::put(
                 agent.layers_dir.clone(),
@@ -185,9 +214,10 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             volumes::spawn(replies.clone(), agent.volumes_dir.clone(), request_id, name)
         }
         HostMessage::RemoveContainerFiles { request_id, which } => {
-            let dir = agent.containers_dir.clone();
+            let (ready, dir) = (agent.ready.clone(), agent.containers_dir.clone());
             let replies = replies.clone();
             tokio::spawn(async move {
+                ready.wait().await;
                 let work = tokio::task::spawn_blocking(move || {
                     crate::container::state::remove_files(&dir, &which)
                 });

@@ -76,7 +76,7 @@ fn files_spec(
             .map_err(|e| (ErrorKind::BadRequest, e))?;
         if !dir.is_dir() {
             return Err((
-                ErrorKind::BadRequest,
+                ErrorKind::LayerMissing,
                 format!("layer {digest} is not in the cache"),
             ));
         }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::create;
-use super::engine::{name_in_use, Container, Engine};
+use super::create::name_in_use;
+use super::engine::{Container, Engine};
 use super::error::ApiError;
 use super::models::EndpointSettings;
 use super::state::{Joined, NetSettings};

@@ -547,6 +547,25 @@ pub fn string(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.is_empty())
 }
 
+/// The `config` object of an image's config blob (Docker's `ContainerConfig` shape).
+pub fn image_run_config(blob: &[u8]) -> Result<ContainerConfig, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct ImageConfigBlob {
+        #[serde(default)]
+        config: Option<ContainerConfig>,
+    }
+    Ok(serde_json::from_slice::<ImageConfigBlob>(blob)?
+        .config
+        .unwrap_or_default())
+}
+
+/// Docker's answer when a name is taken.
+pub fn name_in_use(name: &str, id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

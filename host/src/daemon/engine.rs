@@ -8,23 +8,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_mux::Stream;
-use berth_protocol::{ContainerOp, ContainerResult, ExecSpec, GuestMessage, NetworkSpec, TtySize};
+use berth_protocol::{
+    ContainerOp, ContainerResult, ErrorKind, ExecSpec, GuestMessage, NetworkSpec, TtySize,
+};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::create;
+use super::create::{self, image_run_config, name_in_use};
 use super::error::ApiError;
 use super::events::Events;
 use super::exec::ExecInstance;
 use super::guest::{GuestApi, GuestExec};
 use super::logs::{Entry, LineSplitter, StreamKind};
-use super::models::{ContainerConfig, CreateBody};
+use super::models::CreateBody;
 use super::networks::Networks;
 use super::restart::{Backoff, Policy};
 use super::state::{Record, State, Store};
 use crate::image::time::rfc3339_nanos;
 use crate::image::ImageStore;
 use crate::machine::{MachineConfig, MachineDir};
+
+/// How a container's first process started.
+enum Launched {
+    Running,
+    /// The guest lacks one of the container's layers: nothing was started.
+    LayersMissing,
+}
 
 /// How long the guest has to report that a container started.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -329,10 +338,32 @@ impl Engine {
         let n = &mut record.spec.network;
         n.extra_hosts.extend(links.hosts);
         record.spec.env = links.env.into_iter().chain(record.spec.env).collect();
-        self.ensure_container_layers(&record).await?;
+        // While the guest's layer list is still coming (a machine that just booted mounts
+        // its state disk), the container starts at once, and its layers are sent only if
+        // the guest finds one missing: a cold machine's first container saves the round
+        // trip of the list.
+        let listed = self.guest.layers_listed();
+        if listed {
+            self.ensure_container_layers(&record).await?;
+        }
         let (network, endpoints) = self.connect_network(c, &record).await?;
         c.update(&self.store, |r| r.endpoints = endpoints);
-        let result = self.launch(c, &record, network).await;
+        let mut result = self.launch(c, &record, network.clone(), !listed).await;
+        match result {
+            Ok(Launched::LayersMissing) => {
+                result = match self.ensure_container_layers(&record).await {
+                    Ok(()) => self.launch(c, &record, network, false).await,
+                    Err(e) => Err(e),
+                };
+            }
+            // What `ensure_layers` says when it finds them all.
+            Ok(Launched::Running) if !listed => tracing::info!(
+                "the guest's layer cache holds {n} of {n} layers",
+                n = record.layers.len()
+            ),
+            _ => {}
+        }
+        let result = result.map(|_| ());
         if result.is_err() {
             self.disconnect_network(c);
         }
@@ -353,12 +384,15 @@ impl Engine {
         Ok(self.guest.ensure_layers(&layers).await?)
     }
 
+    /// Starts the container's first process. With `layers_may_be_missing`, a guest that
+    /// lacks one of its layers is not a failure but [`Launched::LayersMissing`].
     async fn launch(
         self: &Arc<Self>,
         c: &Arc<Container>,
         record: &Record,
         network: Option<NetworkSpec>,
-    ) -> Result<(), ApiError> {
+        layers_may_be_missing: bool,
+    ) -> Result<Launched, ApiError> {
         let s = &record.spec;
         self.ensure_volumes(&s.mounts)?;
         let spec = ExecSpec {
@@ -376,6 +410,13 @@ impl Engine {
         let started = tokio::time::timeout(START_DEADLINE, exec.events.recv()).await;
         let pid = match started {
             Ok(Some(GuestMessage::Started { pid, .. })) => pid,
+            Ok(Some(GuestMessage::Error {
+                kind: ErrorKind::LayerMissing,
+                ..
+            })) if layers_may_be_missing => {
+                self.guest.exec_done(exec.id);
+                return Ok(Launched::LayersMissing);
+            }
             Ok(Some(GuestMessage::Error { kind, message, .. })) => {
                 self.guest.exec_done(exec.id);
                 let code = kind.exit_code();
@@ -410,7 +451,7 @@ impl Engine {
             }
             None => c.set_health(&self.store, None),
         }
-        Ok(())
+        Ok(Launched::Running)
     }
 
     /// Pumps the output of a running container and records how it ended.
@@ -749,23 +790,4 @@ async fn write_entries(c: &Container, entries: &[Entry]) {
         }
         let _ = c.log_tx.send(e.clone());
     }
-}
-
-/// The `config` object of an image's config blob (Docker's `ContainerConfig` shape).
-pub fn image_run_config(blob: &[u8]) -> Result<ContainerConfig, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct ImageConfigBlob {
-        #[serde(default)]
-        config: Option<ContainerConfig>,
-    }
-    Ok(serde_json::from_slice::<ImageConfigBlob>(blob)?
-        .config
-        .unwrap_or_default())
-}
-
-/// Docker's answer when a name is taken.
-pub fn name_in_use(name: &str, id: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
-    ))
 }

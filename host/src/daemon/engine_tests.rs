@@ -18,9 +18,9 @@ use crate::image::{ImageStore, Reference};
 use crate::machine::{MachineConfig, MachineDir};
 use crate::paths::Paths;
 
-struct Harness {
-    engine: Arc<Engine>,
-    guest: Arc<FakeGuest>,
+pub(super) struct Harness {
+    pub(super) engine: Arc<Engine>,
+    pub(super) guest: Arc<FakeGuest>,
     tmp: tempfile::TempDir,
 }
 
@@ -61,7 +61,7 @@ fn engine_in(tmp: &std::path::Path, guest: Arc<FakeGuest>) -> Arc<Engine> {
     )
 }
 
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     let tmp = tempfile::tempdir().unwrap();
     let guest = FakeGuest::new();
     let engine = engine_in(tmp.path(), guest.clone());
@@ -69,7 +69,7 @@ fn harness() -> Harness {
 }
 
 impl Harness {
-    fn create(&self, name: &str, body: Value) -> Arc<Container> {
+    pub(super) fn create(&self, name: &str, body: Value) -> Arc<Container> {
         let mut body = body;
         body["Image"] = json!("busybox");
         let body = serde_json::from_value(body).unwrap();
@@ -90,7 +90,7 @@ impl Harness {
         }
     }
 
-    fn actions(&self, events: &[Event], id: &str) -> Vec<String> {
+    pub(super) fn actions(&self, events: &[Event], id: &str) -> Vec<String> {
         let _ = &self.tmp;
         events
             .iter()

@@ -16,6 +16,8 @@ mod detach;
 mod endpoints;
 mod engine;
 #[cfg(test)]
+mod engine_start_tests;
+#[cfg(test)]
 mod engine_tests;
 mod error;
 mod events;

@@ -15,7 +15,8 @@ use super::Out;
 use crate::build::context::Context;
 use crate::build::dockerfile::{Command, Dockerfile, Kind, RunSpec, Stage};
 use crate::build::ignore::Ignore;
-use crate::daemon::engine::{image_run_config, Engine};
+use crate::daemon::create::image_run_config;
+use crate::daemon::engine::Engine;
 use crate::daemon::models::create::ContainerConfig;
 use crate::image::{Digest, ImageRecord};
 

@@ -303,6 +303,11 @@ impl Guest {
         Ok(())
     }
 
+    /// Whether the guest's layer list is at hand (see [`GuestApi::layers_listed`]).
+    pub fn layers_listed(&self) -> bool {
+        self.layers.try_lock().is_ok_and(|known| known.is_some())
+    }
+
     /// The digests in the guest's layer cache, as the guest lists them.
     async fn list_layers(&self) -> Result<HashSet<String>, ClientError> {
         let mut rx = self.wait_for(Key::LayerList);
@@ -494,6 +499,9 @@ impl GuestApi for Guest {
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         Guest::ensure_layers(self, layers).await
     }
+    fn layers_listed(&self) -> bool {
+        Guest::layers_listed(self)
+    }
     async fn connect(&self, addr: &str, proto: PortProto) -> Result<Stream, ClientError> {
         Guest::connect(self, addr, proto).await
     }
@@ -548,6 +556,7 @@ mod tests {
         for _ in 0..3 {
             guest.ensure_layers(&layer).await.unwrap();
         }
+        assert!(guest.layers_listed(), "the list is at hand once it came");
         drop(guest);
         agent.abort();
         assert!(

@@ -4,6 +4,7 @@
 //! - `echo WORDS...`: prints the words on stdout, then exits 0;
 //! - `sleep`: runs until a signal ends it (SIGTERM is ignored under `sleep ignore-term`);
 //! - `nostart`: the start fails (as a missing executable does);
+//! - any container's start fails with `LayerMissing` while `layers_missing` is set;
 //! - a builtin (`docker cp`'s): `Stat` prints a directory's stat, the others exit 0.
 //!
 //! Every request is recorded (`calls`), and [`FakeGuest::die`] plays a machine that went
@@ -45,6 +46,10 @@ pub struct FakeGuest {
     pub fail_next_op: Mutex<Option<String>>,
     /// What `disk_usage` answers.
     pub usage: Mutex<super::DiskUsage>,
+    /// `layers_listed` answers no (a machine still mounting its disk).
+    pub layers_unlisted: AtomicBool,
+    /// A container's start fails with `LayerMissing` until `ensure_layers` is called.
+    pub layers_missing: AtomicBool,
 }
 
 impl FakeGuest {
@@ -70,6 +75,8 @@ impl FakeGuest {
             exec_times: Mutex::new(Vec::new()),
             fail_next_op: Mutex::new(None),
             usage: Mutex::new(Default::default()),
+            layers_unlisted: AtomicBool::new(false),
+            layers_missing: AtomicBool::new(false),
         })
     }
 
@@ -152,9 +159,19 @@ impl GuestApi for FakeGuest {
         let builtin = spec.join.as_ref().and_then(|j| j.builtin.clone());
         let script = match builtin {
             Some(_) => "builtin",
+            None if spec.container.is_some() && self.layers_missing.load(Ordering::SeqCst) => {
+                "layers-missing"
+            }
             None => argv.first().map(String::as_str).unwrap_or(""),
         };
         match script {
+            "layers-missing" => {
+                let _ = tx.send(GuestMessage::Error {
+                    exec_id: Some(id),
+                    kind: ErrorKind::LayerMissing,
+                    message: "layer sha256:... is not in the cache".into(),
+                });
+            }
             "nostart" => {
                 let _ = tx.send(GuestMessage::Error {
                     exec_id: Some(id),
@@ -306,7 +323,13 @@ impl GuestApi for FakeGuest {
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError> {
         self.check_alive()?;
         self.record(format!("layers {}", layers.len()));
+        self.layers_missing.store(false, Ordering::SeqCst);
+        self.layers_unlisted.store(false, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn layers_listed(&self) -> bool {
+        !self.layers_unlisted.load(Ordering::SeqCst)
     }
 
     async fn connect(&self, addr: &str, _proto: PortProto) -> Result<Stream, ClientError> {

@@ -65,6 +65,10 @@ pub trait GuestApi: Send + Sync + 'static {
     ) -> Result<Result<(), String>, ClientError>;
     /// Makes sure the guest's layer cache holds every `(digest, blob path)`.
     async fn ensure_layers(&self, layers: &[(String, PathBuf)]) -> Result<(), ClientError>;
+    /// Whether the guest's layer list is at hand, so that `ensure_layers` asks the guest
+    /// nothing unless a layer is missing. It is not while a machine that just booted
+    /// still mounts its state disk.
+    fn layers_listed(&self) -> bool;
     /// Opens a flow to `addr` inside the guest (a published port's connection).
     async fn connect(&self, addr: &str, proto: PortProto) -> Result<Stream, ClientError>;
 }
