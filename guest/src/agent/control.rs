@@ -218,13 +218,9 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
             let replies = replies.clone();
             tokio::spawn(async move {
                 ready.wait().await;
-                let work = tokio::task::spawn_blocking(move || {
-                    crate::container::state::remove_files(&dir, &which)
-                });
-                let error = match work.await {
-                    Ok(result) => result.err(),
-                    Err(_panic) => Some("the agent failed while deleting container files".into()),
-                };
+                let error = crate::container::state::remove_files_in_turn(dir, which)
+                    .await
+                    .err();
                 replies.send(GuestMessage::ContainerFilesRemoved { request_id, error });
             });
         }

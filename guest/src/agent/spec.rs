@@ -35,11 +35,14 @@ pub(super) async fn container_spec(
     ));
     shim.hosts = Some(net.hosts);
     shim.netns = net.netns;
-    let prepared = shim
-        .create_dirs()
-        .and_then(|()| shim.mount_devpts())
-        .and_then(|()| shim.mount_shm());
-    if let Err(e) = prepared.and_then(|()| crate::container::state::save_spec(&shim)) {
+    let saved = {
+        let _setting_up = crate::container::state::setting_up().await;
+        shim.create_dirs()
+            .and_then(|()| shim.mount_devpts())
+            .and_then(|()| shim.mount_shm())
+            .and_then(|()| crate::container::state::save_spec(&shim))
+    };
+    if let Err(e) = saved {
         crate::container::finish(&shim);
         agent.net.detach(&c.id).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));

@@ -9,7 +9,39 @@
 use std::io;
 use std::path::Path;
 
+use berth_protocol::ContainerSet;
+
 use super::ShimSpec;
+
+/// Container directories are made and chosen for deletion under this lock. A container's
+/// start holds it shared from the moment it makes its directories until its spec is saved
+/// (from then on the clean-up of left-overs skips it); that clean-up holds it alone. So a
+/// clean-up that the daemon asked for before it knew of a container never takes that
+/// container's directories, made a moment ago, for a left-over.
+static FILES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held while a container's directories are made and its spec saved.
+pub async fn setting_up() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    FILES.read().await
+}
+
+/// [`remove_files`] on a blocking thread; the clean-up of left-overs (`AllBut`) runs while
+/// no container is being set up.
+pub async fn remove_files_in_turn(
+    containers_dir: std::path::PathBuf,
+    which: ContainerSet,
+) -> Result<(), String> {
+    let alone = match which {
+        ContainerSet::AllBut(_) => Some(FILES.write().await),
+        ContainerSet::These(_) => None,
+    };
+    let work = tokio::task::spawn_blocking(move || {
+        let _alone = alone;
+        remove_files(&containers_dir, &which)
+    });
+    work.await
+        .unwrap_or_else(|_panic| Err("the agent failed while deleting container files".into()))
+}
 
 /// The container's spec, in its state directory.
 pub const SPEC_FILE: &str = "spec.json";
@@ -71,11 +103,7 @@ pub fn forget_run(dir: &Path) {
 /// Deletes the state directories under `containers_dir` of the containers `which` names,
 /// skipping any that runs (or is starting: it has a `spec.json`). Every directory is
 /// tried; the error lists those that could not be deleted.
-pub fn remove_files(
-    containers_dir: &Path,
-    which: &berth_protocol::ContainerSet,
-) -> Result<(), String> {
-    use berth_protocol::ContainerSet;
+pub fn remove_files(containers_dir: &Path, which: &ContainerSet) -> Result<(), String> {
     let ids: Vec<String> = match which {
         ContainerSet::These(ids) => ids.clone(),
         ContainerSet::AllBut(keep) => match std::fs::read_dir(containers_dir) {
@@ -188,7 +216,6 @@ mod tests {
 
     #[test]
     fn a_finished_run_keeps_the_files_until_removed() {
-        use berth_protocol::ContainerSet;
         let tmp = tempfile::tempdir().unwrap();
         let other = "f".repeat(64);
         let (dir, other_dir) = (tmp.path().join(ID), tmp.path().join(&other));
@@ -217,6 +244,38 @@ mod tests {
         assert!(!dir.exists());
         let bad = remove_files(tmp.path(), &ContainerSet::These(vec!["../x".into()]));
         assert!(bad.unwrap_err().contains("not a container id"));
+    }
+
+    /// The daemon asks for the clean-up of left-overs with the containers it knew then; one
+    /// it creates next may be making its directories when the clean-up runs.
+    #[tokio::test]
+    async fn the_clean_up_of_left_overs_never_takes_a_container_being_set_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(ID);
+        let setting_up = setting_up().await;
+        std::fs::create_dir_all(dir.join("upper")).unwrap();
+        let clean_up = tokio::spawn(remove_files_in_turn(
+            tmp.path().to_path_buf(),
+            ContainerSet::AllBut(Vec::new()),
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            dir.join("upper").is_dir(),
+            "the clean-up took a container whose start was under way for a left-over"
+        );
+        save_spec(&spec(&dir)).unwrap();
+        drop(setting_up);
+        clean_up.await.unwrap().unwrap();
+        assert!(
+            dir.join("upper").is_dir(),
+            "a container with a spec is kept"
+        );
+        // With no start under way, the same directory without its spec is a left-over.
+        forget_run(&dir);
+        remove_files_in_turn(tmp.path().to_path_buf(), ContainerSet::AllBut(Vec::new()))
+            .await
+            .unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]
