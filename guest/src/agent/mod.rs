@@ -49,7 +49,8 @@ pub struct Agent {
 
 /// Whether the agent's state is in place: a machine mounts its disk while the host's
 /// hello is already answered, so the host's own start (its API socket, the client's
-/// first calls) overlaps the mount. Every request after the hello waits for it.
+/// first calls) overlaps the mount. The requests after the hello that need the state wait
+/// for it (see `control::holds_for_the_state`).
 #[derive(Clone)]
 pub struct Ready(tokio::sync::watch::Receiver<bool>);
 

@@ -294,14 +294,10 @@ async fn route(
                 };
                 (past, c.out_tx.subscribe())
             };
-            let peer = req.extensions().get::<http::PeerFd>().copied();
-            let on_upgrade = hyper::upgrade::on(&mut req);
-            Ok(http::hijack(
-                on_upgrade,
-                peer,
-                http::stream_type(tty),
-                move |io| super::exec::run_attach(c, io, output, want, (tty, keys), (past, stream)),
-            ))
+            let upgrade = http::upgrade(&mut req);
+            Ok(http::hijack(upgrade, http::stream_type(tty), move |io| {
+                super::exec::run_attach(c, io, output, want, (tty, keys), (past, stream))
+            }))
         }
         ["containers", name, "top"] if get => {
             let c = engine.find(name)?;
@@ -324,8 +320,7 @@ async fn route(
         }
         ["exec", id, "start"] if post => {
             let e = engine.exec_find(id)?;
-            let peer = req.extensions().get::<http::PeerFd>().copied();
-            let on_upgrade = hyper::upgrade::on(&mut req);
+            let upgrade = http::upgrade(&mut req);
             let body: ExecStartBody = http::typed_body(req.into_body()).await?;
             super::fields::check_other("", &body.other)?;
             let detach = body.detach.unwrap_or(false);
@@ -344,12 +339,9 @@ async fn route(
             }
             engine.exec_startable(&e)?;
             let engine = engine.clone();
-            Ok(http::hijack(
-                on_upgrade,
-                peer,
-                http::stream_type(tty),
-                move |io| super::exec::start_and_run(engine, e, io, tty, console),
-            ))
+            Ok(http::hijack(upgrade, http::stream_type(tty), move |io| {
+                super::exec::start_and_run(engine, e, io, tty, console)
+            }))
         }
         ["exec", id, "json"] if get => Ok(http::json(200, &engine.exec_find(id)?.inspect())),
         ["exec", id, "resize"] if post => {

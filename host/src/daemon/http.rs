@@ -132,12 +132,25 @@ async fn wait_until_read(peer: Option<PeerFd>) {
     }
 }
 
-/// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it
-/// over and the client (`peer`) has read the answer ([`wait_until_read`]), as Docker's
-/// attach and exec start do: nothing `serve` writes arrives together with the headers.
-pub fn hijack<F, Fut>(
+/// A request's connection upgrade, with the client's socket to watch ([`upgrade`]).
+pub struct Upgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     peer: Option<PeerFd>,
+}
+
+/// The upgrade of `req`'s connection, for [`hijack`]; taken before its body is read.
+pub fn upgrade<B>(req: &mut hyper::Request<B>) -> Upgrade {
+    Upgrade {
+        peer: req.extensions().get::<PeerFd>().copied(),
+        on_upgrade: hyper::upgrade::on(req),
+    }
+}
+
+/// Answers `101 UPGRADED` and runs `serve` on the raw connection once hyper hands it
+/// over and the client has read the answer ([`wait_until_read`]), as Docker's attach and
+/// exec start do: nothing `serve` writes arrives together with the headers.
+pub fn hijack<F, Fut>(
+    Upgrade { on_upgrade, peer }: Upgrade,
     content_type: &str,
     serve: F,
 ) -> Response<Body>
