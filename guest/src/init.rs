@@ -56,15 +56,13 @@ pub fn main() -> i32 {
     let runtime = runtime(cfg.boot.disk.is_some());
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
-            // A machine's state disk mounts from here on, beside the agent's start and
-            // the host's connection: on a cold machine the first container waits for it.
-            let ready = match (is_init, &cfg.boot.disk) {
-                (true, Some(disk)) => mount_state(disk.clone()),
-                (true, None) => {
-                    crate::disk::clean_state(Path::new(STATE_DIR));
-                    Ready::now()
-                }
-                (false, _) => Ready::now(),
+            // A machine's state disk and the host's folders mount from here on, beside
+            // the agent's start and the host's connection: on a cold machine the first
+            // container waits for them.
+            let shares = std::sync::Arc::new(std::sync::OnceLock::new());
+            let ready = match is_init {
+                true => mount_state(cfg.boot.disk.clone(), &cfg, shares.clone()),
+                false => Ready::now(),
             };
             // The host's connection first: it comes up while the rest is set up.
             let dialing = crate::transport::Dialing::start(&cfg.boot.transport);
@@ -76,14 +74,8 @@ pub fn main() -> i32 {
                 let dir = Path::new(WARMUP_DIR).to_path_buf();
                 tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
             }
-            let shares = match is_init {
-                true => {
-                    crate::shares::Shares::mount_all(&cfg.boot.shares, cfg.boot.shares_virtiofs)
-                }
-                false => crate::shares::Shares::default(),
-            };
             let net = match is_init {
-                true => crate::net::Net::start(cfg.boot.uplink, cfg.boot.disk.is_some()).await,
+                true => crate::net::Net::start(cfg.boot.uplink, cfg.boot.disk.is_some()),
                 false => crate::net::Net::disabled(),
             };
             let agent = Agent {
@@ -94,7 +86,7 @@ pub fn main() -> i32 {
                 layers_dir: Path::new(STATE_DIR).join("layers"),
                 containers_dir: Path::new(STATE_DIR).join("containers"),
                 volumes_dir: Path::new(berth_protocol::VOLUMES_DIR).to_path_buf(),
-                shares: std::sync::Arc::new(shares),
+                shares,
                 ready,
             };
             crate::transport::serve(dialing, agent).await
@@ -111,17 +103,38 @@ pub fn main() -> i32 {
 }
 
 /// Mounts the state disk (after the modules: on distro kernels virtio_blk is one) and
-/// clears what the last boot left, on a thread of its own: the agent starts and serves
-/// the host meanwhile, and its requests wait for the returned [`Ready`]. A disk that does
-/// not mount leaves the state in memory.
-fn mount_state(disk: String) -> Ready {
-    let (done, ready) = Ready::later();
-    tokio::task::spawn_blocking(move || {
-        match crate::disk::mount_state_disk(Path::new(&disk), Path::new(STATE_DIR)) {
-            Ok(()) => tracing::info!("layer cache on {disk}"),
-            Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
-        }
+/// clears what the last boot left, and mounts the host's folders into `shares`, each on a
+/// thread of its own: the agent starts and answers the host's hello meanwhile, and the
+/// requests that need them wait for the returned [`Ready`]. A disk that does not mount
+/// leaves the state in memory; a share that does not mount is an error for the containers
+/// that bind it. Without a disk or shares (`vm run` without `-v`) all is in place at once.
+fn mount_state(
+    disk: Option<String>,
+    cfg: &Config,
+    shares: std::sync::Arc<std::sync::OnceLock<crate::shares::Shares>>,
+) -> Ready {
+    let (boot_shares, virtiofs) = (cfg.boot.shares.clone(), cfg.boot.shares_virtiofs);
+    if disk.is_none() && boot_shares.is_empty() {
         crate::disk::clean_state(Path::new(STATE_DIR));
+        let _ = shares.set(crate::shares::Shares::default());
+        return Ready::now();
+    }
+    let (done, ready) = Ready::later();
+    let disk = tokio::task::spawn_blocking(move || match disk {
+        Some(disk) => {
+            match crate::disk::mount_state_disk(Path::new(&disk), Path::new(STATE_DIR)) {
+                Ok(()) => tracing::info!("layer cache on {disk}"),
+                Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
+            }
+            crate::disk::clean_state(Path::new(STATE_DIR));
+        }
+        None => crate::disk::clean_state(Path::new(STATE_DIR)),
+    });
+    let folders = tokio::task::spawn_blocking(move || {
+        let _ = shares.set(crate::shares::Shares::mount_all(&boot_shares, virtiofs));
+    });
+    tokio::spawn(async move {
+        let _ = tokio::join!(disk, folders);
         let _ = done.send(true);
     });
     ready

@@ -41,8 +41,9 @@ pub struct Agent {
     pub host_ports: Vec<u16>,
     /// Named volumes: `<name>/_data` each (`berth_protocol::VOLUMES_DIR` in the VM).
     pub volumes_dir: PathBuf,
-    /// Host folders shared with this guest, mounted at boot.
-    pub shares: Arc<crate::shares::Shares>,
+    /// Host folders shared with this guest, mounted at boot: set once they are, before
+    /// [`Ready`] (see [`Agent::shares`]).
+    pub shares: Arc<std::sync::OnceLock<crate::shares::Shares>>,
     /// Whether the state (the machine's disk) is in place; see [`Ready`].
     pub ready: Ready,
 }
@@ -86,6 +87,14 @@ struct Connection {
 }
 
 impl Agent {
+    /// The host folders this guest shares. Read by requests that wait for [`Ready`], so
+    /// they are mounted by then; none before (a bind of a host folder is then refused).
+    pub fn shares(&self) -> &crate::shares::Shares {
+        static NONE: std::sync::LazyLock<crate::shares::Shares> =
+            std::sync::LazyLock::new(Default::default);
+        self.shares.get().unwrap_or(&NONE)
+    }
+
     /// Serves one host connection until it ends.
     pub async fn serve(&self, mut session: Session) {
         let conn = Arc::new(Connection::default());

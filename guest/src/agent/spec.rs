@@ -95,7 +95,7 @@ fn files_spec(
         .mounts
         .iter()
         .map(|m| {
-            let source = crate::shares::source_path(&agent.shares, &agent.volumes_dir, &m.source)?;
+            let source = crate::shares::source_path(agent.shares(), &agent.volumes_dir, &m.source)?;
             Ok(BindMount {
                 source,
                 target: m.target.clone(),

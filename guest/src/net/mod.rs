@@ -121,36 +121,47 @@ pub struct Net {
     /// The netlink connection, made when first needed: a VM that never runs a networked
     /// container (`vm run`) never pays for it. `None` inside: it could not be made.
     handle: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
-    state: tokio::sync::Mutex<State>,
+    /// Shared, so that a machine's start can hold it in a task of its own.
+    state: Arc<tokio::sync::Mutex<State>>,
 }
 
 impl Net {
-    /// Brings `lo` up, and starts the rest of the set-up in the background, beside the
-    /// agent's start and the host's first requests (containers do not wait for it): the
-    /// uplink and, on a machine that runs `containers`, the first nftables ruleset (no
-    /// bridge yet), so that the first container finds that code run once and pays only
-    /// for its bridge. A VM that runs one command (`vm run`) without an uplink never
-    /// makes the netlink connection or the ruleset. Failures are logged: the agent runs
-    /// without networks rather than not at all, and each container start then says why.
-    pub async fn start(uplink: Uplink, containers: bool) -> Arc<Net> {
-        if let Err(e) = loopback::loopback_up() {
-            tracing::warn!("lo: {e}");
-        }
-        // Forwarding and the namespaces' directory are for containers.
-        if containers {
-            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-                tracing::warn!("ip_forward: {e}");
-            }
-            let _ = std::fs::create_dir_all(NETNS_DIR);
-        }
+    /// Starts the guest's networks. A VM that runs one command (`vm run`) has `lo` up
+    /// before this returns. A machine that runs `containers` brings `lo` up in the
+    /// background, beside the host's hello and first requests, under the lock that every
+    /// container's network takes (so none is made before). The rest of the set-up follows
+    /// in the background too, and containers do not wait for it: the uplink and, on a
+    /// machine, the first nftables ruleset (no bridge yet), so that the first container
+    /// finds that code run once and pays only for its bridge. A VM without an uplink that
+    /// runs one command never makes the netlink connection or the ruleset. Failures are
+    /// logged: the agent runs without networks rather than not at all, and each container
+    /// start then says why.
+    pub fn start(uplink: Uplink, containers: bool) -> Arc<Net> {
         let net = Arc::new(Net {
             uplink,
             enabled: true,
             handle: Default::default(),
             state: Default::default(),
         });
+        let first = match containers {
+            true => net.state.clone().try_lock_owned().ok(),
+            false => {
+                loopback_up();
+                None
+            }
+        };
         let setting_up = net.clone();
-        tokio::spawn(async move { setting_up.set_up(containers).await });
+        tokio::spawn(async move {
+            if let Some(_first) = first {
+                loopback_up();
+                // Forwarding and the namespaces' directory are for containers.
+                if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+                    tracing::warn!("ip_forward: {e}");
+                }
+                let _ = std::fs::create_dir_all(NETNS_DIR);
+            }
+            setting_up.set_up(containers).await
+        });
         net
     }
 
@@ -666,6 +677,12 @@ impl Net {
                 tracing::warn!("{e}");
             }
         }
+    }
+}
+
+fn loopback_up() {
+    if let Err(e) = loopback::loopback_up() {
+        tracing::warn!("lo: {e}");
     }
 }
 
