@@ -1,6 +1,7 @@
 //! PID 1 duties: mount the system, load modules, start the agent, power off at the end.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::agent::{Agent, Ready};
@@ -31,6 +32,23 @@ pub fn main() -> i32 {
         tracing::error!("{e}");
     }
     std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
+    let (ready, shares) = match is_init {
+        true => {
+            // The modules first: on distro kernels virtio_blk and virtiofs are some. Then
+            // a machine's state disk and the host's folders start to mount, beside the
+            // rest of the set-up, the agent's start and the host's connection: on a cold
+            // machine the first container waits for them.
+            for e in crate::modules::load_all(
+                Path::new(crate::modules::LIST),
+                Path::new(crate::modules::DIR),
+                &cfg,
+            ) {
+                tracing::error!("{e}");
+            }
+            mount_state(&cfg)
+        }
+        false => (Ready::now(), Default::default()),
+    };
     if is_init {
         if let Err(e) = sys::set_hostname(cfg.hostname()) {
             tracing::warn!("sethostname: {e}");
@@ -45,25 +63,10 @@ pub fn main() -> i32 {
                 tracing::warn!("cgroup controllers for containers: {e}");
             }
         }
-        for e in crate::modules::load_all(
-            Path::new(crate::modules::LIST),
-            Path::new(crate::modules::DIR),
-            &cfg,
-        ) {
-            tracing::error!("{e}");
-        }
     }
     let runtime = runtime(cfg.boot.disk.is_some());
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
-            // A machine's state disk and the host's folders mount from here on, beside
-            // the agent's start and the host's connection: on a cold machine the first
-            // container waits for them.
-            let shares = std::sync::Arc::new(std::sync::OnceLock::new());
-            let ready = match is_init {
-                true => mount_state(cfg.boot.disk.clone(), &cfg, shares.clone()),
-                false => Ready::now(),
-            };
             // The host's connection first: it comes up while the rest is set up.
             let dialing = crate::transport::Dialing::start(&cfg.boot.transport);
             tokio::task::yield_now().await;
@@ -103,41 +106,38 @@ pub fn main() -> i32 {
 }
 
 /// Mounts the state disk (after the modules: on distro kernels virtio_blk is one) and
-/// clears what the last boot left, and mounts the host's folders into `shares`, each on a
-/// thread of its own: the agent starts and answers the host's hello meanwhile, and the
-/// requests that need them wait for the returned [`Ready`]. A disk that does not mount
-/// leaves the state in memory; a share that does not mount is an error for the containers
-/// that bind it. Without a disk or shares (`vm run` without `-v`) all is in place at once.
-fn mount_state(
-    disk: Option<String>,
-    cfg: &Config,
-    shares: std::sync::Arc<std::sync::OnceLock<crate::shares::Shares>>,
-) -> Ready {
-    let (boot_shares, virtiofs) = (cfg.boot.shares.clone(), cfg.boot.shares_virtiofs);
+/// clears what the last boot left, and mounts the host's folders, each on a thread of its
+/// own: the agent starts and answers the host's hello meanwhile, and the requests that
+/// need them wait for the returned [`Ready`]. A disk that does not mount leaves the state
+/// in memory; a share that does not mount is an error for the containers that bind it.
+/// Without a disk or shares (`vm run`) all is in place at once.
+fn mount_state(cfg: &Config) -> (Ready, Arc<OnceLock<crate::shares::Shares>>) {
+    let shares = Arc::new(OnceLock::new());
+    let (disk, boot_shares) = (cfg.boot.disk.clone(), cfg.boot.shares.clone());
     if disk.is_none() && boot_shares.is_empty() {
         crate::disk::clean_state(Path::new(STATE_DIR));
         let _ = shares.set(crate::shares::Shares::default());
-        return Ready::now();
+        return (Ready::now(), shares);
     }
-    let (done, ready) = Ready::later();
-    let disk = tokio::task::spawn_blocking(move || match disk {
-        Some(disk) => {
+    let (disk_done, disk_ready) = Ready::later();
+    std::thread::spawn(move || {
+        if let Some(disk) = disk {
             match crate::disk::mount_state_disk(Path::new(&disk), Path::new(STATE_DIR)) {
                 Ok(()) => tracing::info!("layer cache on {disk}"),
                 Err(e) => tracing::error!("layer cache disk {disk}: {e}; using memory"),
             }
-            crate::disk::clean_state(Path::new(STATE_DIR));
         }
-        None => crate::disk::clean_state(Path::new(STATE_DIR)),
+        crate::disk::clean_state(Path::new(STATE_DIR));
+        let _ = disk_done.send(true);
     });
-    let folders = tokio::task::spawn_blocking(move || {
-        let _ = shares.set(crate::shares::Shares::mount_all(&boot_shares, virtiofs));
+    let (shares_done, shares_ready) = Ready::later();
+    let mounting = shares.clone();
+    let virtiofs = cfg.boot.shares_virtiofs;
+    std::thread::spawn(move || {
+        let _ = mounting.set(crate::shares::Shares::mount_all(&boot_shares, virtiofs));
+        let _ = shares_done.send(true);
     });
-    tokio::spawn(async move {
-        let _ = tokio::join!(disk, folders);
-        let _ = done.send(true);
-    });
-    ready
+    (disk_ready.and(shares_ready), shares)
 }
 
 /// Makes the kernel's RCU grace periods expedited on a machine: every container start

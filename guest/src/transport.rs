@@ -17,8 +17,8 @@ const DEVICE_DEADLINE: Duration = Duration::from_secs(20);
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
 /// The first connection to the host, being made on a task of its own. The agent starts it
-/// before the rest of its set-up (the reaper, the warm-up, the network), at the moment
-/// the state disk and the shared folders start to mount: on a machine's second vCPU the dial and the
+/// before the rest of its set-up (the reaper, the warm-up, the network), while the state
+/// disk and the shared folders mount (see `init::mount_state`): on a machine's second vCPU the dial and the
 /// host's first requests come in meanwhile. A cold `berth run` waits for both the hello
 /// and the disk; moving either alone gained nothing, both together about 15 ms.
 pub struct Dialing(tokio::task::JoinHandle<io::Result<Link>>);

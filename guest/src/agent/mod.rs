@@ -53,25 +53,32 @@ pub struct Agent {
 /// first calls) overlaps the mount. The requests after the hello that need the state wait
 /// for it (see `control::holds_for_the_state`).
 #[derive(Clone)]
-pub struct Ready(tokio::sync::watch::Receiver<bool>);
+pub struct Ready(Vec<tokio::sync::watch::Receiver<bool>>);
 
 impl Ready {
     /// In place from the start.
     pub fn now() -> Ready {
-        Ready(tokio::sync::watch::channel(true).1)
+        Ready(Vec::new())
     }
 
     /// In place once the sender sends `true`, or is dropped (its work failed: the
     /// requests then meet what is there, as they would after a failed mount).
     pub fn later() -> (tokio::sync::watch::Sender<bool>, Ready) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (tx, Ready(rx))
+        (tx, Ready(vec![rx]))
+    }
+
+    /// In place once both are.
+    pub fn and(mut self, other: Ready) -> Ready {
+        self.0.extend(other.0);
+        self
     }
 
     /// Resolves once the state is in place.
     pub async fn wait(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|ready| *ready).await;
+        for rx in &self.0 {
+            let _ = rx.clone().wait_for(|ready| *ready).await;
+        }
     }
 }
 
