@@ -8,6 +8,9 @@
 //! real container then finds its path translated (QEMU's translations are shared by
 //! every vCPU).
 //!
+//! It runs at the lowest priority (nice 19), so the boot's own work and a first container
+//! that comes while it runs go first.
+//!
 //! It is best effort: a failure is logged at debug level and changes nothing else.
 
 use std::path::{Path, PathBuf};
@@ -59,7 +62,14 @@ pub async fn run(reaper: Reaper, state_dir: PathBuf) {
         spec.mount_shm()?;
         state::save_spec(&spec)?;
         let process = spec.process().map_err(std::io::Error::other)?;
-        let (_started, status) = reaper.launch(&process, Stdio::Null)?;
+        let (started, status) = reaper.launch(&process, Stdio::Null)?;
+        // It runs beside the boot's own work and the first container, on every vCPU:
+        // it takes what they leave. Its code is translated all the same. Measured: a
+        // cold `berth run --rm busybox true` 8 to 13 ms sooner (paired medians of 40
+        // rounds, alternating guest assets, both orders).
+        if let Err(e) = crate::sys::lowest_priority(started.pid) {
+            tracing::debug!("warm-up container's priority: {e}");
+        }
         status
             .await
             .map_err(|_| std::io::Error::other("lost track of the warm-up container"))
