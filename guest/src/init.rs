@@ -78,7 +78,11 @@ pub fn main() -> i32 {
                 tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
             }
             let net = match is_init {
-                true => crate::net::Net::start(cfg.boot.uplink, cfg.boot.disk.is_some()),
+                true => crate::net::Net::start(
+                    cfg.boot.uplink,
+                    cfg.boot.disk.is_some(),
+                    cfg.boot.bridge.as_ref().map(|b| b.network()),
+                ),
                 false => crate::net::Net::disabled(),
             };
             let agent = Agent {

@@ -99,6 +99,8 @@ pub struct VmConfig {
     /// More kernel command-line arguments (`vm run --kernel-arg`, a berth.toml target's
     /// `kernel_args`), after berth's own.
     pub kernel_args: Vec<String>,
+    /// The default network's bridge, which a machine's guest makes as it boots.
+    pub bridge: Option<berth_protocol::boot::BootBridge>,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -138,6 +140,7 @@ impl Vm {
                 .map(crate::shares::Share::boot_share)
                 .collect(),
             shares_virtiofs: cfg.share_fs == crate::shares::ShareFs::Virtiofs,
+            bridge: cfg.bridge.clone(),
         }
         .to_args();
         let spec = qemu::Spec {

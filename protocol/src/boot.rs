@@ -1,6 +1,6 @@
 //! The kernel command line's `berth.*` keys: what the host tells the agent before any
 //! message can flow (how to reach the host, which disk holds the layer cache, the uplink,
-//! the shared folders).
+//! the shared folders, the default network's bridge).
 //!
 //! The host writes them with [`BootParams::to_args`]; the agent reads them back with
 //! [`BootParams::parse`]. Parsing never fails: an unknown key or a malformed value is
@@ -18,6 +18,7 @@ pub mod key {
     pub const HOSTFWD: &str = "berth.hostfwd";
     pub const SHARE: &str = "berth.share";
     pub const SHAREFS: &str = "berth.sharefs";
+    pub const BRIDGE: &str = "berth.bridge";
 }
 
 /// The prefix every key shares; other `module.param` tokens belong to kernel modules.
@@ -81,6 +82,47 @@ pub struct BootShare {
     pub path: String,
 }
 
+/// The machine's default network (Docker's `bridge`): a machine's agent makes its bridge
+/// as it boots, before the host can ask, since nearly every first container joins it.
+/// Travels as `berth.bridge=IFNAME:GATEWAY/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootBridge {
+    /// The bridge's interface name in the guest (1 to 15 bytes, no `:`).
+    pub bridge: String,
+    pub gateway: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl BootBridge {
+    /// The network the host's `PrepareNetwork` would name: Docker's default `bridge`,
+    /// kept while the machine runs.
+    pub fn network(&self) -> crate::BridgeNetwork {
+        crate::BridgeNetwork {
+            network_name: DEFAULT_NETWORK.to_string(),
+            bridge: self.bridge.clone(),
+            prefix: self.prefix,
+            gateway: self.gateway.to_string(),
+            internal: false,
+            keep_bridge: true,
+        }
+    }
+
+    fn parse(value: &str) -> Option<BootBridge> {
+        let (bridge, cidr) = value.split_once(':')?;
+        let (gateway, prefix) = cidr.split_once('/')?;
+        let prefix: u8 = prefix.parse().ok()?;
+        (!bridge.is_empty() && bridge.len() <= 15 && prefix <= 32).then_some(())?;
+        Some(BootBridge {
+            bridge: bridge.to_string(),
+            gateway: gateway.parse().ok()?,
+            prefix,
+        })
+    }
+}
+
+/// The name of Docker's default network.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
 /// Everything the `berth.*` keys say.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BootParams {
@@ -97,6 +139,8 @@ pub struct BootParams {
     pub shares: Vec<BootShare>,
     /// The shares are virtiofs devices, not 9p.
     pub shares_virtiofs: bool,
+    /// The default network's bridge, made at boot (machines only).
+    pub bridge: Option<BootBridge>,
 }
 
 impl BootParams {
@@ -138,6 +182,15 @@ impl BootParams {
         if self.shares_virtiofs && !self.shares.is_empty() {
             args.push(format!("{}=virtiofs", key::SHAREFS));
         }
+        if let Some(b) = &self.bridge {
+            args.push(format!(
+                "{}={}:{}/{}",
+                key::BRIDGE,
+                b.bridge,
+                b.gateway,
+                b.prefix
+            ));
+        }
         args
     }
 
@@ -169,6 +222,7 @@ impl BootParams {
                     p.host_ports = value.split(',').filter_map(|s| s.parse().ok()).collect()
                 }
                 key::SHAREFS => p.shares_virtiofs = value == "virtiofs",
+                key::BRIDGE => p.bridge = BootBridge::parse(value).or(p.bridge),
                 key::SHARE => p
                     .shares
                     .extend(value.split_once(':').and_then(|(tag, path)| {
@@ -245,7 +299,9 @@ mod tests {
         let p = BootParams::parse(
             "berth.transport=carrier-pigeon berth.port=x berth.serial= berth.share=x \
              berth.share=t:rel berth.share=t:/a%2 berth.share=:/a berth.share=t:/%FF \
-             berth.uplink=moon berth.disk=sda berth.hostname=",
+             berth.uplink=moon berth.disk=sda berth.hostname= berth.bridge=b0 \
+             berth.bridge=:10.0.0.1/8 berth.bridge=b0:10.0.0/8 berth.bridge=b0:10.0.0.1/33 \
+             berth.bridge=sixteen-bytes-xx:10.0.0.1/8",
         );
         assert_eq!(p, BootParams::default());
     }
@@ -285,6 +341,33 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn the_boot_bridge_is_the_kept_default_network() {
+        let p = BootParams::parse("berth.bridge=berth0:172.17.0.1/16");
+        let b = p.bridge.expect("a bridge");
+        assert_eq!(
+            b.network(),
+            crate::BridgeNetwork {
+                network_name: "bridge".into(),
+                bridge: "berth0".into(),
+                prefix: 16,
+                gateway: "172.17.0.1".into(),
+                internal: false,
+                keep_bridge: true,
+            }
+        );
+    }
+
+    fn bridge() -> impl Strategy<Value = BootBridge> {
+        ("[a-z][a-z0-9-]{0,14}", any::<[u8; 4]>(), 0u8..=32).prop_map(|(bridge, ip, prefix)| {
+            BootBridge {
+                bridge,
+                gateway: ip.into(),
+                prefix,
+            }
+        })
+    }
+
     prop_compose! {
         fn params()(
             transport in transport(),
@@ -295,11 +378,12 @@ mod tests {
             host_ports in proptest::collection::vec(any::<u16>(), 0..4),
             shares in proptest::collection::vec(("[a-z][a-z0-9]{0,8}", "/\\PC{0,24}"), 0..3),
             shares_virtiofs in any::<bool>(),
+            bridge in proptest::option::of(bridge()),
         ) -> BootParams {
             let shares: Vec<BootShare> =
                 shares.into_iter().map(|(tag, path)| BootShare { tag, path }).collect();
             let shares_virtiofs = shares_virtiofs && !shares.is_empty();
-            BootParams { transport, debug, hostname, disk, uplink, host_ports, shares, shares_virtiofs }
+            BootParams { transport, debug, hostname, disk, uplink, host_ports, shares, shares_virtiofs, bridge }
         }
     }
 

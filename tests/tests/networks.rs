@@ -49,6 +49,21 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     ok(&b, &["machine", "start"]);
     let machine = std::fs::read_to_string(b.home().join("machines/default/machine.json")).unwrap();
     assert!(machine.contains("\"uplink\": \"restricted\""), "{machine}");
+    // The guest makes the default network's bridge as it boots (`berth.bridge` on its
+    // command line), so a cold machine's first container does not wait for it.
+    let made = "the default network's bridge berth0 made at boot";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let console = loop {
+        let console = machine_console(&b);
+        if console.contains(made) || std::time::Instant::now() > deadline {
+            break console;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        console.contains(made),
+        "the default network's bridge was not made at boot; the guest's console:\n{console}"
+    );
     ok(&b, &["network", "create", "front"]);
     ok(
         &b,
@@ -265,6 +280,16 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
         "a user network's bridge outlived its containers: {links}"
     );
     b.assert_nothing_left();
+}
+
+/// The console log of the running machine (its VM's run directory is the only one).
+fn machine_console(b: &Berth) -> String {
+    std::fs::read_dir(b.home().join("run"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("console.log")).ok())
+        .collect()
 }
 
 /// The output of `cmd` run in a busybox container on the guest's own network (`host`).

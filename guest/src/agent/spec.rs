@@ -23,11 +23,33 @@ pub(super) async fn container_spec(
             .map(|h| h.trim().to_string())
             .map_err(|e| (ErrorKind::Internal, format!("the guest's hostname: {e}")))?;
     }
-    let net = agent
-        .net
-        .attach(&c.id, &c.hostname, c.network.as_ref(), &c.process.dns)
-        .await
-        .map_err(|e| (ErrorKind::Internal, e))?;
+    // The network and the container's directories (with its devpts and shm) are made
+    // side by side: the network often waits for its lock (a cold machine's first bridge),
+    // and the directories' mounts are the slowest part of a first container's files.
+    // Held shared from the directories to the saved spec: see `state::setting_up`.
+    let _setting_up = crate::container::state::setting_up().await;
+    let (net, dirs) = tokio::join!(
+        agent
+            .net
+            .attach(&c.id, &c.hostname, c.network.as_ref(), &c.process.dns),
+        async {
+            shim.create_dirs()
+                .and_then(|()| shim.mount_devpts())
+                .and_then(|()| shim.mount_shm())
+        }
+    );
+    let net = match (net, dirs) {
+        (Ok(net), Ok(())) => net,
+        (Err(e), _) => {
+            crate::container::finish(&shim);
+            return Err((ErrorKind::Internal, e));
+        }
+        (Ok(_), Err(e)) => {
+            crate::container::finish(&shim);
+            agent.net.detach(&c.id).await;
+            return Err((ErrorKind::Internal, format!("container state: {e}")));
+        }
+    };
     shim.resolv_conf = Some(crate::net::with_dns_options(
         &net.resolv_conf,
         &c.process,
@@ -35,14 +57,7 @@ pub(super) async fn container_spec(
     ));
     shim.hosts = Some(net.hosts);
     shim.netns = net.netns;
-    let saved = {
-        let _setting_up = crate::container::state::setting_up().await;
-        shim.create_dirs()
-            .and_then(|()| shim.mount_devpts())
-            .and_then(|()| shim.mount_shm())
-            .and_then(|()| crate::container::state::save_spec(&shim))
-    };
-    if let Err(e) = saved {
+    if let Err(e) = crate::container::state::save_spec(&shim) {
         crate::container::finish(&shim);
         agent.net.detach(&c.id).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));

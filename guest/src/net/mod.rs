@@ -129,14 +129,16 @@ impl Net {
     /// Starts the guest's networks. A VM that runs one command (`vm run`) has `lo` up
     /// before this returns. A machine that runs `containers` brings `lo` up in the
     /// background, beside the host's hello and first requests, under the lock that every
-    /// container's network takes (so none is made before). The rest of the set-up follows
-    /// in the background too, and containers do not wait for it: the uplink and, on a
-    /// machine, the first nftables ruleset (no bridge yet), so that the first container
-    /// finds that code run once and pays only for its bridge. A VM without an uplink that
+    /// container's network takes (so none is made before), and then, under the same
+    /// lock, the default network's `bridge` that the boot parameters name, with its
+    /// nftables ruleset: a cold machine's first container need not wait for it after the
+    /// hello. The rest of the set-up follows in the background too, and containers do not
+    /// wait for it: the uplink and, on a machine with no bridge yet, the first ruleset, so
+    /// that the first container finds that code run once. A VM without an uplink that
     /// runs one command never makes the netlink connection or the ruleset. Failures are
     /// logged: the agent runs without networks rather than not at all, and each container
     /// start then says why.
-    pub fn start(uplink: Uplink, containers: bool) -> Arc<Net> {
+    pub fn start(uplink: Uplink, containers: bool, bridge: Option<BridgeNetwork>) -> Arc<Net> {
         let net = Arc::new(Net {
             uplink,
             enabled: true,
@@ -152,13 +154,22 @@ impl Net {
         };
         let setting_up = net.clone();
         tokio::spawn(async move {
-            if let Some(_first) = first {
+            if let Some(mut first) = first {
                 loopback_up();
                 // Forwarding and the namespaces' directory are for containers.
                 if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
                     tracing::warn!("ip_forward: {e}");
                 }
                 let _ = std::fs::create_dir_all(NETNS_DIR);
+                if let Some(b) = bridge {
+                    // The host's `PrepareNetwork` tries again, and says why it failed.
+                    match setting_up.ensure_bridge(&mut first, &b).await {
+                        Ok(_) => {
+                            tracing::info!("the default network's bridge {} made at boot", b.bridge)
+                        }
+                        Err(e) => tracing::warn!("the default network's bridge at boot: {e}"),
+                    }
+                }
             }
             setting_up.set_up(containers).await
         });

@@ -118,6 +118,7 @@ pub fn run(args: Args) -> Result<i32, Error> {
             shares: Vec::new(),
             share_fs: crate::shares::ShareFs::NineP,
             kernel_args: [args.kernel_args.clone(), extra.to_vec()].concat(),
+            bridge: None,
         })
     };
     let several = args.kernel.as_deref().is_some_and(|k| k.contains(','));

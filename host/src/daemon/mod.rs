@@ -132,6 +132,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         machine.write_phase(crate::machine::Phase::Disk);
         crate::layer_disk::create(&disk, config.disk_bytes)?;
     }
+    let networks = networks::Networks::open(machine.dir.join("networks.json"))?;
     let vm_config = VmConfig {
         kernel: kernels::resolve(&paths.assets, config.kernel.as_deref())?,
         cpus: config.cpus,
@@ -153,6 +154,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         shares: crate::shares::resolve(&config.shares),
         share_fs: crate::shares::ShareFs::choose(&config.share_fs).map_err(Error::Usage)?,
         kernel_args: Vec::new(),
+        bridge: networks.boot_bridge(),
     };
     for s in &vm_config.shares {
         tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);
@@ -178,7 +180,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         images,
         guest.clone(),
         kernel_release,
-        networks::Networks::open(machine.dir.join("networks.json"))?,
+        networks,
     );
     engine.restore();
 

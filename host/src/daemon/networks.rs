@@ -16,7 +16,7 @@ use crate::image::time::rfc3339_nanos;
 use crate::machine::write_atomic;
 
 /// Docker's default bridge network, and its subnet.
-pub const DEFAULT_BRIDGE: &str = "bridge";
+pub const DEFAULT_BRIDGE: &str = berth_protocol::boot::DEFAULT_NETWORK;
 const DEFAULT_SUBNET: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 17, 0, 0), 16);
 /// The guest's uplink subnet (QEMU user networking): no network may overlap it.
 const UPLINK_SUBNET: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 0, 2, 0), 24);
@@ -157,6 +157,18 @@ impl Networks {
     }
 
     /// By full name, full id or unique id prefix, as Docker.
+    /// The default network's bridge as a machine's boot parameters carry it, so that its
+    /// guest makes it as it boots.
+    pub fn boot_bridge(&self) -> Option<berth_protocol::boot::BootBridge> {
+        let n = self.find(DEFAULT_BRIDGE).ok()?;
+        let (_, prefix, gateway) = n.subnet?;
+        (!n.internal).then(|| berth_protocol::boot::BootBridge {
+            bridge: n.bridge_name(),
+            gateway,
+            prefix,
+        })
+    }
+
     pub fn find(&self, key: &str) -> Result<Network, ApiError> {
         let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = list.iter().find(|n| n.name == key || n.id == key) {
@@ -456,6 +468,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = Networks::open(dir.path().join("networks.json")).unwrap();
         (dir, n)
+    }
+
+    #[test]
+    fn the_boot_bridge_is_the_default_networks() {
+        let (_dir, n) = store();
+        let boot = n
+            .boot_bridge()
+            .expect("the default network boots with the machine");
+        let prepared = n.find("bridge").unwrap().bridge_network().unwrap();
+        assert_eq!(boot.network(), prepared, "what PrepareNetwork would send");
+        assert_eq!(boot.bridge, "berth0");
+        assert_eq!(boot.gateway, Ipv4Addr::new(172, 17, 0, 1));
+        assert_eq!(boot.prefix, 16);
     }
 
     #[test]
