@@ -144,7 +144,8 @@ fn start_backend(socket: &Path, uds: &Path, log_path: &Path) -> Result<Child, Tr
                 log: format!("\n{}", last_lines(log_path, 10)),
             });
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // The backend takes a few milliseconds to start: every VM's start waits here.
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(child)
 }
