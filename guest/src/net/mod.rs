@@ -161,10 +161,6 @@ impl Net {
                     tracing::warn!("ip_forward: {e}");
                 }
                 let _ = std::fs::create_dir_all(NETNS_DIR);
-                // Bridges and the host ends of containers' interfaces carry IPv4 only.
-                if let Err(e) = no_ipv6_on_new_links() {
-                    tracing::warn!("{e}");
-                }
                 if let Some(b) = bridge {
                     // The host's `PrepareNetwork` tries again, and says why it failed.
                     match setting_up.ensure_bridge(&mut first, &b).await {
@@ -346,10 +342,6 @@ impl Net {
         let inside = crate::sys::create_netns(&path, move || {
             std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
                 .map_err(|e| std::io::Error::other(format!("ip_unprivileged_port_start: {e}")))?;
-            // As Docker's (since 26), the interfaces on IPv4-only networks get no IPv6
-            // (no link-local address, duplicate detection or router solicitation); `lo`,
-            // made with the namespace, keeps ::1.
-            no_ipv6_on_new_links()?;
             let _entered = rt.enter();
             links::connect()
         })
@@ -697,12 +689,6 @@ impl Net {
             }
         }
     }
-}
-
-/// Links made from now on in the calling thread's network namespace get no IPv6.
-fn no_ipv6_on_new_links() -> std::io::Result<()> {
-    const KNOB: &str = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
-    std::fs::write(KNOB, "1").map_err(|e| std::io::Error::other(format!("{KNOB}: {e}")))
 }
 
 fn loopback_up() {
