@@ -129,9 +129,9 @@ pub fn print_ratio(name: &str, baseline: &str) {
 /// Runs `rounds` rounds in which each of `commands` runs once, in turn, and returns each
 /// one's median seconds. Criterion measures one benchmark after another, so on a shared
 /// machine whose speed drifts over minutes the two sides of a ratio can meet different
-/// weather; taken in alternation, every side meets the same. Every other round takes them
-/// in reverse order, so each command runs first as often as the others: on this kind of
-/// host, of two identical cold starts the first of a round was 5 to 12 ms faster.
+/// weather; taken in alternation, every side meets the same. The order changes from round
+/// to round ([`round_order`]): on this kind of host, of two identical cold starts the
+/// first of a round was 5 to 12 ms faster.
 pub fn alternating(
     rounds: usize,
     commands: &mut [(&str, &mut dyn FnMut() -> Command)],
@@ -151,12 +151,16 @@ pub fn alternating(
     }
 }
 
-/// The order in which round `round` takes `n` commands: as given, then reversed.
+/// The order in which round `round` takes `n` commands: each pair of rounds starts the
+/// list at the next command, the second of the pair in reverse. Over `2 * n` rounds each
+/// command runs first twice, and of any two each runs before the other as often.
 fn round_order(round: usize, n: usize) -> Vec<usize> {
-    match round % 2 {
-        0 => (0..n).collect(),
-        _ => (0..n).rev().collect(),
+    let start = (round / 2) % n.max(1);
+    let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+    if round % 2 == 1 {
+        order.reverse();
     }
+    order
 }
 
 /// What [`alternating`] measured: each command's seconds, round by round.
@@ -281,10 +285,27 @@ mod tests {
         );
         assert_eq!(
             order.into_inner().iter().collect::<String>(),
-            "abbaabba",
+            "abbabaab",
             "the rounds do not alternate which command runs first"
         );
-        assert_eq!(round_order(1, 4), [3, 2, 1, 0]);
+        // Four commands over eight rounds: each first twice, each pair balanced.
+        let orders: Vec<Vec<usize>> = (0..8).map(|r| round_order(r, 4)).collect();
+        for c in 0..4 {
+            let first = orders.iter().filter(|o| o[0] == c).count();
+            assert_eq!(
+                first, 2,
+                "command {c} runs first {first} times in {orders:?}"
+            );
+        }
+        for a in 0..4 {
+            for b in (a + 1)..4 {
+                let before = |o: &Vec<usize>| {
+                    o.iter().position(|&x| x == a) < o.iter().position(|&x| x == b)
+                };
+                let n = orders.iter().filter(|o| before(o)).count();
+                assert_eq!(n, 4, "{a} runs before {b} in {n} of 8 rounds: {orders:?}");
+            }
+        }
     }
 
     #[test]

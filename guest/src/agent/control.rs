@@ -94,8 +94,8 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
 
 /// Whether a request waits, and holds up the requests behind it, until the agent's state
 /// (a machine's disk) is in place. The order of requests is kept, except that these do not
-/// wait: a network's preparation, which needs no state (a cold machine makes its default
-/// bridge while its disk mounts), and the layer list and the deletion of left-over
+/// wait: a network's preparation, which needs no state (answered while a cold machine's
+/// disk mounts), and the layer list and the deletion of left-over
 /// container files, which wait for the state in tasks of their own.
 fn holds_for_the_state(msg: &HostMessage) -> bool {
     !matches!(

@@ -14,8 +14,10 @@ use berth_protocol::ContainerSet;
 use super::ShimSpec;
 
 /// Container directories are made and chosen for deletion under this lock. A container's
-/// start holds it shared from the moment it makes its directories until its spec is saved
-/// (from then on the clean-up of left-overs skips it); that clean-up holds it alone. So a
+/// start holds it shared from just before it makes its directories (beside its network,
+/// which it may wait for) until its spec is saved (from then on the clean-up of left-overs
+/// skips it); that clean-up holds it alone. Nothing takes it while holding the network
+/// lock, so the two cannot deadlock. So a
 /// clean-up that the daemon asked for before it knew of a container never takes that
 /// container's directories, made a moment ago, for a left-over.
 static FILES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());

@@ -132,9 +132,9 @@ impl Net {
     /// container's network takes (so none is made before), and then, under the same
     /// lock, the default network's `bridge` that the boot parameters name, with its
     /// nftables ruleset: a cold machine's first container need not wait for it after the
-    /// hello. The rest of the set-up follows in the background too, and containers do not
-    /// wait for it: the uplink and, on a machine with no bridge yet, the first ruleset, so
-    /// that the first container finds that code run once. A VM without an uplink that
+    /// hello. The rest of the set-up runs beside it in the background, and containers do
+    /// not wait for it: the uplink and, on a machine with no bridge yet, the first ruleset,
+    /// so that the first container finds that code run once. A VM without an uplink that
     /// runs one command never makes the netlink connection or the ruleset. Failures are
     /// logged: the agent runs without networks rather than not at all, and each container
     /// start then says why.
@@ -152,6 +152,9 @@ impl Net {
                 None
             }
         };
+        // The uplink does not need the lock: it comes up beside the rest.
+        let setting_up = net.clone();
+        tokio::spawn(async move { setting_up.set_up(containers).await });
         let setting_up = net.clone();
         tokio::spawn(async move {
             if let Some(mut first) = first {
@@ -162,7 +165,8 @@ impl Net {
                 }
                 let _ = std::fs::create_dir_all(NETNS_DIR);
                 if let Some(b) = bridge {
-                    // The host's `PrepareNetwork` tries again, and says why it failed.
+                    // The host's `PrepareNetwork` tries again (also a ruleset that failed),
+                    // and says why it failed.
                     match setting_up.ensure_bridge(&mut first, &b).await {
                         Ok(_) => {
                             tracing::info!("the default network's bridge {} made at boot", b.bridge)
@@ -171,7 +175,6 @@ impl Net {
                     }
                 }
             }
-            setting_up.set_up(containers).await
         });
         net
     }
@@ -423,7 +426,8 @@ impl Net {
     }
 
     /// Makes the bridge of `net`, with the gateway address on it, its DNS server and its
-    /// rules, unless it exists. Returns the gateway.
+    /// rules, unless it exists; for one that exists, the rules are applied again if they
+    /// failed. Returns the gateway.
     async fn ensure_bridge(
         &self,
         state: &mut State,
@@ -436,6 +440,8 @@ impl Net {
             )
         })?;
         if state.bridges.contains_key(&net.bridge) {
+            // Nothing is sent when the kernel's ruleset is the one these bridges make.
+            self.apply_rules(state)?;
             return Ok(gateway);
         }
         if net.bridge.is_empty() || net.bridge.len() > 15 {

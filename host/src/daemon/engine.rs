@@ -130,7 +130,9 @@ impl Engine {
     }
 
     /// Has the guest make the default network's bridge (which it keeps) while the first
-    /// requests come in, rather than when the first container needs it.
+    /// requests come in, rather than when the first container needs it. A machine's guest
+    /// has usually made it at boot (`berth.bridge`); then this finds it made, and it is
+    /// what makes it when the boot could not.
     fn prepare_default_network(self: &Arc<Self>) {
         let network = self.networks.find(super::networks::DEFAULT_BRIDGE);
         let Some(bridge) = network.ok().and_then(|n| n.bridge_network()) else {

@@ -156,7 +156,6 @@ impl Networks {
         self.list.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// By full name, full id or unique id prefix, as Docker.
     /// The default network's bridge as a machine's boot parameters carry it, so that its
     /// guest makes it as it boots.
     pub fn boot_bridge(&self) -> Option<berth_protocol::boot::BootBridge> {
@@ -169,6 +168,7 @@ impl Networks {
         })
     }
 
+    /// By full name, full id or unique id prefix, as Docker.
     pub fn find(&self, key: &str) -> Result<Network, ApiError> {
         let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = list.iter().find(|n| n.name == key || n.id == key) {
