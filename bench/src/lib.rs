@@ -131,7 +131,7 @@ pub fn print_ratio(name: &str, baseline: &str) {
 /// machine whose speed drifts over minutes the two sides of a ratio can meet different
 /// weather; taken in alternation, every side meets the same. The order changes from round
 /// to round ([`round_order`]): on this kind of host, of two identical cold starts the
-/// first of a round was 5 to 12 ms faster.
+/// first of a round was most often the faster, by 2 to 25 ms.
 pub fn alternating(
     rounds: usize,
     commands: &mut [(&str, &mut dyn FnMut() -> Command)],
