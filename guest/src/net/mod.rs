@@ -155,9 +155,9 @@ impl Net {
         // The uplink does not need the lock: it comes up beside the rest.
         let setting_up = net.clone();
         tokio::spawn(async move { setting_up.set_up(containers).await });
-        let setting_up = net.clone();
-        tokio::spawn(async move {
-            if let Some(mut first) = first {
+        if let Some(mut first) = first {
+            let setting_up = net.clone();
+            tokio::spawn(async move {
                 loopback_up();
                 // Forwarding and the namespaces' directory are for containers.
                 if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
@@ -174,8 +174,8 @@ impl Net {
                         Err(e) => tracing::warn!("the default network's bridge at boot: {e}"),
                     }
                 }
-            }
-        });
+            });
+        }
         net
     }
 
