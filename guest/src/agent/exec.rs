@@ -81,6 +81,10 @@ async fn run_inner(
         Some(c) => Some(super::spec::container_spec(agent, c, &spec).await?),
         None => None,
     };
+    // A command in the guest itself (`vm run`) may use the uplink at once.
+    if container.is_none() && joined.is_none() {
+        agent.net.uplink_settled().await;
+    }
     let process = match (&container, &joined) {
         (Some(shim), _) => shim.process().map_err(|e| (ErrorKind::Internal, e))?,
         (None, Some(exec_shim)) => exec_shim.process().map_err(|e| (ErrorKind::Internal, e))?,

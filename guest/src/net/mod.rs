@@ -123,7 +123,12 @@ pub struct Net {
     handle: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     /// Shared, so that a machine's start can hold it in a task of its own.
     state: Arc<tokio::sync::Mutex<State>>,
+    /// Whether the uplink's set-up is over (at once when there is none).
+    uplink_settled: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long a command in the guest itself waits for the uplink's set-up.
+const UPLINK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Net {
     /// Starts the guest's networks. A VM that runs one command (`vm run`) has `lo` up
@@ -144,6 +149,7 @@ impl Net {
             enabled: true,
             handle: Default::default(),
             state: Default::default(),
+            uplink_settled: tokio::sync::watch::Sender::new(uplink == Uplink::None),
         });
         let first = match containers {
             true => net.state.clone().try_lock_owned().ok(),
@@ -188,6 +194,7 @@ impl Net {
             if let Err(e) = configured {
                 tracing::error!("uplink: {e}");
             }
+            self.uplink_settled.send_replace(true);
         }
         if containers {
             // Under the lock, and only while there is no bridge: a bridge made meanwhile
@@ -209,7 +216,21 @@ impl Net {
             enabled: false,
             handle: Default::default(),
             state: Default::default(),
+            uplink_settled: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// Waits until the uplink is configured (or failed to be), for up to
+    /// [`UPLINK_DEADLINE`]: a command in the guest itself (`vm run --uplink`) may use it
+    /// at once. Containers do not wait for it.
+    pub async fn uplink_settled(&self) {
+        let mut settled = self.uplink_settled.subscribe();
+        if tokio::time::timeout(UPLINK_DEADLINE, settled.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the uplink was not set up within {UPLINK_DEADLINE:?}");
+        }
     }
 
     /// The netlink connection, made on first use.
