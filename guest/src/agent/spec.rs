@@ -17,6 +17,17 @@ pub(super) async fn container_spec(
     spec: &ExecSpec,
 ) -> Result<ShimSpec, (ErrorKind, String)> {
     let mut shim = files_spec(agent, c, Some(spec))?;
+    // Its program comes off the disk while its network and directories are made.
+    if let Some(argv0) = spec.argv.first() {
+        let path = spec
+            .env
+            .iter()
+            .map(String::as_str)
+            .chain([crate::container::DEFAULT_PATH])
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or_default();
+        crate::container::prefetch::start(shim.lowerdirs.clone(), argv0.clone(), path.into());
+    }
     shim.sharing = sharing(agent, &c.namespaces).await?;
     if shim.sharing.uts == NsEntry::Host {
         shim.hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")

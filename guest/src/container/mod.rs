@@ -17,6 +17,8 @@ mod devices;
 mod join;
 mod launch;
 pub mod mounts;
+pub mod prefetch;
+pub(crate) use rootfs::DEFAULT_PATH;
 pub mod reaper;
 mod rootfs;
 mod seccomp;

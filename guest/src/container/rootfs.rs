@@ -38,7 +38,8 @@ const READ_ONLY: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Sets everything up and execs; returns (exit code, message) only on failure.
 pub fn enter_and_exec(spec: &ShimSpec, userns: Option<super::userns::ChildSide>) -> (i32, String) {
