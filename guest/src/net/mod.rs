@@ -286,9 +286,47 @@ impl Net {
         spec: Option<&NetworkSpec>,
         dns: &[String],
     ) -> Result<Prepared, String> {
+        // A namespace of its own is made before the lock: nothing else uses it, and on a
+        // cold machine the lock is held by the boot's making of the default bridge, which
+        // the first container used to wait for before it even began its namespace.
+        let own = match spec {
+            Some(NetworkSpec::Bridge { .. }) => Some(self.new_netns(id).await?),
+            None if self.handle().await.is_ok() => Some(self.new_netns(id).await?),
+            _ => None,
+        };
         let mut state = self.state.lock().await;
-        let made = match spec {
-            Some(NetworkSpec::Host) => Made {
+        let path = own.as_ref().map(|(p, _)| p.clone());
+        let made = match self
+            .attach_with(&mut state, id, hostname, spec, dns, own)
+            .await
+        {
+            Ok(made) => made,
+            Err(e) => {
+                if let Some(path) = path {
+                    let _ = crate::sys::remove_netns(&path);
+                }
+                return Err(e);
+            }
+        };
+        let prepared = made.prepared.clone();
+        state.containers.insert(id.to_string(), made);
+        refresh_peers(&mut state, id);
+        Ok(prepared)
+    }
+
+    /// [`Net::attach`] under the lock, with the namespace it made (`own`; removed by the
+    /// caller on failure).
+    async fn attach_with(
+        &self,
+        state: &mut State,
+        id: &str,
+        hostname: &str,
+        spec: Option<&NetworkSpec>,
+        dns: &[String],
+        own: Option<(PathBuf, rtnetlink::Handle)>,
+    ) -> Result<Made, String> {
+        Ok(match (spec, own) {
+            (Some(NetworkSpec::Host), _) => Made {
                 netns: None,
                 attached: Vec::new(),
                 upstreams: Vec::new(),
@@ -298,7 +336,7 @@ impl Net {
                     resolv_conf: self.host_resolv_conf(),
                 },
             },
-            Some(NetworkSpec::Container { id: other }) => {
+            (Some(NetworkSpec::Container { id: other }), _) => {
                 let theirs = state
                     .containers
                     .get(other)
@@ -320,7 +358,7 @@ impl Net {
                     },
                 }
             }
-            None if self.handle().await.is_err() => Made {
+            (None, None) => Made {
                 netns: None,
                 attached: Vec::new(),
                 upstreams: Vec::new(),
@@ -330,28 +368,24 @@ impl Net {
                     resolv_conf: String::new(),
                 },
             },
-            None => {
-                let (path, _inside) = self.new_netns(id).await?;
-                Made {
-                    netns: Some(path.clone()),
-                    attached: Vec::new(),
-                    upstreams: Vec::new(),
-                    prepared: Prepared {
-                        netns: NsEntry::Join(path),
-                        hosts: hosts_file(hostname, None, &[]),
-                        resolv_conf: String::new(),
-                    },
-                }
-            }
-            Some(NetworkSpec::Bridge { networks }) => {
-                self.attach_bridges(&mut state, id, hostname, networks, dns)
+            (None, Some((path, _inside))) => Made {
+                netns: Some(path.clone()),
+                attached: Vec::new(),
+                upstreams: Vec::new(),
+                prepared: Prepared {
+                    netns: NsEntry::Join(path),
+                    hosts: hosts_file(hostname, None, &[]),
+                    resolv_conf: String::new(),
+                },
+            },
+            (Some(NetworkSpec::Bridge { networks }), Some(ns)) => {
+                self.attach_bridges(state, id, hostname, networks, dns, ns)
                     .await?
             }
-        };
-        let prepared = made.prepared.clone();
-        state.containers.insert(id.to_string(), made);
-        refresh_peers(&mut state, id);
-        Ok(prepared)
+            (Some(NetworkSpec::Bridge { .. }), None) => {
+                return Err("a bridge network without its namespace".into())
+            }
+        })
     }
 
     /// A new network namespace for container `id` (kept at `NETNS_DIR/id`) with `lo` up,
@@ -362,6 +396,8 @@ impl Net {
     async fn new_netns(&self, id: &str) -> Result<(PathBuf, rtnetlink::Handle), String> {
         let path = PathBuf::from(NETNS_DIR).join(id);
         let _ = crate::sys::remove_netns(&path);
+        // Made at boot too, but a first container may come before the boot got to it.
+        std::fs::create_dir_all(NETNS_DIR).map_err(|e| format!("{NETNS_DIR}: {e}"))?;
         let rt = tokio::runtime::Handle::current();
         let inside = crate::sys::create_netns(&path, move || {
             std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
@@ -386,6 +422,7 @@ impl Net {
         hostname: &str,
         networks: &[Attachment],
         dns: &[String],
+        (path, inside): (PathBuf, rtnetlink::Handle),
     ) -> Result<Made, String> {
         let upstreams = dns
             .iter()
@@ -402,7 +439,6 @@ impl Net {
                 networks.len()
             ));
         }
-        let (path, inside) = self.new_netns(id).await?;
         let mut attached = Vec::new();
         for (index, a) in networks.iter().enumerate() {
             match self
@@ -411,10 +447,10 @@ impl Net {
             {
                 Ok(done) => attached.push(done),
                 Err(e) => {
+                    // The namespace goes in `attach`.
                     for done in attached {
                         self.leave(state, done).await;
                     }
-                    let _ = crate::sys::remove_netns(&path);
                     return Err(e);
                 }
             }
