@@ -70,13 +70,8 @@ pub fn main() -> i32 {
             // The host's connection first: it comes up while the rest is set up.
             let dialing = crate::transport::Dialing::start(&cfg.boot.transport);
             tokio::task::yield_now().await;
-            let reaper = Reaper::start()?;
-            // A machine (it has a state disk) runs containers: their path warms up on
-            // the runtime's threads while the disk and the shares mount.
-            if is_init && cfg.boot.disk.is_some() {
-                let dir = Path::new(WARMUP_DIR).to_path_buf();
-                tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
-            }
+            // Then the network, whose default bridge a cold machine's first container
+            // waits for: its task takes a worker before the warm-up does.
             let net = match is_init {
                 true => crate::net::Net::start(
                     cfg.boot.uplink,
@@ -85,6 +80,13 @@ pub fn main() -> i32 {
                 ),
                 false => crate::net::Net::disabled(),
             };
+            let reaper = Reaper::start()?;
+            // A machine (it has a state disk) runs containers: their path warms up on
+            // the runtime's threads while the disk and the shares mount.
+            if is_init && cfg.boot.disk.is_some() {
+                let dir = Path::new(WARMUP_DIR).to_path_buf();
+                tokio::spawn(crate::container::warmup::run(reaper.clone(), dir));
+            }
             let agent = Agent {
                 net,
                 host_ports: cfg.boot.host_ports.clone(),
