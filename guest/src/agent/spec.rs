@@ -26,7 +26,12 @@ pub(super) async fn container_spec(
             .chain([crate::container::DEFAULT_PATH])
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or_default();
-        crate::container::prefetch::start(shim.lowerdirs.clone(), argv0.clone(), path.into());
+        crate::container::prefetch::start(
+            shim.lowerdirs.clone(),
+            argv0.clone(),
+            path.into(),
+            spec.cwd.clone(),
+        );
     }
     shim.sharing = sharing(agent, &c.namespaces).await?;
     if shim.sharing.uts == NsEntry::Host {

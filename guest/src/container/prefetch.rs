@@ -19,9 +19,14 @@ use super::mounts::resolve_in_root;
 const READ_AHEAD_BYTES: i64 = 8 << 20;
 
 /// Starts reading ahead the program `argv0` of a container whose layers are `lowerdirs`
-/// (the top one first), looked up in `path` (a PATH value) as its exec will.
-pub fn start(lowerdirs: Vec<PathBuf>, argv0: String, path: String) {
+/// (the top one first), looked up in `path` (a PATH value) as its exec will, and from
+/// `cwd` (its working directory) when it is a relative path.
+pub fn start(lowerdirs: Vec<PathBuf>, argv0: String, path: String, cwd: Option<String>) {
     tokio::task::spawn_blocking(move || {
+        let argv0 = match (argv0.contains('/') && !argv0.starts_with('/'), cwd) {
+            (true, Some(cwd)) => format!("{}/{argv0}", cwd.trim_end_matches('/')),
+            _ => argv0,
+        };
         if let Some(program) = find(&lowerdirs, &argv0, &path) {
             if let Err(e) = read_ahead(&program) {
                 tracing::debug!("reading {} ahead: {e}", program.display());
