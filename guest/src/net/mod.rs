@@ -388,14 +388,16 @@ impl Net {
         })
     }
 
-    /// A new network namespace for container `id` (kept at `NETNS_DIR/id`) with `lo` up,
-    /// and a netlink handle inside it. As Docker, any user may bind any port there
-    /// (`ip_unprivileged_port_start=0`): the namespace is the container's alone. One
-    /// thread makes it, sets it up and opens the netlink socket there (three before:
-    /// every thread's start is slow guest code under TCG).
+    /// A new network namespace for container `id` (kept at `NETNS_DIR/<id>-<n>`) with
+    /// `lo` up, and a netlink handle inside it. As Docker, any user may bind any port
+    /// there (`ip_unprivileged_port_start=0`): the namespace is the container's alone. One
+    /// thread makes it, sets it up and opens the netlink socket there. Each has a path of
+    /// its own: a restarting container makes its new one (before the lock) while its last
+    /// one may still be deleted (under the lock, after its exit was reported).
     async fn new_netns(&self, id: &str) -> Result<(PathBuf, rtnetlink::Handle), String> {
-        let path = PathBuf::from(NETNS_DIR).join(id);
-        let _ = crate::sys::remove_netns(&path);
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = PathBuf::from(NETNS_DIR).join(format!("{id}-{n}"));
         // Made at boot too, but a first container may come before the boot got to it.
         std::fs::create_dir_all(NETNS_DIR).map_err(|e| format!("{NETNS_DIR}: {e}"))?;
         let rt = tokio::runtime::Handle::current();
