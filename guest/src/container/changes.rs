@@ -104,7 +104,7 @@ fn walk(upper: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// An overlay whiteout: a character device 0:0.
-fn is_whiteout(meta: &fs::Metadata) -> bool {
+pub(super) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 

@@ -164,6 +164,19 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     out
 }
 
+/// The files an exec of `program` tries, in order: `program` itself when it has a slash,
+/// else `program` in each directory of `path` (a PATH value).
+pub(super) fn candidates(program: &str, path: &str) -> Vec<PathBuf> {
+    if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    }
+}
+
 /// Looks the program up in the container's PATH and execs it; on failure returns Docker's
 /// code (127 not found, 126 cannot invoke) and message.
 fn exec(argv: &[String], env: &[String]) -> (i32, String) {
@@ -174,14 +187,7 @@ fn exec(argv: &[String], env: &[String]) -> (i32, String) {
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("");
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![PathBuf::from(program)]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(program))
-            .collect()
-    };
+    let candidates = candidates(program, path);
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
     let c_env: Vec<CString> = env.iter().map(|e| to_c(e)).collect();

@@ -8,10 +8,10 @@
 //! volume, behind a symlink to another layer) is read by the exec as before.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::changes::is_whiteout;
+use super::launch::candidates;
 use super::mounts::resolve_in_root;
 
 /// How much of the program is read ahead: all of a usual one, the start of a huge one
@@ -36,27 +36,19 @@ pub fn start(lowerdirs: Vec<PathBuf>, argv0: String, path: String, cwd: Option<S
 }
 
 /// The file in the layers that the container's exec of `program` would run: the first of
-/// its PATH candidates that a layer holds, the upper layers first; a whiteout in an upper
-/// layer hides the lower ones' file.
+/// its candidates (`launch::candidates`) that a layer holds, the upper layers first; a
+/// whiteout in an upper layer hides the lower ones' file.
 pub fn find(lowerdirs: &[PathBuf], program: &str, path: &str) -> Option<PathBuf> {
-    let candidates: Vec<String> = match program.contains('/') {
-        true if program.starts_with('/') => vec![program.to_string()],
-        true => vec![format!("/{program}")],
-        false => path
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{}/{program}", d.trim_end_matches('/')))
-            .collect(),
-    };
-    for candidate in candidates {
+    for candidate in candidates(program, path) {
+        let candidate = candidate.to_string_lossy();
         for layer in lowerdirs {
             let Ok(file) = resolve_in_root(layer, &candidate) else {
                 break;
             };
             match std::fs::symlink_metadata(&file) {
                 Ok(m) if m.file_type().is_file() => return Some(file),
-                // A whiteout: deleted in this layer, so not in the ones below.
-                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => break,
+                // Deleted in this layer, so not in the ones below.
+                Ok(m) if is_whiteout(&m) => break,
                 _ => {}
             }
         }

@@ -134,10 +134,10 @@ impl Net {
     /// Starts the guest's networks. A VM that runs one command (`vm run`) has `lo` up
     /// before this returns. A machine that runs `containers` brings `lo` up in the
     /// background, beside the host's hello and first requests, under the lock that every
-    /// container's network takes (so none is made before), and then, under the same
-    /// lock, the default network's `bridge` that the boot parameters name, with its
-    /// nftables ruleset: a cold machine's first container need not wait for it after the
-    /// hello. The rest of the set-up runs beside it in the background, and containers do
+    /// container's network takes (so no container joins a network before), and then,
+    /// under the same lock, the default network's `bridge` that the boot parameters name,
+    /// with its nftables ruleset: a cold machine's first container need not wait for it
+    /// after the hello. The rest of the set-up runs beside it in the background, and containers do
     /// not wait for it: the uplink and, on a machine with no bridge yet, the first ruleset,
     /// so that the first container finds that code run once. A VM without an uplink that
     /// runs one command never makes the netlink connection or the ruleset. Failures are
@@ -165,11 +165,10 @@ impl Net {
             let setting_up = net.clone();
             tokio::spawn(async move {
                 loopback_up();
-                // Forwarding and the namespaces' directory are for containers.
+                // Forwarding is for containers.
                 if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
                     tracing::warn!("ip_forward: {e}");
                 }
-                let _ = std::fs::create_dir_all(NETNS_DIR);
                 if let Some(b) = bridge {
                     // The host's `PrepareNetwork` tries again (also a ruleset that failed),
                     // and says why it failed.
@@ -398,7 +397,6 @@ impl Net {
         static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = PathBuf::from(NETNS_DIR).join(format!("{id}-{n}"));
-        // Made at boot too, but a first container may come before the boot got to it.
         std::fs::create_dir_all(NETNS_DIR).map_err(|e| format!("{NETNS_DIR}: {e}"))?;
         let rt = tokio::runtime::Handle::current();
         let inside = crate::sys::create_netns(&path, move || {
