@@ -7,8 +7,8 @@
 //!   when its last container leaves, with the gateway address on it and a DNS server there
 //!   (`dns`). nftables masquerades what leaves through the uplink and drops what one
 //!   bridge would forward to another (`nft`): networks are isolated.
-//! - Each container on a bridge gets a network namespace kept under `/run/berth/netns`,
-//!   ready-made or made before its shim starts (the shim joins it; `netns`), with a veth
+//! - Each container on a bridge gets a network namespace kept at
+//!   `/run/berth/netns/<id>`, made before its shim starts (the shim joins it), with a veth
 //!   pair: one end on the bridge, the other its `eth0` with the address the host allocated.
 //! - `none` gets a namespace with only `lo` (up); `host` keeps the guest's;
 //!   `container:ID` joins another container's (and shares its /etc/hosts and resolver).
@@ -17,7 +17,6 @@ pub mod dns;
 mod files;
 mod links;
 mod loopback;
-mod netns;
 mod nft;
 pub mod ports;
 
@@ -126,8 +125,6 @@ pub struct Net {
     state: Arc<tokio::sync::Mutex<State>>,
     /// Whether the uplink's set-up is over (at once when there is none).
     uplink_settled: tokio::sync::watch::Sender<bool>,
-    /// The network namespace made ahead of the next container.
-    spare: Arc<netns::Spare>,
 }
 
 /// How long a command in the guest itself waits for the uplink's set-up.
@@ -153,7 +150,6 @@ impl Net {
             handle: Default::default(),
             state: Default::default(),
             uplink_settled: tokio::sync::watch::Sender::new(uplink == Uplink::None),
-            spare: Default::default(),
         });
         let first = match containers {
             true => net.state.clone().try_lock_owned().ok(),
@@ -220,7 +216,6 @@ impl Net {
             handle: Default::default(),
             state: Default::default(),
             uplink_settled: tokio::sync::watch::Sender::new(true),
-            spare: Default::default(),
         })
     }
 
@@ -294,8 +289,8 @@ impl Net {
         // cold machine the lock is held by the boot's making of the default bridge, which
         // the first container used to wait for before it even began its namespace.
         let own = match spec {
-            Some(NetworkSpec::Bridge { .. }) => Some(self.spare.take(id).await?),
-            None if self.handle().await.is_ok() => Some(self.spare.take(id).await?),
+            Some(NetworkSpec::Bridge { .. }) => Some(self.new_netns(id).await?),
+            None if self.handle().await.is_ok() => Some(self.new_netns(id).await?),
             _ => None,
         };
         let mut state = self.state.lock().await;
@@ -327,7 +322,7 @@ impl Net {
         hostname: &str,
         spec: Option<&NetworkSpec>,
         dns: &[String],
-        own: Option<netns::Own>,
+        own: Option<(PathBuf, rtnetlink::Handle)>,
     ) -> Result<Made, String> {
         Ok(match (spec, own) {
             (Some(NetworkSpec::Host), _) => Made {
@@ -392,6 +387,32 @@ impl Net {
         })
     }
 
+    /// A new network namespace for container `id` (kept at `NETNS_DIR/<id>-<n>`) with
+    /// `lo` up, and a netlink handle inside it. As Docker, any user may bind any port
+    /// there (`ip_unprivileged_port_start=0`): the namespace is the container's alone. One
+    /// thread makes it, sets it up and opens the netlink socket there. Each has a path of
+    /// its own: a restarting container makes its new one (before the lock) while its last
+    /// one may still be deleted (under the lock, after its exit was reported).
+    async fn new_netns(&self, id: &str) -> Result<(PathBuf, rtnetlink::Handle), String> {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = PathBuf::from(NETNS_DIR).join(format!("{id}-{n}"));
+        std::fs::create_dir_all(NETNS_DIR).map_err(|e| format!("{NETNS_DIR}: {e}"))?;
+        let rt = tokio::runtime::Handle::current();
+        let inside = crate::sys::create_netns(&path, move || {
+            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+                .map_err(|e| std::io::Error::other(format!("ip_unprivileged_port_start: {e}")))?;
+            let _entered = rt.enter();
+            links::connect()
+        })
+        .map_err(|e| format!("network namespace: {e}"))?;
+        if let Err(e) = links::loopback_up(&inside).await {
+            let _ = crate::sys::remove_netns(&path);
+            return Err(format!("lo in the network namespace: {e}"));
+        }
+        Ok((path, inside))
+    }
+
     /// A new namespace for container `id` with an interface on each of `networks`; the
     /// questions their DNS servers cannot answer for it go to `dns`.
     async fn attach_bridges(
@@ -401,7 +422,7 @@ impl Net {
         hostname: &str,
         networks: &[Attachment],
         dns: &[String],
-        (path, inside): netns::Own,
+        (path, inside): (PathBuf, rtnetlink::Handle),
     ) -> Result<Made, String> {
         let upstreams = dns
             .iter()
@@ -729,7 +750,6 @@ impl Net {
             if let Err(e) = crate::sys::remove_netns(path) {
                 tracing::warn!("{e}");
             }
-            self.spare.replenish();
         }
     }
 }
