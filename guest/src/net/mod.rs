@@ -137,9 +137,9 @@ impl Net {
     /// container's network takes (so no container joins a network before), and then,
     /// under the same lock, the default network's `bridge` that the boot parameters name,
     /// with its nftables ruleset: a cold machine's first container need not wait for it
-    /// after the hello. The rest of the set-up runs beside it in the background, and containers do
-    /// not wait for it: the uplink and, on a machine with no bridge yet, the first ruleset,
-    /// so that the first container finds that code run once. A VM without an uplink that
+    /// after the hello. The rest of the set-up runs beside it in the background, and
+    /// containers do not wait for it: the uplink and, on a machine with no bridge yet, the
+    /// first ruleset, so that the first container finds that code run once. A VM without an uplink that
     /// runs one command never makes the netlink connection or the ruleset. Failures are
     /// logged: the agent runs without networks rather than not at all, and each container
     /// start then says why.
