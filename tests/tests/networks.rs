@@ -149,6 +149,19 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
     let hostname = etc.lines().last().unwrap().to_string();
     assert!(etc.contains(&format!("{ip}\t{hostname}")), "{etc}");
     assert!(etc.contains("nameserver 172.18.0.1"), "{etc}");
+    // As Docker's since 26.0.2: an interface on an IPv4-only network has IPv6 off (no
+    // link-local address); lo keeps ::1.
+    let addrs = ok(&b, &["exec", "web", "ip", "-o", "addr"]).stdout_text();
+    let on = |dev: &str, family: &str| {
+        addrs
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(dev) && l.contains(family))
+    };
+    assert!(on("eth0", "inet ") && on("lo", "inet6 ::1"), "{addrs}");
+    assert!(
+        !on("eth0", "inet6"),
+        "IPv6 is on on the container's interface of an IPv4-only network: {addrs}"
+    );
     let inspect = ok(&b, &["network", "inspect", "front"]).stdout_text();
     assert!(
         inspect.contains(&format!("{ip}/16")) && inspect.contains("\"Name\": \"web\""),

@@ -169,6 +169,11 @@ impl Net {
                 if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
                     tracing::warn!("ip_forward: {e}");
                 }
+                // The bridges and the containers' host ends of their veths are on
+                // IPv4-only networks too.
+                if let Err(e) = links::ipv6_off_for_new_links() {
+                    tracing::warn!("{e}");
+                }
                 if let Some(b) = bridge {
                     // The host's `PrepareNetwork` tries again (also a ruleset that failed),
                     // and says why it failed.
@@ -187,7 +192,7 @@ impl Net {
     async fn set_up(&self, containers: bool) {
         if self.uplink != Uplink::None {
             let configured = match self.handle().await {
-                Ok(h) => configure_uplink(h).await.map_err(|e| e.to_string()),
+                Ok(h) => links::configure_uplink(h).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             if let Err(e) = configured {
@@ -389,7 +394,8 @@ impl Net {
 
     /// A new network namespace for container `id` (kept at `NETNS_DIR/<id>-<n>`) with
     /// `lo` up, and a netlink handle inside it. As Docker, any user may bind any port
-    /// there (`ip_unprivileged_port_start=0`): the namespace is the container's alone. One
+    /// there (`ip_unprivileged_port_start=0`): the namespace is the container's alone; and
+    /// its interfaces, on IPv4-only networks, have IPv6 off (`lo` keeps `::1`). One
     /// thread makes it, sets it up and opens the netlink socket there. Each has a path of
     /// its own: a restarting container makes its new one (before the lock) while its last
     /// one may still be deleted (under the lock, after its exit was reported).
@@ -402,6 +408,7 @@ impl Net {
         let inside = crate::sys::create_netns(&path, move || {
             std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
                 .map_err(|e| std::io::Error::other(format!("ip_unprivileged_port_start: {e}")))?;
+            links::ipv6_off_for_new_links()?;
             let _entered = rt.enter();
             links::connect()
         })
@@ -786,12 +793,4 @@ fn refresh_peers(state: &mut State, id: &str) {
             false => peers.insert(me.address, others),
         };
     }
-}
-
-async fn configure_uplink(h: &rtnetlink::Handle) -> std::io::Result<()> {
-    let (name, address, prefix, gateway) = links::UPLINK;
-    let index = links::require(h, name).await?;
-    links::add_address(h, index, address, prefix).await?;
-    links::up(h, index, name).await?;
-    links::default_route(h, gateway).await
 }
