@@ -61,6 +61,18 @@ pub fn ipv6_off_for_new_links() -> io::Result<()> {
     }
 }
 
+/// Sets up a container's new network namespace from a thread inside it: as Docker, any
+/// user may bind any port there (`ip_unprivileged_port_start=0`: the namespace is the
+/// container's alone), and its interfaces, on IPv4-only networks, have IPv6 off (`lo`
+/// keeps `::1`). Returns a netlink connection there, driven on `rt`.
+pub fn set_up_inside(rt: tokio::runtime::Handle) -> io::Result<Handle> {
+    std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+        .map_err(|e| io::Error::other(format!("ip_unprivileged_port_start: {e}")))?;
+    ipv6_off_for_new_links()?;
+    let _entered = rt.enter();
+    connect()
+}
+
 /// Gives the uplink its address and default route, and brings it up.
 pub async fn configure_uplink(h: &Handle) -> io::Result<()> {
     let (name, address, prefix, gateway) = UPLINK;
