@@ -292,6 +292,14 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cann
         !links.contains("br-"),
         "a user network's bridge outlived its containers: {links}"
     );
+    // The bridge keeps its own MAC address as containers come and go (as docker0 does),
+    // rather than taking its ports' (and all zeroes once the last has gone).
+    let mac = in_guest_network(&b, &["cat", "/sys/class/net/berth0/address"]);
+    assert_eq!(
+        mac.trim(),
+        "02:42:ac:11:00:01",
+        "the default bridge's MAC address is not its own after its containers left"
+    );
     b.assert_nothing_left();
 }
 

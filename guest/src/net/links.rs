@@ -142,7 +142,11 @@ pub async fn default_route(handle: &Handle, gateway: Ipv4Addr) -> io::Result<()>
 
 /// Creates the bridge `name` with `gateway/prefix` and brings it up (idempotent);
 /// returns its index. A new bridge is made up in its creation request: four round trips
-/// to the kernel, three for one that exists.
+/// to the kernel, three for one that exists. Its MAC address is set, from the gateway's
+/// address as containers' are ([`berth_protocol::mac_for`]), as Docker sets docker0's: a
+/// bridge left to the kernel takes the lowest of its ports' addresses, so it changed as
+/// containers came and went (each time a notice to the whole stack), and read all zeroes
+/// once the last had gone.
 pub async fn ensure_bridge(
     handle: &Handle,
     name: &str,
@@ -157,7 +161,12 @@ pub async fn ensure_bridge(
         None => {
             handle
                 .link()
-                .add(LinkBridge::new(name).up().build())
+                .add(
+                    LinkBridge::new(name)
+                        .address(berth_protocol::mac_for(gateway).to_vec())
+                        .up()
+                        .build(),
+                )
                 .execute()
                 .await
                 .map_err(nl_err("creating a bridge"))?;
