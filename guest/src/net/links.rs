@@ -264,19 +264,11 @@ mod tests {
 
     #[test]
     fn ipv6_is_off_for_the_links_made_afterwards_and_lo_keeps_it() {
-        // A thread of its own, so the namespace change stays in it.
-        let outcome = std::thread::spawn(|| -> io::Result<Option<(String, String)>> {
-            match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::EPERM) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        let outcome = crate::sys::in_new_netns(|| {
             ipv6_off_for_new_links()?;
             let lo = std::fs::read_to_string("/proc/sys/net/ipv6/conf/lo/disable_ipv6")?;
-            Ok(Some((std::fs::read_to_string(IPV6_DEFAULT_OFF)?, lo)))
+            Ok((std::fs::read_to_string(IPV6_DEFAULT_OFF)?, lo))
         })
-        .join()
-        .unwrap()
         .unwrap();
         match outcome {
             None => eprintln!("skipped: creating a network namespace needs root"),

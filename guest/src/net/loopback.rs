@@ -41,7 +41,6 @@ fn loopback_flags() -> io::Result<(OwnedFd, libc::ifreq)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::errno::Errno;
 
     /// Whether `lo` of the calling thread's network namespace is up.
     fn loopback_is_up() -> io::Result<bool> {
@@ -52,19 +51,11 @@ mod tests {
 
     #[test]
     fn loopback_up_brings_up_lo_of_a_new_namespace() {
-        // A thread of its own, so the namespace change stays in it.
-        let outcome = std::thread::spawn(|| -> io::Result<Option<(bool, bool)>> {
-            match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-                Ok(()) => {}
-                Err(Errno::EPERM) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        let outcome = crate::sys::in_new_netns(|| {
             let before = loopback_is_up()?;
             loopback_up()?;
-            Ok(Some((before, loopback_is_up()?)))
+            Ok((before, loopback_is_up()?))
         })
-        .join()
-        .unwrap()
         .unwrap();
         match outcome {
             None => eprintln!("skipped: creating a network namespace needs root"),

@@ -405,13 +405,9 @@ impl Net {
         let path = PathBuf::from(NETNS_DIR).join(format!("{id}-{n}"));
         std::fs::create_dir_all(NETNS_DIR).map_err(|e| format!("{NETNS_DIR}: {e}"))?;
         let rt = tokio::runtime::Handle::current();
-        let at = path.clone();
-        let inside = tokio::task::spawn_blocking(move || {
-            crate::sys::create_netns(&at, move || links::set_up_inside(rt))
-        })
-        .await
-        .map_err(|e| format!("network namespace: {e}"))?
-        .map_err(|e| format!("network namespace: {e}"))?;
+        let inside = crate::sys::create_netns(&path, move || links::set_up_inside(rt))
+            .await
+            .map_err(|e| format!("network namespace: {e}"))?;
         if let Err(e) = links::loopback_up(&inside).await {
             let _ = crate::sys::remove_netns(&path);
             return Err(format!("lo in the network namespace: {e}"));

@@ -538,33 +538,56 @@ pub fn join_namespace(fd: &File, ns: Namespace) -> io::Result<()> {
 /// empty file is created there), as `ip netns add` does, then runs `then` inside it (to
 /// set it up, or open netlink sockets there: a socket stays in the namespace it was made
 /// in). All on one short-lived thread of its own, so no thread of the agent changes
-/// namespace. On failure nothing is left at `path`.
-pub fn create_netns<T: Send + 'static>(
+/// namespace; the caller awaits it without blocking a runtime worker. On failure nothing
+/// is left at `path`.
+pub async fn create_netns<T: Send + 'static>(
     path: &Path,
     then: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
     File::create(path)?;
     let target = path.to_owned();
-    let made = std::thread::spawn(move || -> io::Result<T> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
-        nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| io::Error::other(format!("bind-mounting the network namespace: {e}")))?;
-        then()
-    })
-    .join()
-    .map_err(|_| io::Error::other("the network namespace thread panicked"))
-    .and_then(|made| made);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let made = (|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNET): {e}")))?;
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| io::Error::other(format!("bind-mounting the network namespace: {e}")))?;
+            then()
+        })();
+        let _ = tx.send(made);
+    });
+    let made = rx
+        .await
+        .map_err(|_| io::Error::other("the network namespace thread panicked"))
+        .and_then(|made| made);
     if made.is_err() {
         let _ = remove_netns(path);
     }
     made
+}
+
+/// Runs `f` on a thread of its own in a new network namespace (for tests): `None` where
+/// making one is not allowed (not root).
+#[cfg(test)]
+pub fn in_new_netns<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<Option<T>> {
+    std::thread::spawn(
+        move || match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            Ok(()) => f().map(Some),
+            Err(Errno::EPERM) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+    )
+    .join()
+    .expect("the test's namespace thread panicked")
 }
 
 /// Undoes [`create_netns`]: the namespace ends once nothing else holds it.
