@@ -59,6 +59,19 @@ pub fn signal_process(pid: u32, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// Waits for our child `pid` to end and reaps it; the status is not kept.
+#[cfg(unix)]
+pub fn reap(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid(2) writes only the status integer it is given.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+    {}
+}
+
 /// Whether some of what was written to the unix stream socket `fd` still waits in its
 /// peer's receive queue, unread (`TIOCOUTQ`, which counts the queued buffers with their
 /// overhead, not the bytes). `None` where the kernel cannot say. The caller keeps `fd`
@@ -91,5 +104,31 @@ mod tests {
         let mut buf = [0u8; 12];
         theirs.read_exact(&mut buf).unwrap();
         assert_eq!(super::unread_by_peer(ours.as_raw_fd()), Some(false));
+    }
+
+    #[test]
+    // The child is reaped by the function under test, not through its `Child`.
+    #[allow(clippy::zombie_processes)]
+    fn reap_waits_for_the_child_and_leaves_no_zombie() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.2"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = std::time::Instant::now();
+        super::reap(pid);
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(150),
+            "reap returned before the child ended"
+        );
+        // Reaped: it is no longer our child, and no process of that id is left.
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes only the status integer it is given.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        assert_eq!(rc, -1, "the child was left to be reaped");
+        assert!(
+            !super::signal_process(pid, 0),
+            "a zombie of the child is left"
+        );
     }
 }
