@@ -58,7 +58,7 @@ impl Shares {
                     false => explain(&e.to_string()),
                 });
                 match &error {
-                    None => tracing::info!("host folder {host_path} at {target}"),
+                    None => tracing::debug!("host folder {host_path} at {target}"),
                     Some(e) => tracing::error!("host folder {host_path}: {e}"),
                 }
                 Share {

@@ -73,7 +73,7 @@ async fn dial_vsock(
     loop {
         match VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, port)).await {
             Ok(stream) => {
-                tracing::info!("connected to the host on vsock port {port}");
+                tracing::debug!("connected to the host on vsock port {port}");
                 return Ok(stream);
             }
             Err(e) if first_since.is_none_or(|t| t.elapsed() < DEVICE_DEADLINE) => {
@@ -121,7 +121,7 @@ async fn open_serial(name: &str) -> io::Result<Link> {
         }
     };
     let dev = CharDevice::open(&path)?;
-    tracing::info!("serving on virtio-serial port {name} ({})", path.display());
+    tracing::debug!("serving on virtio-serial port {name} ({})", path.display());
     Ok(Link::Serial(path, dev))
 }
 

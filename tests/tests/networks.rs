@@ -46,7 +46,10 @@ const GET: &str = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5";
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_name_and_other_networks_cannot() {
     let b = with_images(&["busybox"]);
-    ok(&b, &["machine", "start"]);
+    // The guest logs the bridge it made at debug level: the daemon's debug log turns the
+    // guest's on.
+    let started = b.run_env(&["machine", "start"], &[("BERTH_LOG", "berth=debug")], b"");
+    assert_eq!(started.code, 0, "machine start: {}", started.stderr);
     let machine = std::fs::read_to_string(b.home().join("machines/default/machine.json")).unwrap();
     assert!(machine.contains("\"uplink\": \"restricted\""), "{machine}");
     // The guest makes the default network's bridge as it boots (`berth.bridge` on its

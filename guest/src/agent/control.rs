@@ -109,7 +109,7 @@ fn holds_for_the_state(msg: &HostMessage) -> bool {
 async fn handshake<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, replies: &Replies) -> bool {
     match read_msg::<_, HostMessage>(rd).await {
         Ok(Some(HostMessage::Hello { version, client })) if version == VERSION => {
-            tracing::info!("host connected: {client}");
+            tracing::debug!("host connected: {client}");
             replies.send(GuestMessage::HelloAck {
                 version: VERSION,
                 agent: format!("berth-init {}", env!("CARGO_PKG_VERSION")),

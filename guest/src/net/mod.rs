@@ -179,7 +179,10 @@ impl Net {
                     // and says why it failed.
                     match setting_up.ensure_bridge(&mut first, &b).await {
                         Ok(_) => {
-                            tracing::info!("the default network's bridge {} made at boot", b.bridge)
+                            tracing::debug!(
+                                "the default network's bridge {} made at boot",
+                                b.bridge
+                            )
                         }
                         Err(e) => tracing::warn!("the default network's bridge at boot: {e}"),
                     }
