@@ -61,14 +61,19 @@ pub fn start_machine_with_busybox_and(home: &Path, flags: &[&str]) -> PathBuf {
 }
 
 /// Runs a command to completion and returns its wall time; panics if it fails, so a
-/// broken set-up never produces numbers.
+/// broken set-up never produces numbers. Then, untimed, waits for a VM it left ending
+/// (`vm run` returns while the host still frees its VM's memory): no two VMs run at once.
 pub fn time_command(cmd: &mut Command) -> Duration {
+    berth::bench::settle::adopt_orphans();
     let start = Instant::now();
     let out = cmd
         .stdin(Stdio::null())
         .output()
         .expect("spawn benchmarked command");
     let took = start.elapsed();
+    if let Err(e) = berth::bench::settle::settle(berth::bench::settle::SETTLE_DEADLINE) {
+        panic!("after {cmd:?}: {e}");
+    }
     assert!(
         out.status.success(),
         "benchmarked command {cmd:?} failed: {}\n{}",

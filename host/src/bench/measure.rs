@@ -36,12 +36,16 @@ impl Home<'_> {
     }
 }
 
+/// Runs `cmd` and times it; then, untimed, waits for a VM it left ending
+/// ([`super::settle`]), so that no two VMs run at once.
 fn timed(cmd: &mut Command) -> Result<(String, f64), String> {
+    super::settle::adopt_orphans();
     let start = Instant::now();
     let out = cmd
         .output()
         .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
     let took = start.elapsed().as_secs_f64();
+    super::settle::settle(super::settle::SETTLE_DEADLINE)?;
     if !out.status.success() {
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
         return Err(format!(

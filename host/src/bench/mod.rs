@@ -17,6 +17,7 @@
 pub mod crun;
 mod measure;
 pub mod report;
+pub mod settle;
 
 use std::path::PathBuf;
 
