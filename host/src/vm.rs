@@ -114,9 +114,8 @@ pub struct Vm {
     logs_dir: PathBuf,
     /// Whether the VM holds anything that outlives it: the layer disk, shared folders.
     keeps_state: bool,
-    /// QEMU was killed and a thread of its own reaps it ([`Vm::finish`]): nothing here
-    /// may signal or wait for its process id again.
-    reaped_elsewhere: bool,
+    /// Who waits for QEMU's end.
+    reaper: Reaper,
 }
 
 impl Vm {
@@ -199,7 +198,7 @@ impl Vm {
             dir,
             logs_dir: paths.logs_dir()?,
             keeps_state: cfg.layer_disk.is_some() || !cfg.shares.is_empty(),
-            reaped_elsewhere: false,
+            reaper: Reaper::Here,
         })
     }
 
@@ -307,9 +306,20 @@ impl Vm {
     pub async fn finish(&mut self, requests: &mut Requests, timeout: Duration) {
         if !self.keeps_state {
             let _ = self.qemu.kill();
-            self.reaped_elsewhere = reap_in_background(&mut self.qemu);
+            self.reaper = match reap_in_background(&mut self.qemu) {
+                Some(thread) => Reaper::Thread(thread),
+                None => Reaper::Done,
+            };
         } else if requests.send(&HostMessage::PowerOff).await.is_ok() {
             self.wait_exit(timeout).await;
+        }
+    }
+
+    /// Waits until a VM that [`Vm::finish`] stopped has ended (its memory freed), for one
+    /// who starts another VM next and must not run two at once (the `vm run` matrix).
+    pub fn wait_ended(&mut self) {
+        if let Reaper::Thread(reaper) = std::mem::replace(&mut self.reaper, Reaper::Done) {
+            let _ = reaper.join();
         }
     }
 
@@ -344,7 +354,7 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        if !self.reaped_elsewhere {
+        if let Reaper::Here = self.reaper {
             if let Ok(None) = self.qemu.try_wait() {
                 let _ = self.qemu.kill();
             }
@@ -440,21 +450,32 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
     Ok(started)
 }
 
-/// Reaps a killed child on a thread of its own; returns whether it does (else the child
-/// was waited for here). Unix only: elsewhere the child is waited for at once.
-fn reap_in_background(child: &mut Child) -> bool {
+/// Who waits for a VM's QEMU to end.
+enum Reaper {
+    /// `Drop` (killing it first if it still runs).
+    Here,
+    /// A thread that [`Vm::finish`] started after killing it: nothing else may signal or
+    /// wait for its process id again.
+    Thread(std::thread::JoinHandle<()>),
+    /// Nobody: it was reaped.
+    Done,
+}
+
+/// Reaps a killed child on a thread of its own, returned (else, `None`, the child was
+/// waited for here). Unix only: elsewhere the child is waited for at once.
+fn reap_in_background(child: &mut Child) -> Option<std::thread::JoinHandle<()>> {
     #[cfg(unix)]
     {
         let pid = child.id();
         let reaper = std::thread::Builder::new()
             .name("reap-qemu".into())
             .spawn(move || crate::sys::reap(pid));
-        if reaper.is_ok() {
-            return true;
+        if let Ok(reaper) = reaper {
+            return Some(reaper);
         }
     }
     let _ = child.wait();
-    false
+    None
 }
 
 /// QEMU exits 0 when the guest reboots or powers off (-no-reboot), so before the agent

@@ -249,6 +249,8 @@ pub async fn run_target(paths: &Paths, cfg: &VmConfig, target: &Target) -> Outco
     }
     vm.finish(&mut client.requests, POWER_OFF).await;
     out.total_ms = ms(started.elapsed());
+    // The next target's VM starts once this one has ended: never two at once.
+    vm.wait_ended();
     out
 }
 
