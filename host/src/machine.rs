@@ -302,13 +302,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn process_alive(pid: u32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                .unwrap_or(false),
-            Err(_) => false,
-        }
+        crate::sys::proc_stat(pid).is_some_and(|p| p.state != 'Z')
     }
     #[cfg(all(unix, not(target_os = "linux")))]
     {

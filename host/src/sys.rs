@@ -72,6 +72,57 @@ pub fn reap(pid: u32) {
     {}
 }
 
+/// Reaps our child `pid` if it has ended; does not wait.
+#[cfg(unix)]
+pub fn reap_if_ended(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid(2) writes only the status integer it is given.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+/// Makes this process the parent of the processes its children leave when they end
+/// (Linux's child subreaper), so that it can wait for them.
+#[cfg(target_os = "linux")]
+pub fn become_subreaper() {
+    // SAFETY: prctl(2) with integer arguments only; it touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// What `/proc/PID/stat` says of a process.
+#[cfg(any(target_os = "linux", test))]
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The command name (`comm`: at most 15 bytes of the executable's name).
+    pub name: String,
+    /// The state letter: `R`, `S`, `Z` (ended, not yet reaped)...
+    pub state: char,
+    pub parent: u32,
+}
+
+/// Reads `/proc/PID/stat`; `None` when there is no such process.
+#[cfg(target_os = "linux")]
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a `/proc/PID/stat` line: "PID (COMM) STATE PPID ...", where COMM may hold
+/// spaces and parentheses.
+#[cfg(any(target_os = "linux", test))]
+pub fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some(ProcStat {
+        name: stat.get(open + 1..close)?.to_string(),
+        state,
+        parent: rest.next()?.parse().ok()?,
+    })
+}
+
 /// Whether some of what was written to the unix stream socket `fd` still waits in its
 /// peer's receive queue, unread (`TIOCOUTQ`, which counts the queued buffers with their
 /// overhead, not the bytes). `None` where the kernel cannot say. The caller keeps `fd`
@@ -104,6 +155,24 @@ mod tests {
         let mut buf = [0u8; 12];
         theirs.read_exact(&mut buf).unwrap();
         assert_eq!(super::unread_by_peer(ours.as_raw_fd()), Some(false));
+    }
+
+    #[test]
+    fn stat_lines_give_the_name_state_and_parent() {
+        let stat = |name: &str, state, parent| super::ProcStat {
+            name: name.into(),
+            state,
+            parent,
+        };
+        assert_eq!(
+            super::parse_proc_stat("4242 (qemu-system-x86) S 17 4242 4242 0 -1"),
+            Some(stat("qemu-system-x86", 'S', 17))
+        );
+        assert_eq!(
+            super::parse_proc_stat("7 (a (b) c) Z 1 7 7"),
+            Some(stat("a (b) c", 'Z', 1))
+        );
+        assert_eq!(super::parse_proc_stat("garbage"), None);
     }
 
     #[test]

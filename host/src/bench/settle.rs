@@ -16,10 +16,7 @@ pub const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
 /// that [`settle`] can wait for them. Call it before the first measured command.
 pub fn adopt_orphans() {
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl(2) with integer arguments only; it touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    }
+    crate::sys::become_subreaper();
 }
 
 /// Waits until no QEMU that a finished command left to this process is left running,
@@ -34,9 +31,7 @@ pub fn settle(deadline: Duration) -> Result<(), String> {
                 return Ok(());
             }
             for &pid in &left {
-                let mut status = 0;
-                // SAFETY: waitpid(2) writes only the status integer it is given.
-                unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                crate::sys::reap_if_ended(pid);
             }
             if start.elapsed() > deadline {
                 return Err(format!(
@@ -55,46 +50,23 @@ pub fn settle(deadline: Duration) -> Result<(), String> {
 
 /// This process's children that are QEMUs (ended or not, until reaped).
 #[cfg(target_os = "linux")]
-fn adopted_vms() -> Vec<libc::pid_t> {
-    let me = std::process::id().to_string();
+fn adopted_vms() -> Vec<u32> {
+    let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|entry| {
-            let pid: libc::pid_t = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (name, parent) = parse_stat(&stat)?;
-            (parent == me && name.starts_with("qemu-system")).then_some(pid)
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = crate::sys::proc_stat(pid)?;
+            (stat.parent == me && stat.name.starts_with("qemu-system")).then_some(pid)
         })
         .collect()
-}
-
-/// The command name and the parent's id from a `/proc/PID/stat` line.
-#[cfg(any(target_os = "linux", test))]
-fn parse_stat(stat: &str) -> Option<(&str, &str)> {
-    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = &stat[open + 1..close];
-    let mut rest = stat[close + 1..].split_whitespace();
-    let _state = rest.next()?;
-    Some((name, rest.next()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_give_the_name_and_the_parent() {
-        assert_eq!(
-            parse_stat("4242 (qemu-system-x86) S 17 4242 4242 0 -1"),
-            Some(("qemu-system-x86", "17"))
-        );
-        assert_eq!(parse_stat("7 (a (b) c) Z 1 7 7"), Some(("a (b) c", "1")));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     /// Runs a shell that leaves an orphan named like QEMU, sleeping `secs`, and returns
     /// once this process has adopted it (it may still be between the shell's fork and
