@@ -27,6 +27,14 @@ const SETTLE_DEADLINE: Duration = Duration::from_millis(500);
 /// exec to its exit, on a cold machine) with the default, 10 (22 ms) with this.
 const READ_AHEAD_KIB: u32 = 1024;
 
+/// The state disk's ext4 options. By default (since Linux 5.9) a mount starts a kernel
+/// thread that reads every block group's bitmap ahead, for the allocator; on a cold
+/// machine that thread and its reads ran beside the first container, on the same vCPUs.
+/// Without it a group's bitmap is read when the allocator first needs that group, as
+/// before 5.9. Measured: a cold `berth run --rm busybox true` 14 and 16 ms sooner (paired
+/// medians of 45 and 50 rounds, alternating guest assets, both orders).
+const MOUNT_OPTIONS: &str = "no_prefetch_block_bitmaps";
+
 /// Whether the state disk is mounted (else the state lives in memory).
 static MOUNTED: AtomicBool = AtomicBool::new(false);
 
@@ -91,8 +99,7 @@ fn mount_or_format(device: &Path, target: &Path) -> Result<(), String> {
     }
     let dev = device.display().to_string();
     let dir = target.display().to_string();
-    let mounted = sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None);
-    let Err(mount_error) = mounted else {
+    let Err(mount_error) = mount_ext4(&dev, &dir) else {
         return Ok(());
     };
     // Only a blank disk is formatted. A disk with anything on it that does not mount (a
@@ -116,7 +123,23 @@ fn mount_or_format(device: &Path, target: &Path) -> Result<(), String> {
     if !status.success() {
         return Err(format!("mke2fs {dev} failed ({status})"));
     }
-    sys::mount_fs(&dev, &dir, "ext4", MountFlags::MS_NOATIME, None).map_err(|e| e.to_string())
+    mount_ext4(&dev, &dir).map_err(|e| e.to_string())
+}
+
+/// Mounts the ext4 on `dev` with [`MOUNT_OPTIONS`], or, where the kernel refuses them
+/// (older than 5.9), without: the options only make the mount cheaper.
+fn mount_ext4(dev: &str, dir: &str) -> std::io::Result<()> {
+    sys::mount_fs(
+        dev,
+        dir,
+        "ext4",
+        MountFlags::MS_NOATIME,
+        Some(MOUNT_OPTIONS),
+    )
+    .or_else(|e| {
+        tracing::debug!("{dev} with {MOUNT_OPTIONS}: {e}; mounting it without them");
+        sys::mount_fs(dev, dir, "ext4", MountFlags::MS_NOATIME, None)
+    })
 }
 
 /// Removes what an interrupted run left: half-unpacked layers, and the run files of the

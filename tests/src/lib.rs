@@ -78,6 +78,28 @@ pub fn ok(b: &Berth, args: &[&str]) -> Outcome {
     out
 }
 
+/// Runs `cmd` in the machine's guest itself (its PID 1's mount namespace, where the state
+/// disk and the cgroups are), from a privileged container in the guest's PID namespace;
+/// it must succeed. Needs the busybox image.
+pub fn in_guest(b: &Berth, cmd: &[&str]) -> Outcome {
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--privileged",
+        "--pid",
+        "host",
+        "--network",
+        "none",
+        "busybox",
+        "nsenter",
+        "-t",
+        "1",
+        "-m",
+    ];
+    args.extend_from_slice(cmd);
+    ok(b, &args)
+}
+
 /// What a finished command left.
 #[derive(Debug)]
 pub struct Outcome {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use berth_tests::{ok, Berth, Outcome};
+use berth_tests::{in_guest, ok, Berth, Outcome};
 
 /// A berth installation with the test images loaded.
 fn with_images() -> Berth {
@@ -112,6 +112,13 @@ fn the_root_is_overlay_and_proc_sys_dev_are_docker_like() {
     assert!(
         text.lines().any(|l| l == "read_ahead_kb=1024"),
         "the state disk's read-ahead is not set: {text}"
+    );
+    // The state disk is mounted without the read-ahead of every group's bitmap, which ran
+    // beside a cold machine's first container. Read in the guest's own mount namespace.
+    let mounts = in_guest(&b, &["grep", " /var/lib/berth ", "/proc/mounts"]).stdout_text();
+    assert!(
+        mounts.contains("no_prefetch_block_bitmaps"),
+        "the state disk is mounted with the kernel's bitmap read-ahead: {mounts}"
     );
 }
 

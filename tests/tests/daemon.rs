@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use berth_tests::{ok, wait_until, with_busybox, Berth};
+use berth_tests::{in_guest, ok, wait_until, with_busybox, Berth};
 
 fn log_lines(b: &Berth, name: &str) -> usize {
     ok(b, &["logs", name]).stdout_text().lines().count()
 }
 
-/// The guest's PID 1 (berth-init), whose mount namespace a `--pid host` container enters.
-const GUEST_INIT: &str = "1";
 /// The parent of the containers' cgroups in the guest.
 const GUEST_CGROUPS: &str = "sys/fs/cgroup/berth";
 
@@ -21,26 +19,7 @@ const GUEST_CGROUPS: &str = "sys/fs/cgroup/berth";
 fn freezer_state(b: &Berth, name: &str) -> String {
     let id = ok(b, &["inspect", "-f", "{{.Id}}", name]).stdout_text();
     let events = format!("/{GUEST_CGROUPS}/{}/cgroup.events", id.trim());
-    let out = ok(
-        b,
-        &[
-            "run",
-            "--rm",
-            "--privileged",
-            "--pid",
-            "host",
-            "--network",
-            "none",
-            "busybox",
-            "nsenter",
-            "-t",
-            GUEST_INIT,
-            "-m",
-            "cat",
-            &events,
-        ],
-    )
-    .stdout_text();
+    let out = in_guest(b, &["cat", &events]).stdout_text();
     out.lines()
         .find_map(|l| l.strip_prefix("frozen "))
         .unwrap_or_else(|| panic!("{events} has no frozen line: {out:?}"))
