@@ -63,7 +63,10 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         cmdline: qemu::cmdline(
             Machine::Microvm,
             accel.accel,
-            accel::host_tsc_khz(),
+            qemu::GuestClock {
+                tsc_khz: accel::host_tsc_khz(),
+                tick_hz: kernel.tick_hz(),
+            },
             &BootParams {
                 transport: AgentTransport::Serial {
                     name: berth_protocol::SERIAL_PORT_NAME.to_string(),

@@ -159,7 +159,10 @@ impl Vm {
             cmdline: qemu::cmdline(
                 cfg.machine,
                 cfg.accel.accel,
-                accel::host_tsc_khz(),
+                qemu::GuestClock {
+                    tsc_khz: accel::host_tsc_khz(),
+                    tick_hz: cfg.kernel.tick_hz(),
+                },
                 &[params.clone(), cfg.kernel_args.clone()].concat(),
             ),
             console_log: dir.join("console.log"),

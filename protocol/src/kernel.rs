@@ -153,6 +153,15 @@ pub fn config_values(text: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The kernel's timer frequency (`CONFIG_HZ`), from its config's text.
+pub fn tick_hz(config: &str) -> Option<u64> {
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CONFIG_HZ="))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|hz| *hz > 0)
+}
+
 /// The requirements a config does not meet, each with the options that would.
 pub fn unmet(config: &str) -> Vec<Requirement> {
     let values = config_values(config);
@@ -189,6 +198,16 @@ mod tests {
             (m.kind, m.config, m.source),
             (KernelKind::Tuned, None, String::new())
         );
+    }
+
+    #[test]
+    fn the_tick_rate_is_read_from_the_config() {
+        let config =
+            "# CONFIG_HZ_100 is not set\nCONFIG_HZ_250=y\nCONFIG_HZ=250\nCONFIG_HZ_PERIODIC=n\n";
+        assert_eq!(tick_hz(config), Some(250));
+        assert_eq!(tick_hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n"), Some(1000));
+        assert_eq!(tick_hz("CONFIG_HZ_250=y\n"), None);
+        assert_eq!(tick_hz("CONFIG_HZ=0\n"), None);
     }
 
     #[test]

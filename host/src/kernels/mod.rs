@@ -40,9 +40,18 @@ pub struct Kernel {
     pub bzimage: Option<PathBuf>,
     pub initramfs: PathBuf,
     pub source: String,
+    /// Its config (`CONFIG_...` lines), when known.
+    pub config: Option<PathBuf>,
 }
 
 impl Kernel {
+    /// Its timer frequency (`CONFIG_HZ`), read from its config; `None` when that is not
+    /// known (a kernel named by path).
+    pub fn tick_hz(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
+        berth_protocol::kernel::tick_hz(&text)
+    }
+
     /// The image to hand QEMU: vmlinux (PVH) when we have one and may use it.
     pub fn image(&self, prefer_pvh: bool) -> &Path {
         match (&self.vmlinux, &self.bzimage) {
@@ -125,6 +134,7 @@ fn load(assets: &Path, dir: &Path) -> Result<Kernel, KernelError> {
         bzimage,
         initramfs,
         source: m.source,
+        config: m.config.map(|r| dir.join(r)).filter(|p| p.is_file()),
     })
 }
 
@@ -196,6 +206,7 @@ fn custom(assets: &Path, path: &Path) -> Result<Kernel, KernelError> {
         bzimage: (!is_elf).then(|| path.clone()),
         initramfs: base_initramfs(assets),
         source: "named by path".into(),
+        config: None,
     })
 }
 
