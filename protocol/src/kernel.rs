@@ -144,21 +144,27 @@ pub const GUEST_MODULES: &[&str] = &[
     "tun",
 ];
 
-/// A kernel config's options that are set (`y` or `m`), by name.
-pub fn config_values(text: &str) -> std::collections::BTreeMap<String, String> {
+/// A kernel config's `CONFIG_...=value` lines, in order, values unquoted.
+fn config_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.lines()
         .filter_map(|l| l.trim().split_once('='))
         .filter(|(k, _)| k.starts_with("CONFIG_"))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+}
+
+/// A kernel config's options that are set (`y` or `m`), by name.
+pub fn config_values(text: &str) -> std::collections::BTreeMap<String, String> {
+    config_entries(text)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-/// The kernel's timer frequency (`CONFIG_HZ`), from its config's text.
+/// The kernel's timer frequency (`CONFIG_HZ`), from its config's text (read at every VM's
+/// start: the lines are scanned, no map is built).
 pub fn tick_hz(config: &str) -> Option<u64> {
-    config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("CONFIG_HZ="))
-        .and_then(|v| v.trim().parse().ok())
+    config_entries(config)
+        .find_map(|(k, v)| (k == "CONFIG_HZ").then(|| v.trim().parse().ok()))
+        .flatten()
         .filter(|hz| *hz > 0)
 }
 
