@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
@@ -67,8 +68,18 @@ impl Reaper {
         process: &Process,
         stdio: Stdio,
     ) -> io::Result<(Started, oneshot::Receiver<ExitStatus>)> {
+        self.launch_passing(process, stdio, None)
+    }
+
+    /// [`Reaper::launch`] with one more descriptor ([`Process::spawn_passing`]).
+    pub fn launch_passing(
+        &self,
+        process: &Process,
+        stdio: Stdio,
+        passed: Option<(BorrowedFd<'_>, RawFd)>,
+    ) -> io::Result<(Started, oneshot::Receiver<ExitStatus>)> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let started = process.spawn(stdio)?;
+        let started = process.spawn_passing(stdio, passed)?;
         let (tx, rx) = oneshot::channel();
         table.insert(started.pid, tx);
         Ok((started, rx))

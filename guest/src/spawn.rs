@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -126,6 +126,16 @@ impl Process {
     /// everything it starts), with no signal blocked and every signal at its default.
     /// An exec that fails is this call's error, and nothing is left running.
     pub fn spawn(&self, stdio: Stdio) -> io::Result<Started> {
+        self.spawn_passing(stdio, None)
+    }
+
+    /// [`Process::spawn`], with one more descriptor: `passed.0` is the process's
+    /// `passed.1` (above 2).
+    pub fn spawn_passing(
+        &self,
+        stdio: Stdio,
+        passed: Option<(BorrowedFd<'_>, RawFd)>,
+    ) -> io::Result<Started> {
         let path = cstring(self.resolve()?.as_os_str().as_bytes())?;
         let argv0 = self.argv0.as_deref().unwrap_or(&self.program);
         let argv = std::iter::once(argv0)
@@ -145,7 +155,7 @@ impl Process {
         let ends = Ends::new(stdio)?;
         let [stdin, stdout, stderr] = &ends.theirs;
         let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-        let pid = match sys::posix_spawn(&path, &argv, &envp, cwd.as_deref(), stdio) {
+        let pid = match sys::posix_spawn(&path, &argv, &envp, cwd.as_deref(), stdio, passed) {
             // As execvp(3) does: a file the kernel cannot execute (no `#!` line) is a
             // script for /bin/sh.
             Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
@@ -154,7 +164,7 @@ impl Process {
                     .into_iter()
                     .chain(argv.into_iter().skip(1))
                     .collect();
-                sys::posix_spawn(&sh, &argv, &envp, cwd.as_deref(), stdio)?
+                sys::posix_spawn(&sh, &argv, &envp, cwd.as_deref(), stdio, passed)?
             }
             spawned => spawned?,
         };
@@ -270,6 +280,25 @@ mod tests {
         assert_eq!(read_all(started.stdout), "sh hello /tmp typed\n");
         assert_eq!(read_all(started.stderr), "oops\n");
         assert_eq!(wait(started.pid), 7);
+    }
+
+    #[test]
+    fn a_passed_descriptor_is_the_processs_and_only_it() {
+        use std::io::Write;
+        let _turn = turn();
+        let (theirs, ours) = crate::sys::pipe().unwrap();
+        // Descriptor 3 is the pipe's read end; 4 and up are not open (none leaks).
+        let p = sh("cat <&3; ls /proc/$$/fd | sort -n | tr '\\n' ' '");
+        let started = p
+            .spawn_passing(Stdio::Pipes { stdin: false }, Some((theirs.as_fd(), 3)))
+            .unwrap();
+        drop(theirs);
+        std::fs::File::from(ours)
+            .write_all(b"through the gate ")
+            .unwrap();
+        let out = read_all(started.stdout);
+        assert_eq!(wait(started.pid), 0);
+        assert!(out.starts_with("through the gate 0 1 2 3 "), "{out:?}");
     }
 
     #[test]

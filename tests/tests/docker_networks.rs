@@ -210,25 +210,44 @@ fn several_networks(d: &Docker) {
         code, 0,
         "after disconnect, n2's names should be gone: {out}"
     );
-    // Two networks at create (`--network` twice, as docker 28 sends them).
-    let both = d.ok(&[
+    // Several networks at create (`--network` repeated, as docker 28 sends them). The
+    // interfaces are made beside the container's root and its command waits for them all
+    // (the shim's network gate): the first thing it runs sees every one.
+    for n in ["n3", "n4", "n5"] {
+        d.ok(&["network", "create", n]);
+    }
+    let (code, all, err) = d.run(&[
         "run",
         "--rm",
         "--network",
         "n1",
         "--network",
         "n2",
+        "--network",
+        "n3",
+        "--network",
+        "n4",
+        "--network",
+        "n5",
         "busybox",
         "sh",
         "-c",
         "ls /sys/class/net; ping -c 1 -W 5 store >/dev/null && echo reached-store",
     ]);
+    let links: Vec<&str> = all.split_whitespace().collect();
     assert!(
-        both.contains("eth0") && both.contains("eth1") && both.contains("reached-store"),
-        "run on two networks: {both}"
+        code == 0
+            && ["eth0", "eth1", "eth2", "eth3", "eth4"]
+                .iter()
+                .all(|l| links.contains(l))
+            && all.contains("reached-store"),
+        "run on five networks: its command ran before its interfaces and names were all \
+         made (the network gate): exit {code}, {all}{err}"
     );
     d.ok(&["rm", "-f", "db2"]);
-    d.ok(&["network", "rm", "n2"]);
+    for n in ["n2", "n3", "n4", "n5"] {
+        d.ok(&["network", "rm", n]);
+    }
 }
 
 /// `berth ps|images|network ls|volume ls --format` print what the docker CLI prints for

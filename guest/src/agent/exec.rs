@@ -1,8 +1,8 @@
 //! `Exec`: run a process directly in the guest, in a new container, or in a running
 //! container (`join`), with its stdio on streams of their own.
 
-use std::io;
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio::net::unix::pipe;
 use super::control::Replies;
 use super::Agent;
 use super::Connection;
+use crate::net::Linking;
 use crate::spawn::{self, Process, Started};
 use crate::sys;
 
@@ -21,6 +22,8 @@ use crate::sys;
 const STDIO_DEADLINE: Duration = Duration::from_secs(10);
 /// How long output may keep draining after the process has ended.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a container's shim may take to end once its network gate closed unopened.
+const GATE_DEADLINE: Duration = Duration::from_secs(10);
 /// The environment every process starts from.
 const DEFAULT_ENV: &[(&str, &str)] = &[
     (
@@ -77,9 +80,12 @@ async fn run_inner(
         Some(j) => Some(super::join::prepare(agent, j, &spec).await?),
         None => None,
     };
-    let container = match &spec.container {
-        Some(c) => Some(super::spec::container_spec(agent, c, &spec).await?),
-        None => None,
+    let (container, linking) = match &spec.container {
+        Some(c) => {
+            let (shim, linking) = super::spec::container_spec(agent, c, &spec).await?;
+            (Some(shim), linking)
+        }
+        None => (None, Linking::done()),
     };
     // A command in the guest itself (`vm run`) may use the uplink at once.
     if container.is_none() && joined.is_none() {
@@ -115,32 +121,56 @@ async fn run_inner(
     let pty = match pty {
         Ok(pty) => pty,
         Err(e) => {
-            if let Some(shim) = &container {
-                agent.net.detach(&shim.id).await;
-                crate::container::finish(shim);
-            }
+            undo_start(agent, container.as_ref(), linking).await;
             return Err((ErrorKind::Internal, format!("pseudo-terminal: {e}")));
         }
     };
+    // The network gate (see `ShimSpec::network_gate`): the shim's end, and ours.
+    let gate = match linking.pending() {
+        true => match sys::pipe() {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                undo_start(agent, container.as_ref(), linking).await;
+                return Err((ErrorKind::Internal, format!("the network gate: {e}")));
+            }
+        },
+        false => None,
+    };
     let spawned = match &pty {
+        // `container_spec` waited for the network of a container on a terminal.
         Some((_, slave)) => spawn_on_terminal(agent, &process, slave),
-        None => agent
-            .reaper
-            .launch(&process, spawn::Stdio::Pipes { stdin: spec.stdin }),
+        None => agent.reaper.launch_passing(
+            &process,
+            spawn::Stdio::Pipes { stdin: spec.stdin },
+            gate.as_ref()
+                .map(|(theirs, _)| (theirs.as_fd(), crate::container::NETWORK_GATE_FD)),
+        ),
     };
     // Our copy of the pty slave must close, or reading the master never ends.
     let master = pty.map(|(master, _slave)| master);
     let (started, status) = match spawned {
         Ok(s) => s,
         Err(e) => {
-            if let Some(shim) = &container {
-                agent.net.detach(&shim.id).await;
-                crate::container::finish(shim);
-            }
+            undo_start(agent, container.as_ref(), linking).await;
             return Err(spawn_error(program, &e));
         }
     };
     let pid = started.pid;
+    let mut status = status;
+    if let (Some(shim), Some((_, ours))) = (&container, gate) {
+        if let Err(e) = open_gate(linking, ours).await {
+            // The gate closed unopened: the container's command does not run, and its
+            // shim ends.
+            if tokio::time::timeout(GATE_DEADLINE, &mut status)
+                .await
+                .is_err()
+            {
+                sys::kill_group(pid);
+            }
+            crate::container::finish(shim);
+            return Err((ErrorKind::Internal, e));
+        }
+    }
     replies.send(GuestMessage::Started { exec_id, pid });
     conn.pids
         .lock()
@@ -216,6 +246,30 @@ async fn run_inner(
                 .await;
         }
         None => replies.send(exited),
+    }
+    Ok(())
+}
+
+/// Undoes what was made for a container whose start failed before its shim ran.
+async fn undo_start(
+    agent: &Agent,
+    container: Option<&crate::container::ShimSpec>,
+    linking: Linking,
+) {
+    if let Some(shim) = container {
+        super::spec::abandon(agent, &shim.id, linking).await;
+        crate::container::finish(shim);
+    }
+}
+
+/// Waits for a container's network, then lets its command run (a byte through the gate,
+/// `ours`); on failure the gate closes unopened and the error says why. A shim that
+/// ended meanwhile (its container's set-up failed) no longer reads the gate: its exit
+/// says why, as for any other container.
+async fn open_gate(linking: Linking, ours: OwnedFd) -> Result<(), String> {
+    linking.wait().await?;
+    if let Err(e) = std::fs::File::from(ours).write_all(b"1") {
+        tracing::debug!("the network gate: {e}");
     }
     Ok(())
 }

@@ -8,14 +8,17 @@ use berth_protocol::{ContainerSpec, ErrorKind, ExecSpec, MountSource, Namespaces
 use super::Agent;
 use crate::container::mounts::BindMount;
 use crate::container::{state, NsEntry, Sharing, ShimSpec};
+use crate::net::Linking;
 
 /// The shim spec of a container that is about to run: its layers must be in the cache.
-/// Prepares its network and saves the spec in its state directory.
+/// Prepares its network and saves the spec in its state directory. Its network's
+/// interfaces may still be in the making ([`Linking`]): the shim is then started with
+/// its network gate, and the gate opened once they are made.
 pub(super) async fn container_spec(
     agent: &Agent,
     c: &ContainerSpec,
     spec: &ExecSpec,
-) -> Result<ShimSpec, (ErrorKind, String)> {
+) -> Result<(ShimSpec, Linking), (ErrorKind, String)> {
     let mut shim = files_spec(agent, c, Some(spec))?;
     // Its program comes off the disk while its network and directories are made.
     if let Some(argv0) = spec.argv.first() {
@@ -54,15 +57,15 @@ pub(super) async fn container_spec(
                 .and_then(|()| shim.mount_shm())
         }
     );
-    let net = match (net, dirs) {
+    let (net, linking) = match (net, dirs) {
         (Ok(net), Ok(())) => net,
         (Err(e), _) => {
             crate::container::finish(&shim);
             return Err((ErrorKind::Internal, e));
         }
-        (Ok(_), Err(e)) => {
+        (Ok((_, linking)), Err(e)) => {
             crate::container::finish(&shim);
-            agent.net.detach(&c.id).await;
+            abandon(agent, &c.id, linking).await;
             return Err((ErrorKind::Internal, format!("container state: {e}")));
         }
     };
@@ -73,12 +76,32 @@ pub(super) async fn container_spec(
     ));
     shim.hosts = Some(net.hosts);
     shim.netns = net.netns;
+    // A process on a terminal starts through std's fork path, which passes no gate: its
+    // network is made first.
+    let linking = match spec.tty {
+        Some(_) => match linking.wait().await {
+            Ok(()) => Linking::done(),
+            Err(e) => {
+                crate::container::finish(&shim);
+                return Err((ErrorKind::Internal, e));
+            }
+        },
+        None => linking,
+    };
+    shim.network_gate = linking.pending();
     if let Err(e) = crate::container::state::save_spec(&shim) {
         crate::container::finish(&shim);
-        agent.net.detach(&c.id).await;
+        abandon(agent, &c.id, linking).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));
     }
-    Ok(shim)
+    Ok((shim, linking))
+}
+
+/// Undoes the network of container `id`, whose start failed, once its interfaces are
+/// no longer in the making (a detach before would miss them).
+pub(super) async fn abandon(agent: &Agent, id: &str, linking: Linking) {
+    let _ = linking.wait().await;
+    agent.net.detach(id).await;
 }
 
 /// The shim spec of a container's files alone (no network, nothing saved): what a
@@ -156,6 +179,7 @@ fn files_spec(
         process: c.process.clone(),
         devpts: false,
         sharing: Sharing::default(),
+        network_gate: false,
     })
 }
 

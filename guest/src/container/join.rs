@@ -257,6 +257,7 @@ mod tests {
                 process: Default::default(),
                 devpts: false,
                 sharing: Default::default(),
+                network_gate: false,
             },
             init_pid: Some(7),
             argv: vec!["ls".into()],

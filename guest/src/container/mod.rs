@@ -94,7 +94,16 @@ pub struct ShimSpec {
     /// Namespaces shared with the guest or another container.
     #[serde(default)]
     pub sharing: Sharing,
+    /// The container's network interfaces are still being made when the shim starts:
+    /// the shim gets [`NETWORK_GATE_FD`], and the container's command waits, once its
+    /// root is in place, until the agent writes a byte there (the network is ready) or
+    /// closes it (the network failed; the command does not run).
+    #[serde(default)]
+    pub network_gate: bool,
 }
+
+/// The shim's descriptor of the network gate (see [`ShimSpec::network_gate`]).
+pub const NETWORK_GATE_FD: std::os::fd::RawFd = 3;
 
 /// Which namespace of a kind (network, PID, IPC, UTS) a container runs in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,12 +2,18 @@
 //! container's user and exec its command (`launch`).
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::time::Duration;
 
 use super::ShimSpec;
 use crate::sys::{self, MountFlags, NodeKind};
 
 /// Device nodes of a container's /dev, as Docker: (name, major, minor).
+/// How long a container's command waits for its network (the agent's side of the gate
+/// ends sooner: it opens it or closes it once the network is made or failed).
+const GATE_DEADLINE: Duration = Duration::from_secs(60);
+
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),
@@ -41,10 +47,23 @@ const READ_ONLY: &[&str] = &[
 pub(crate) const DEFAULT_PATH: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Sets everything up and execs; returns (exit code, message) only on failure.
-pub fn enter_and_exec(spec: &ShimSpec, userns: Option<super::userns::ChildSide>) -> (i32, String) {
+/// Sets everything up and execs; returns (exit code, message) only on failure. With a
+/// network `gate` ([`ShimSpec::network_gate`]) the command waits, once the root is in
+/// place, until the agent says the container's network is ready.
+pub fn enter_and_exec(
+    spec: &ShimSpec,
+    userns: Option<super::userns::ChildSide>,
+    gate: Option<OwnedFd>,
+) -> (i32, String) {
     if let Err(e) = build_and_pivot(spec) {
         return (125, format!("container setup failed: {e}"));
+    }
+    if let Some(gate) = gate {
+        match sys::read_one_byte(&gate, GATE_DEADLINE) {
+            Ok(true) => {}
+            Ok(false) => return (125, "the container's network was not set up".into()),
+            Err(e) => return (125, format!("waiting for the container's network: {e}")),
+        }
     }
     if let Some(side) = userns {
         if let Err(e) = side.enter() {

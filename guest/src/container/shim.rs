@@ -15,6 +15,15 @@ pub fn main(spec_json: &str) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&format!("bad container spec: {e}")),
     };
+    // The network gate goes to the container's first process, which reads it; the
+    // command it execs does not get it.
+    let gate = match spec.network_gate {
+        true => match sys::inherited_fd(super::NETWORK_GATE_FD) {
+            Ok(fd) => Some(fd),
+            Err(e) => return fail(&format!("the network gate: {e}")),
+        },
+        false => None,
+    };
     if let Err(e) = join_cgroup(&spec) {
         return fail(&format!("cgroup: {e}"));
     }
@@ -53,11 +62,12 @@ pub fn main(spec_json: &str) -> i32 {
             if let Err(e) = sys::take_terminal() {
                 return fail(&format!("terminal: {e}"));
             }
-            let (code, message) = rootfs::enter_and_exec(&spec, child_side);
+            let (code, message) = rootfs::enter_and_exec(&spec, child_side, gate);
             let _ = writeln!(std::io::stderr(), "berth: {message}");
             std::process::exit(code)
         }
         Ok(Forked::Parent(child)) => {
+            drop(gate);
             drop(child_side);
             drop(exec_signal);
             if let Some(side) = parent_side {

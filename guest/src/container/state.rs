@@ -193,6 +193,7 @@ mod tests {
                 ..Default::default()
             },
             devpts: true,
+            network_gate: true,
             sharing: Default::default(),
         }
     }

@@ -52,6 +52,7 @@ pub fn spec(state_dir: &Path) -> ShimSpec {
         process: Default::default(),
         devpts: false,
         sharing: Default::default(),
+        network_gate: false,
     }
 }
 

@@ -10,6 +10,8 @@
 //! - Each container on a bridge gets a network namespace kept at
 //!   `/run/berth/netns/<id>`, made before its shim starts (the shim joins it), with a veth
 //!   pair: one end on the bridge, the other its `eth0` with the address the host allocated.
+//!   The pairs, addresses, routes and DNS names are made beside the shim's building of the
+//!   container's root ([`Linking`]); the container's command waits for them.
 //! - `none` gets a namespace with only `lo` (up); `host` keeps the guest's;
 //!   `container:ID` joins another container's (and shares its /etc/hosts and resolver).
 
@@ -286,13 +288,21 @@ impl Net {
 
     /// Prepares the network of container `id` before its shim starts. On a bridge
     /// network, the questions its DNS server cannot answer go to `dns` (`--dns`).
+    ///
+    /// What the shim needs (its namespace, its /etc/hosts and resolv.conf) is returned
+    /// once the namespace is made; on a bridge network its interfaces, addresses, routes
+    /// and DNS names are made by the returned [`Linking`], beside the shim's building of
+    /// the container's root, and the container's command waits for them (the shim's
+    /// network gate). Measured: a warm `berth run --rm busybox true` 5.2 and 3.8 ms
+    /// sooner (paired medians of 60 rounds, both orders, won 40 and 33); a cold one
+    /// unchanged (+12 and -4.7 ms, 40 rounds each order), its vCPUs being busy anyway.
     pub async fn attach(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         hostname: &str,
         spec: Option<&NetworkSpec>,
         dns: &[String],
-    ) -> Result<Prepared, String> {
+    ) -> Result<(Prepared, Linking), String> {
         // A namespace of its own is made before the lock: nothing else uses it, and on a
         // cold machine the lock is held by the boot's making of the default bridge, which
         // the first container used to wait for before it even began its namespace.
@@ -301,35 +311,41 @@ impl Net {
             None if self.handle().await.is_ok() => Some(self.new_netns(id).await?),
             _ => None,
         };
+        if let (Some(NetworkSpec::Bridge { networks }), Some(own)) = (spec, &own) {
+            let plan = match bridge_plan(hostname, networks, dns, &own.0) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let _ = crate::sys::remove_netns(&own.0);
+                    return Err(e);
+                }
+            };
+            let prepared = plan.prepared.clone();
+            let (net, id, networks) = (self.clone(), id.to_string(), networks.clone());
+            let own = own.clone();
+            let linking = tokio::spawn(async move {
+                let mut state = net.state.lock().await;
+                let made = net
+                    .attach_bridges(&mut state, &id, &networks, own, plan)
+                    .await;
+                record(&mut state, &id, made).map(|_| ())
+            });
+            return Ok((prepared, Linking(Some(linking))));
+        }
         let mut state = self.state.lock().await;
         let path = own.as_ref().map(|(p, _)| p.clone());
-        let made = match self
-            .attach_with(&mut state, id, hostname, spec, dns, own)
-            .await
-        {
-            Ok(made) => made,
-            Err(e) => {
-                if let Some(path) = path {
-                    let _ = crate::sys::remove_netns(&path);
-                }
-                return Err(e);
-            }
-        };
-        let prepared = made.prepared.clone();
-        state.containers.insert(id.to_string(), made);
-        refresh_peers(&mut state, id);
-        Ok(prepared)
+        let made = self
+            .attach_with(&state, hostname, spec, own)
+            .map_err(|e| (e, path));
+        record(&mut state, id, made).map(|prepared| (prepared, Linking::done()))
     }
 
-    /// [`Net::attach`] under the lock, with the namespace it made (`own`; removed by the
-    /// caller on failure).
-    async fn attach_with(
+    /// [`Net::attach`] under the lock for every network but a bridge one, with the
+    /// namespace it made (`own`; removed by the caller on failure).
+    fn attach_with(
         &self,
-        state: &mut State,
-        id: &str,
+        state: &State,
         hostname: &str,
         spec: Option<&NetworkSpec>,
-        dns: &[String],
         own: Option<(PathBuf, rtnetlink::Handle)>,
     ) -> Result<Made, String> {
         Ok(match (spec, own) {
@@ -385,12 +401,8 @@ impl Net {
                     resolv_conf: String::new(),
                 },
             },
-            (Some(NetworkSpec::Bridge { networks }), Some(ns)) => {
-                self.attach_bridges(state, id, hostname, networks, dns, ns)
-                    .await?
-            }
-            (Some(NetworkSpec::Bridge { .. }), None) => {
-                return Err("a bridge network without its namespace".into())
+            (Some(NetworkSpec::Bridge { .. }), _) => {
+                return Err("a bridge network is attached with a namespace of its own".into())
             }
         })
     }
@@ -418,32 +430,17 @@ impl Net {
         Ok((path, inside))
     }
 
-    /// A new namespace for container `id` with an interface on each of `networks`; the
-    /// questions their DNS servers cannot answer for it go to `dns`.
+    /// Gives container `id`'s namespace (`path`, `inside` a netlink handle there) an
+    /// interface on each of `networks`, as `plan` ([`bridge_plan`]) says. On failure the
+    /// interfaces made are undone and the namespace is returned with the error.
     async fn attach_bridges(
         &self,
         state: &mut State,
         id: &str,
-        hostname: &str,
         networks: &[Attachment],
-        dns: &[String],
         (path, inside): (PathBuf, rtnetlink::Handle),
-    ) -> Result<Made, String> {
-        let upstreams = dns
-            .iter()
-            .map(|s| {
-                s.parse::<std::net::IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, 53))
-                    .map_err(|_| format!("--dns {s:?} is not an IP address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = networks.first().ok_or("a bridge spec names no network")?;
-        if networks.len() > MAX_NETWORKS {
-            return Err(format!(
-                "a container can be on at most {MAX_NETWORKS} networks, not {}",
-                networks.len()
-            ));
-        }
+        plan: BridgePlan,
+    ) -> Result<Made, (String, Option<PathBuf>)> {
         let mut attached = Vec::new();
         for (index, a) in networks.iter().enumerate() {
             match self
@@ -452,30 +449,18 @@ impl Net {
             {
                 Ok(done) => attached.push(done),
                 Err(e) => {
-                    // The namespace goes in `attach`.
                     for done in attached {
                         self.leave(state, done).await;
                     }
-                    return Err(e);
+                    return Err((e, Some(path)));
                 }
             }
         }
-        let mut extra = vec![(first.gateway.clone(), HOST_NAMES.to_string())];
-        extra.extend(
-            first
-                .extra_hosts
-                .iter()
-                .map(|(n, ip)| (ip.clone(), n.clone())),
-        );
         Ok(Made {
-            netns: Some(path.clone()),
+            netns: Some(path),
             attached,
-            upstreams,
-            prepared: Prepared {
-                netns: NsEntry::Join(path),
-                hosts: hosts_file(hostname, Some(&first.address), &extra),
-                resolv_conf: format!("nameserver {}\noptions ndots:0\n", first.gateway),
-            },
+            upstreams: plan.upstreams,
+            prepared: plan.prepared,
         })
     }
 
@@ -767,6 +752,103 @@ fn loopback_up() {
 
 /// Tells the DNS servers which other networks container `id` is on (each of its
 /// addresses sees the names of its other networks) and where its other questions go.
+/// Keeps what [`Net::attach`] made for container `id`, or, when it failed, removes the
+/// namespace it made.
+fn record(
+    state: &mut State,
+    id: &str,
+    made: Result<Made, (String, Option<PathBuf>)>,
+) -> Result<Prepared, String> {
+    let made = match made {
+        Ok(made) => made,
+        Err((e, netns)) => {
+            if let Some(path) = netns {
+                let _ = crate::sys::remove_netns(&path);
+            }
+            return Err(e);
+        }
+    };
+    let prepared = made.prepared.clone();
+    state.containers.insert(id.to_string(), made);
+    refresh_peers(state, id);
+    Ok(prepared)
+}
+
+/// What a container on bridge `networks` gets before any of its interfaces is made.
+struct BridgePlan {
+    /// Its `--dns` servers.
+    upstreams: Vec<SocketAddr>,
+    /// Its namespace (at `path`) and /etc files, from its first network.
+    prepared: Prepared,
+}
+
+/// The plan of a container on bridge `networks` in the namespace at `path`; refuses a
+/// spec that cannot be attached (before any link is made).
+fn bridge_plan(
+    hostname: &str,
+    networks: &[Attachment],
+    dns: &[String],
+    path: &std::path::Path,
+) -> Result<BridgePlan, String> {
+    let upstreams = dns
+        .iter()
+        .map(|s| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+                .map_err(|_| format!("--dns {s:?} is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = networks.first().ok_or("a bridge spec names no network")?;
+    if networks.len() > MAX_NETWORKS {
+        return Err(format!(
+            "a container can be on at most {MAX_NETWORKS} networks, not {}",
+            networks.len()
+        ));
+    }
+    let mut extra = vec![(first.gateway.clone(), HOST_NAMES.to_string())];
+    extra.extend(
+        first
+            .extra_hosts
+            .iter()
+            .map(|(n, ip)| (ip.clone(), n.clone())),
+    );
+    Ok(BridgePlan {
+        upstreams,
+        prepared: Prepared {
+            netns: NsEntry::Join(path.to_path_buf()),
+            hosts: hosts_file(hostname, Some(&first.address), &extra),
+            resolv_conf: format!("nameserver {}\noptions ndots:0\n", first.gateway),
+        },
+    })
+}
+
+/// A container's interfaces being made ([`Net::attach`]), or nothing left to make.
+#[must_use = "a container's network is ready only once its linking is over"]
+pub struct Linking(Option<tokio::task::JoinHandle<Result<(), String>>>);
+
+impl Linking {
+    /// Nothing left to make.
+    pub fn done() -> Linking {
+        Linking(None)
+    }
+
+    /// Whether there is anything to wait for.
+    pub fn pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits until the interfaces are made; on failure nothing of the container's
+    /// network is left (its namespace included) and the error says why.
+    pub async fn wait(self) -> Result<(), String> {
+        match self.0 {
+            None => Ok(()),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(format!("the network's set-up failed: {e}"))),
+        }
+    }
+}
+
 fn refresh_peers(state: &mut State, id: &str) {
     let Some(made) = state.containers.get(id) else {
         return;

@@ -478,6 +478,53 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
+/// Takes descriptor `fd`, which this process inherited open (a started process's
+/// `Process::spawn_passing` one), marked close-on-exec.
+///
+/// # Errors
+/// When `fd` is not open.
+pub fn inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| io::Error::other(format!("descriptor {fd}: {e}")))?;
+    // SAFETY: `fd` is open (fcntl succeeded) and was passed to this process for it to own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Reads one byte from `fd` within `deadline`: `Ok(true)` when one came, `Ok(false)`
+/// when the other end closed first.
+pub fn read_one_byte(fd: &OwnedFd, deadline: std::time::Duration) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let started = std::time::Instant::now();
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        let timeout = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing within {deadline:?}"),
+                ))
+            }
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), &mut byte) {
+            Ok(n) => return Ok(n == 1),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Moves the calling (single-threaded) process into a new user namespace.
 pub fn unshare_user_namespace() -> io::Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
@@ -628,4 +675,26 @@ pub fn enter_netns(path: &Path) -> io::Result<()> {
     let ns = File::open(path)?;
     nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::other(format!("joining network namespace {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    #[test]
+    fn one_byte_opens_a_gate_and_a_closed_end_does_not() {
+        let (rd, wr) = pipe().unwrap();
+        std::fs::File::from(wr).write_all(b"1").unwrap();
+        assert!(read_one_byte(&rd, Duration::from_secs(5)).unwrap());
+
+        let (rd, wr) = pipe().unwrap();
+        drop(wr);
+        assert!(!read_one_byte(&rd, Duration::from_secs(5)).unwrap());
+
+        let (rd, _wr) = pipe().unwrap();
+        let e = read_one_byte(&rd, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -234,6 +234,7 @@ pub fn posix_spawn(
     envp: &[CString],
     cwd: Option<&CStr>,
     stdio: [BorrowedFd<'_>; 3],
+    passed: Option<(BorrowedFd<'_>, RawFd)>,
 ) -> io::Result<u32> {
     // posix_spawn's functions return the error number itself.
     let check = |rc: libc::c_int| match rc {
@@ -270,6 +271,15 @@ pub fn posix_spawn(
                     &mut actions,
                     fd.as_raw_fd(),
                     target as libc::c_int,
+                ))?;
+            }
+            // After the stdio ones: a descriptor passed as `target` (above 2) is not
+            // overwritten by them.
+            if let Some((fd, target)) = passed {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut actions,
+                    fd.as_raw_fd(),
+                    target,
                 ))?;
             }
             if let Some(dir) = cwd {
