@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::ShimSpec;
 use crate::sys::{self, MountFlags, NodeKind};
 
-/// Device nodes of a container's /dev, as Docker: (name, major, minor).
 /// How long a container's command waits for its network (the agent's side of the gate
 /// ends sooner: it opens it or closes it once the network is made or failed).
 const GATE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Device nodes of a container's /dev, as Docker: (name, major, minor).
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),

@@ -750,8 +750,6 @@ fn loopback_up() {
     }
 }
 
-/// Tells the DNS servers which other networks container `id` is on (each of its
-/// addresses sees the names of its other networks) and where its other questions go.
 /// Keeps what [`Net::attach`] made for container `id`, or, when it failed, removes the
 /// namespace it made.
 fn record(
@@ -849,6 +847,8 @@ impl Linking {
     }
 }
 
+/// Tells the DNS servers which other networks container `id` is on (each of its
+/// addresses sees the names of its other networks) and where its other questions go.
 fn refresh_peers(state: &mut State, id: &str) {
     let Some(made) = state.containers.get(id) else {
         return;
