@@ -121,7 +121,9 @@ async fn run_inner(
     let pty = match pty {
         Ok(pty) => pty,
         Err(e) => {
-            undo_start(agent, container.as_ref(), linking).await;
+            if let Some(shim) = &container {
+                super::spec::undo_start(agent, shim, linking).await;
+            }
             return Err((ErrorKind::Internal, format!("pseudo-terminal: {e}")));
         }
     };
@@ -130,7 +132,9 @@ async fn run_inner(
         true => match sys::pipe() {
             Ok(pair) => Some(pair),
             Err(e) => {
-                undo_start(agent, container.as_ref(), linking).await;
+                if let Some(shim) = &container {
+                    super::spec::undo_start(agent, shim, linking).await;
+                }
                 return Err((ErrorKind::Internal, format!("the network gate: {e}")));
             }
         },
@@ -151,7 +155,9 @@ async fn run_inner(
     let (started, status) = match spawned {
         Ok(s) => s,
         Err(e) => {
-            undo_start(agent, container.as_ref(), linking).await;
+            if let Some(shim) = &container {
+                super::spec::undo_start(agent, shim, linking).await;
+            }
             return Err(spawn_error(program, &e));
         }
     };
@@ -248,18 +254,6 @@ async fn run_inner(
         None => replies.send(exited),
     }
     Ok(())
-}
-
-/// Undoes what was made for a container whose start failed before its shim ran.
-async fn undo_start(
-    agent: &Agent,
-    container: Option<&crate::container::ShimSpec>,
-    linking: Linking,
-) {
-    if let Some(shim) = container {
-        super::spec::abandon(agent, &shim.id, linking).await;
-        crate::container::finish(shim);
-    }
 }
 
 /// Waits for a container's network, then lets its command run (a byte through the gate,

@@ -64,8 +64,7 @@ pub(super) async fn container_spec(
             return Err((ErrorKind::Internal, e));
         }
         (Ok((_, linking)), Err(e)) => {
-            crate::container::finish(&shim);
-            abandon(agent, &c.id, linking).await;
+            undo_start(agent, &shim, linking).await;
             return Err((ErrorKind::Internal, format!("container state: {e}")));
         }
     };
@@ -90,18 +89,19 @@ pub(super) async fn container_spec(
     };
     shim.network_gate = linking.pending();
     if let Err(e) = crate::container::state::save_spec(&shim) {
-        crate::container::finish(&shim);
-        abandon(agent, &c.id, linking).await;
+        undo_start(agent, &shim, linking).await;
         return Err((ErrorKind::Internal, format!("container state: {e}")));
     }
     Ok((shim, linking))
 }
 
-/// Undoes the network of container `id`, whose start failed, once its interfaces are
-/// no longer in the making (a detach before would miss them).
-pub(super) async fn abandon(agent: &Agent, id: &str, linking: Linking) {
+/// Undoes what was made for a container whose start failed before its command ran: its
+/// network, once its interfaces are no longer in the making (a detach before would miss
+/// them), and its files' mounts.
+pub(super) async fn undo_start(agent: &Agent, shim: &ShimSpec, linking: Linking) {
     let _ = linking.wait().await;
-    agent.net.detach(id).await;
+    agent.net.detach(&shim.id).await;
+    crate::container::finish(shim);
 }
 
 /// The shim spec of a container's files alone (no network, nothing saved): what a
