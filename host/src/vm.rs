@@ -127,7 +127,20 @@ impl Vm {
         let qemu_bin =
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
         let dir = new_run_dir(&paths.run_dir()?)?;
-        let transport = transport::open(cfg.transport, &dir)?;
+        // QEMU connects to its helpers' sockets at start-up, and each helper takes a few
+        // milliseconds to create its socket: the virtiofsd start while the transport's
+        // backend does, and QEMU starts once all of them are listening.
+        let mut virtiofsd = match cfg.share_fs {
+            crate::shares::ShareFs::Virtiofs => spawn_virtiofsd(&cfg.shares, &dir)?,
+            crate::shares::ShareFs::NineP => Vec::new(),
+        };
+        let transport = match transport::open(cfg.transport, &dir) {
+            Ok(t) => t,
+            Err(e) => {
+                stop_all(&mut virtiofsd);
+                return Err(e.into());
+            }
+        };
         let params = BootParams {
             transport: transport.agent_transport(),
             debug: cfg.debug_guest,
@@ -174,10 +187,7 @@ impl Vm {
             share_fs: cfg.share_fs,
             virtiofs_dir: dir.clone(),
         };
-        let virtiofsd = match cfg.share_fs {
-            crate::shares::ShareFs::Virtiofs => start_virtiofsd(&cfg.shares, &dir)?,
-            crate::shares::ShareFs::NineP => Vec::new(),
-        };
+        await_virtiofsd(&cfg.shares, &dir, &mut virtiofsd)?;
         let args = qemu::args(&spec);
         tracing::debug!(
             "qemu command line: {}",
@@ -378,10 +388,11 @@ impl Drop for Vm {
 const VIRTIOFSD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts a virtiofsd for each share, listening on `qemu::virtiofs_socket(dir, tag)`
-/// (QEMU connects at start-up, so each socket must exist first). `--sandbox none`: it
-/// runs as the user, with the user's access to the folder, as QEMU's 9p server does.
-/// All are started before any is waited for, so their start-ups overlap.
-fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Child>, VmError> {
+/// (QEMU connects at start-up, so each socket must exist first: [`await_virtiofsd`]).
+/// `--sandbox none`: it runs as the user, with the user's access to the folder, as QEMU's
+/// 9p server does. None is waited for here, so their start-ups overlap each other's and
+/// the transport backend's.
+fn spawn_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Child>, VmError> {
     let bin = crate::shares::virtiofsd().ok_or_else(|| VmError::Spawn {
         what: "virtiofsd".into(),
         source: std::io::Error::new(
@@ -390,12 +401,6 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
         ),
     })?;
     let mut started: Vec<Child> = Vec::new();
-    let stop_all = |started: &mut Vec<Child>| {
-        for c in started.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    };
     for s in shares {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
         let log = std::fs::File::create(dir.join(format!("{}.virtiofsd.log", s.tag)))?;
@@ -420,6 +425,17 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             }
         }
     }
+    Ok(started)
+}
+
+/// Waits until each virtiofsd that [`spawn_virtiofsd`] started has created its socket, for
+/// up to [`VIRTIOFSD_DEADLINE`]; on failure all of them are stopped and the error names
+/// the share and ends with its log.
+fn await_virtiofsd(
+    shares: &[crate::shares::Share],
+    dir: &Path,
+    started: &mut Vec<Child>,
+) -> Result<(), VmError> {
     let start = Instant::now();
     for (s, child) in shares.iter().zip(started.iter_mut()) {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
@@ -442,7 +458,7 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             std::thread::sleep(Duration::from_millis(2));
         };
         if let Err(what) = ready {
-            stop_all(&mut started);
+            stop_all(started);
             let log = last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10);
             return Err(VmError::Spawn {
                 what,
@@ -450,7 +466,16 @@ fn start_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             });
         }
     }
-    Ok(started)
+    Ok(())
+}
+
+/// Kills and reaps helper processes.
+fn stop_all(started: &mut Vec<Child>) {
+    for c in started.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    started.clear();
 }
 
 /// Who waits for a VM's QEMU to end.
