@@ -13,6 +13,7 @@ pub mod client;
 pub mod daemon;
 pub mod docker_context;
 pub mod error;
+mod helper;
 pub mod image;
 pub mod kernels;
 pub mod layer_disk;

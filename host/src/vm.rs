@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::accel;
 use crate::client::{AgentClient, ClientError, Exec, Requests};
+use crate::helper;
 use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Machine};
@@ -42,6 +43,9 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    /// A helper process (virtiofsd) that never listened; `log` is the end of its log.
+    #[error("{what}{}", helper_log(log))]
+    Helper { what: String, log: String },
     #[error("{what} did not happen within {after:?}{tail}")]
     Timeout {
         what: String,
@@ -126,21 +130,21 @@ impl Vm {
         }
         let qemu_bin =
             find_program("BERTH_QEMU", "qemu-system-x86_64", &[]).ok_or(VmError::QemuNotFound)?;
-        let dir = new_run_dir(&paths.run_dir()?)?;
+        let mut started = Started {
+            dir: new_run_dir(&paths.run_dir()?)?,
+            virtiofsd: Vec::new(),
+            transport: None,
+        };
+        let dir = started.dir.clone();
         // QEMU connects to its helpers' sockets at start-up, and each helper takes a few
         // milliseconds to create its socket: the virtiofsd start while the transport's
         // backend does, and QEMU starts once all of them are listening.
-        let mut virtiofsd = match cfg.share_fs {
-            crate::shares::ShareFs::Virtiofs => spawn_virtiofsd(&cfg.shares, &dir)?,
-            crate::shares::ShareFs::NineP => Vec::new(),
-        };
-        let transport = match transport::open(cfg.transport, &dir) {
-            Ok(t) => t,
-            Err(e) => {
-                stop_all(&mut virtiofsd);
-                return Err(e.into());
-            }
-        };
+        if cfg.share_fs == crate::shares::ShareFs::Virtiofs {
+            spawn_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;
+        }
+        let transport = started
+            .transport
+            .insert(transport::open(cfg.transport, &dir)?);
         let params = BootParams {
             transport: transport.agent_transport(),
             debug: cfg.debug_guest,
@@ -187,12 +191,13 @@ impl Vm {
             share_fs: cfg.share_fs,
             virtiofs_dir: dir.clone(),
         };
-        await_virtiofsd(&cfg.shares, &dir, &mut virtiofsd)?;
+        await_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;
         let args = qemu::args(&spec);
         tracing::debug!(
             "qemu command line: {}",
             qemu::shell_line(&qemu_bin.display().to_string(), &args)
         );
+        let logs_dir = paths.logs_dir()?;
         let qemu_log = std::fs::File::create(dir.join("qemu.log"))?;
         let mut cmd = Command::new(&qemu_bin);
         cmd.args(&args)
@@ -204,12 +209,14 @@ impl Vm {
             what: qemu_bin.display().to_string(),
             source,
         })?;
+        // QEMU runs: from here the `Vm` owns the helpers and the run directory.
+        let transport = started.transport.take().expect("the transport was opened");
         Ok(Vm {
             qemu,
             transport,
-            virtiofsd,
-            dir,
-            logs_dir: paths.logs_dir()?,
+            virtiofsd: std::mem::take(&mut started.virtiofsd),
+            dir: std::mem::take(&mut started.dir),
+            logs_dir,
             keeps_state: cfg.layer_disk.is_some() || !cfg.shares.is_empty(),
             reaper: Reaper::Here,
         })
@@ -373,10 +380,7 @@ impl Drop for Vm {
             }
             let _ = self.qemu.wait();
         }
-        for d in &mut self.virtiofsd {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        helper::stop_all(&mut self.virtiofsd);
         // The vhost-user backend listens again on its socket once QEMU is gone: stop it
         // first, or it can put a file into the directory while it is being removed.
         self.transport.stop();
@@ -384,15 +388,40 @@ impl Drop for Vm {
     }
 }
 
+/// What a launch has started so far. Until QEMU runs and a [`Vm`] owns them, dropping
+/// this (a launch that failed) stops the helpers and removes the run directory, as
+/// dropping a `Vm` does.
+struct Started {
+    dir: PathBuf,
+    virtiofsd: Vec<Child>,
+    transport: Option<Box<dyn Transport>>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        helper::stop_all(&mut self.virtiofsd);
+        if let Some(transport) = self.transport.as_mut() {
+            transport.stop();
+        }
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// How long a virtiofsd gets to create its socket.
 const VIRTIOFSD_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Starts a virtiofsd for each share, listening on `qemu::virtiofs_socket(dir, tag)`
-/// (QEMU connects at start-up, so each socket must exist first: [`await_virtiofsd`]).
-/// `--sandbox none`: it runs as the user, with the user's access to the folder, as QEMU's
-/// 9p server does. None is waited for here, so their start-ups overlap each other's and
-/// the transport backend's.
-fn spawn_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Child>, VmError> {
+/// Starts a virtiofsd for each share into `started`, listening on
+/// `qemu::virtiofs_socket(dir, tag)` (QEMU connects at start-up, so each socket must
+/// exist first: [`await_virtiofsd`]). `--sandbox none`: it runs as the user, with the
+/// user's access to the folder, as QEMU's 9p server does. None is waited for here, so
+/// their start-ups overlap each other's and the transport backend's.
+fn spawn_virtiofsd(
+    shares: &[crate::shares::Share],
+    dir: &Path,
+    started: &mut Vec<Child>,
+) -> Result<(), VmError> {
     let bin = crate::shares::virtiofsd().ok_or_else(|| VmError::Spawn {
         what: "virtiofsd".into(),
         source: std::io::Error::new(
@@ -400,7 +429,6 @@ fn spawn_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             "not installed (`cargo install virtiofsd`, or set BERTH_VIRTIOFSD)",
         ),
     })?;
-    let mut started: Vec<Child> = Vec::new();
     for s in shares {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
         let log = std::fs::File::create(dir.join(format!("{}.virtiofsd.log", s.tag)))?;
@@ -414,68 +442,37 @@ fn spawn_virtiofsd(shares: &[crate::shares::Share], dir: &Path) -> Result<Vec<Ch
             .stdout(log.try_clone()?)
             .stderr(log);
         crate::sys::kill_with_parent(&mut cmd);
-        match cmd.spawn() {
-            Ok(child) => started.push(child),
-            Err(source) => {
-                stop_all(&mut started);
-                return Err(VmError::Spawn {
-                    what: bin.display().to_string(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(started)
-}
-
-/// Waits until each virtiofsd that [`spawn_virtiofsd`] started has created its socket, for
-/// up to [`VIRTIOFSD_DEADLINE`]; on failure all of them are stopped and the error names
-/// the share and ends with its log.
-fn await_virtiofsd(
-    shares: &[crate::shares::Share],
-    dir: &Path,
-    started: &mut Vec<Child>,
-) -> Result<(), VmError> {
-    let start = Instant::now();
-    for (s, child) in shares.iter().zip(started.iter_mut()) {
-        let socket = qemu::virtiofs_socket(dir, &s.tag);
-        let ready = loop {
-            if socket.exists() {
-                break Ok(());
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                break Err(format!(
-                    "virtiofsd for {} exited ({status})",
-                    s.path.display()
-                ));
-            }
-            if start.elapsed() > VIRTIOFSD_DEADLINE {
-                break Err(format!(
-                    "virtiofsd for {} did not create its socket within {VIRTIOFSD_DEADLINE:?}",
-                    s.path.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if let Err(what) = ready {
-            stop_all(started);
-            let log = last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10);
-            return Err(VmError::Spawn {
-                what,
-                source: std::io::Error::other(log),
-            });
-        }
+        let child = cmd.spawn().map_err(|source| VmError::Spawn {
+            what: bin.display().to_string(),
+            source,
+        })?;
+        started.push(child);
     }
     Ok(())
 }
 
-/// Kills and reaps helper processes.
-fn stop_all(started: &mut Vec<Child>) {
-    for c in started.iter_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
+/// Waits until each virtiofsd that [`spawn_virtiofsd`] started has created its socket, for
+/// up to [`VIRTIOFSD_DEADLINE`] in all; the error names the share and ends with the
+/// helper's log (the caller's [`Started`] stops them all).
+fn await_virtiofsd(
+    shares: &[crate::shares::Share],
+    dir: &Path,
+    started: &mut [Child],
+) -> Result<(), VmError> {
+    let deadline = Instant::now() + VIRTIOFSD_DEADLINE;
+    for (s, child) in shares.iter().zip(started.iter_mut()) {
+        let socket = qemu::virtiofs_socket(dir, &s.tag);
+        if let Err(failed) =
+            helper::await_socket(child, &socket, deadline, Duration::from_millis(2))
+        {
+            let what = format!("virtiofsd for {}", s.path.display());
+            return Err(VmError::Helper {
+                what: failed.describe(&what, &socket, VIRTIOFSD_DEADLINE),
+                log: last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10),
+            });
+        }
     }
-    started.clear();
+    Ok(())
 }
 
 /// Who waits for a VM's QEMU to end.
@@ -528,6 +525,14 @@ async fn wait_child_every(child: &mut Child, poll: Duration) -> String {
             Ok(None) => tokio::time::sleep(poll).await,
             Err(e) => return format!("unknown status: {e}"),
         }
+    }
+}
+
+/// A helper's log for an error: its last lines, when it wrote any.
+fn helper_log(log: &str) -> String {
+    match log.trim_end() {
+        "" => String::new(),
+        log => format!("\n--- its log ---\n{log}"),
     }
 }
 

@@ -123,29 +123,17 @@ fn start_backend(socket: &Path, uds: &Path, log_path: &Path) -> Result<Child, Tr
     let mut child = cmd
         .spawn()
         .map_err(|e| setup(&format!("starting {}", bin.display()), e))?;
-    // QEMU connects to the backend's socket at start-up, so it must exist first.
-    let start = Instant::now();
-    while !socket.exists() {
-        let failed = match child.try_wait() {
-            Ok(Some(status)) => Some(format!(
-                "vhost-device-vsock exited ({status}) before creating its socket"
-            )),
-            _ if start.elapsed() > BACKEND_DEADLINE => Some(format!(
-                "vhost-device-vsock did not create {} within {BACKEND_DEADLINE:?}",
-                socket.display()
-            )),
-            _ => None,
-        };
-        if let Some(what) = failed {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(TransportError::Backend {
-                what,
-                log: format!("\n{}", last_lines(log_path, 10)),
-            });
-        }
-        // The backend takes a few milliseconds to start: every VM's start waits here.
-        std::thread::sleep(Duration::from_millis(1));
+    // QEMU connects to the backend's socket at start-up, so it must exist first. The
+    // backend takes a few milliseconds to start: every VM's start waits here.
+    let deadline = Instant::now() + BACKEND_DEADLINE;
+    if let Err(failed) =
+        crate::helper::await_socket(&mut child, socket, deadline, Duration::from_millis(1))
+    {
+        crate::helper::stop_all(&mut vec![child]);
+        return Err(TransportError::Backend {
+            what: failed.describe("vhost-device-vsock", socket, BACKEND_DEADLINE),
+            log: format!("\n{}", last_lines(log_path, 10)),
+        });
     }
     Ok(child)
 }
