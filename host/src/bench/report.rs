@@ -129,11 +129,48 @@ pub fn table(reports: &[KernelReport]) -> String {
     out
 }
 
+/// What a chart's values count, which says how they are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Seconds,
+    Mib,
+    /// Whole instances: written without decimals.
+    Instances,
+}
+
+impl Unit {
+    fn desc(self) -> &'static str {
+        match self {
+            Unit::Seconds => "seconds",
+            Unit::Mib => "MiB",
+            Unit::Instances => "instances",
+        }
+    }
+
+    /// A bar's value as written above it: enough digits for a small one to read.
+    fn bar_label(self, v: f64) -> String {
+        match self {
+            Unit::Instances => format!("{v:.0}"),
+            _ if v >= 100.0 => format!("{v:.0}"),
+            _ if v >= 1.0 => format!("{v:.2}"),
+            _ => format!("{v:.3}"),
+        }
+    }
+
+    /// A value on the vertical axis.
+    fn axis_label(self, v: f64) -> String {
+        match self {
+            Unit::Instances => format!("{v:.0}"),
+            _ => format!("{v:.1}"),
+        }
+    }
+}
+
 /// One bar chart: groups (a measure's parts) × kernels, medians with min-max whiskers.
 fn chart(
     path: &Path,
     title: &str,
-    unit: &str,
+    unit: Unit,
     groups: &[&str],
     reports: &[KernelReport],
     value: Value,
@@ -166,7 +203,8 @@ fn chart(
                 false => String::new(),
             }
         })
-        .y_desc(unit)
+        .y_desc(unit.desc())
+        .y_label_formatter(&|v| unit.axis_label(*v))
         .draw()
         .map_err(|e| e.to_string())?;
     for (ki, r) in reports.iter().enumerate() {
@@ -199,14 +237,11 @@ fn chart(
             .filter_map(|g| {
                 let (m, _, hi) = value(r, g)?;
                 let x = g as f64 + 0.1 + bar * ki as f64;
-                let text = if m >= 100.0 {
-                    format!("{m:.0}")
-                } else if m >= 1.0 {
-                    format!("{m:.2}")
-                } else {
-                    format!("{m:.3}")
-                };
-                Some(Text::new(text, (x, hi + max * 0.02), ("sans-serif", 11)))
+                Some(Text::new(
+                    unit.bar_label(m),
+                    (x, hi + max * 0.02),
+                    ("sans-serif", 11),
+                ))
             })
             .collect();
         c.draw_series(labels).map_err(|e| e.to_string())?;
@@ -240,7 +275,7 @@ pub fn write(dir: &Path, reports: &[KernelReport]) -> Result<Vec<std::path::Path
     )
     .map_err(|e| format!("{}: {e}", json.display()))?;
     let mut files = vec![json];
-    let mut draw = |name: &str, title: &str, unit: &str, groups: &[&str], f: Value| {
+    let mut draw = |name: &str, title: &str, unit: Unit, groups: &[&str], f: Value| {
         let path = dir.join(name);
         chart(&path, title, unit, groups, reports, f)?;
         files.push(path);
@@ -249,7 +284,7 @@ pub fn write(dir: &Path, reports: &[KernelReport]) -> Result<Vec<std::path::Path
     draw(
         "startup.svg",
         "Start-up (median, min-max)",
-        "seconds",
+        Unit::Seconds,
         &[
             "cold VM",
             "cold container",
@@ -275,7 +310,7 @@ pub fn write(dir: &Path, reports: &[KernelReport]) -> Result<Vec<std::path::Path
     draw(
         "memory.svg",
         "Memory of one idle machine, and per idle container",
-        "MiB",
+        Unit::Mib,
         &[
             "QEMU RSS",
             "daemon RSS",
@@ -299,21 +334,21 @@ pub fn write(dir: &Path, reports: &[KernelReport]) -> Result<Vec<std::path::Path
     draw(
         "density.svg",
         "Idle instances in the same memory budget",
-        "instances",
+        Unit::Instances,
         &["containers (one machine)", "VMs"],
         &|r, g| point([r.density.containers, r.density.vms][g].map(|v| v as f64)),
     )?;
     draw(
         "cpu.svg",
         "A fixed CPU loop",
-        "seconds",
+        Unit::Seconds,
         &["container", "guest", "host"],
         &|r, g| spread([r.cpu.container, r.cpu.guest, r.cpu.host][g]),
     )?;
     draw(
         "io.svg",
         "tmpfs write and read",
-        "seconds",
+        Unit::Seconds,
         &[
             "write: container",
             "write: guest",
@@ -361,6 +396,7 @@ mod tests {
         r.memory.qemu_rss = Some(180.0);
         r.density.budget_mib = 512;
         r.density.containers = Some(300);
+        r.density.vms = Some(2);
         r.cpu.guest = st(0.5);
         r.cpu.container = st(0.55);
         r.notes
@@ -399,5 +435,22 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
                 .unwrap();
         assert_eq!(json[1]["startup"]["cold_vm"]["median"], 1.2);
+        // Counts are whole: 300 containers, not 300.00 (on the bars and the axis).
+        let density = std::fs::read_to_string(dir.path().join("density.svg")).unwrap();
+        assert!(
+            density.contains(">\n300\n<") && density.contains(">\n2\n<"),
+            "{density}"
+        );
+        assert!(!density.contains(".0\n<"), "{density}");
+    }
+
+    #[test]
+    fn values_are_written_for_their_unit() {
+        assert_eq!(Unit::Instances.bar_label(2.0), "2");
+        assert_eq!(Unit::Instances.axis_label(1000.0), "1000");
+        assert_eq!(Unit::Seconds.bar_label(0.0724), "0.072");
+        assert_eq!(Unit::Mib.bar_label(36.56), "36.56");
+        assert_eq!(Unit::Mib.bar_label(187.5), "188");
+        assert_eq!(Unit::Seconds.axis_label(0.5), "0.5");
     }
 }
