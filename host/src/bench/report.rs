@@ -156,14 +156,6 @@ impl Unit {
             _ => format!("{v:.3}"),
         }
     }
-
-    /// A value on the vertical axis.
-    fn axis_label(self, v: f64) -> String {
-        match self {
-            Unit::Instances => format!("{v:.0}"),
-            _ => format!("{v:.1}"),
-        }
-    }
 }
 
 /// One bar chart: groups (a measure's parts) × kernels, medians with min-max whiskers.
@@ -193,20 +185,25 @@ fn chart(
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..groups.len() as f64, 0f64..max)
         .map_err(|e| e.to_string())?;
-    c.configure_mesh()
-        .disable_x_mesh()
+    let group_label = |x: &f64| {
+        let i = x.floor() as usize;
+        match (x - x.floor() - 0.5).abs() < 0.01 {
+            true => groups.get(i).map(|g| g.to_string()).unwrap_or_default(),
+            false => String::new(),
+        }
+    };
+    let whole = |v: &f64| format!("{v:.0}");
+    let mut mesh = c.configure_mesh();
+    mesh.disable_x_mesh()
         .x_labels(groups.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            match (x - x.floor() - 0.5).abs() < 0.01 {
-                true => groups.get(i).map(|g| g.to_string()).unwrap_or_default(),
-                false => String::new(),
-            }
-        })
-        .y_desc(unit.desc())
-        .y_label_formatter(&|v| unit.axis_label(*v))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .x_label_formatter(&group_label)
+        .y_desc(unit.desc());
+    // Counts get whole labels; seconds and MiB keep plotters' own, which show as many
+    // digits as the axis's steps need (0.05, 0.1, 0.15 ...).
+    if unit == Unit::Instances {
+        mesh.y_label_formatter(&whole);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
     for (ki, r) in reports.iter().enumerate() {
         let color = Palette99::pick(ki).to_rgba();
         let bar = 0.8 / k;
@@ -399,6 +396,7 @@ mod tests {
         r.density.vms = Some(2);
         r.cpu.guest = st(0.5);
         r.cpu.container = st(0.55);
+        r.io_write.container = st(0.15);
         r.notes
             .push("crun in the guest: crun is not installed".into());
         r
@@ -442,15 +440,16 @@ mod tests {
             "{density}"
         );
         assert!(!density.contains(".0\n<"), "{density}");
+        // Seconds keep the axis's own steps: a 0.2 s axis reads 0.02, 0.04 ..., not 0.0 twice.
+        let io = std::fs::read_to_string(dir.path().join("io.svg")).unwrap();
+        assert!(io.contains(">\n0.02\n<"), "{io}");
     }
 
     #[test]
     fn values_are_written_for_their_unit() {
         assert_eq!(Unit::Instances.bar_label(2.0), "2");
-        assert_eq!(Unit::Instances.axis_label(1000.0), "1000");
         assert_eq!(Unit::Seconds.bar_label(0.0724), "0.072");
         assert_eq!(Unit::Mib.bar_label(36.56), "36.56");
         assert_eq!(Unit::Mib.bar_label(187.5), "188");
-        assert_eq!(Unit::Seconds.axis_label(0.5), "0.5");
     }
 }
