@@ -86,6 +86,10 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         shares: Vec::new(),
         share_fs: berth::shares::ShareFs::NineP,
         virtiofs_dir: dir.to_path_buf(),
+        // What `vm run` launches has QEMU's control socket.
+        qmp: cfg!(unix).then(|| dir.join("qmp.sock")),
+        // One vCPU: its own TCG thread, as `vm run`'s.
+        one_tcg_thread: false,
     };
     // The QEMU berth itself launches ($BERTH_QEMU, else the one on PATH).
     let qemu = berth::paths::find_program("BERTH_QEMU", "qemu-system-x86_64", &[])

@@ -20,6 +20,7 @@ pub mod layer_disk;
 pub mod machine;
 pub mod paths;
 pub mod qemu;
+pub mod qmp;
 pub mod shares;
 pub mod size;
 mod sys;

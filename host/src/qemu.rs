@@ -81,6 +81,23 @@ pub struct Spec {
     /// listening on `<virtiofs_dir>/<tag>.sock`.
     pub share_fs: ShareFs,
     pub virtiofs_dir: PathBuf,
+    /// QEMU's control socket (QMP), where berth asks where the vCPUs are when a guest
+    /// never answers ([`crate::qmp`]).
+    pub qmp: Option<PathBuf>,
+    /// Under TCG, every vCPU on one host thread (`thread=single`) instead of a thread
+    /// each: for a kernel that patches its own code as it runs ([`one_tcg_thread`]).
+    pub one_tcg_thread: bool,
+}
+
+/// Whether a VM must run its vCPUs on one TCG thread. A kernel with static keys
+/// (`CONFIG_JUMP_LABEL`) rewrites its code while it runs, and under QEMU 7.2's
+/// multi-threaded TCG another vCPU sometimes still ran the rewrite's temporary `int3`
+/// after the kernel had finished it: `Oops: int3` in an allocation path and a panic, as
+/// berth-init's first memory cgroup turned a key on (4 of 60 machine starts of Debian's
+/// cloud 6.12 kernel; 0 of 60 with one thread). One vCPU has nobody to race, and KVM runs
+/// the guest's code itself.
+pub fn one_tcg_thread(accel: Accel, cpus: u32, kernel_patches_its_code: bool) -> bool {
+    accel == Accel::Tcg && cpus > 1 && kernel_patches_its_code
 }
 
 /// What backs a VM's RAM.
@@ -110,10 +127,11 @@ impl Ram {
 pub fn args(spec: &Spec) -> Vec<String> {
     let mut a = base_args();
     a.extend(machine_args(spec));
-    a.extend(accel_args(spec.accel));
+    a.extend(accel_args(spec.accel, spec.one_tcg_thread));
     a.extend(size_args(spec));
     a.extend(kernel_args(spec));
     a.extend(console_args(spec));
+    a.extend(qmp_args(spec));
     a.extend(entropy_args(spec.machine));
     a.extend(disk_args(spec.machine, &spec.disks));
     a.extend(transport_args(spec.machine, &spec.transport));
@@ -131,7 +149,7 @@ pub fn args(spec: &Spec) -> Vec<String> {
 pub fn bare_args(spec: &Spec) -> Vec<String> {
     let mut a = base_args();
     a.extend(memory_args(spec.machine, spec.ram, spec.memory_mib));
-    a.extend(accel_args(spec.accel));
+    a.extend(accel_args(spec.accel, spec.one_tcg_thread));
     a.extend(size_args(spec));
     a.extend(kernel_args(spec));
     a
@@ -270,8 +288,12 @@ fn memory_args(machine: Machine, ram: Ram, memory_mib: u64) -> Vec<String> {
     }
 }
 
-fn accel_args(accel: Accel) -> Vec<String> {
-    let mut a = vec!["-accel".to_string(), accel.qemu_name().to_string()];
+fn accel_args(accel: Accel, one_tcg_thread: bool) -> Vec<String> {
+    let name = match (accel, one_tcg_thread) {
+        (Accel::Tcg, true) => "tcg,thread=single".to_string(),
+        _ => accel.qemu_name().to_string(),
+    };
+    let mut a = vec!["-accel".to_string(), name];
     match accel {
         Accel::Kvm => a.extend(["-cpu".to_string(), "host".to_string()]),
         // TCG's default model with ARAT, the local APIC timer that keeps running in idle.
@@ -323,6 +345,18 @@ fn console_args(spec: &Spec) -> Vec<String> {
         "-serial".into(),
         "chardev:console".into(),
     ]
+}
+
+/// A listening QMP socket that QEMU does not wait on: nothing connects unless a guest
+/// fails to answer.
+fn qmp_args(spec: &Spec) -> Vec<String> {
+    match &spec.qmp {
+        Some(path) => vec![
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", path.display()),
+        ],
+        None => Vec::new(),
+    }
 }
 
 fn transport_args(machine: Machine, t: &TransportDevice) -> Vec<String> {
@@ -444,6 +478,8 @@ mod tests {
             shares: vec![],
             share_fs: ShareFs::NineP,
             virtiofs_dir: "/run/x".into(),
+            qmp: None,
+            one_tcg_thread: false,
         }
     }
 
@@ -495,6 +531,36 @@ mod tests {
         }
         // The same base flags as a full VM: only the devices differ.
         assert!(args(&s).starts_with(&bare[..5]), "{line}");
+    }
+
+    #[test]
+    fn a_kernel_that_patches_its_code_gets_one_tcg_thread_for_several_vcpus() {
+        assert!(one_tcg_thread(Accel::Tcg, 2, true));
+        assert!(!one_tcg_thread(Accel::Tcg, 1, true));
+        assert!(!one_tcg_thread(Accel::Tcg, 2, false));
+        assert!(!one_tcg_thread(Accel::Kvm, 2, true));
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
+        assert!(joined(&s).contains("-accel tcg -cpu"), "{}", joined(&s));
+        s.one_tcg_thread = true;
+        assert!(
+            joined(&s).contains("-accel tcg,thread=single -cpu"),
+            "{}",
+            joined(&s)
+        );
+        assert!(bare_args(&s).join(" ").contains("-accel tcg,thread=single"));
+    }
+
+    #[test]
+    fn a_qmp_socket_listens_without_holding_qemu_up() {
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
+        assert!(!joined(&s).contains("-qmp"));
+        s.qmp = Some("/run/x/qmp.sock".into());
+        assert!(
+            joined(&s).contains("-qmp unix:/run/x/qmp.sock,server=on,wait=off"),
+            "{}",
+            joined(&s)
+        );
+        assert!(!bare_args(&s).iter().any(|a| a == "-qmp"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::accel;
 use crate::client::{AgentClient, ClientError, Exec, Requests};
 use crate::helper;
+use crate::kernels::symbols::Symbols;
 use crate::kernels::Kernel;
 use crate::paths::{find_program, Paths, PathsError};
 use crate::qemu::{self, Machine};
@@ -26,6 +27,8 @@ const POLL: Duration = Duration::from_millis(10);
 /// and every `vm run` waits for it.
 const EXIT_POLL: Duration = Duration::from_millis(1);
 const CONSOLE_TAIL_LINES: usize = 25;
+/// How long QEMU's control socket gets to say where the vCPUs are.
+const QMP_DEADLINE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -46,10 +49,12 @@ pub enum VmError {
     /// A helper process (virtiofsd) that never listened; `log` is the end of its log.
     #[error("{what}{}", helper_log(log))]
     Helper { what: String, log: String },
-    #[error("{what} did not happen within {after:?}{tail}")]
+    #[error("{what} did not happen within {after:?}{vcpus}{tail}")]
     Timeout {
         what: String,
         after: Duration,
+        /// Where QEMU said the vCPUs were ([`crate::qmp`]).
+        vcpus: String,
         tail: String,
     },
     #[error("the VM stopped ({status}) before {what}{tail}")]
@@ -118,6 +123,10 @@ pub struct Vm {
     logs_dir: PathBuf,
     /// Whether the VM holds anything that outlives it: the layer disk, shared folders.
     keeps_state: bool,
+    /// QEMU's control socket, asked where the vCPUs are when the guest never answers.
+    qmp: Option<PathBuf>,
+    /// The kernel and its extra arguments, for naming the functions in that report.
+    kernel: (Kernel, Vec<String>),
     /// Who waits for QEMU's end.
     reaper: Reaper,
 }
@@ -190,6 +199,13 @@ impl Vm {
             shares: cfg.shares.clone(),
             share_fs: cfg.share_fs,
             virtiofs_dir: dir.clone(),
+            // berth's QMP client is for Unix sockets only.
+            qmp: cfg!(unix).then(|| dir.join("qmp.sock")),
+            one_tcg_thread: qemu::one_tcg_thread(
+                cfg.accel.accel,
+                cfg.cpus,
+                cfg.kernel.patches_its_code(),
+            ),
         };
         await_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;
         let args = qemu::args(&spec);
@@ -218,6 +234,8 @@ impl Vm {
             dir: std::mem::take(&mut started.dir),
             logs_dir,
             keeps_state: cfg.layer_disk.is_some() || !cfg.shares.is_empty(),
+            qmp: spec.qmp,
+            kernel: (cfg.kernel.clone(), cfg.kernel_args.clone()),
             reaper: Reaper::Here,
         })
     }
@@ -291,6 +309,7 @@ impl Vm {
             Err(_elapsed) => Err(VmError::Timeout {
                 what,
                 after: deadline,
+                vcpus: self.vcpus().await,
                 tail: self.tail(),
             }),
         }
@@ -340,6 +359,32 @@ impl Vm {
     pub fn wait_ended(&mut self) {
         if let Reaper::Thread(reaper) = std::mem::replace(&mut self.reaper, Reaper::Done) {
             let _ = reaper.join();
+        }
+    }
+
+    /// Where QEMU says the guest's vCPUs are, with the kernel's function names when its
+    /// symbols are known: for a guest that never answered (stuck in the kernel, or idle
+    /// while its init waits). Empty where QEMU has no control socket.
+    async fn vcpus(&self) -> String {
+        let Some(socket) = &self.qmp else {
+            return String::new();
+        };
+        let report = match crate::qmp::report(socket, QMP_DEADLINE).await {
+            Ok(report) => report,
+            Err(e) => {
+                return format!("\n--- where the guest's vCPUs were ---\n(QEMU did not say: {e})")
+            }
+        };
+        let (kernel, args) = &self.kernel;
+        let symbols = match kernel.symbols(args).map(Path::to_path_buf) {
+            Ok(path) => tokio::task::spawn_blocking(move || Symbols::from_file(&path))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string())),
+            Err(why) => Err(why.to_string()),
+        };
+        match symbols {
+            Ok(s) => report.describe(&|addr| s.name(addr), None),
+            Err(why) => report.describe(&|_| None, Some(&why)),
         }
     }
 

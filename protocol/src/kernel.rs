@@ -39,6 +39,10 @@ pub struct KernelManifest {
     /// The kernel's config (`CONFIG_...` lines) when known, relative like the images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// Its `System.map` (function names and addresses), for a kernel whose image has no
+    /// symbol table (a distribution's bzImage), relative like the images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_map: Option<String>,
 }
 
 /// One thing berth needs from a kernel: any one of `any_of` set to `y` or `m`.
@@ -194,6 +198,7 @@ mod tests {
             initramfs: Some("initramfs.cpio".into()),
             source: "linux-image-6.12.118+deb12-cloud-amd64-unsigned 6.12.118-1~deb12u1".into(),
             config: Some("config".into()),
+            system_map: Some("System.map".into()),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""kind":"distro""#), "{json}");
@@ -201,8 +206,8 @@ mod tests {
         let old = r#"{"name":"6.1","release":"6.1.192-berth","kind":"tuned","vmlinux":"vmlinux","bzimage":"bzImage","initramfs":null}"#;
         let m: KernelManifest = serde_json::from_str(old).unwrap();
         assert_eq!(
-            (m.kind, m.config, m.source),
-            (KernelKind::Tuned, None, String::new())
+            (m.kind, m.config, m.source, m.system_map),
+            (KernelKind::Tuned, None, String::new(), None)
         );
     }
 

@@ -493,7 +493,9 @@ fn seccomp_caps_and_their_overrides() {
         out.stdout_text(),
         "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=1\n\
          swapon: /s: Operation not permitted\n",
-        "Docker's default capabilities and the default seccomp filter"
+        "Docker's default capabilities and the default seccomp filter (berth exited {}: {})",
+        out.code,
+        out.stderr
     );
     let admin = ["--rm", "--cap-add", "SYS_ADMIN"];
     let out = run(&b, &[&admin[..], &["busybox", "sh", "-c", probe]].concat());
@@ -501,7 +503,9 @@ fn seccomp_caps_and_their_overrides() {
         out.stdout_text(),
         "CapEff:\t00000000a82425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nmount=0\n\
          swapon: /s: Operation not permitted\n",
-        "the default seccomp filter, with SYS_ADMIN: mount allowed, swapon refused"
+        "the default seccomp filter, with SYS_ADMIN: mount allowed, swapon refused (berth exited {}: {})",
+        out.code,
+        out.stderr
     );
     let unconfined = [
         "--security-opt",

@@ -178,6 +178,56 @@ fn a_file_that_is_not_a_kernel_fails_fast_and_clearly() {
     b.assert_nothing_left();
 }
 
+/// A guest that never answers (its init is a shell waiting on the console) fails at the
+/// boot deadline with where QEMU says each vCPU was: at a function named from the kernel's
+/// symbols (a tuned kernel's vmlinux), or with why it is not named (a distribution's
+/// kernel randomizes its base).
+#[test]
+fn a_guest_that_never_answers_is_reported_with_where_its_vcpus_are() {
+    let b = Berth::new();
+    let out = b.vm_run(
+        &[
+            "--cpus",
+            "2",
+            "--boot-timeout",
+            "4",
+            "--kernel-arg",
+            "rdinit=/bin/sh",
+        ],
+        &["true"],
+    );
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not happen within 4s"),
+        "{}",
+        out.stderr
+    );
+    let report = out
+        .stderr
+        .split("--- where the guest's vCPUs were (QEMU's state: running) ---")
+        .nth(1)
+        .unwrap_or_else(|| {
+            panic!(
+                "a guest that never answered: no report of where its vCPUs were: {}",
+                out.stderr
+            )
+        });
+    for cpu in 0..2 {
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("vCPU {cpu}: ")))
+            .unwrap_or_else(|| panic!("no line for vCPU {cpu} in the report: {report}"));
+        // Init waits in the kernel: the vCPU is there, at a named function.
+        let named = line.contains("+0x") || report.contains("randomizes its base (KASLR)");
+        assert!(
+            line.contains(" in the kernel at ") && named,
+            "vCPU {cpu} is not placed at a kernel function: {line}\n{}",
+            out.stderr
+        );
+    }
+    b.assert_nothing_left();
+}
+
 #[test]
 fn too_little_memory_is_refused_up_front() {
     let b = Berth::new();

@@ -11,6 +11,9 @@ use berth_protocol::kernel::{self, KernelKind, KernelManifest, GUEST_MODULES, MA
 
 use super::{deb, image_info, modules, Kernel};
 
+/// The kernel's function names in its directory, when its package or build gave them.
+const SYSTEM_MAP: &str = "System.map";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
     #[error("{}: {source}", path.display())]
@@ -107,7 +110,7 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
         let mut f = std::fs::File::open(path).map_err(|e| AddError::io(path, e))?;
         let _ = f.read(&mut head).map_err(|e| AddError::io(path, e))?;
     }
-    let (image, release, config, module_dir, source) = if deb::is_deb(&head) {
+    let (image, release, config, system_map, module_dir, source) = if deb::is_deb(&head) {
         let unpacked = staging.path().join("unpacked");
         std::fs::create_dir(&unpacked).map_err(|e| AddError::io(&unpacked, e))?;
         let u = deb::unpack(path, &unpacked)?;
@@ -116,6 +119,7 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
             u.image,
             u.release,
             opts.config.clone().or(u.config),
+            u.system_map,
             opts.modules.clone().or(u.modules),
             source,
         )
@@ -129,6 +133,16 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
             .clone()
             .or(beside.filter(|p| p.is_file()))
             .or(Some(PathBuf::from(format!("/boot/config-{release}"))).filter(|p| p.is_file()));
+        // A build tree keeps `System.map` beside its vmlinux; /boot, `System.map-<release>`.
+        let system_map = [
+            path.parent()
+                .map(|d| d.join(format!("System.map-{release}"))),
+            path.parent().map(|d| d.join("System.map")),
+            Some(PathBuf::from(format!("/boot/System.map-{release}"))),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file());
         let modules = opts
             .modules
             .clone()
@@ -137,6 +151,7 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
             path.clone(),
             release,
             config,
+            system_map,
             modules,
             format!("file {}", path.display()),
         )
@@ -184,6 +199,15 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
     let image_name = if elf { "vmlinux" } else { "bzImage" };
     write(&stage.join(image_name), &image_bytes)?;
     write(&stage.join("config"), config_text.as_bytes())?;
+    // Its functions' names, for saying where a stuck guest's vCPUs are.
+    let system_map = match system_map {
+        Some(map) => {
+            let text = std::fs::read(&map).map_err(|e| AddError::io(&map, e))?;
+            write(&stage.join(SYSTEM_MAP), &text)?;
+            Some(SYSTEM_MAP.to_string())
+        }
+        None => None,
+    };
     let (mut names, mut builtin, mut absent) = (Vec::new(), 0, Vec::new());
     let initramfs = match (&module_dir, as_modules.is_empty()) {
         (None, true) => None,
@@ -214,6 +238,7 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
         initramfs,
         source: opts.source.clone().unwrap_or(source),
         config: Some("config".into()),
+        system_map,
     };
     let mut json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     json.push('\n');
@@ -287,6 +312,11 @@ mod tests {
         let image = src.path().join("vmlinuz-9.9.9-test");
         std::fs::write(&image, bzimage("9.9.9-test")).unwrap();
         std::fs::write(src.path().join("config-9.9.9-test"), full_config()).unwrap();
+        std::fs::write(
+            src.path().join("System.map-9.9.9-test"),
+            "ffffffff81000000 T _text\n",
+        )
+        .unwrap();
         let opts = AddOptions {
             path: image.clone(),
             name: Some("mine".into()),
@@ -294,6 +324,16 @@ mod tests {
         };
         let added = add(a.path(), &opts).unwrap();
         assert_eq!(added.kernel.name, "mine");
+        // Its function names came along, for reports of where a stuck guest's vCPUs are.
+        let map = added.kernel.system_map.clone().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(map).unwrap(),
+            "ffffffff81000000 T _text\n"
+        );
+        assert_eq!(
+            added.kernel.symbols(&[]),
+            Ok(added.kernel.system_map.as_deref().unwrap())
+        );
         assert_eq!(added.kernel.release, "9.9.9-test");
         assert_eq!(added.kernel.kind, KernelKind::Distro);
         assert!(added.kernel.bzimage.is_some() && added.no_shares);

@@ -18,6 +18,8 @@ pub struct Unpacked {
     pub release: String,
     pub image: PathBuf,
     pub config: Option<PathBuf>,
+    /// `boot/System.map-<release>`: the names of the kernel's functions.
+    pub system_map: Option<PathBuf>,
     pub modules: Option<PathBuf>,
 }
 
@@ -85,6 +87,7 @@ pub fn unpack(deb: &Path, into: &Path) -> Result<Unpacked, AddError> {
         .map(|(_, r)| r.to_string())
         .unwrap_or_default();
     let config = Some(boot.join(format!("config-{release}"))).filter(|p| p.is_file());
+    let system_map = Some(boot.join(format!("System.map-{release}"))).filter(|p| p.is_file());
     let modules = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|d| into.join(d).join(&release))
@@ -95,6 +98,7 @@ pub fn unpack(deb: &Path, into: &Path) -> Result<Unpacked, AddError> {
         release,
         image,
         config,
+        system_map,
         modules,
     })
 }
@@ -235,6 +239,10 @@ mod tests {
             ("./boot/vmlinuz-6.12.1-cloud-amd64", b"KERNEL"),
             ("./boot/config-6.12.1-cloud-amd64", b"CONFIG_X=y\n"),
             (
+                "./boot/System.map-6.12.1-cloud-amd64",
+                b"ffffffff81000000 T _text\n",
+            ),
+            (
                 "./lib/modules/6.12.1-cloud-amd64/kernel/fs/overlay.ko.xz",
                 b"M",
             ),
@@ -251,6 +259,7 @@ mod tests {
         assert_eq!(u.release, "6.12.1-cloud-amd64");
         assert_eq!(fs::read(&u.image).unwrap(), b"KERNEL");
         assert!(u.config.unwrap().is_file());
+        assert!(u.system_map.unwrap().is_file());
         assert!(u.modules.unwrap().join("kernel/fs/overlay.ko.xz").is_file());
         assert!(
             !into.join("usr/share").exists(),

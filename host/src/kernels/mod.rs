@@ -6,6 +6,7 @@ pub mod add;
 mod deb;
 mod image_info;
 mod modules;
+pub mod symbols;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,8 @@ pub struct Kernel {
     pub source: String,
     /// Its config (`CONFIG_...` lines), when known.
     pub config: Option<PathBuf>,
+    /// Its `System.map`, when its image has no symbol table of its own.
+    pub system_map: Option<PathBuf>,
 }
 
 impl Kernel {
@@ -50,6 +53,36 @@ impl Kernel {
     pub fn tick_hz(&self) -> Option<u64> {
         let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
         berth_protocol::kernel::tick_hz(&text)
+    }
+
+    /// Where its function names are: its `System.map`, or its vmlinux (an ELF file with
+    /// its symbol table), or why they are not known. A kernel that randomizes its base
+    /// (KASLR, unless booted with `nokaslr` among `args`) runs at addresses no file names.
+    pub fn symbols(&self, args: &[String]) -> Result<&Path, &'static str> {
+        let config = self
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .unwrap_or_default();
+        if config.lines().any(|l| l == "CONFIG_RANDOMIZE_BASE=y")
+            && !args.iter().any(|a| a == "nokaslr")
+        {
+            return Err("the kernel randomizes its base (KASLR); boot it with --kernel-arg nokaslr to name them");
+        }
+        self.system_map
+            .as_deref()
+            .or(self.vmlinux.as_deref())
+            .ok_or("the kernel was installed without its System.map")
+    }
+
+    /// Whether it rewrites its own code as it runs (static keys, `CONFIG_JUMP_LABEL=y`),
+    /// which multi-threaded TCG cannot be trusted with ([`crate::qemu::one_tcg_thread`]);
+    /// assumed of a kernel whose config is not known, as distributions' kernels do.
+    pub fn patches_its_code(&self) -> bool {
+        match self.config.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(config)) => config.lines().any(|l| l == "CONFIG_JUMP_LABEL=y"),
+            _ => true,
+        }
     }
 
     /// The image to hand QEMU: vmlinux (PVH) when we have one and may use it.
@@ -135,6 +168,7 @@ fn load(assets: &Path, dir: &Path) -> Result<Kernel, KernelError> {
         initramfs,
         source: m.source,
         config: m.config.map(|r| dir.join(r)).filter(|p| p.is_file()),
+        system_map: m.system_map.map(|r| dir.join(r)).filter(|p| p.is_file()),
     })
 }
 
@@ -207,6 +241,7 @@ fn custom(assets: &Path, path: &Path) -> Result<Kernel, KernelError> {
         initramfs: base_initramfs(assets),
         source: "named by path".into(),
         config: None,
+        system_map: None,
     })
 }
 
@@ -227,6 +262,56 @@ mod tests {
         format!(
             r#"{{"name":"{name}","release":"{name}.0-berth","kind":"tuned","vmlinux":"vmlinux","bzimage":"bzImage","initramfs":null,"source":"test"}}"#
         )
+    }
+
+    #[test]
+    fn function_names_come_from_the_map_or_the_vmlinux_unless_the_base_is_random() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path();
+        std::fs::write(base_initramfs(a), b"cpio").unwrap();
+        install(a, "6.1", &tuned("6.1"), &["vmlinux", "bzImage"]);
+        install(
+            a,
+            "cloud",
+            r#"{"name":"cloud","release":"6.1.0-cloud","kind":"distro","vmlinux":null,"bzimage":"bzImage","initramfs":null,"config":"config","system_map":"System.map"}"#,
+            &["bzImage", "System.map"],
+        );
+        let tuned = resolve(a, Some("6.1")).unwrap();
+        assert_eq!(
+            tuned.symbols(&[]),
+            Ok(a.join("kernels/6.1/vmlinux").as_path())
+        );
+        let cloud_dir = a.join("kernels/cloud");
+        std::fs::write(cloud_dir.join("config"), "CONFIG_RANDOMIZE_BASE=y\n").unwrap();
+        let cloud = resolve(a, Some("cloud")).unwrap();
+        assert!(cloud.symbols(&[]).unwrap_err().contains("KASLR"));
+        let nokaslr = ["nokaslr".to_string()];
+        assert_eq!(
+            cloud.symbols(&nokaslr),
+            Ok(cloud_dir.join("System.map").as_path())
+        );
+        std::fs::remove_file(cloud_dir.join("System.map")).unwrap();
+        let unmapped = resolve(a, Some("cloud")).unwrap();
+        assert!(unmapped
+            .symbols(&nokaslr)
+            .unwrap_err()
+            .contains("System.map"));
+    }
+
+    #[test]
+    fn a_kernel_with_static_keys_or_an_unknown_config_patches_its_code() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path();
+        std::fs::write(base_initramfs(a), b"cpio").unwrap();
+        let json = r#"{"name":"k","release":"1","kind":"distro","vmlinux":null,"bzimage":"bzImage","initramfs":null,"config":"config"}"#;
+        install(a, "k", json, &["bzImage"]);
+        let config = a.join("kernels/k/config");
+        std::fs::write(&config, "CONFIG_JUMP_LABEL=y\n").unwrap();
+        assert!(resolve(a, Some("k")).unwrap().patches_its_code());
+        std::fs::write(&config, "# CONFIG_JUMP_LABEL is not set\n").unwrap();
+        assert!(!resolve(a, Some("k")).unwrap().patches_its_code());
+        std::fs::remove_file(&config).unwrap();
+        assert!(resolve(a, Some("k")).unwrap().patches_its_code());
     }
 
     #[test]

@@ -288,6 +288,8 @@ fn install_assets(
         initramfs: None,
         source: format!("{} {}, config {key}", source.package, source.version),
         config: Some("config".to_owned()),
+        // Its vmlinux keeps its symbol table.
+        system_map: None,
     }
     .write(dest)
 }
