@@ -199,12 +199,18 @@ pub fn add(assets: &Path, opts: &AddOptions) -> Result<Added, AddError> {
     let image_name = if elf { "vmlinux" } else { "bzImage" };
     write(&stage.join(image_name), &image_bytes)?;
     write(&stage.join("config"), config_text.as_bytes())?;
-    // Its functions' names, for saying where a stuck guest's vCPUs are.
+    // Its functions' names, for saying where a stuck guest's vCPUs are. Debian's packages
+    // ship a placeholder (one line: the real map is in the -dbg package): not kept.
     let system_map = match system_map {
         Some(map) => {
-            let text = std::fs::read(&map).map_err(|e| AddError::io(&map, e))?;
-            write(&stage.join(SYSTEM_MAP), &text)?;
-            Some(SYSTEM_MAP.to_string())
+            let text = std::fs::read_to_string(&map).map_err(|e| AddError::io(&map, e))?;
+            match super::symbols::Symbols::from_system_map(&text) {
+                Ok(_) => {
+                    write(&stage.join(SYSTEM_MAP), text.as_bytes())?;
+                    Some(SYSTEM_MAP.to_string())
+                }
+                Err(_) => None,
+            }
         }
         None => None,
     };
@@ -338,6 +344,23 @@ mod tests {
         assert_eq!(added.kernel.kind, KernelKind::Distro);
         assert!(added.kernel.bzimage.is_some() && added.no_shares);
         assert!(matches!(add(a.path(), &opts), Err(AddError::Exists(_))));
+        // Debian's placeholder map names no function: the kernel is added without one.
+        std::fs::write(
+            src.path().join("System.map-9.9.9-test"),
+            "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n",
+        )
+        .unwrap();
+        let again = AddOptions {
+            force: true,
+            ..opts.clone()
+        };
+        let readded = add(a.path(), &again).unwrap();
+        assert_eq!(readded.kernel.system_map, None);
+        assert!(!a.path().join("kernels/mine/System.map").exists());
+        assert_eq!(
+            readded.kernel.symbols(&[]),
+            Err("the kernel was installed without a System.map that names its functions")
+        );
         remove(a.path(), "mine", false).unwrap();
         assert!(!a.path().join("kernels/mine").exists());
         assert!(matches!(

@@ -72,7 +72,7 @@ impl Kernel {
         self.system_map
             .as_deref()
             .or(self.vmlinux.as_deref())
-            .ok_or("the kernel was installed without its System.map")
+            .ok_or("the kernel was installed without a System.map that names its functions")
     }
 
     /// Whether it rewrites its own code as it runs (static keys, `CONFIG_JUMP_LABEL=y`),
