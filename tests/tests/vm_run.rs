@@ -184,11 +184,7 @@ fn a_file_that_is_not_a_kernel_fails_fast_and_clearly() {
 /// carry no System.map that names functions).
 #[test]
 fn a_guest_that_never_answers_is_reported_with_where_its_vcpus_are() {
-    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
-    let dir = std::path::Path::new(&assets).join(format!("kernels/{}", test_kernel()));
-    let manifest = std::fs::read(dir.join("kernel.json")).expect("the test kernel's kernel.json");
-    let manifest: berth_protocol::kernel::KernelManifest =
-        serde_json::from_slice(&manifest).expect("kernel.json");
+    let (dir, manifest) = test_kernel_manifest(&test_kernel());
     let randomized = std::fs::read_to_string(dir.join("config"))
         .unwrap_or_default()
         .lines()
@@ -324,12 +320,8 @@ fn fifty_consecutive_boots() {
 #[test]
 fn a_kernel_given_by_path_boots() {
     let b = Berth::new();
-    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
     let kernel = test_kernel();
-    let dir = std::path::Path::new(&assets).join(format!("kernels/{kernel}"));
-    let manifest = std::fs::read(dir.join("kernel.json")).expect("the test kernel's kernel.json");
-    let manifest: berth_protocol::kernel::KernelManifest =
-        serde_json::from_slice(&manifest).expect("kernel.json");
+    let (dir, manifest) = test_kernel_manifest(&kernel);
     if manifest.kind == berth_protocol::kernel::KernelKind::Distro {
         // A distribution's kernel keeps its drivers in modules, which only `berth kernel
         // add` puts in its initramfs: by path it boots without them.
@@ -348,4 +340,15 @@ fn a_kernel_given_by_path_boots() {
         kernel_release(&b, &kernel),
         "the image given by path is the one that booted"
     );
+}
+
+/// The installed kernel `name`'s directory and its kernel.json.
+fn test_kernel_manifest(
+    name: &str,
+) -> (std::path::PathBuf, berth_protocol::kernel::KernelManifest) {
+    let assets = std::env::var("BERTH_ASSETS").expect("cargo xtask test sets BERTH_ASSETS");
+    let dir = std::path::Path::new(&assets).join(format!("kernels/{name}"));
+    let manifest = std::fs::read(dir.join("kernel.json")).expect("the test kernel's kernel.json");
+    let manifest = serde_json::from_slice(&manifest).expect("kernel.json");
+    (dir, manifest)
 }

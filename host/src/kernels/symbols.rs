@@ -17,7 +17,7 @@ impl Symbols {
     /// symbol table) or a `System.map`.
     pub fn from_file(path: &Path) -> Result<Symbols, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        match bytes.starts_with(b"\x7fELF") {
+        match super::image_info::is_elf(&bytes) {
             true => Symbols::from_elf(&bytes),
             false => Symbols::from_system_map(&String::from_utf8_lossy(&bytes)),
         }
