@@ -389,17 +389,17 @@ async fn a_refused_copy_into_a_container_still_reads_the_whole_upload() {
 #[tokio::test]
 async fn rename_keeps_names_unique_and_says_what_it_was() {
     let h = harness();
-    let a = h.create("a1", json!({"Cmd": ["sleep"]}));
-    let _b = h.create("b1", json!({"Cmd": ["sleep"]}));
-    assert_eq!(h.engine.rename(&a, "b1").unwrap_err().status, 409);
+    let a = h.create("old", json!({"Cmd": ["sleep"]}));
+    let _b = h.create("other", json!({"Cmd": ["sleep"]}));
+    assert_eq!(h.engine.rename(&a, "other").unwrap_err().status, 409);
     assert_eq!(h.engine.rename(&a, "-bad").unwrap_err().status, 400);
-    h.engine.rename(&a, "/c1").unwrap();
-    assert_eq!(h.engine.find("c1").unwrap().id, a.id);
-    assert!(h.engine.find("a1").is_err());
+    h.engine.rename(&a, "/new").unwrap();
+    assert_eq!(h.engine.find("new").unwrap().id, a.id);
+    assert!(h.engine.find("old").is_err());
     let (past, _) = h.engine.events.subscribe();
     let e = past.iter().find(|e| e.action == "rename").unwrap();
-    assert_eq!(e.actor.attributes["oldName"], "/a1");
-    assert_eq!(e.actor.attributes["name"], "c1");
+    assert_eq!(e.actor.attributes["oldName"], "/old");
+    assert_eq!(e.actor.attributes["name"], "new");
 }
 
 fn bridge(h: &Harness, name: &str) -> super::networks::Network {
