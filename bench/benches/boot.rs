@@ -65,7 +65,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
             accel.accel,
             qemu::GuestClock {
                 tsc_khz: accel::host_tsc_khz(),
-                tick_hz: kernel.tick_hz(),
+                tick_hz: kernel.launch_traits().tick_hz,
             },
             &BootParams {
                 transport: AgentTransport::Serial {

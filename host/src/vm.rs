@@ -171,6 +171,7 @@ impl Vm {
             bridge: cfg.bridge.clone(),
         }
         .to_args();
+        let traits = cfg.kernel.launch_traits();
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -187,7 +188,7 @@ impl Vm {
                 cfg.accel.accel,
                 qemu::GuestClock {
                     tsc_khz: accel::host_tsc_khz(),
-                    tick_hz: cfg.kernel.tick_hz(),
+                    tick_hz: traits.tick_hz,
                 },
                 &[params.clone(), cfg.kernel_args.clone()].concat(),
             ),
@@ -204,7 +205,7 @@ impl Vm {
             one_tcg_thread: qemu::one_tcg_thread(
                 cfg.accel.accel,
                 cfg.cpus,
-                cfg.kernel.patches_its_code(),
+                traits.patches_its_code,
             ),
         };
         await_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;

@@ -4,7 +4,19 @@
 
 /// Whether `bytes` start like an ELF file (an uncompressed vmlinux).
 pub fn is_elf(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"\x7fELF")
+    bytes.starts_with(ELF_MAGIC)
+}
+
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+
+/// Whether the file at `path` is an ELF file, from its first four bytes (a vmlinux with
+/// its debug information can be hundreds of megabytes); false for one that cannot be read.
+pub fn file_is_elf(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == ELF_MAGIC)
 }
 
 /// The kernel release (`6.12.118+deb12-cloud-amd64`), if the image tells it.
@@ -48,6 +60,23 @@ fn banner_release(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_told_elf_from_its_first_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (elf, other, short) = (
+            tmp.path().join("vmlinux"),
+            tmp.path().join("bzImage"),
+            tmp.path().join("short"),
+        );
+        std::fs::write(&elf, b"\x7fELF\x02\x01 and the rest").unwrap();
+        std::fs::write(&other, b"MZ\x00\x00 a bzImage").unwrap();
+        std::fs::write(&short, b"\x7fEL").unwrap();
+        assert!(file_is_elf(&elf));
+        assert!(!file_is_elf(&other));
+        assert!(!file_is_elf(&short));
+        assert!(!file_is_elf(&tmp.path().join("missing")));
+    }
 
     #[test]
     fn bzimage_headers_give_the_release() {

@@ -47,12 +47,31 @@ pub struct Kernel {
     pub system_map: Option<PathBuf>,
 }
 
+/// What a kernel's config says about how to launch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchTraits {
+    /// Its timer frequency (`CONFIG_HZ`); `None` when its config is not known (a kernel
+    /// named by path).
+    pub tick_hz: Option<u64>,
+    /// Whether it rewrites its own code as it runs (static keys, `CONFIG_JUMP_LABEL=y`),
+    /// which multi-threaded TCG cannot be trusted with ([`crate::qemu::one_tcg_thread`]);
+    /// assumed of a kernel whose config is not known, as distributions' kernels do.
+    pub patches_its_code: bool,
+}
+
 impl Kernel {
-    /// Its timer frequency (`CONFIG_HZ`), read from its config; `None` when that is not
-    /// known (a kernel named by path).
-    pub fn tick_hz(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
-        berth_protocol::kernel::tick_hz(&text)
+    /// What its config says about how to launch it (the file is read once).
+    pub fn launch_traits(&self) -> LaunchTraits {
+        let config = self
+            .config
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok());
+        LaunchTraits {
+            tick_hz: config.as_deref().and_then(berth_protocol::kernel::tick_hz),
+            patches_its_code: config
+                .as_deref()
+                .is_none_or(|c| c.lines().any(|l| l == "CONFIG_JUMP_LABEL=y")),
+        }
     }
 
     /// Where its function names are: its `System.map`, or its vmlinux (an ELF file with
@@ -75,16 +94,6 @@ impl Kernel {
             return Err("the kernel randomizes its base (KASLR); boot it with --kernel-arg nokaslr to name them");
         }
         Ok(file)
-    }
-
-    /// Whether it rewrites its own code as it runs (static keys, `CONFIG_JUMP_LABEL=y`),
-    /// which multi-threaded TCG cannot be trusted with ([`crate::qemu::one_tcg_thread`]);
-    /// assumed of a kernel whose config is not known, as distributions' kernels do.
-    pub fn patches_its_code(&self) -> bool {
-        match self.config.as_ref().map(std::fs::read_to_string) {
-            Some(Ok(config)) => config.lines().any(|l| l == "CONFIG_JUMP_LABEL=y"),
-            _ => true,
-        }
     }
 
     /// The image to hand QEMU: vmlinux (PVH) when we have one and may use it.
@@ -231,9 +240,7 @@ fn custom(assets: &Path, path: &Path) -> Result<Kernel, KernelError> {
     }
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     // An ELF image boots through PVH; anything else is treated as a bzImage.
-    let is_elf = std::fs::read(&path)
-        .map(|b| b.starts_with(b"\x7fELF"))
-        .unwrap_or(false);
+    let is_elf = image_info::file_is_elf(&path);
     Ok(Kernel {
         name,
         release: "unknown".into(),
@@ -299,19 +306,33 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_with_static_keys_or_an_unknown_config_patches_its_code() {
+    fn its_config_gives_its_tick_and_whether_it_patches_its_code() {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path();
         std::fs::write(base_initramfs(a), b"cpio").unwrap();
         let json = r#"{"name":"k","release":"1","kind":"distro","vmlinux":null,"bzimage":"bzImage","initramfs":null,"config":"config"}"#;
         install(a, "k", json, &["bzImage"]);
         let config = a.join("kernels/k/config");
-        std::fs::write(&config, "CONFIG_JUMP_LABEL=y\n").unwrap();
-        assert!(resolve(a, Some("k")).unwrap().patches_its_code());
-        std::fs::write(&config, "# CONFIG_JUMP_LABEL is not set\n").unwrap();
-        assert!(!resolve(a, Some("k")).unwrap().patches_its_code());
+        let traits = || resolve(a, Some("k")).unwrap().launch_traits();
+        std::fs::write(&config, "CONFIG_HZ=250\nCONFIG_JUMP_LABEL=y\n").unwrap();
+        let expected = LaunchTraits {
+            tick_hz: Some(250),
+            patches_its_code: true,
+        };
+        assert_eq!(traits(), expected);
+        std::fs::write(&config, "CONFIG_HZ=1000\n# CONFIG_JUMP_LABEL is not set\n").unwrap();
+        let expected = LaunchTraits {
+            tick_hz: Some(1000),
+            patches_its_code: false,
+        };
+        assert_eq!(traits(), expected);
+        // Not known: no tick, and static keys assumed.
         std::fs::remove_file(&config).unwrap();
-        assert!(resolve(a, Some("k")).unwrap().patches_its_code());
+        let expected = LaunchTraits {
+            tick_hz: None,
+            patches_its_code: true,
+        };
+        assert_eq!(traits(), expected);
     }
 
     #[test]
