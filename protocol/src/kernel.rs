@@ -172,6 +172,12 @@ pub fn tick_hz(config: &str) -> Option<u64> {
         .filter(|hz| *hz > 0)
 }
 
+/// Whether the config builds `option` (`CONFIG_...`) into the kernel (`=y`), scanned as
+/// `tick_hz` scans.
+pub fn built_in(config: &str, option: &str) -> bool {
+    config_entries(config).any(|(k, v)| k == option && v == "y")
+}
+
 /// The requirements a config does not meet, each with the options that would.
 pub fn unmet(config: &str) -> Vec<Requirement> {
     let values = config_values(config);
@@ -219,6 +225,19 @@ mod tests {
         assert_eq!(tick_hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n"), Some(1000));
         assert_eq!(tick_hz("CONFIG_HZ_250=y\n"), None);
         assert_eq!(tick_hz("CONFIG_HZ=0\n"), None);
+    }
+
+    #[test]
+    fn an_option_is_built_in_only_as_y() {
+        assert!(built_in(
+            "CONFIG_HZ=250\nCONFIG_JUMP_LABEL=y\n",
+            "CONFIG_JUMP_LABEL"
+        ));
+        assert!(!built_in(
+            "# CONFIG_JUMP_LABEL is not set\n",
+            "CONFIG_JUMP_LABEL"
+        ));
+        assert!(!built_in("CONFIG_VIRTIO=m\n", "CONFIG_VIRTIO"));
     }
 
     #[test]

@@ -185,10 +185,8 @@ fn a_file_that_is_not_a_kernel_fails_fast_and_clearly() {
 #[test]
 fn a_guest_that_never_answers_is_reported_with_where_its_vcpus_are() {
     let (dir, manifest) = test_kernel_manifest(&test_kernel());
-    let randomized = std::fs::read_to_string(dir.join("config"))
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l == "CONFIG_RANDOMIZE_BASE=y");
+    let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+    let randomized = berth_protocol::kernel::built_in(&config, "CONFIG_RANDOMIZE_BASE");
     let has_names = (manifest.vmlinux.is_some() || manifest.system_map.is_some()) && !randomized;
     let b = Berth::new();
     let out = b.vm_run(

@@ -70,7 +70,7 @@ impl Kernel {
             tick_hz: config.as_deref().and_then(berth_protocol::kernel::tick_hz),
             patches_its_code: config
                 .as_deref()
-                .is_none_or(|c| c.lines().any(|l| l == "CONFIG_JUMP_LABEL=y")),
+                .is_none_or(|c| berth_protocol::kernel::built_in(c, "CONFIG_JUMP_LABEL")),
         }
     }
 
@@ -88,7 +88,7 @@ impl Kernel {
             .as_ref()
             .and_then(|c| std::fs::read_to_string(c).ok())
             .unwrap_or_default();
-        if config.lines().any(|l| l == "CONFIG_RANDOMIZE_BASE=y")
+        if berth_protocol::kernel::built_in(&config, "CONFIG_RANDOMIZE_BASE")
             && !args.iter().any(|a| a == "nokaslr")
         {
             return Err("the kernel randomizes its base (KASLR); boot it with --kernel-arg nokaslr to name them");
