@@ -67,6 +67,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
                 tsc_khz: accel::host_tsc_khz(),
                 tick_hz: kernel.launch_traits().tick_hz,
             },
+            qemu::Probing::AsBuilt,
             &BootParams {
                 transport: AgentTransport::Serial {
                     name: berth_protocol::SERIAL_PORT_NAME.to_string(),

@@ -400,11 +400,36 @@ pub struct GuestClock {
     pub tick_hz: Option<u64>,
 }
 
+/// How the guest kernel probes its devices as it boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probing {
+    /// As the kernel was built to. A `vm run` boots the kernel under test as it is.
+    AsBuilt,
+    /// Every driver's probe asynchronous (`driver_async_probe=*`): a second vCPU probes
+    /// the devices (the disk's is the slowest, about 15 ms under TCG) while the first
+    /// goes on with the boot, which waits for them all before it runs init. A kernel too
+    /// old for the wildcard probes as before.
+    Parallel,
+}
+
+impl Probing {
+    /// A machine's: in parallel where there is a second vCPU to do it. Measured on a
+    /// 2-vCPU machine: its agent answered 18 ms sooner (paired median of 16 cold starts,
+    /// alternating, won 11).
+    pub fn for_machine(cpus: u32) -> Probing {
+        match cpus > 1 {
+            true => Probing::Parallel,
+            false => Probing::AsBuilt,
+        }
+    }
+}
+
 /// The guest kernel command line.
 pub fn cmdline(
     machine: Machine,
     accel: Accel,
     clock: GuestClock,
+    probing: Probing,
     agent_params: &[String],
 ) -> String {
     let mut c = vec![
@@ -434,6 +459,9 @@ pub fn cmdline(
         // and kept time with jiffies: 4 ms steps, no high-resolution timers, and a system
         // call for every clock read.
         c.push("tsc=reliable".into());
+    }
+    if probing == Probing::Parallel {
+        c.push("driver_async_probe=*".into());
     }
     c.extend(agent_params.iter().cloned());
     c.join(" ")
@@ -678,7 +706,7 @@ mod tests {
             tsc_khz: Some(2_596_134),
             tick_hz: Some(250),
         };
-        let line = cmdline(Machine::Microvm, Accel::Tcg, clock, &p);
+        let line = cmdline(Machine::Microvm, Accel::Tcg, clock, Probing::AsBuilt, &p);
         assert!(line.contains(" lpj=10384536"), "{line}");
         // Not without the tick rate, nor where no TSC frequency is given.
         for (machine, accel, clock) in [
@@ -686,7 +714,7 @@ mod tests {
             (Machine::Pc, Accel::Tcg, clock),
             (Machine::Microvm, Accel::Kvm, clock),
         ] {
-            let line = cmdline(machine, accel, clock, &p);
+            let line = cmdline(machine, accel, clock, Probing::AsBuilt, &p);
             assert!(!line.contains("lpj="), "{machine:?} {accel:?}: {line}");
         }
     }
@@ -694,30 +722,80 @@ mod tests {
     #[test]
     fn tsc_hint_only_for_microvm_under_tcg() {
         let p = vec!["berth.transport=vsock".to_string()];
-        assert!(cmdline(Machine::Microvm, Accel::Tcg, tsc(2600000), &p)
-            .contains("tsc_early_khz=2600000"));
-        assert!(!cmdline(Machine::Pc, Accel::Tcg, tsc(2600000), &p).contains("tsc_early_khz"));
-        assert!(!cmdline(Machine::Microvm, Accel::Kvm, tsc(2600000), &p).contains("tsc_early_khz"));
+        assert!(cmdline(
+            Machine::Microvm,
+            Accel::Tcg,
+            tsc(2600000),
+            Probing::AsBuilt,
+            &p
+        )
+        .contains("tsc_early_khz=2600000"));
         assert!(
-            cmdline(Machine::Microvm, Accel::Tcg, GuestClock::default(), &p)
-                .ends_with("berth.transport=vsock")
+            !cmdline(Machine::Pc, Accel::Tcg, tsc(2600000), Probing::AsBuilt, &p)
+                .contains("tsc_early_khz")
         );
+        assert!(!cmdline(
+            Machine::Microvm,
+            Accel::Kvm,
+            tsc(2600000),
+            Probing::AsBuilt,
+            &p
+        )
+        .contains("tsc_early_khz"));
+        assert!(cmdline(
+            Machine::Microvm,
+            Accel::Tcg,
+            GuestClock::default(),
+            Probing::AsBuilt,
+            &p
+        )
+        .ends_with("berth.transport=vsock"));
     }
 
     #[test]
     fn under_tcg_the_guest_keeps_its_tsc_and_a_tickless_idle() {
         let p = Vec::new();
         for machine in [Machine::Microvm, Machine::Pc] {
-            assert!(
-                cmdline(machine, Accel::Tcg, GuestClock::default(), &p).contains(" tsc=reliable")
-            );
+            assert!(cmdline(
+                machine,
+                Accel::Tcg,
+                GuestClock::default(),
+                Probing::AsBuilt,
+                &p
+            )
+            .contains(" tsc=reliable"));
             let line = joined(&spec(machine, TransportDevice::VhostVsock { cid: 3 }));
             assert!(line.contains("-accel tcg -cpu qemu64,+arat "), "{line}");
         }
-        assert!(
-            !cmdline(Machine::Microvm, Accel::Kvm, GuestClock::default(), &p)
-                .contains("tsc=reliable")
-        );
+        assert!(!cmdline(
+            Machine::Microvm,
+            Accel::Kvm,
+            GuestClock::default(),
+            Probing::AsBuilt,
+            &p
+        )
+        .contains("tsc=reliable"));
+    }
+
+    #[test]
+    fn a_machine_with_a_second_vcpu_probes_its_devices_in_parallel() {
+        let p = vec!["berth.transport=vsock".to_string()];
+        let line = |probing| {
+            cmdline(
+                Machine::Microvm,
+                Accel::Tcg,
+                GuestClock::default(),
+                probing,
+                &p,
+            )
+        };
+        assert_eq!(Probing::for_machine(2), Probing::Parallel);
+        assert_eq!(Probing::for_machine(1), Probing::AsBuilt);
+        let parallel = line(Probing::Parallel);
+        assert!(parallel.contains(" driver_async_probe=* "), "{parallel}");
+        // Berth's own parameters and the user's come after, as for every VM.
+        assert!(parallel.ends_with("berth.transport=vsock"), "{parallel}");
+        assert!(!line(Probing::AsBuilt).contains("driver_async_probe"));
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct VmConfig {
     pub kernel_args: Vec<String>,
     /// The default network's bridge, which a machine's guest makes as it boots.
     pub bridge: Option<berth_protocol::boot::BootBridge>,
+    /// How the guest kernel probes its devices ([`qemu::Probing`]).
+    pub probing: qemu::Probing,
 }
 
 /// A running VM. Dropping it kills QEMU, drops the transport (and its backend process)
@@ -190,6 +192,7 @@ impl Vm {
                     tsc_khz: accel::host_tsc_khz(),
                     tick_hz: traits.tick_hz,
                 },
+                cfg.probing,
                 &[params.clone(), cfg.kernel_args.clone()].concat(),
             ),
             console_log: dir.join("console.log"),

@@ -119,6 +119,8 @@ pub fn run(args: Args) -> Result<i32, Error> {
             share_fs: crate::shares::ShareFs::NineP,
             kernel_args: [args.kernel_args.clone(), extra.to_vec()].concat(),
             bridge: None,
+            // The kernel under test probes as it was built to.
+            probing: crate::qemu::Probing::AsBuilt,
         })
     };
     let several = args.kernel.as_deref().is_some_and(|k| k.contains(','));

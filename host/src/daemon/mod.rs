@@ -155,6 +155,7 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
         share_fs: crate::shares::ShareFs::choose(&config.share_fs).map_err(Error::Usage)?,
         kernel_args: Vec::new(),
         bridge: networks.boot_bridge(),
+        probing: crate::qemu::Probing::for_machine(config.cpus),
     };
     for s in &vm_config.shares {
         tracing::info!("sharing {} with the guest ({})", s.path.display(), s.tag);
