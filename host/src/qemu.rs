@@ -407,8 +407,9 @@ pub enum Probing {
     AsBuilt,
     /// Every driver's probe asynchronous (`driver_async_probe=*`): a second vCPU probes
     /// the devices (the disk's is the slowest, about 15 ms under TCG) while the first
-    /// goes on with the boot, which waits for them all before it runs init. A kernel too
-    /// old for the wildcard probes as before.
+    /// goes on with the boot, which waits for them all before it runs init. Devices of one
+    /// kind may then be named in any order: a machine has one disk. A kernel too old for
+    /// the wildcard probes as before.
     Parallel,
 }
 

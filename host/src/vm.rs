@@ -160,7 +160,8 @@ impl Vm {
             transport: transport.agent_transport(),
             debug: cfg.debug_guest,
             hostname: None,
-            // The layer disk is the machine's only disk, so the guest sees it first.
+            // The layer disk is the machine's only disk, so the guest sees it first (its
+            // name does not depend on the order of parallel probes: `qemu::Probing`).
             disk: cfg.layer_disk.as_ref().map(|_| "/dev/vda".to_string()),
             uplink: cfg.uplink,
             host_ports: cfg.host_ports.clone(),
