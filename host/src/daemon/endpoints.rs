@@ -220,9 +220,7 @@ impl Engine {
                     tasks.push(task);
                 }
                 Err(e) => {
-                    for t in tasks {
-                        t.abort();
-                    }
+                    super::ports::unpublish(tasks).await;
                     release(&endpoints);
                     return Err(e);
                 }
@@ -236,11 +234,11 @@ impl Engine {
         Ok((Some(spec), endpoints))
     }
 
-    /// Undoes [`connect_network`](Self::connect_network) once the container has ended.
-    pub(super) fn disconnect_network(&self, c: &Container) {
-        for task in c.ports.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            task.abort();
-        }
+    /// Undoes [`connect_network`](Self::connect_network) once the container has ended; its
+    /// host ports are free when this returns.
+    pub(super) async fn disconnect_network(&self, c: &Container) {
+        let tasks = std::mem::take(&mut *c.ports.lock().unwrap_or_else(|p| p.into_inner()));
+        super::ports::unpublish(tasks).await;
         let endpoints = c.record().endpoints;
         if !endpoints.is_empty() {
             for e in &endpoints {

@@ -367,7 +367,7 @@ impl Engine {
         }
         let result = result.map(|_| ());
         if result.is_err() {
-            self.disconnect_network(c);
+            self.disconnect_network(c).await;
         }
         result
     }
@@ -482,7 +482,7 @@ impl Engine {
             tracing::warn!("container {}: output still open after its exit", c.short());
         }
         c.log.lock().await.close();
-        self.disconnect_network(&c);
+        self.disconnect_network(&c).await;
         *c.exec_id.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.stdin.lock().await = None;
         // The events first: whoever sees the container exited finds its die event.

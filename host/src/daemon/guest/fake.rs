@@ -50,6 +50,9 @@ pub struct FakeGuest {
     pub layers_unlisted: AtomicBool,
     /// A container's start fails with `LayerMissing` until `ensure_layers` is called.
     pub layers_missing: AtomicBool,
+    /// The guest's ends of the connections to containers, kept open as a container's
+    /// server keeps them.
+    connections: Mutex<Vec<Stream>>,
 }
 
 impl FakeGuest {
@@ -77,6 +80,7 @@ impl FakeGuest {
             usage: Mutex::new(Default::default()),
             layers_unlisted: AtomicBool::new(false),
             layers_missing: AtomicBool::new(false),
+            connections: Mutex::new(Vec::new()),
         })
     }
 
@@ -335,7 +339,9 @@ impl GuestApi for FakeGuest {
     async fn connect(&self, addr: &str, _proto: PortProto) -> Result<Stream, ClientError> {
         self.check_alive()?;
         self.record(format!("connect {addr}"));
-        Ok(self.pair().await?.0)
+        let (host, guest) = self.pair().await?;
+        self.connections.lock().unwrap().push(guest);
+        Ok(host)
     }
 }
 
