@@ -31,7 +31,7 @@ impl NotListening {
     }
 }
 
-/// Waits until `child` has created `socket`, checking every `poll`, until `deadline`.
+/// Waits until `child` listens on `socket`, checking every `poll`, until `deadline`.
 /// A helper that exits, or is still starting at the deadline, is not stopped here: the
 /// caller stops it with the others ([`stop_all`]).
 pub fn await_socket(
@@ -41,12 +41,12 @@ pub fn await_socket(
     poll: Duration,
 ) -> Result<(), NotListening> {
     loop {
-        if socket.exists() {
+        if listening(socket) {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            // It may have made the socket just before it ended.
-            return match socket.exists() {
+            // It may have listened just before it ended.
+            return match listening(socket) {
                 true => Ok(()),
                 false => Err(NotListening::Exited(status)),
             };
@@ -56,6 +56,44 @@ pub fn await_socket(
         }
         std::thread::sleep(poll);
     }
+}
+
+/// Whether a unix socket bound at `path` accepts connections. Its file exists from its
+/// bind(2) on, but a connect is refused until its listen(2): QEMU, started in between,
+/// failed with "Failed to connect to ...: Connection refused" (seen for a virtiofsd on a
+/// busy host). A probe connection cannot tell instead: these helpers serve the first
+/// connection they accept and end with it. On Linux the kernel's table of unix sockets
+/// says which are listening; elsewhere the file is all there is to see.
+fn listening(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    if let Ok(table) = std::fs::read_to_string("/proc/net/unix") {
+        return listening_in(&table, path);
+    }
+    path.exists()
+}
+
+/// Whether `/proc/net/unix`'s `table` has a listening socket bound at `path`.
+#[cfg(any(target_os = "linux", test))]
+fn listening_in(table: &str, path: &Path) -> bool {
+    /// `__SO_ACCEPTCON`, in the table's Flags column: listen(2) was called.
+    const ACCEPTING: u32 = 1 << 16;
+    let wanted = path.as_os_str().as_encoded_bytes();
+    table.lines().skip(1).any(|line| {
+        // "Num: RefCount Protocol Flags Type St Inode Path", the path last (unbound
+        // sockets have none) and preceded by one space.
+        let mut rest = line;
+        let mut flags = None;
+        for field in 0..7 {
+            rest = rest.trim_start();
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            if field == 3 {
+                flags = u32::from_str_radix(&rest[..end], 16).ok();
+            }
+            rest = &rest[end..];
+        }
+        let bound = rest.strip_prefix(' ').unwrap_or_default();
+        flags.is_some_and(|f| f & ACCEPTING != 0) && bound.as_bytes() == wanted
+    })
 }
 
 /// Kills and reaps helper processes (those that already ended are only reaped).
@@ -79,15 +117,74 @@ mod tests {
     }
 
     #[test]
-    fn a_helper_that_makes_its_socket_is_waited_for() {
+    #[cfg(target_os = "linux")]
+    fn a_helper_is_waited_for_until_its_socket_listens_not_only_exists() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let tmp = tempfile::tempdir().unwrap();
         let socket = tmp.path().join("s.sock");
-        let mut child = sh(&format!("sleep 0.1; touch {}; sleep 5", socket.display()));
+        let mut child = sh("sleep 5");
+        // The helper's part, played here: bind (the file appears), then listen later.
+        let path = socket.clone();
+        let helper = std::thread::spawn(move || {
+            // SAFETY: a new socket, owned at once.
+            let fd =
+                unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)) };
+            // SAFETY: all zeros is a valid (empty) sockaddr_un.
+            let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for (d, s) in addr
+                .sun_path
+                .iter_mut()
+                .zip(path.as_os_str().as_encoded_bytes())
+            {
+                *d = *s as libc::c_char;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: a valid address of its own size.
+            let bound = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            assert!(path.exists());
+            std::thread::sleep(Duration::from_millis(300));
+            let listened = Instant::now();
+            // SAFETY: a bound socket.
+            assert_eq!(unsafe { libc::listen(fd.as_raw_fd(), 1) }, 0);
+            (fd, listened)
+        });
         let deadline = Instant::now() + Duration::from_secs(5);
         assert_eq!(await_socket(&mut child, &socket, deadline, POLL), Ok(()));
+        let returned = Instant::now();
+        let (_fd, listened) = helper.join().unwrap();
+        assert!(
+            returned >= listened,
+            "the wait ended while the socket was bound but not listening: QEMU's connect \
+             would have been refused"
+        );
         let mut started = vec![child];
         stop_all(&mut started);
         assert!(started.is_empty());
+    }
+
+    #[test]
+    fn the_kernels_table_tells_a_listening_socket_from_a_bound_one() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/a.sock\n\
+            0000000000000000: 00000002 00000000 00000000 0001 01  7890 /run/b.sock\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03  7891\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23457 /home/ann/my vms/c.sock\n";
+        assert!(listening_in(table, Path::new("/run/a.sock")));
+        assert!(
+            !listening_in(table, Path::new("/run/b.sock")),
+            "bound, not listening"
+        );
+        assert!(!listening_in(table, Path::new("/run/a")), "another path");
+        assert!(listening_in(table, Path::new("/home/ann/my vms/c.sock")));
+        assert!(!listening_in(table, Path::new("/run/missing.sock")));
     }
 
     #[test]
