@@ -2,6 +2,8 @@
 //! and how a container's mount source (a host path, a volume name) becomes a guest path.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use berth_protocol::boot::BootShare;
 use berth_protocol::MountSource;
@@ -12,10 +14,15 @@ use crate::sys::{self, MountFlags};
 pub const PREFIX: &str = "/mnt/host";
 /// The 9p message size: the most the virtio transport takes (`PAGE_SIZE * (128 - 3)`).
 const MSIZE: u32 = 512_000;
+/// How long a lookup in a shared folder waits for the host's server of it (a virtiofsd
+/// that ended never answers, and virtiofs offers no way to end its waiting requests).
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One share as the guest has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
+    /// Its device's tag (virtio-9p or virtiofs).
+    pub tag: String,
     /// The shared folder's path on the host.
     pub host_path: String,
     /// Why it could not be mounted, if it could not.
@@ -23,18 +30,17 @@ pub struct Share {
 }
 
 /// The shares of this guest and where they are mounted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Shares {
     pub prefix: PathBuf,
     pub list: Vec<Share>,
+    /// Shares the host has stopped serving ([`Shares::close`]): host path, and why.
+    closed: Mutex<Vec<(String, String)>>,
 }
 
 impl Default for Shares {
     fn default() -> Self {
-        Shares {
-            prefix: PathBuf::from(PREFIX),
-            list: Vec::new(),
-        }
+        Shares::new(PathBuf::from(PREFIX), Vec::new())
     }
 }
 
@@ -62,15 +68,38 @@ impl Shares {
                     Some(e) => tracing::error!("host folder {host_path}: {e}"),
                 }
                 Share {
+                    tag: tag.clone(),
                     host_path: host_path.clone(),
                     error,
                 }
             })
             .collect();
+        Shares::new(PathBuf::from(PREFIX), list)
+    }
+
+    pub fn new(prefix: PathBuf, list: Vec<Share>) -> Shares {
         Shares {
-            prefix: PathBuf::from(PREFIX),
+            prefix,
             list,
+            closed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The host no longer serves share `tag` (its virtiofsd ended): binds of it are
+    /// refused from now on, saying `why`. What already waits on it waits on: a virtiofs
+    /// mount has no FUSE control connection to abort and cannot be forced off, and QEMU
+    /// does not reconnect it to a new server.
+    pub fn close(&self, tag: &str, why: &str) -> Result<(), String> {
+        let share = self
+            .list
+            .iter()
+            .find(|s| s.tag == tag)
+            .ok_or_else(|| format!("no shared folder has the tag {tag}"))?;
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((share.host_path.clone(), why.to_string()));
+        Ok(())
     }
 
     /// The guest path of host path `path`: it must lie in a share that is mounted.
@@ -91,16 +120,31 @@ impl Shares {
             .filter(|s| host.starts_with(&s.host_path))
             .max_by_key(|s| s.host_path.len())
             .ok_or_else(|| format!("bind source {path} is not in a folder this machine shares"))?;
-        if let Some(e) = &share.error {
+        // (Not held past this: the lookup below waits on the share's server, and the
+        // share's closing, which ends that wait, takes this lock.)
+        let closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(p, _)| *p == share.host_path)
+            .map(|(_, why)| why.clone());
+        if let Some(e) = share.error.clone().or(closed) {
             return Err(format!(
                 "bind source {path}: the shared folder {} is not available in the machine: {e}",
                 share.host_path
             ));
         }
         let guest = self.prefix.join(path.trim_start_matches('/'));
-        match guest.symlink_metadata() {
-            Ok(_) => Ok(guest),
-            Err(e) => Err(format!("bind source path {path}: {e}")),
+        let looked_up = guest.clone();
+        match within(LOOKUP_DEADLINE, move || looked_up.symlink_metadata()) {
+            Some(Ok(_)) => Ok(guest),
+            Some(Err(e)) => Err(format!("bind source path {path}: {e}")),
+            None => Err(format!(
+                "bind source path {path}: the shared folder {} did not answer within \
+                 {LOOKUP_DEADLINE:?} (has the host's server of it, its virtiofsd, ended?)",
+                share.host_path
+            )),
         }
     }
 }
@@ -121,6 +165,19 @@ pub fn source_path(
             Ok(dir)
         }
     }
+}
+
+/// `work`'s result, or `None` when it has not ended within `deadline` (it then ends, if
+/// ever, on a thread of its own).
+fn within<T: Send + 'static>(
+    deadline: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(deadline).ok()
 }
 
 /// virtiofs: the host's virtiofsd serves the folder; no options needed.
@@ -168,19 +225,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = tmp.path().to_path_buf();
         std::fs::create_dir_all(prefix.join("home/ann/src")).unwrap();
-        let shares = Shares {
-            prefix: prefix.clone(),
-            list: vec![
+        let shares = Shares::new(
+            prefix.clone(),
+            vec![
                 Share {
+                    tag: "berth0".into(),
                     host_path: "/home/ann".into(),
                     error: None,
                 },
                 Share {
+                    tag: "berth1".into(),
                     host_path: "/tmp".into(),
                     error: Some("mount 9p on /mnt/host/tmp: No such device".into()),
                 },
             ],
-        };
+        );
         assert_eq!(
             shares.guest_path("/home/ann/src").unwrap(),
             prefix.join("home/ann/src")
@@ -192,6 +251,46 @@ mod tests {
         assert!(shares.guest_path("/home/ann/missing").is_err());
         assert!(shares.guest_path("/home/ann/../../etc").is_err());
         assert!(shares.guest_path("home/ann").is_err());
+    }
+
+    #[test]
+    fn a_closed_share_is_bound_no_more_and_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("tmp/x")).unwrap();
+        let shares = Shares::new(
+            tmp.path().to_path_buf(),
+            vec![Share {
+                tag: "berth1".into(),
+                host_path: "/tmp".into(),
+                error: None,
+            }],
+        );
+        assert!(shares.guest_path("/tmp/x").is_ok());
+        shares
+            .close("berth1", "its virtiofsd ended (signal: 9)")
+            .unwrap();
+        let e = shares.guest_path("/tmp/x").unwrap_err();
+        assert_eq!(
+            e,
+            "bind source /tmp/x: the shared folder /tmp is not available in the machine: \
+             its virtiofsd ended (signal: 9)"
+        );
+        let e = shares.close("berth7", "gone").unwrap_err();
+        assert!(e.contains("berth7"), "{e}");
+    }
+
+    #[test]
+    fn a_lookup_that_never_ends_gives_up_at_its_deadline() {
+        assert_eq!(within(Duration::from_secs(5), || 7), Some(7));
+        let (_hold, held) = std::sync::mpsc::channel::<()>();
+        let start = std::time::Instant::now();
+        // A lookup on a share whose server is gone: it never answers.
+        let waited = within(Duration::from_millis(100), move || held.recv());
+        assert_eq!(
+            waited, None,
+            "a wait with no answer must end at its deadline"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The helper processes a VM needs beside QEMU (the vhost-user vsock backend, a virtiofsd
 //! per shared folder): each serves QEMU on a unix socket that must exist before QEMU
-//! starts, since QEMU connects to it at start-up. One wait for those sockets, and one
-//! stop, for all of them.
+//! starts, since QEMU connects to it at start-up. One wait for those sockets, one stop,
+//! and one account of those that ended, for all of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -96,13 +96,87 @@ fn listening_in(table: &str, path: &Path) -> bool {
     })
 }
 
-/// Kills and reaps helper processes (those that already ended are only reaped).
-pub fn stop_all(started: &mut Vec<Child>) {
-    for c in started.iter_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
+/// Kills and reaps a helper process (one that already ended is only reaped).
+pub fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A helper a VM runs for its whole life (a virtiofsd), with its name for messages and
+/// the file its output goes to.
+pub struct Helper {
+    pub child: Child,
+    /// Says which one it is: "virtiofsd for /home/ann".
+    pub name: String,
+    /// What the guest knows its service by: a shared folder's tag.
+    pub tag: String,
+    pub log: PathBuf,
+    /// Whether its end was already reported ([`newly_ended`]).
+    reported: bool,
+}
+
+impl Helper {
+    pub fn new(child: Child, name: String, tag: String, log: PathBuf) -> Helper {
+        Helper {
+            child,
+            name,
+            tag,
+            log,
+            reported: false,
+        }
     }
-    started.clear();
+}
+
+/// A helper that ended while its VM ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub tag: String,
+    /// "virtiofsd for /tmp ended (signal: 9 (SIGKILL))".
+    pub what: String,
+}
+
+/// The helpers that have ended since the last call, each reported once.
+pub fn newly_ended(helpers: &mut [Helper]) -> Vec<Ended> {
+    let mut ended = Vec::new();
+    for h in helpers.iter_mut().filter(|h| !h.reported) {
+        if let Ok(Some(status)) = h.child.try_wait() {
+            h.reported = true;
+            ended.push(Ended {
+                tag: h.tag.clone(),
+                what: format!("{} ended ({status})", h.name),
+            });
+        }
+    }
+    ended
+}
+
+/// Kills and reaps helpers, and forgets them.
+pub fn stop_all(helpers: &mut Vec<Helper>) {
+    for h in helpers.iter_mut() {
+        stop(&mut h.child);
+    }
+    helpers.clear();
+}
+
+/// For an error about the VM they served: each helper that has ended, with its exit
+/// status and the last `lines` of its log. A VM whose QEMU died, or whose guest lost a
+/// shared folder, may have lost it because one ended; those still running say nothing.
+pub fn ended(helpers: &mut [Helper], lines: usize) -> String {
+    let mut out = String::new();
+    for h in helpers.iter_mut() {
+        if let Ok(Some(status)) = h.child.try_wait() {
+            out.push_str(&format!(
+                "--- {} ended ({status}); its log ends ---\n",
+                h.name
+            ));
+            let log = crate::vm::last_lines(&h.log, lines);
+            match log.trim().is_empty() {
+                true => out.push_str("(empty)\n"),
+                false => out.push_str(&log),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(all(test, unix))]
@@ -165,9 +239,7 @@ mod tests {
             "the wait ended while the socket was bound but not listening: QEMU's connect \
              would have been refused"
         );
-        let mut started = vec![child];
-        stop_all(&mut started);
-        assert!(started.is_empty());
+        stop(&mut child);
     }
 
     #[test]
@@ -216,11 +288,85 @@ mod tests {
             "{text}"
         );
         let pid = child.id();
-        let mut started = vec![child];
+        let mut started = vec![Helper::new(
+            child,
+            "vhost-device-vsock".into(),
+            String::new(),
+            tmp.path().join("none.log"),
+        )];
         stop_all(&mut started);
+        assert!(started.is_empty());
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
             "the stopped helper is gone"
         );
+    }
+
+    #[test]
+    fn a_vm_error_tells_which_helpers_ended_and_what_they_said_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = |name: &str, text: &str| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let mut helpers = vec![
+            Helper::new(
+                sh("exit 1"),
+                "virtiofsd for /home/ann".into(),
+                "berth0".into(),
+                log(
+                    "a.log",
+                    "starting\n[ERROR virtiofsd] cannot open /home/ann\n",
+                ),
+            ),
+            Helper::new(
+                sh("sleep 30"),
+                "virtiofsd for /tmp".into(),
+                "berth1".into(),
+                log("b.log", "Waiting for vhost-user socket connection...\n"),
+            ),
+            Helper::new(
+                sh("kill -9 $$"),
+                "virtiofsd for /srv".into(),
+                "berth2".into(),
+                tmp.path().join("never-written.log"),
+            ),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let report = loop {
+            let report = ended(&mut helpers, 5);
+            if report.matches(" ended (").count() == 2 || Instant::now() > deadline {
+                break report;
+            }
+            std::thread::sleep(POLL);
+        };
+        assert_eq!(
+            report,
+            "--- virtiofsd for /home/ann ended (exit status: 1); its log ends ---\n\
+             starting\n[ERROR virtiofsd] cannot open /home/ann\n\
+             --- virtiofsd for /srv ended (signal: 9 (SIGKILL)); its log ends ---\n\
+             (empty)\n",
+            "the ended helpers, with their status and log; not the running one"
+        );
+        assert_eq!(
+            newly_ended(&mut helpers),
+            vec![
+                Ended {
+                    tag: "berth0".into(),
+                    what: "virtiofsd for /home/ann ended (exit status: 1)".into()
+                },
+                Ended {
+                    tag: "berth2".into(),
+                    what: "virtiofsd for /srv ended (signal: 9 (SIGKILL))".into()
+                },
+            ]
+        );
+        assert_eq!(
+            newly_ended(&mut helpers),
+            vec![],
+            "each end is reported once"
+        );
+        stop_all(&mut helpers);
     }
 }

@@ -119,8 +119,9 @@ pub struct VmConfig {
 pub struct Vm {
     qemu: Child,
     transport: Box<dyn Transport>,
-    /// One virtiofsd per shared folder, when shares are served over virtiofs.
-    virtiofsd: Vec<Child>,
+    /// One virtiofsd per shared folder, when shares are served over virtiofs (behind a
+    /// lock so that an error's [`Vm::tail`] can ask whether one ended).
+    virtiofsd: std::sync::Mutex<Vec<helper::Helper>>,
     dir: PathBuf,
     logs_dir: PathBuf,
     /// Whether the VM holds anything that outlives it: the layer disk, shared folders.
@@ -235,7 +236,7 @@ impl Vm {
         Ok(Vm {
             qemu,
             transport,
-            virtiofsd: std::mem::take(&mut started.virtiofsd),
+            virtiofsd: std::sync::Mutex::new(std::mem::take(&mut started.virtiofsd)),
             dir: std::mem::take(&mut started.dir),
             logs_dir,
             keeps_state: cfg.layer_disk.is_some() || !cfg.shares.is_empty(),
@@ -318,6 +319,16 @@ impl Vm {
                 tail: self.tail(),
             }),
         }
+    }
+
+    /// The helpers (a virtiofsd) that have ended since the last call while QEMU runs on:
+    /// the guest's requests to what they served would wait forever. (Once QEMU has ended,
+    /// its helpers end with it: that is QEMU's end, reported by [`Vm::exited`].)
+    pub fn lost_helpers(&mut self) -> Vec<helper::Ended> {
+        if !matches!(self.reaper, Reaper::Here) || !matches!(self.qemu.try_wait(), Ok(None)) {
+            return Vec::new();
+        }
+        helper::newly_ended(&mut self.virtiofsd.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Resolves when QEMU exits (for watching a running VM); describes how it ended.
@@ -418,6 +429,10 @@ impl Vm {
             out.push_str(&qemu_out);
         }
         out.push_str(&self.transport.diagnostics());
+        out.push_str(&helper::ended(
+            &mut self.virtiofsd.lock().unwrap_or_else(|p| p.into_inner()),
+            10,
+        ));
         out.trim_end().to_string()
     }
 }
@@ -430,7 +445,7 @@ impl Drop for Vm {
             }
             let _ = self.qemu.wait();
         }
-        helper::stop_all(&mut self.virtiofsd);
+        helper::stop_all(self.virtiofsd.get_mut().unwrap_or_else(|p| p.into_inner()));
         // The vhost-user backend listens again on its socket once QEMU is gone: stop it
         // first, or it can put a file into the directory while it is being removed.
         self.transport.stop();
@@ -443,7 +458,7 @@ impl Drop for Vm {
 /// dropping a `Vm` does.
 struct Started {
     dir: PathBuf,
-    virtiofsd: Vec<Child>,
+    virtiofsd: Vec<helper::Helper>,
     transport: Option<Box<dyn Transport>>,
 }
 
@@ -470,7 +485,7 @@ const VIRTIOFSD_DEADLINE: Duration = Duration::from_secs(10);
 fn spawn_virtiofsd(
     shares: &[crate::shares::Share],
     dir: &Path,
-    started: &mut Vec<Child>,
+    started: &mut Vec<helper::Helper>,
 ) -> Result<(), VmError> {
     let bin = crate::shares::virtiofsd().ok_or_else(|| VmError::Spawn {
         what: "virtiofsd".into(),
@@ -481,7 +496,8 @@ fn spawn_virtiofsd(
     })?;
     for s in shares {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
-        let log = std::fs::File::create(dir.join(format!("{}.virtiofsd.log", s.tag)))?;
+        let log_path = virtiofsd_log(dir, &s.tag);
+        let log = std::fs::File::create(&log_path)?;
         let mut cmd = Command::new(&bin);
         cmd.arg("--socket-path")
             .arg(&socket)
@@ -496,7 +512,12 @@ fn spawn_virtiofsd(
             what: bin.display().to_string(),
             source,
         })?;
-        started.push(child);
+        started.push(helper::Helper::new(
+            child,
+            format!("virtiofsd for {}", s.path.display()),
+            s.tag.clone(),
+            log_path,
+        ));
     }
     Ok(())
 }
@@ -507,22 +528,26 @@ fn spawn_virtiofsd(
 fn await_virtiofsd(
     shares: &[crate::shares::Share],
     dir: &Path,
-    started: &mut [Child],
+    started: &mut [helper::Helper],
 ) -> Result<(), VmError> {
     let deadline = Instant::now() + VIRTIOFSD_DEADLINE;
-    for (s, child) in shares.iter().zip(started.iter_mut()) {
+    for (s, h) in shares.iter().zip(started.iter_mut()) {
         let socket = qemu::virtiofs_socket(dir, &s.tag);
         if let Err(failed) =
-            helper::await_socket(child, &socket, deadline, Duration::from_millis(2))
+            helper::await_socket(&mut h.child, &socket, deadline, Duration::from_millis(2))
         {
-            let what = format!("virtiofsd for {}", s.path.display());
             return Err(VmError::Helper {
-                what: failed.describe(&what, &socket, VIRTIOFSD_DEADLINE),
-                log: last_lines(&dir.join(format!("{}.virtiofsd.log", s.tag)), 10),
+                what: failed.describe(&h.name, &socket, VIRTIOFSD_DEADLINE),
+                log: last_lines(&h.log, 10),
             });
         }
     }
     Ok(())
+}
+
+/// Where the virtiofsd for the share `tag` writes its output, in the VM's run directory.
+fn virtiofsd_log(dir: &Path, tag: &str) -> PathBuf {
+    dir.join(format!("{tag}.virtiofsd.log"))
 }
 
 /// Who waits for a VM's QEMU to end.

@@ -109,6 +109,14 @@ pub enum HostMessage {
         request_id: u64,
         network: BridgeNetwork,
     },
+    /// The host's server of shared folder `tag` (its virtiofsd) has ended, so requests to
+    /// that folder would wait forever: the guest refuses to bind anything in it from now
+    /// on, saying `why`. Answered by one `ShareClosed`.
+    CloseShare {
+        request_id: u64,
+        tag: String,
+        why: String,
+    },
 }
 
 /// Which containers a [`HostMessage::RemoveContainerFiles`] means.
@@ -711,6 +719,11 @@ pub enum GuestMessage {
     },
     /// Answer to `PrepareNetwork`: `error` says why the bridge could not be made.
     NetworkPrepared {
+        request_id: u64,
+        error: Option<String>,
+    },
+    /// Answer to `CloseShare`: `error` says why the share could not be closed.
+    ShareClosed {
         request_id: u64,
         error: Option<String>,
     },

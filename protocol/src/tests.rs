@@ -90,6 +90,13 @@ fn arb_host_message() -> impl Strategy<Value = HostMessage> {
                     },
                 }
             }),
+        (any::<u64>(), "[a-z0-9]{1,8}", ".*").prop_map(|(request_id, tag, why)| {
+            HostMessage::CloseShare {
+                request_id,
+                tag,
+                why,
+            }
+        }),
         (
             any::<u64>(),
             any::<bool>(),
@@ -155,6 +162,8 @@ fn arb_guest_message() -> impl Strategy<Value = GuestMessage> {
         (any::<u64>(), prop::option::of(".*")).prop_map(|(request_id, error)| {
             GuestMessage::NetworkPrepared { request_id, error }
         }),
+        (any::<u64>(), prop::option::of(".*"))
+            .prop_map(|(request_id, error)| GuestMessage::ShareClosed { request_id, error }),
         (
             any::<u64>(),
             prop::collection::vec(("[0-9a-f]{64}", any::<u64>()), 0..3),

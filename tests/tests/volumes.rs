@@ -344,5 +344,61 @@ fn host_folders_over_virtiofs_both_ways_and_read_only() {
         "{}",
         bad.stderr
     );
+    a_lost_virtiofsd_is_refused_by_name_and_the_machine_goes_on(&b, dir.path());
     b.assert_nothing_left();
+}
+
+/// The virtiofsd serving `dir` on `b`'s machine ends (killed, as a crash would): QEMU
+/// cannot serve the share again, and a lookup in it would wait forever. A bind of it
+/// then fails, naming the helper that ended, instead of hanging the machine; a container
+/// without it still runs.
+fn a_lost_virtiofsd_is_refused_by_name_and_the_machine_goes_on(b: &Berth, dir: &Path) {
+    let home = b.home().to_string_lossy().into_owned();
+    let (pid, share) = berth_tests::processes_mentioning(&home)
+        .into_iter()
+        .find_map(|p| {
+            let words: Vec<&str> = p.split(' ').collect();
+            if !words.get(1)?.ends_with("virtiofsd") {
+                return None;
+            }
+            let at = words.iter().position(|w| *w == "--shared-dir")?;
+            let share = words.get(at + 1)?.to_string();
+            let pid = words[0].trim_end_matches(':').to_string();
+            dir.starts_with(&share).then_some((pid, share))
+        })
+        .unwrap_or_else(|| panic!("no virtiofsd of this machine serves {}", dir.display()));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -KILL {pid}: {killed}");
+    let vol = format!("{}:/data", dir.display());
+    let ended = format!("virtiofsd for {share} ended (signal: 9");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // A bind tried before the daemon sees the end waits out the guest's lookup
+        // deadline and fails with that; once seen, binds are refused at once.
+        let out = b.run(&["run", "--rm", "-v", &vol, "busybox", "true"], b"");
+        assert_ne!(
+            out.code, 0,
+            "a bind of a share whose virtiofsd ended worked"
+        );
+        if out.stderr.contains(&ended) {
+            assert!(
+                out.stderr.contains("stop and start the machine"),
+                "{}",
+                out.stderr
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never noticed that the virtiofsd for {share} ended: a bind of it \
+             says {}",
+            out.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = ok(b, &["run", "--rm", "busybox", "echo", "still serving"]);
+    assert_eq!(out.stdout_text(), "still serving\n");
 }

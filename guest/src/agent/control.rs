@@ -95,12 +95,13 @@ pub(super) async fn run(agent: Agent, conn: Arc<Connection>, stream: Stream) {
 /// Whether a request waits, and holds up the requests behind it, until the agent's state
 /// (a machine's disk) is in place. The order of requests is kept, except that these do not
 /// wait: a network's preparation, which needs no state (answered while a cold machine's
-/// disk mounts), and the layer list and the deletion of left-over
+/// disk mounts), and a share's closing, the layer list and the deletion of left-over
 /// container files, which wait for the state in tasks of their own.
 fn holds_for_the_state(msg: &HostMessage) -> bool {
     !matches!(
         msg,
         HostMessage::PrepareNetwork { .. }
+            | HostMessage::CloseShare { .. }
             | HostMessage::ListLayers
             | HostMessage::RemoveContainerFiles { .. }
     )
@@ -235,6 +236,20 @@ async fn handle(agent: &Agent, conn: &Arc<Connection>, replies: &Replies, msg: H
                     tracing::warn!("preparing network {}: {e}", network.network_name);
                 }
                 replies.send(GuestMessage::NetworkPrepared { request_id, error });
+            });
+        }
+        HostMessage::CloseShare {
+            request_id,
+            tag,
+            why,
+        } => {
+            let (agent, replies) = (agent.clone(), replies.clone());
+            tokio::spawn(async move {
+                // The shares are mounted at boot; a share the host closes had one.
+                agent.ready.wait().await;
+                tracing::warn!("the host closed shared folder {tag}: {why}");
+                let error = agent.shares().close(&tag, &why).err();
+                replies.send(GuestMessage::ShareClosed { request_id, error });
             });
         }
         HostMessage::DiskUsage { request_id } => usage::spawn(

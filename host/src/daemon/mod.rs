@@ -195,6 +195,8 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
     });
     tracing::info!("serving the Docker API on {}", socket.display());
     let mut term = signal_stream()?;
+    let mut helpers_check = tokio::time::interval(HELPERS_CHECK);
+    helpers_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (timeout, code) = loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -223,6 +225,11 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
                 tracing::info!("signalled to stop the machine");
                 break (Duration::from_secs(10), 0);
             }
+            _ = helpers_check.tick() => {
+                for lost in vm.lost_helpers() {
+                    close_share(&guest, &machine.name, lost, vm.tail());
+                }
+            }
             status = vm.exited() => {
                 tracing::error!("the VM stopped unexpectedly ({status}){}", vm.tail());
                 // Running containers are recorded as ended by their supervisors.
@@ -243,6 +250,33 @@ async fn serve(paths: &Paths, machine: MachineDir, config: MachineConfig) -> Res
     }
     tracing::info!("machine {} stopped", machine.name);
     Ok(code)
+}
+
+/// How often the daemon looks for a helper (a share's virtiofsd) that ended while the
+/// machine runs.
+const HELPERS_CHECK: Duration = Duration::from_secs(1);
+
+/// A share's server ended while the machine runs: QEMU cannot serve the share again, and
+/// the guest's requests to it would wait forever. The guest is told to refuse binds of
+/// the share from now on, saying why (the machine's other work goes on).
+fn close_share(guest: &Arc<guest::Guest>, machine: &str, lost: crate::helper::Ended, tail: String) {
+    tracing::error!(
+        "{}: the machine's containers can no longer use its shared folder{tail}",
+        lost.what
+    );
+    let why = format!(
+        "{}; stop and start the machine to share it again (`berth machine stop {machine}`, \
+         then `berth machine start {machine}`)",
+        lost.what
+    );
+    let guest = guest.clone();
+    tokio::spawn(async move {
+        match guest.close_share(lost.tag.clone(), why).await {
+            Ok(Ok(())) => tracing::info!("the guest closed shared folder {}", lost.tag),
+            Ok(Err(e)) => tracing::error!("closing shared folder {} in the guest: {e}", lost.tag),
+            Err(e) => tracing::error!("closing shared folder {} in the guest: {e}", lost.tag),
+        }
+    });
 }
 
 /// SIGTERM and SIGINT, as one stream.

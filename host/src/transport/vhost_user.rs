@@ -129,7 +129,7 @@ fn start_backend(socket: &Path, uds: &Path, log_path: &Path) -> Result<Child, Tr
     if let Err(failed) =
         crate::helper::await_socket(&mut child, socket, deadline, Duration::from_millis(1))
     {
-        crate::helper::stop_all(&mut vec![child]);
+        crate::helper::stop(&mut child);
         return Err(TransportError::Backend {
             what: failed.describe("vhost-device-vsock", socket, BACKEND_DEADLINE),
             log: format!("\n{}", last_lines(log_path, 10)),

@@ -234,6 +234,29 @@ impl Guest {
         }
     }
 
+    /// Tells the guest that the host no longer serves shared folder `tag`: what waits on it
+    /// fails, and binds of it are refused, saying `why`.
+    pub async fn close_share(
+        &self,
+        tag: String,
+        why: String,
+    ) -> Result<Result<(), String>, ClientError> {
+        let reply = self
+            .request("CloseShare", OP_DEADLINE, |request_id| {
+                HostMessage::CloseShare {
+                    request_id,
+                    tag,
+                    why,
+                }
+            })
+            .await?;
+        match reply {
+            GuestMessage::ShareClosed { error: None, .. } => Ok(Ok(())),
+            GuestMessage::ShareClosed { error: Some(e), .. } => Ok(Err(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Bytes used by each container's writable layer and each volume.
     pub async fn disk_usage(&self) -> Result<super::DiskUsage, ClientError> {
         let reply = self
@@ -407,7 +430,8 @@ async fn route(mut events: Events, waiters: Waiters, closed: tokio::sync::watch:
             | GuestMessage::VolumeRemoved { request_id, .. }
             | GuestMessage::ContainerFilesRemoved { request_id, .. }
             | GuestMessage::DiskUsage { request_id, .. }
-            | GuestMessage::NetworkPrepared { request_id, .. } => Key::Request(*request_id),
+            | GuestMessage::NetworkPrepared { request_id, .. }
+            | GuestMessage::ShareClosed { request_id, .. } => Key::Request(*request_id),
             GuestMessage::LayerStored { digest } | GuestMessage::LayerFailed { digest, .. } => {
                 Key::Layer(digest.clone())
             }
