@@ -334,6 +334,15 @@ impl Berth {
 impl Drop for Berth {
     fn drop(&mut self) {
         self.stop_machines();
+        // A failed test's installation is kept for a look: its daemons' logs, the copies
+        // of its guests' consoles, its machines' configs.
+        if std::thread::panicking() {
+            self.home.disable_cleanup(true);
+            eprintln!(
+                "berth-test: this test's BERTH_HOME is kept in {} (daemon.log, logs/)",
+                self.home.path().display()
+            );
+        }
     }
 }
 
@@ -505,4 +514,27 @@ pub fn kernel_release(berth: &Berth, name: &str) -> String {
         .and_then(|k| k["release"].as_str())
         .unwrap_or_else(|| panic!("kernel {name} not listed: {list}"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_tests_home_is_kept_and_a_passed_ones_is_not() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failed = std::thread::spawn(move || {
+            let b = Berth::new();
+            tx.send(b.home().to_path_buf()).unwrap();
+            panic!("a failing test");
+        });
+        assert!(failed.join().is_err());
+        let kept = rx.recv().unwrap();
+        assert!(kept.is_dir(), "a failed test's BERTH_HOME was deleted");
+        std::fs::remove_dir_all(&kept).unwrap();
+        let passed = Berth::new();
+        let home = passed.home().to_path_buf();
+        drop(passed);
+        assert!(!home.exists(), "a passed test's BERTH_HOME was kept");
+    }
 }
