@@ -32,6 +32,9 @@ pub enum QmpError {
 pub struct Vcpu {
     pub index: u32,
     pub rip: u64,
+    /// In 64-bit mode (QEMU shows `RIP`); else `rip` is the `EIP` of a vCPU in real or
+    /// 32-bit mode: one the kernel has not started yet, or still in its boot code.
+    pub long_mode: bool,
     /// Its privilege level: 0 in the kernel, 3 in user space.
     pub cpl: u8,
     /// Waiting for an interrupt (`hlt`): the kernel's idle loop.
@@ -61,6 +64,11 @@ impl Report {
         for v in &self.vcpus {
             let what = if v.halted { "halted (idle)" } else { "running" };
             let place = match v.cpl {
+                _ if !v.long_mode => format!(
+                    "before 64-bit mode at {:#x} (a vCPU the kernel has not started yet, \
+                     or boot code)",
+                    v.rip
+                ),
                 0 => match name(v.rip) {
                     Some(f) => format!("in the kernel at {f} ({:#x})", v.rip),
                     None => format!("in the kernel at {:#x}", v.rip),
@@ -76,7 +84,8 @@ impl Report {
     }
 }
 
-/// Parses `info registers -a`: a `CPU#N` line, then its registers, for each vCPU.
+/// Parses `info registers -a`: a `CPU#N` line, then its registers, for each vCPU (`RIP`
+/// in 64-bit mode, `EIP` before it).
 pub fn parse_registers(text: &str) -> Vec<Vcpu> {
     let mut vcpus = Vec::new();
     let mut index = None;
@@ -85,7 +94,12 @@ pub fn parse_registers(text: &str) -> Vec<Vcpu> {
             index = n.trim().parse::<u32>().ok();
             continue;
         }
-        let (Some(i), Some(rip)) = (index, field(line, "RIP")) else {
+        let (rip, long_mode) = match (field(line, "RIP"), field(line, "EIP")) {
+            (Some(rip), _) => (rip, true),
+            (None, Some(eip)) => (eip, false),
+            (None, None) => continue,
+        };
+        let Some(i) = index else {
             continue;
         };
         let Some(rip) = u64::from_str_radix(rip, 16).ok() else {
@@ -94,6 +108,7 @@ pub fn parse_registers(text: &str) -> Vec<Vcpu> {
         vcpus.push(Vcpu {
             index: i,
             rip,
+            long_mode,
             cpl: field(line, "CPL").and_then(|c| c.parse().ok()).unwrap_or(0),
             halted: field(line, "HLT") == Some("1"),
         });
@@ -260,18 +275,47 @@ RIP=0000000000401a2b RFL=00000202 [-------] CPL=3 II=0 A20=1 SMM=0 HLT=0\r\n";
                 Vcpu {
                     index: 0,
                     rip: 0xffff_ffff_8101_b91e,
+                    long_mode: true,
                     cpl: 0,
                     halted: true
                 },
                 Vcpu {
                     index: 1,
                     rip: 0x401a2b,
+                    long_mode: true,
                     cpl: 3,
                     halted: false
                 },
             ]
         );
         assert_eq!(parse_registers("Error: no CPU\n"), []);
+    }
+
+    /// A slow boot (a distro kernel under TCG) at the deadline: the kernel has not yet
+    /// started its second vCPU, which waits in real mode, where QEMU shows `EIP`.
+    #[test]
+    fn a_vcpu_not_yet_in_64_bit_mode_is_reported_too() {
+        let text = "CPU#0\r\nRAX=0000000000000000 RBX=0000000000000000\r\n\
+            RIP=ffffffff9fc6c729 RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0\r\n\
+            CPU#1\r\nEAX=00000000 EBX=00000000 ECX=00000000 EDX=00060fb1\r\n\
+            EIP=0000fff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\n";
+        let report = Report {
+            status: "running".into(),
+            vcpus: parse_registers(text),
+        };
+        assert_eq!(report.vcpus.len(), 2, "{:?}", report.vcpus);
+        let text = report.describe(&|_| None, None);
+        assert!(
+            text.contains("vCPU 0: running in the kernel at 0xffffffff9fc6c729"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vCPU 1: halted (idle) before 64-bit mode at 0xfff0 (a vCPU the kernel has \
+                 not started yet, or boot code)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

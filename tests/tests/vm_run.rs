@@ -221,6 +221,11 @@ fn a_guest_that_never_answers_is_reported_with_where_its_vcpus_are() {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("vCPU {cpu}: ")))
             .unwrap_or_else(|| panic!("no line for vCPU {cpu} in the report: {report}"));
+        // A slow kernel (a distro's, under TCG) may not have started its second vCPU by
+        // the deadline: it is reported as such.
+        if cpu > 0 && line.contains(" before 64-bit mode at 0x") {
+            continue;
+        }
         // Init waits in the kernel: the vCPU is there, at a named function, or the report
         // says why the kernel's functions have no names.
         let named = match has_names {
