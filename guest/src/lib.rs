@@ -8,6 +8,7 @@ pub mod agent;
 pub mod config;
 pub mod container;
 pub mod copy;
+pub mod deadline;
 pub mod disk;
 pub mod init;
 pub mod layer;

@@ -137,7 +137,7 @@ impl Shares {
         }
         let guest = self.prefix.join(path.trim_start_matches('/'));
         let looked_up = guest.clone();
-        match within(LOOKUP_DEADLINE, move || looked_up.symlink_metadata()) {
+        match crate::deadline::within(LOOKUP_DEADLINE, move || looked_up.symlink_metadata()) {
             Some(Ok(_)) => Ok(guest),
             Some(Err(e)) => Err(format!("bind source path {path}: {e}")),
             None => Err(format!(
@@ -165,19 +165,6 @@ pub fn source_path(
             Ok(dir)
         }
     }
-}
-
-/// `work`'s result, or `None` when it has not ended within `deadline` (it then ends, if
-/// ever, on a thread of its own).
-fn within<T: Send + 'static>(
-    deadline: Duration,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(deadline).ok()
 }
 
 /// virtiofs: the host's virtiofsd serves the folder; no options needed.
@@ -277,20 +264,6 @@ mod tests {
         );
         let e = shares.close("berth7", "gone").unwrap_err();
         assert!(e.contains("berth7"), "{e}");
-    }
-
-    #[test]
-    fn a_lookup_that_never_ends_gives_up_at_its_deadline() {
-        assert_eq!(within(Duration::from_secs(5), || 7), Some(7));
-        let (_hold, held) = std::sync::mpsc::channel::<()>();
-        let start = std::time::Instant::now();
-        // A lookup on a share whose server is gone: it never answers.
-        let waited = within(Duration::from_millis(100), move || held.recv());
-        assert_eq!(
-            waited, None,
-            "a wait with no answer must end at its deadline"
-        );
-        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
