@@ -125,6 +125,12 @@ impl Helper {
             reported: false,
         }
     }
+
+    /// "virtiofsd for /tmp ended (signal: 9 (SIGKILL))", once it has ended.
+    fn end(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!("{} ended ({status})", self.name))
+    }
 }
 
 /// A helper that ended while its VM ran.
@@ -139,11 +145,11 @@ pub struct Ended {
 pub fn newly_ended(helpers: &mut [Helper]) -> Vec<Ended> {
     let mut ended = Vec::new();
     for h in helpers.iter_mut().filter(|h| !h.reported) {
-        if let Ok(Some(status)) = h.child.try_wait() {
+        if let Some(what) = h.end() {
             h.reported = true;
             ended.push(Ended {
                 tag: h.tag.clone(),
-                what: format!("{} ended ({status})", h.name),
+                what,
             });
         }
     }
@@ -164,11 +170,8 @@ pub fn stop_all(helpers: &mut Vec<Helper>) {
 pub fn ended(helpers: &mut [Helper], lines: usize) -> String {
     let mut out = String::new();
     for h in helpers.iter_mut() {
-        if let Ok(Some(status)) = h.child.try_wait() {
-            out.push_str(&format!(
-                "--- {} ended ({status}); its log ends ---\n",
-                h.name
-            ));
+        if let Some(what) = h.end() {
+            out.push_str(&format!("--- {what}; its log ends ---\n"));
             let log = crate::vm::last_lines(&h.log, lines);
             match log.trim().is_empty() {
                 true => out.push_str("(empty)\n"),

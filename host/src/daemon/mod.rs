@@ -271,9 +271,9 @@ fn close_share(guest: &Arc<guest::Guest>, machine: &str, lost: crate::helper::En
     );
     let guest = guest.clone();
     tokio::spawn(async move {
-        match guest.close_share(lost.tag.clone(), why).await {
-            Ok(Ok(())) => tracing::info!("the guest closed shared folder {}", lost.tag),
-            Ok(Err(e)) => tracing::error!("closing shared folder {} in the guest: {e}", lost.tag),
+        let closed = guest.close_share(lost.tag.clone(), why).await;
+        match closed.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(()) => tracing::info!("the guest closed shared folder {}", lost.tag),
             Err(e) => tracing::error!("closing shared folder {} in the guest: {e}", lost.tag),
         }
     });

@@ -234,8 +234,8 @@ impl Guest {
         }
     }
 
-    /// Tells the guest that the host no longer serves shared folder `tag`: what waits on it
-    /// fails, and binds of it are refused, saying `why`.
+    /// Tells the guest that the host no longer serves shared folder `tag`: binds of it are
+    /// refused from now on, saying `why`.
     pub async fn close_share(
         &self,
         tag: String,
