@@ -52,6 +52,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
     let kernel =
         kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
     let accel = accel::choose();
+    let traits = kernel.launch_traits();
     let spec = qemu::Spec {
         machine: Machine::Microvm,
         accel: accel.accel,
@@ -65,7 +66,8 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
             accel.accel,
             qemu::GuestClock {
                 tsc_khz: accel::host_tsc_khz(),
-                tick_hz: kernel.launch_traits().tick_hz,
+                tick_hz: traits.tick_hz,
+                takes_lapic_timer_period: traits.takes_lapic_timer_period,
             },
             qemu::Probing::AsBuilt,
             &BootParams {

@@ -193,6 +193,7 @@ impl Vm {
                 qemu::GuestClock {
                     tsc_khz: accel::host_tsc_khz(),
                     tick_hz: traits.tick_hz,
+                    takes_lapic_timer_period: traits.takes_lapic_timer_period,
                 },
                 cfg.probing,
                 &[params.clone(), cfg.kernel_args.clone()].concat(),

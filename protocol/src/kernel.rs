@@ -163,6 +163,14 @@ pub fn config_values(text: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The option of berth's kernel patch (`kernel-config/patches/`) that makes a kernel take
+/// [`LAPIC_TIMER_PERIOD_KEY`] from its command line: the local APIC timer's clocks per tick,
+/// which the kernel otherwise measures for 100 ms at boot.
+pub const LAPIC_TIMER_PERIOD_OPTION: &str = "CONFIG_BERTH_LAPIC_TIMER_PERIOD";
+
+/// The command-line key a kernel with [`LAPIC_TIMER_PERIOD_OPTION`] reads.
+pub const LAPIC_TIMER_PERIOD_KEY: &str = "lapic_timer_period";
+
 /// The kernel's timer frequency (`CONFIG_HZ`), from its config's text (read at every VM's
 /// start: the lines are scanned, no map is built).
 pub fn tick_hz(config: &str) -> Option<u64> {

@@ -345,6 +345,64 @@ fn a_kernel_given_by_path_boots() {
     );
 }
 
+#[test]
+fn a_tuned_kernel_is_told_its_apic_timer_rate_and_keeps_time_by_it() {
+    use berth_protocol::kernel::{built_in, tick_hz, LAPIC_TIMER_PERIOD_OPTION};
+    let b = Berth::new();
+    let kernel = test_kernel();
+    let (dir, manifest) = test_kernel_manifest(&kernel);
+    let config = manifest
+        .config
+        .and_then(|c| std::fs::read_to_string(dir.join(c)).ok())
+        .unwrap_or_default();
+    if !built_in(&config, LAPIC_TIMER_PERIOD_OPTION) {
+        berth_tests::skip(&format!(
+            "{kernel} does not have berth's kernel patch ({LAPIC_TIMER_PERIOD_OPTION}): it \
+             measures its APIC timer's rate at boot, as distributions' kernels do"
+        ));
+        return;
+    }
+    let hz = tick_hz(&config).expect("a tuned kernel's config has CONFIG_HZ");
+    // `apic=verbose`: the kernel says whether it measured the rate or was told it.
+    let out = b.vm_run(
+        &["--kernel-arg", "apic=verbose"],
+        &[
+            "sh",
+            "-c",
+            "dmesg; cat /proc/uptime; sleep 1; cat /proc/uptime",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = out.stdout_text();
+    let told = format!("lapic timer already calibrated {}", 1_000_000_000 / hz);
+    let apic_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("calibrat") || l.contains("lapic"))
+        .collect();
+    assert!(
+        text.contains(&told),
+        "the kernel was not given its APIC timer's rate (lapic_timer_period={} on its command \
+         line): no '{told}' in its log; it said: {apic_lines:#?}",
+        1_000_000_000 / hz
+    );
+    // The rate is right: a one-second sleep, timed by the guest's own clock, ends neither
+    // early nor at a multiple of its length (the APIC timer fires its timers).
+    let uptimes: Vec<f64> = text
+        .lines()
+        .rev()
+        .take(2)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let [after, before] = uptimes[..] else {
+        panic!("no two uptimes in the output: {text}");
+    };
+    let slept = after - before;
+    assert!(
+        (0.99..1.8).contains(&slept),
+        "`sleep 1` took {slept:.2} s by the guest's clock: its APIC timer's rate is wrong"
+    );
+}
+
 /// The installed kernel `name`'s directory and its kernel.json.
 fn test_kernel_manifest(
     name: &str,

@@ -19,6 +19,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libelf-dev",
     "libssl-dev",
     "xz-utils",
+    // Applies berth's own patches (kernel-config/patches/) to the tuned kernels' sources.
+    "patch",
     "kmod",
     "e2fsprogs",
     "tmux",

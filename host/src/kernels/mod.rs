@@ -57,6 +57,9 @@ pub struct LaunchTraits {
     /// which multi-threaded TCG cannot be trusted with ([`crate::qemu::one_tcg_thread`]);
     /// assumed of a kernel whose config is not known, as distributions' kernels do.
     pub patches_its_code: bool,
+    /// Whether it takes its APIC timer's rate from the command line (berth's kernel patch,
+    /// [`berth_protocol::kernel::LAPIC_TIMER_PERIOD_OPTION`]): the tuned kernels do.
+    pub takes_lapic_timer_period: bool,
 }
 
 impl Kernel {
@@ -71,6 +74,12 @@ impl Kernel {
             patches_its_code: config
                 .as_deref()
                 .is_none_or(|c| berth_protocol::kernel::built_in(c, "CONFIG_JUMP_LABEL")),
+            takes_lapic_timer_period: config.as_deref().is_some_and(|c| {
+                berth_protocol::kernel::built_in(
+                    c,
+                    berth_protocol::kernel::LAPIC_TIMER_PERIOD_OPTION,
+                )
+            }),
         }
     }
 
@@ -306,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn its_config_gives_its_tick_and_whether_it_patches_its_code() {
+    fn its_config_gives_its_tick_whether_it_patches_its_code_and_takes_its_apic_timer_rate() {
         let tmp = tempfile::tempdir().unwrap();
         let a = tmp.path();
         std::fs::write(base_initramfs(a), b"cpio").unwrap();
@@ -318,12 +327,18 @@ mod tests {
         let expected = LaunchTraits {
             tick_hz: Some(250),
             patches_its_code: true,
+            takes_lapic_timer_period: false,
         };
         assert_eq!(traits(), expected);
-        std::fs::write(&config, "CONFIG_HZ=1000\n# CONFIG_JUMP_LABEL is not set\n").unwrap();
+        std::fs::write(
+            &config,
+            "CONFIG_HZ=1000\n# CONFIG_JUMP_LABEL is not set\nCONFIG_BERTH_LAPIC_TIMER_PERIOD=y\n",
+        )
+        .unwrap();
         let expected = LaunchTraits {
             tick_hz: Some(1000),
             patches_its_code: false,
+            takes_lapic_timer_period: true,
         };
         assert_eq!(traits(), expected);
         // Not known: no tick, and static keys assumed.
@@ -331,6 +346,7 @@ mod tests {
         let expected = LaunchTraits {
             tick_hz: None,
             patches_its_code: true,
+            takes_lapic_timer_period: false,
         };
         assert_eq!(traits(), expected);
     }

@@ -1,5 +1,6 @@
-//! The tuned kernel lines: Debian's `linux-source-<ver>` configured with `make allnoconfig`
-//! plus berth's fragments, built once per (source version, fragment) in the cache.
+//! The tuned kernel lines: Debian's `linux-source-<ver>` with berth's own patches
+//! (`kernel-config/patches/`), configured with `make allnoconfig` plus berth's fragments,
+//! built once per (source version, patches, fragment) in the cache.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -48,7 +49,7 @@ impl Source {
 struct Layout {
     /// `<cache>/kernels`
     root: PathBuf,
-    /// The source tree, reused across configurations: `build-<ver>`.
+    /// The source tree, patched, reused across configurations: `build-<ver>`.
     tree: PathBuf,
     /// `build-<ver>.log`
     log: PathBuf,
@@ -79,7 +80,8 @@ pub fn install(ver: &str, dry_run: bool) -> Result<()> {
     println!("== kernel {ver}: tuned build from Debian's linux-source-{ver}");
     let source = Source::find(ver)?;
     let fragment = read_fragment(ver)?;
-    let key = cache_key(&source, &fragment);
+    let patches = Patches::read()?;
+    let key = cache_key(&source, &patches, &fragment);
     let layout = Layout::new(&cache_dir()?, ver, &key);
     println!("source: {} {}", source.package, source.version);
     println!("config key: {key}");
@@ -88,9 +90,9 @@ pub fn install(ver: &str, dry_run: bool) -> Result<()> {
     if layout.done().is_file() {
         println!("cached: {} exists, not building", layout.done().display());
     } else if dry_run {
-        print_plan(&source, &layout);
+        print_plan(&source, &patches, &layout);
     } else {
-        build(&source, &layout, &fragment)?;
+        build(&source, &patches, &layout, &fragment)?;
     }
 
     let dest = assets::kernels_dir(&assets_dir()?).join(ver);
@@ -112,23 +114,85 @@ fn read_fragment(ver: &str) -> Result<Vec<u8>> {
     Ok(fragment)
 }
 
-/// First 16 hex digits of sha256(version tag, source package and version, fragment).
-fn cache_key(source: &Source, fragment: &[u8]) -> String {
+/// berth's own patches to the tuned kernels' sources, `kernel-config/patches/*.patch`,
+/// applied in name order (`patch -p1`, no fuzz: a patch that does not fit a source fails
+/// the build, naming it). Each adds a `CONFIG_BERTH_*` option, off unless the fragment sets
+/// it, so a built kernel's config says what it has and the host can tell (`launch_traits`).
+struct Patches {
+    /// (file name, path, contents), in the order they apply.
+    files: Vec<(String, PathBuf, Vec<u8>)>,
+}
+
+impl Patches {
+    fn read() -> Result<Self> {
+        let dir = workspace_root().join("kernel-config").join("patches");
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "patch") {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let bytes =
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                files.push((name, path, bytes));
+            }
+        }
+        files.sort();
+        Ok(Self { files })
+    }
+
+    /// What identifies this set: every name and content, in order.
+    fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (name, _, bytes) in &self.files {
+            hasher.update(format!("{name} {}\n", bytes.len()));
+            hasher.update(bytes);
+        }
+        hex(&hasher.finalize()[..8])
+    }
+
+    /// Applies every patch to the source tree at `tree`.
+    fn apply(&self, tree: &Path) -> Result<()> {
+        for (name, path, _) in &self.files {
+            println!("patching the source: {name}");
+            Cmd::new("patch")
+                .args(["-p1", "--forward", "--batch", "--fuzz=0", "--quiet", "-i"])
+                .arg(path)
+                .dir(tree)
+                .run()
+                .with_context(|| format!("kernel-config/patches/{name} does not apply"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The file in a source tree that says which patches it has ([`Patches::digest`]).
+const PATCHED_MARK: &str = ".berth-patches";
+
+/// First 16 hex digits of sha256(version tag, source package and version, patches,
+/// fragment).
+fn cache_key(source: &Source, patches: &Patches, fragment: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(CACHE_KEY_VERSION);
     hasher.update(format!("{} {}\n", source.package, source.version));
+    hasher.update(format!("patches {}\n", patches.digest()));
     hasher.update(fragment);
-    let digest = hasher.finalize();
-    digest[..8].iter().fold(String::new(), |mut hex, byte| {
+    hex(&hasher.finalize()[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, byte| {
         // Writing to a String cannot fail.
         let _ = write!(hex, "{byte:02x}");
         hex
     })
 }
 
-fn print_plan(source: &Source, layout: &Layout) {
+fn print_plan(source: &Source, patches: &Patches, layout: &Layout) {
     println!("dry run: would build:");
-    if layout.tree.join("Makefile").is_file() {
+    if tree_is_ready(layout, patches) {
         println!("  reuse the source tree {}", layout.tree.display());
     } else {
         println!(
@@ -136,6 +200,9 @@ fn print_plan(source: &Source, layout: &Layout) {
             source.tarball.display(),
             layout.tree.display()
         );
+        for (name, _, _) in &patches.files {
+            println!("  apply kernel-config/patches/{name}");
+        }
     }
     println!("  write the fragment to {}", layout.fragment.display());
     println!(
@@ -158,10 +225,10 @@ fn jobs() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from) + 1
 }
 
-fn build(source: &Source, layout: &Layout, fragment: &[u8]) -> Result<()> {
+fn build(source: &Source, patches: &Patches, layout: &Layout, fragment: &[u8]) -> Result<()> {
     fs::create_dir_all(&layout.root)
         .with_context(|| format!("creating {}", layout.root.display()))?;
-    prepare_tree(source, layout)?;
+    prepare_tree(source, patches, layout)?;
 
     println!("writing {}", layout.fragment.display());
     fs::write(&layout.fragment, fragment)?;
@@ -201,15 +268,23 @@ fn build(source: &Source, layout: &Layout, fragment: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Extracts the source tarball into the build tree unless it is already there.
-fn prepare_tree(source: &Source, layout: &Layout) -> Result<()> {
-    if layout.tree.join("Makefile").is_file() {
+/// Whether the source tree is there, complete, with exactly these patches.
+fn tree_is_ready(layout: &Layout, patches: &Patches) -> bool {
+    layout.tree.join("Makefile").is_file()
+        && fs::read_to_string(layout.tree.join(PATCHED_MARK))
+            .is_ok_and(|mark| mark.trim() == patches.digest())
+}
+
+/// Extracts the source tarball into the build tree and applies the patches, unless a tree
+/// with these patches is already there (a tree with others, or none, is made afresh).
+fn prepare_tree(source: &Source, patches: &Patches, layout: &Layout) -> Result<()> {
+    if tree_is_ready(layout, patches) {
         println!("source tree: reusing {}", layout.tree.display());
         return Ok(());
     }
     if layout.tree.exists() {
         println!(
-            "removing the incomplete source tree {}",
+            "removing the source tree {} (incomplete, or patched otherwise)",
             layout.tree.display()
         );
         fs::remove_dir_all(&layout.tree)?;
@@ -226,6 +301,11 @@ fn prepare_tree(source: &Source, layout: &Layout) -> Result<()> {
         .arg(&temp)
         .run()?;
     let extracted = temp.join(&source.package);
+    patches.apply(&extracted)?;
+    fs::write(
+        extracted.join(PATCHED_MARK),
+        format!("{}\n", patches.digest()),
+    )?;
     fs::rename(&extracted, &layout.tree).with_context(|| {
         format!(
             "moving {} to {}",
@@ -305,11 +385,91 @@ mod tests {
             version: version.into(),
             tarball: PathBuf::new(),
         };
-        let key = cache_key(&source("6.1.192-2"), b"CONFIG_SMP=y\n");
+        let p = tempfile::tempdir().unwrap();
+        let patches = patch_set(p.path(), &[("0001-a.patch", "a")]);
+        let key = cache_key(&source("6.1.192-2"), &patches, b"CONFIG_SMP=y\n");
         assert_eq!(key.len(), 16);
-        assert_eq!(key, cache_key(&source("6.1.192-2"), b"CONFIG_SMP=y\n"));
-        assert_ne!(key, cache_key(&source("6.1.193-1"), b"CONFIG_SMP=y\n"));
-        assert_ne!(key, cache_key(&source("6.1.192-2"), b"CONFIG_SMP=n\n"));
+        assert_eq!(
+            key,
+            cache_key(&source("6.1.192-2"), &patches, b"CONFIG_SMP=y\n")
+        );
+        assert_ne!(
+            key,
+            cache_key(&source("6.1.193-1"), &patches, b"CONFIG_SMP=y\n")
+        );
+        assert_ne!(
+            key,
+            cache_key(&source("6.1.192-2"), &patches, b"CONFIG_SMP=n\n")
+        );
+        for other in [
+            patch_set(p.path(), &[("0001-a.patch", "b")]),
+            patch_set(p.path(), &[("0001-b.patch", "a")]),
+            patch_set(p.path(), &[]),
+        ] {
+            assert_ne!(
+                key,
+                cache_key(&source("6.1.192-2"), &other, b"CONFIG_SMP=y\n")
+            );
+        }
+    }
+
+    /// Patches named `name` with contents `text`, written into `dir`.
+    fn patch_set(dir: &Path, files: &[(&str, &str)]) -> Patches {
+        Patches {
+            files: files
+                .iter()
+                .map(|(name, text)| {
+                    let path = dir.join(name);
+                    fs::write(&path, text).unwrap();
+                    (name.to_string(), path, text.as_bytes().to_vec())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn patches_apply_in_order_and_one_that_does_not_fit_is_named() {
+        let tree = tempfile::tempdir().unwrap();
+        let p = tempfile::tempdir().unwrap();
+        fs::write(tree.path().join("f.c"), "int a = 1;\n").unwrap();
+        let one = "--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-int a = 1;\n+int a = 2;\n";
+        let two = "--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-int a = 2;\n+int a = 3;\n";
+        patch_set(
+            p.path(),
+            &[("0001-one.patch", one), ("0002-two.patch", two)],
+        )
+        .apply(tree.path())
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(tree.path().join("f.c")).unwrap(),
+            "int a = 3;\n"
+        );
+        // The source moved on: the first no longer fits, and the error says which.
+        let err = patch_set(p.path(), &[("0001-one.patch", one)])
+            .apply(tree.path())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("0001-one.patch"), "{err:#}");
+    }
+
+    #[test]
+    fn a_source_tree_is_reused_only_with_the_same_patches() {
+        let root = tempfile::tempdir().unwrap();
+        let p = tempfile::tempdir().unwrap();
+        let layout = Layout::new(root.path(), "6.1", "k");
+        let ours = patch_set(p.path(), &[("0001-a.patch", "a")]);
+        fs::create_dir_all(&layout.tree).unwrap();
+        fs::write(layout.tree.join("Makefile"), "").unwrap();
+        // A tree from before patches (no mark), or with others, is not this one.
+        assert!(!tree_is_ready(&layout, &ours));
+        fs::write(layout.tree.join(PATCHED_MARK), "0123\n").unwrap();
+        assert!(!tree_is_ready(&layout, &ours));
+        fs::write(
+            layout.tree.join(PATCHED_MARK),
+            format!("{}\n", ours.digest()),
+        )
+        .unwrap();
+        assert!(tree_is_ready(&layout, &ours));
+        assert!(!tree_is_ready(&layout, &patch_set(p.path(), &[])));
     }
 
     #[test]
