@@ -53,6 +53,11 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         kernels::resolve(&paths.assets, Some(&bench_kernel())).expect("bench kernel installed");
     let accel = accel::choose();
     let traits = kernel.launch_traits();
+    let clock = qemu::GuestClock {
+        tsc_khz: accel::host_tsc_khz(),
+        tick_hz: traits.tick_hz,
+        takes_lapic_timer_period: traits.takes_lapic_timer_period,
+    };
     let spec = qemu::Spec {
         machine: Machine::Microvm,
         accel: accel.accel,
@@ -64,11 +69,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         cmdline: qemu::cmdline(
             Machine::Microvm,
             accel.accel,
-            qemu::GuestClock {
-                tsc_khz: accel::host_tsc_khz(),
-                tick_hz: traits.tick_hz,
-                takes_lapic_timer_period: traits.takes_lapic_timer_period,
-            },
+            clock,
             qemu::Probing::AsBuilt,
             &BootParams {
                 transport: AgentTransport::Serial {
@@ -93,6 +94,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         qmp: cfg!(unix).then(|| dir.join("qmp.sock")),
         // One vCPU: its own TCG thread, as `vm run`'s.
         one_tcg_thread: false,
+        pit: qemu::needs_pit(accel.accel, clock),
     };
     // The QEMU berth itself launches ($BERTH_QEMU, else the one on PATH).
     let qemu = berth::paths::find_program("BERTH_QEMU", "qemu-system-x86_64", &[])

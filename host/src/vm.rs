@@ -176,6 +176,11 @@ impl Vm {
         }
         .to_args();
         let traits = cfg.kernel.launch_traits();
+        let clock = qemu::GuestClock {
+            tsc_khz: accel::host_tsc_khz(),
+            tick_hz: traits.tick_hz,
+            takes_lapic_timer_period: traits.takes_lapic_timer_period,
+        };
         let spec = qemu::Spec {
             machine: cfg.machine,
             accel: cfg.accel.accel,
@@ -190,11 +195,7 @@ impl Vm {
             cmdline: qemu::cmdline(
                 cfg.machine,
                 cfg.accel.accel,
-                qemu::GuestClock {
-                    tsc_khz: accel::host_tsc_khz(),
-                    tick_hz: traits.tick_hz,
-                    takes_lapic_timer_period: traits.takes_lapic_timer_period,
-                },
+                clock,
                 cfg.probing,
                 &[params.clone(), cfg.kernel_args.clone()].concat(),
             ),
@@ -213,6 +214,7 @@ impl Vm {
                 cfg.cpus,
                 traits.patches_its_code,
             ),
+            pit: qemu::needs_pit(cfg.accel.accel, clock),
         };
         await_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;
         let args = qemu::args(&spec);

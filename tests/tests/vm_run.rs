@@ -346,7 +346,7 @@ fn a_kernel_given_by_path_boots() {
 }
 
 #[test]
-fn a_tuned_kernel_is_told_its_apic_timer_rate_and_keeps_time_by_it() {
+fn a_tuned_kernel_is_told_its_apic_timer_rate_has_no_pit_and_keeps_time() {
     use berth_protocol::kernel::{built_in, tick_hz, LAPIC_TIMER_PERIOD_OPTION};
     let b = Berth::new();
     let kernel = test_kernel();
@@ -384,6 +384,12 @@ fn a_tuned_kernel_is_told_its_apic_timer_rate_and_keeps_time_by_it() {
         "the kernel was not given its APIC timer's rate (lapic_timer_period={} on its command \
          line): no '{told}' in its log; it said: {apic_lines:#?}",
         1_000_000_000 / hz
+    );
+    // Nor has its microvm a PIT, against which the kernel would measure the CPU's speed.
+    assert!(
+        text.contains("tsc: Fast TSC calibration failed"),
+        "the microvm has a PIT (no `pit=off`): the kernel measured its CPU against it; it \
+         said: {apic_lines:#?}"
     );
     // The rate is right: a one-second sleep, timed by the guest's own clock, ends neither
     // early nor at a multiple of its length (the APIC timer fires its timers).

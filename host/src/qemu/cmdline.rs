@@ -46,6 +46,11 @@ impl Probing {
     }
 }
 
+/// Whether [`cmdline`] tells the kernel its APIC timer's rate (`lapic_timer_period=`).
+pub fn told_apic_timer_rate(accel: Accel, clock: GuestClock) -> bool {
+    accel == Accel::Tcg && clock.takes_lapic_timer_period && clock.tick_hz.is_some()
+}
+
 /// The guest kernel command line.
 pub fn cmdline(
     machine: Machine,
@@ -85,7 +90,7 @@ pub fn cmdline(
         // TSC for 100 ms of every boot; only a kernel with berth's patch takes it. Measured
         // (with the patch that frees init memory unpoisoned): `vm run --cpus 2 -- true`
         // 714 -> 535 ms, medians of 6 alternating rounds.
-        if let (true, Some(hz)) = (clock.takes_lapic_timer_period, clock.tick_hz) {
+        if let (true, Some(hz)) = (told_apic_timer_rate(accel, clock), clock.tick_hz) {
             c.push(format!(
                 "{}={}",
                 berth_protocol::kernel::LAPIC_TIMER_PERIOD_KEY,

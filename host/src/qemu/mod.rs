@@ -90,6 +90,18 @@ pub struct Spec {
     /// Under TCG, every vCPU on one host thread (`thread=single`) instead of a thread
     /// each: for a kernel that patches its own code as it runs ([`one_tcg_thread`]).
     pub one_tcg_thread: bool,
+    /// Whether a microvm has its i8254 PIT ([`needs_pit`]).
+    pub pit: bool,
+}
+
+/// Whether the guest needs a PIT: not a kernel under TCG that is told its APIC timer's rate
+/// (`lapic_timer_period=`, [`cmdline`]), as it then keeps time with the APIC timer and the
+/// TSC alone and reads the PIT only to measure the CPU's frequency, which under TCG took
+/// up to 50 ms of port reads at every boot (`quick_pit_calibrate`); without a PIT that
+/// measurement gives up at once and the kernel takes the TSC's given frequency. Only a
+/// microvm can be without one.
+pub fn needs_pit(accel: Accel, clock: GuestClock) -> bool {
+    !(accel == Accel::Tcg && cmdline::told_apic_timer_rate(accel, clock))
 }
 
 /// Whether a VM must run its vCPUs on one TCG thread. A kernel with static keys
@@ -151,7 +163,11 @@ pub fn args(spec: &Spec) -> Vec<String> {
 /// disk, network or share). What a VM of that size costs before any device.
 pub fn bare_args(spec: &Spec) -> Vec<String> {
     let mut a = base_args();
-    a.extend(memory_args(spec.machine, spec.ram, spec.memory_mib));
+    a.extend(memory_args(
+        &machine_with_options(spec),
+        spec.ram,
+        spec.memory_mib,
+    ));
     a.extend(accel_args(spec.accel, spec.one_tcg_thread));
     a.extend(size_args(spec));
     a.extend(kernel_args(spec));
@@ -274,12 +290,20 @@ fn machine_args(spec: &Spec) -> Vec<String> {
         true => Ram::SharedMemfd,
         false => spec.ram,
     };
-    memory_args(spec.machine, ram, spec.memory_mib)
+    memory_args(&machine_with_options(spec), ram, spec.memory_mib)
 }
 
-/// `-M` with the machine's RAM backend, and the backend's object when it has one.
-fn memory_args(machine: Machine, ram: Ram, memory_mib: u64) -> Vec<String> {
-    let name = machine_name(machine);
+/// The `-M` machine type, with `pit=off` for a microvm that needs no PIT.
+fn machine_with_options(spec: &Spec) -> String {
+    match (spec.machine, spec.pit) {
+        (Machine::Microvm, false) => format!("{},pit=off", machine_name(spec.machine)),
+        _ => machine_name(spec.machine).to_string(),
+    }
+}
+
+/// `-M` with the machine (and its options) and RAM backend, and the backend's object when
+/// it has one.
+fn memory_args(name: &str, ram: Ram, memory_mib: u64) -> Vec<String> {
     match ram {
         Ram::Anonymous => vec!["-M".into(), name.into()],
         Ram::SharedMemfd => vec![
@@ -434,6 +458,7 @@ mod tests {
             virtiofs_dir: "/run/x".into(),
             qmp: None,
             one_tcg_thread: false,
+            pit: true,
         }
     }
 
@@ -565,6 +590,54 @@ mod tests {
         let line = joined(&s);
         assert!(line.contains("-device vhost-vsock-device,guest-cid=42"));
         assert!(line.contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn a_microvm_whose_kernel_is_told_its_apic_timer_rate_has_no_pit() {
+        let told = GuestClock {
+            tsc_khz: Some(2_600_000),
+            tick_hz: Some(250),
+            takes_lapic_timer_period: true,
+        };
+        assert!(!needs_pit(Accel::Tcg, told));
+        // A kernel that measures its APIC timer against the PIT, or one under KVM, has one.
+        for (accel, clock) in [
+            (
+                Accel::Tcg,
+                GuestClock {
+                    takes_lapic_timer_period: false,
+                    ..told
+                },
+            ),
+            (
+                Accel::Tcg,
+                GuestClock {
+                    tick_hz: None,
+                    ..told
+                },
+            ),
+            (Accel::Kvm, told),
+        ] {
+            assert!(needs_pit(accel, clock), "{accel:?} {clock:?}");
+        }
+        let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
+        s.pit = false;
+        assert!(
+            joined(&s).contains("-M microvm,pit=off -accel"),
+            "{}",
+            joined(&s)
+        );
+        assert!(bare_args(&s)
+            .join(" ")
+            .contains("-M microvm,pit=off -accel"));
+        s.ram = Ram::SharedMemfd;
+        assert!(joined(&s).contains("-M microvm,pit=off,memory-backend=mem0"));
+        // The pc machine's PIT is part of it.
+        s.machine = Machine::Pc;
+        assert!(!joined(&s).contains("pit=off"), "{}", joined(&s));
+        s.machine = Machine::Microvm;
+        s.pit = true;
+        assert!(!joined(&s).contains("pit=off"), "{}", joined(&s));
     }
 
     #[test]
