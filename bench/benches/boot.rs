@@ -94,7 +94,7 @@ fn floor_command(dir: &Path, bare: bool) -> Command {
         qmp: cfg!(unix).then(|| dir.join("qmp.sock")),
         // One vCPU: its own TCG thread, as `vm run`'s.
         one_tcg_thread: false,
-        pit: qemu::needs_pit(accel.accel, clock),
+        pit: qemu::needs_pit(Machine::Microvm, accel.accel, clock),
     };
     // The QEMU berth itself launches ($BERTH_QEMU, else the one on PATH).
     let qemu = berth::paths::find_program("BERTH_QEMU", "qemu-system-x86_64", &[])

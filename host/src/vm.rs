@@ -214,7 +214,7 @@ impl Vm {
                 cfg.cpus,
                 traits.patches_its_code,
             ),
-            pit: qemu::needs_pit(cfg.accel.accel, clock),
+            pit: qemu::needs_pit(cfg.machine, cfg.accel.accel, clock),
         };
         await_virtiofsd(&cfg.shares, &dir, &mut started.virtiofsd)?;
         let args = qemu::args(&spec);

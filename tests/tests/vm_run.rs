@@ -369,11 +369,20 @@ fn a_tuned_kernel_is_told_its_apic_timer_rate_has_no_pit_and_keeps_time() {
         &[
             "sh",
             "-c",
-            "dmesg; cat /proc/uptime; sleep 1; cat /proc/uptime",
+            "cat /proc/cmdline; dmesg; cat /proc/uptime; sleep 1; cat /proc/uptime",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_text();
+    if !text.lines().next().unwrap_or("").contains("tsc_early_khz=") {
+        // Under KVM (or without the host's TSC frequency) the kernel keeps the hardware's
+        // own timers: nothing is given, nothing is left out.
+        berth_tests::skip(&format!(
+            "not a microvm under TCG with the host's TSC frequency: {kernel} measures or \
+             reads its timers itself here"
+        ));
+        return;
+    }
     let told = format!("lapic timer already calibrated {}", 1_000_000_000 / hz);
     let apic_lines: Vec<&str> = text
         .lines()
@@ -386,13 +395,17 @@ fn a_tuned_kernel_is_told_its_apic_timer_rate_has_no_pit_and_keeps_time() {
         1_000_000_000 / hz
     );
     // Nor has its microvm a PIT, against which the kernel would measure the CPU's speed.
+    // (A PIT that is there but whose quick measurement fails also says this, rarely, under
+    // a loaded host: then this check cannot tell.)
     assert!(
         text.contains("tsc: Fast TSC calibration failed"),
         "the microvm has a PIT (no `pit=off`): the kernel measured its CPU against it; it \
          said: {apic_lines:#?}"
     );
-    // The rate is right: a one-second sleep, timed by the guest's own clock, ends neither
-    // early nor at a multiple of its length (the APIC timer fires its timers).
+    // The rate is right: a one-second sleep, timed by the guest's own clock (the TSC),
+    // does not last a multiple of its length, as it would with too large a rate (the
+    // APIC timer fires its timers; too small a rate only fires them early, and the kernel
+    // re-arms them).
     let uptimes: Vec<f64> = text
         .lines()
         .rev()
@@ -404,7 +417,7 @@ fn a_tuned_kernel_is_told_its_apic_timer_rate_has_no_pit_and_keeps_time() {
     };
     let slept = after - before;
     assert!(
-        (0.99..1.8).contains(&slept),
+        slept < 1.8,
         "`sleep 1` took {slept:.2} s by the guest's clock: its APIC timer's rate is wrong"
     );
 }

@@ -46,6 +46,11 @@ impl Probing {
     }
 }
 
+/// Whether [`cmdline`] tells the kernel its TSC's frequency (`tsc_early_khz=`).
+pub fn told_tsc_frequency(machine: Machine, accel: Accel, clock: GuestClock) -> bool {
+    machine == Machine::Microvm && accel == Accel::Tcg && clock.tsc_khz.is_some()
+}
+
 /// Whether [`cmdline`] tells the kernel its APIC timer's rate (`lapic_timer_period=`).
 pub fn told_apic_timer_rate(accel: Accel, clock: GuestClock) -> bool {
     accel == Accel::Tcg && clock.takes_lapic_timer_period && clock.tick_hz.is_some()
@@ -68,7 +73,7 @@ pub fn cmdline(
         "panic=-1".into(),
         "rdinit=/init".into(),
     ];
-    if let (Machine::Microvm, Accel::Tcg, Some(khz)) = (machine, accel, clock.tsc_khz) {
+    if let (true, Some(khz)) = (told_tsc_frequency(machine, accel, clock), clock.tsc_khz) {
         c.push(format!("tsc_early_khz={khz}"));
         // Every CPU but the first measures its delay loop at boot, because the emulated
         // CPU does not say that its TSC is constant: for about 70 ms, which the boot waits

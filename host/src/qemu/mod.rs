@@ -94,14 +94,16 @@ pub struct Spec {
     pub pit: bool,
 }
 
-/// Whether the guest needs a PIT: not a kernel under TCG that is told its APIC timer's rate
-/// (`lapic_timer_period=`, [`cmdline`]), as it then keeps time with the APIC timer and the
-/// TSC alone and reads the PIT only to measure the CPU's frequency, which under TCG took
-/// up to 50 ms of port reads at every boot (`quick_pit_calibrate`); without a PIT that
-/// measurement gives up at once and the kernel takes the TSC's given frequency. Only a
-/// microvm can be without one.
-pub fn needs_pit(accel: Accel, clock: GuestClock) -> bool {
-    !(accel == Accel::Tcg && cmdline::told_apic_timer_rate(accel, clock))
+/// Whether the guest needs a PIT: not a microvm's kernel under TCG that is told both its
+/// TSC's frequency (`tsc_early_khz=`) and its APIC timer's rate (`lapic_timer_period=`,
+/// [`cmdline`]), as it then keeps time with the APIC timer and the TSC alone and reads the
+/// PIT only to measure the CPU's frequency, which under TCG took up to 50 ms of port reads
+/// at every boot (`quick_pit_calibrate`); without a PIT that measurement gives up at once
+/// and the TSC's given frequency stands. A kernel not told one of them measures it against
+/// the PIT (a microvm has no HPET), and the pc machine's PIT is part of it.
+pub fn needs_pit(machine: Machine, accel: Accel, clock: GuestClock) -> bool {
+    !(cmdline::told_tsc_frequency(machine, accel, clock)
+        && cmdline::told_apic_timer_rate(accel, clock))
 }
 
 /// Whether a VM must run its vCPUs on one TCG thread. A kernel with static keys
@@ -599,10 +601,13 @@ mod tests {
             tick_hz: Some(250),
             takes_lapic_timer_period: true,
         };
-        assert!(!needs_pit(Accel::Tcg, told));
-        // A kernel that measures its APIC timer against the PIT, or one under KVM, has one.
-        for (accel, clock) in [
+        assert!(!needs_pit(Machine::Microvm, Accel::Tcg, told));
+        // A kernel that measures its APIC timer or its TSC against the PIT (not told the
+        // rate, no tick rate to give it, no TSC frequency known on this host), one under
+        // KVM, and the pc machine have one.
+        for (machine, accel, clock) in [
             (
+                Machine::Microvm,
                 Accel::Tcg,
                 GuestClock {
                     takes_lapic_timer_period: false,
@@ -610,15 +615,28 @@ mod tests {
                 },
             ),
             (
+                Machine::Microvm,
                 Accel::Tcg,
                 GuestClock {
                     tick_hz: None,
                     ..told
                 },
             ),
-            (Accel::Kvm, told),
+            (
+                Machine::Microvm,
+                Accel::Tcg,
+                GuestClock {
+                    tsc_khz: None,
+                    ..told
+                },
+            ),
+            (Machine::Microvm, Accel::Kvm, told),
+            (Machine::Pc, Accel::Tcg, told),
         ] {
-            assert!(needs_pit(accel, clock), "{accel:?} {clock:?}");
+            assert!(
+                needs_pit(machine, accel, clock),
+                "{machine:?} {accel:?} {clock:?}"
+            );
         }
         let mut s = spec(Machine::Microvm, TransportDevice::VhostVsock { cid: 3 });
         s.pit = false;

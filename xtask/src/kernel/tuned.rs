@@ -117,7 +117,8 @@ fn read_fragment(ver: &str) -> Result<Vec<u8>> {
 /// berth's own patches to the tuned kernels' sources, `kernel-config/patches/*.patch`,
 /// applied in name order (`patch -p1`, no fuzz: a patch that does not fit a source fails
 /// the build, naming it). Each adds a `CONFIG_BERTH_*` option, off unless the fragment sets
-/// it, so a built kernel's config says what it has and the host can tell (`launch_traits`).
+/// it, so a built kernel's config says what it has (the host reads the APIC timer's,
+/// `launch_traits`).
 struct Patches {
     /// (file name, path, contents), in the order they apply.
     files: Vec<(String, PathBuf, Vec<u8>)>,
