@@ -94,7 +94,7 @@ pub fn cmdline(
         // The APIC timer's clocks per tick, which a kernel otherwise measures against the
         // TSC for 100 ms of every boot; only a kernel with berth's patch takes it. Measured
         // (with the patch that frees init memory unpoisoned): `vm run --cpus 2 -- true`
-        // 714 -> 535 ms, medians of 6 alternating rounds.
+        // 721 -> 535 ms, medians of 6 alternating rounds.
         if let (true, Some(hz)) = (told_apic_timer_rate(accel, clock), clock.tick_hz) {
             c.push(format!(
                 "{}={}",
